@@ -1,0 +1,269 @@
+"""Headers, votes, commit certificates and blocks.
+
+A block at height h is *final* once authorities holding more than 2/3 of the voting
+power have signed a precommit vote for its hash in some round; those signatures form
+its :class:`Commit`, which is stored with the block and carried as ``last_commit`` in
+block h+1 (as in Tendermint). The single-authority chain uses exactly the same
+structures: its commit holds one signature.
+
+Headers use immediate execution: ``app_hash`` is the state commitment *after* this
+block's transactions (and ``results_hash`` commits to their receipts), so a header
+and its commit are enough to trust a receipt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import codec, crypto
+from ..errors import DecodeError, ValidationError
+from .merkle import merkle_root
+from .tx import CHAIN_ID_RE, Tx, tx_from_map
+
+MAX_BLOCK_BYTES = 32 * 1024 * 1024
+PREVOTE = 1
+PRECOMMIT = 2
+EMPTY_HASH = crypto.sha256(b"")
+
+_HEADER_KEYS = frozenset(
+    {"chain", "height", "round", "time_ms", "prev_hash", "tx_root", "app_hash",
+     "results_hash", "validators_hash", "proposer", "last_commit_hash"}
+)
+
+
+def _is_hash(x: Any) -> bool:
+    return isinstance(x, bytes) and len(x) == crypto.HASH_SIZE
+
+
+def _is_uint(x: Any) -> bool:
+    return type(x) is int and 0 <= x < 2**63
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    chain: str
+    height: int
+    round: int
+    time_ms: int
+    prev_hash: bytes
+    tx_root: bytes
+    app_hash: bytes
+    results_hash: bytes
+    validators_hash: bytes
+    proposer: bytes
+    last_commit_hash: bytes
+
+    def to_map(self) -> dict[str, Any]:
+        return {
+            "chain": self.chain, "height": self.height, "round": self.round,
+            "time_ms": self.time_ms, "prev_hash": self.prev_hash, "tx_root": self.tx_root,
+            "app_hash": self.app_hash, "results_hash": self.results_hash,
+            "validators_hash": self.validators_hash, "proposer": self.proposer,
+            "last_commit_hash": self.last_commit_hash,
+        }
+
+    def hash(self) -> bytes:
+        return crypto.sha256(codec.encode_unchecked(self.to_map()))
+
+    @classmethod
+    def from_map(cls, m: Any) -> Header:
+        if not isinstance(m, dict) or set(m) != _HEADER_KEYS:
+            raise ValidationError("header: wrong fields")
+        if not isinstance(m["chain"], str) or not CHAIN_ID_RE.match(m["chain"]):
+            raise ValidationError("header: bad chain id")
+        for k in ("height", "round", "time_ms"):
+            if not _is_uint(m[k]):
+                raise ValidationError(f"header: {k} must be an unsigned integer")
+        if m["height"] < 1:
+            raise ValidationError("header: height starts at 1")
+        for k in ("prev_hash", "tx_root", "app_hash", "results_hash", "validators_hash", "last_commit_hash"):
+            if not _is_hash(m[k]):
+                raise ValidationError(f"header: {k} must be 32 bytes")
+        if not isinstance(m["proposer"], bytes) or len(m["proposer"]) != crypto.PUBLIC_KEY_SIZE:
+            raise ValidationError("header: proposer must be a 32-byte public key")
+        return cls(**m)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in self.to_map().items():
+            out[k] = "0x" + v.hex() if isinstance(v, bytes) else v
+        out["hash"] = "0x" + self.hash().hex()
+        return out
+
+
+def vote_payload(kind: int, height: int, round_: int, block_hash: bytes | None) -> bytes:
+    """What an authority signs (domain ``medchain/vote/v1``) when it votes."""
+    return codec.encode_unchecked({"type": kind, "height": height, "round": round_, "block": block_hash})
+
+
+@dataclass(frozen=True, slots=True)
+class CommitSig:
+    validator: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """2/3+ precommits for ``block_hash`` at (height, round): the block's finality proof."""
+
+    height: int
+    round: int
+    block_hash: bytes
+    signatures: tuple[CommitSig, ...]
+
+    def to_map(self) -> dict[str, Any]:
+        return {
+            "height": self.height, "round": self.round, "block_hash": self.block_hash,
+            "signatures": [[s.validator, s.signature] for s in self.signatures],
+        }
+
+    def hash(self) -> bytes:
+        return crypto.sha256(codec.encode_unchecked(self.to_map()))
+
+    def encode(self) -> bytes:
+        return codec.encode_unchecked(self.to_map())
+
+    @classmethod
+    def from_map(cls, m: Any) -> Commit:
+        if not isinstance(m, dict) or set(m) != {"height", "round", "block_hash", "signatures"}:
+            raise ValidationError("commit: wrong fields")
+        if not _is_uint(m["height"]) or m["height"] < 1 or not _is_uint(m["round"]):
+            raise ValidationError("commit: bad height or round")
+        if not _is_hash(m["block_hash"]):
+            raise ValidationError("commit: block_hash must be 32 bytes")
+        sigs = m["signatures"]
+        if not isinstance(sigs, list) or not sigs or len(sigs) > 1024:
+            raise ValidationError("commit: needs 1..1024 signatures")
+        out = []
+        seen: set[bytes] = set()
+        for s in sigs:
+            if (
+                not isinstance(s, list) or len(s) != 2
+                or not isinstance(s[0], bytes) or len(s[0]) != crypto.PUBLIC_KEY_SIZE
+                or not isinstance(s[1], bytes) or len(s[1]) != crypto.SIGNATURE_SIZE
+            ):
+                raise ValidationError("commit: each signature is [public_key(32), sig(64)]")
+            if s[0] in seen:
+                raise ValidationError("commit: duplicate validator")
+            seen.add(s[0])
+            out.append(CommitSig(s[0], s[1]))
+        return cls(m["height"], m["round"], m["block_hash"], tuple(out))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "height": self.height, "round": self.round, "block_hash": "0x" + self.block_hash.hex(),
+            "signatures": [
+                {"validator": "0x" + s.validator.hex(), "signature": "0x" + s.signature.hex()}
+                for s in self.signatures
+            ],
+        }
+
+
+def sign_commit_vote(key: crypto.SigningKey, chain: str, height: int, round_: int, block_hash: bytes) -> CommitSig:
+    sig = key.sign(crypto.DOMAIN_VOTE, chain, vote_payload(PRECOMMIT, height, round_, block_hash))
+    return CommitSig(key.public_key, sig)
+
+
+def verify_commit(commit: Commit, chain: str, powers: dict[bytes, int], block_hash: bytes, height: int) -> None:
+    """Raise ValidationError unless ``commit`` finalises ``block_hash`` at ``height``.
+
+    ``powers`` is the authority set of that height. More than 2/3 of the total power
+    must have signed a valid precommit; signatures by non-authorities are rejected.
+    """
+    if commit.height != height or commit.block_hash != block_hash:
+        raise ValidationError("commit: does not refer to this block")
+    total = sum(powers.values())
+    signed = 0
+    payload = vote_payload(PRECOMMIT, commit.height, commit.round, commit.block_hash)
+    for s in commit.signatures:
+        if s.validator not in powers:
+            raise ValidationError("commit: signature by a non-authority")
+        if not crypto.verify(s.validator, s.signature, crypto.DOMAIN_VOTE, chain, payload):
+            raise ValidationError("commit: invalid precommit signature")
+        signed += powers[s.validator]
+    if 3 * signed <= 2 * total:
+        raise ValidationError(f"commit: only {signed} of {total} voting power signed (needs > 2/3)")
+
+
+def validators_hash(powers: dict[bytes, int]) -> bytes:
+    return crypto.sha256(codec.encode_unchecked([[k, powers[k]] for k in sorted(powers)]))
+
+
+def tx_root(txs: tuple[Tx, ...] | list[Tx]) -> bytes:
+    return merkle_root([t.hash for t in txs])
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    header: Header
+    txs: tuple[Tx, ...]
+    last_commit: Commit | None
+    _hash: bytes = field(default=b"", repr=False, compare=False)
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    def hash(self) -> bytes:
+        return self._hash or self.header.hash()
+
+    def to_map(self) -> dict[str, Any]:
+        return {
+            "header": self.header.to_map(),
+            "txs": [t.to_map() for t in self.txs],
+            "last_commit": None if self.last_commit is None else self.last_commit.to_map(),
+        }
+
+    def encode(self) -> bytes:
+        # Tx encodings are canonical already; splice them instead of re-encoding maps.
+        return codec.encode_unchecked(self.to_map())
+
+    def validate_basic(self) -> None:
+        """Stateless checks: tx root matches, txs are for this chain, commit shape fits."""
+        if tx_root(self.txs) != self.header.tx_root:
+            raise ValidationError("block: tx_root does not match the transactions")
+        for t in self.txs:
+            if t.chain != self.header.chain:
+                raise ValidationError("block: tx for another chain")
+        if self.header.height == 1:
+            if self.last_commit is not None:
+                raise ValidationError("block: the first block has no last_commit")
+            if self.header.last_commit_hash != EMPTY_HASH:
+                raise ValidationError("block: last_commit_hash must be the empty hash at height 1")
+        else:
+            if self.last_commit is None or self.last_commit.height != self.header.height - 1:
+                raise ValidationError("block: last_commit must finalise the previous height")
+            if self.last_commit.hash() != self.header.last_commit_hash:
+                raise ValidationError("block: last_commit_hash mismatch")
+            if self.last_commit.block_hash != self.header.prev_hash:
+                raise ValidationError("block: last_commit is not for prev_hash")
+
+
+def block_from_map(m: Any) -> Block:
+    if not isinstance(m, dict) or set(m) != {"header", "txs", "last_commit"}:
+        raise ValidationError("block: wrong fields")
+    header = Header.from_map(m["header"])
+    if not isinstance(m["txs"], list):
+        raise ValidationError("block: txs must be a list")
+    txs = tuple(tx_from_map(t) for t in m["txs"])
+    lc = None if m["last_commit"] is None else Commit.from_map(m["last_commit"])
+    block = Block(header, txs, lc, header.hash())
+    block.validate_basic()
+    return block
+
+
+def decode_block(data: bytes) -> Block:
+    m = codec.decode(data, max_size=MAX_BLOCK_BYTES)
+    try:
+        return block_from_map(m)
+    except ValidationError as exc:
+        raise DecodeError(str(exc)) from None
+
+
+def decode_commit(data: bytes) -> Commit:
+    m = codec.decode(data, max_size=1024 * 200)
+    try:
+        return Commit.from_map(m)
+    except ValidationError as exc:
+        raise DecodeError(str(exc)) from None

@@ -1,0 +1,48 @@
+"""Deterministic transaction receipts.
+
+A receipt says what executing a committed tx did: ``code`` is ``"ok"`` or a stable
+error name (``"bad_nonce"``, ``"unauthorized"``, ...), ``reason`` is a human-readable
+explanation, ``events`` are small maps modules emit for subscribers and indexes. All
+three are produced by the pure state machine, so every node computes the same bytes;
+the block header's ``results_hash`` commits to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import codec, crypto
+from ..errors import DecodeError
+
+OK = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    code: str = OK
+    reason: str = ""
+    events: tuple[dict[str, Any], ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.code == OK
+
+    def to_map(self) -> dict[str, Any]:
+        return {"code": self.code, "reason": self.reason, "events": list(self.events)}
+
+    def encode(self) -> bytes:
+        return codec.encode(self.to_map())
+
+
+def decode_receipt(data: bytes) -> Receipt:
+    m = codec.decode(data, max_size=1024 * 1024)
+    if not isinstance(m, dict) or set(m) != {"code", "reason", "events"}:
+        raise DecodeError("receipt: wrong fields")
+    if not isinstance(m["code"], str) or not isinstance(m["reason"], str) or not isinstance(m["events"], list):
+        raise DecodeError("receipt: wrong field types")
+    return Receipt(m["code"], m["reason"], tuple(m["events"]))
+
+
+def results_hash(receipts: list[Receipt]) -> bytes:
+    return crypto.sha256(codec.encode([r.to_map() for r in receipts]))
