@@ -34,23 +34,29 @@ DEFAULT_MAX_SIZE = 8 * 1024 * 1024
 CBORValue = Any  # int | bytes | str | bool | None | list[CBORValue] | dict[str, CBORValue]
 
 
-def _check(obj: object, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise DecodeError(f"nesting deeper than {MAX_DEPTH}")
+def _check(obj: object, depth: int, max_depth: int = MAX_DEPTH) -> None:
+    if depth > max_depth:
+        raise DecodeError(f"nesting deeper than {max_depth}")
     t = type(obj)
     if t is int:
         if not INT_MIN <= obj <= INT_MAX:  # type: ignore[operator]
             raise DecodeError("integer out of the 64-bit range")
-    elif t is bytes or t is str or t is bool or obj is None:
+    elif t is str:
+        try:
+            obj.encode("utf-8")  # type: ignore[attr-defined]
+        except UnicodeEncodeError:
+            raise DecodeError("text is not valid UTF-8 (lone surrogate)") from None
+    elif t is bytes or t is bool or obj is None:
         return
     elif t is list:
         for item in obj:  # type: ignore[attr-defined]
-            _check(item, depth + 1)
+            _check(item, depth + 1, max_depth)
     elif t is dict:
         for key, value in obj.items():  # type: ignore[attr-defined]
             if type(key) is not str:
                 raise DecodeError("map keys must be text strings")
-            _check(value, depth + 1)
+            _check(key, depth + 1, max_depth)
+            _check(value, depth + 1, max_depth)
     elif t is float:
         raise DecodeError("floats are not allowed")
     else:
@@ -71,8 +77,12 @@ def encode_unchecked(obj: CBORValue) -> bytes:
     return cbor2.dumps(obj, canonical=True)
 
 
-def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> CBORValue:
-    """Decode exactly one canonical CBOR item from ``data`` or raise DecodeError."""
+def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE, *, max_depth: int = MAX_DEPTH) -> CBORValue:
+    """Decode exactly one canonical CBOR item from ``data`` or raise DecodeError.
+
+    ``max_depth`` is counted from ``data``'s top-level item; containers that embed
+    objects (a block embeds txs two levels down) pass the embedded limit plus that offset.
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError("expected bytes")
     data = bytes(data)
@@ -85,14 +95,14 @@ def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> CBORValue:
             data,
             allow_indefinite=False,
             allow_duplicate_keys=False,
-            max_depth=MAX_DEPTH + 1,
+            max_depth=max_depth + 1,
             semantic_decoders={},
         )
     except DecodeError:
         raise
     except Exception as exc:  # cbor2 raises several types (CBORDecodeError, ValueError, ...)
         raise DecodeError(f"malformed CBOR: {exc}") from None
-    _check(obj, 0)
+    _check(obj, 0, max_depth)
     if cbor2.dumps(obj, canonical=True) != data:
         raise DecodeError("not the canonical encoding (RFC 8949 §4.2.1) or trailing bytes")
     return obj

@@ -252,16 +252,29 @@ def _read_doc(path: Path) -> dict[str, object]:
 
 def load_keystore(path: Path, passphrase: str) -> KeyPair:
     doc = _read_doc(path)
+    kdf = doc["kdf"]
     try:
-        kdf = doc["kdf"]
-        assert isinstance(kdf, dict) and kdf.get("name") == "argon2id"
+        if not isinstance(kdf, dict) or kdf.get("name") != "argon2id":
+            raise ValueError("kdf must be argon2id")
         salt = bytes.fromhex(kdf["salt"])
-        key = _derive(passphrase.encode(), salt, int(kdf["opslimit"]), int(kdf["memlimit"]))
-        secret = nacl.secret.SecretBox(key).decrypt(bytes.fromhex(str(doc["ciphertext"])))
+        opslimit, memlimit = int(kdf["opslimit"]), int(kdf["memlimit"])
+        ciphertext = bytes.fromhex(str(doc["ciphertext"]))
+        if len(salt) != nacl.pwhash.argon2id.SALTBYTES:
+            raise ValueError("salt has the wrong length")
+        if not nacl.pwhash.argon2id.OPSLIMIT_MIN <= opslimit <= nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE:
+            raise ValueError("opslimit out of range")
+        # cap memory so a tampered file cannot make loading allocate gigabytes
+        if not nacl.pwhash.argon2id.MEMLIMIT_MIN <= memlimit <= nacl.pwhash.argon2id.MEMLIMIT_MODERATE:
+            raise ValueError("memlimit out of range")
+        if len(ciphertext) != nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES + 64:
+            raise ValueError("ciphertext has the wrong length")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise KeystoreError(f"{path}: malformed keystore ({exc})") from None
+    key = _derive(passphrase.encode(), salt, opslimit, memlimit)
+    try:
+        secret = nacl.secret.SecretBox(key).decrypt(ciphertext)
     except nacl.exceptions.CryptoError:
         raise KeystoreError(f"{path}: wrong passphrase") from None
-    except (AssertionError, KeyError, ValueError, TypeError) as exc:
-        raise KeystoreError(f"{path}: malformed keystore ({exc})") from None
     keys = KeyPair(SigningKey(secret[:32]), EncryptionKey(secret[32:]))
     if keys.signing.public_key.hex() != doc["public_key"]:
         raise KeystoreError(f"{path}: public key does not match the encrypted secret")

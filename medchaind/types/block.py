@@ -70,7 +70,7 @@ class Header:
     def from_map(cls, m: Any) -> Header:
         if not isinstance(m, dict) or set(m) != _HEADER_KEYS:
             raise ValidationError("header: wrong fields")
-        if not isinstance(m["chain"], str) or not CHAIN_ID_RE.match(m["chain"]):
+        if not isinstance(m["chain"], str) or not CHAIN_ID_RE.fullmatch(m["chain"]):
             raise ValidationError("header: bad chain id")
         for k in ("height", "round", "time_ms"):
             if not _is_uint(m[k]):
@@ -176,7 +176,11 @@ def verify_commit(commit: Commit, chain: str, powers: dict[bytes, int], block_ha
     total = sum(powers.values())
     signed = 0
     payload = vote_payload(PRECOMMIT, commit.height, commit.round, commit.block_hash)
+    seen: set[bytes] = set()
     for s in commit.signatures:
+        if s.validator in seen:
+            raise ValidationError("commit: duplicate validator")
+        seen.add(s.validator)
         if s.validator not in powers:
             raise ValidationError("commit: signature by a non-authority")
         if not crypto.verify(s.validator, s.signature, crypto.DOMAIN_VOTE, chain, payload):
@@ -254,7 +258,8 @@ def block_from_map(m: Any) -> Block:
 
 
 def decode_block(data: bytes) -> Block:
-    m = codec.decode(data, max_size=MAX_BLOCK_BYTES)
+    # txs sit two levels below the block map ({"txs": [tx, ...]})
+    m = codec.decode(data, max_size=MAX_BLOCK_BYTES, max_depth=codec.MAX_DEPTH + 2)
     try:
         return block_from_map(m)
     except ValidationError as exc:

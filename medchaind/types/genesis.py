@@ -27,6 +27,26 @@ from ..errors import ConfigError
 from .tx import CHAIN_ID_RE
 
 
+MAX_INT = 2**63 - 1
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _is_utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Params:
     """Consensus-relevant parameters (part of the genesis hash)."""
@@ -89,7 +109,7 @@ class Genesis:
     @classmethod
     def from_json(cls, text: str, source: str = "genesis.json") -> Genesis:
         try:
-            doc = json.loads(text)
+            doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         except ValueError as exc:
             raise ConfigError(f"{source}: not valid JSON ({exc})") from None
         if not isinstance(doc, dict):
@@ -99,10 +119,10 @@ class Genesis:
         if unknown:
             raise ConfigError(f"{source}: unknown field(s) {unknown}")
         chain_id = doc.get("chain_id")
-        if not isinstance(chain_id, str) or not CHAIN_ID_RE.match(chain_id):
+        if not isinstance(chain_id, str) or not CHAIN_ID_RE.fullmatch(chain_id):
             raise ConfigError(f"{source}: chain_id must match [a-z0-9][a-z0-9-]{{0,63}}")
         gt = doc.get("genesis_time_ms")
-        if type(gt) is not int or gt < 0:
+        if type(gt) is not int or not 0 <= gt <= MAX_INT:
             raise ConfigError(f"{source}: genesis_time_ms must be a non-negative integer (ms since epoch)")
         auths_doc = doc.get("authorities")
         if not isinstance(auths_doc, list) or not auths_doc:
@@ -113,15 +133,16 @@ class Genesis:
             if not isinstance(a, dict):
                 raise ConfigError(f"{source}: authority {i} must be an object")
             name = a.get("name", f"authority{i}")
-            if not isinstance(name, str) or not 0 < len(name) <= 64:
+            if not isinstance(name, str) or not 0 < len(name) <= 64 or not _is_utf8(name):
                 raise ConfigError(f"{source}: authority {i} needs a name of 1..64 characters")
             try:
                 pk = bytes.fromhex(a["public_key"])
-                assert len(pk) == 32
-            except (KeyError, ValueError, TypeError, AssertionError):
+            except (KeyError, ValueError, TypeError):
+                pk = b""
+            if len(pk) != 32:
                 raise ConfigError(
                     f"{source}: authority {i} has no valid public_key (expected 32 bytes hex)"
-                ) from None
+                )
             if pk in seen:
                 raise ConfigError(f"{source}: authority {i} repeats a public key")
             seen.add(pk)
@@ -138,6 +159,6 @@ class Genesis:
             raise ConfigError(f"{source}: unknown param(s) {unknown_p}")
         values = {**defaults.to_map(), **p}
         for k, v in values.items():
-            if type(v) is not int or v < 1:
+            if type(v) is not int or not 1 <= v <= MAX_INT:
                 raise ConfigError(f"{source}: params.{k} must be a positive integer")
         return cls(chain_id, gt, tuple(auths), Params(**values))

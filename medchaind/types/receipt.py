@@ -41,6 +41,8 @@ def decode_receipt(data: bytes) -> Receipt:
         raise DecodeError("receipt: wrong fields")
     if not isinstance(m["code"], str) or not isinstance(m["reason"], str) or not isinstance(m["events"], list):
         raise DecodeError("receipt: wrong field types")
+    if not all(isinstance(e, dict) for e in m["events"]):
+        raise DecodeError("receipt: events must be maps")
     return Receipt(m["code"], m["reason"], tuple(m["events"]))
 
 

@@ -110,9 +110,9 @@ def validate_tx_map(m: Any) -> None:
         raise ValidationError(f"tx: wrong fields (missing {missing}, unexpected {extra})")
     if m["v"] != TX_VERSION or type(m["v"]) is not int:
         raise ValidationError(f"tx: unsupported version {m['v']!r} (expected {TX_VERSION})")
-    if not isinstance(m["chain"], str) or not CHAIN_ID_RE.match(m["chain"]):
+    if not isinstance(m["chain"], str) or not CHAIN_ID_RE.fullmatch(m["chain"]):
         raise ValidationError("tx: chain id must match [a-z0-9][a-z0-9-]{0,63}")
-    if not isinstance(m["type"], str) or not TX_TYPE_RE.match(m["type"]):
+    if not isinstance(m["type"], str) or not TX_TYPE_RE.fullmatch(m["type"]):
         raise ValidationError("tx: type must look like 'module.action' (lowercase)")
     if not isinstance(m["sender"], bytes) or len(m["sender"]) != crypto.PUBLIC_KEY_SIZE:
         raise ValidationError("tx: sender must be a 32-byte Ed25519 public key")

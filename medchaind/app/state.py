@@ -1,0 +1,81 @@
+"""State access for the pure state machine.
+
+State is a key-value space partitioned by module: ``(module, key) -> value``. The
+state machine reads committed state through a :class:`StateReader` and writes into
+:class:`StateOverlay` layers: one per block over committed state, one per tx over the
+block's. A failed tx drops its layer; a finished block hands its write-set (value
+``None`` = delete) to the store, which commits it atomically with the block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+StateKey = tuple[str, bytes]
+
+
+class StateReader(Protocol):
+    def get(self, module: str, key: bytes) -> bytes | None: ...
+
+    def iterate(self, module: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) pairs of ``module`` whose key starts with ``prefix``, key-sorted."""
+        ...
+
+
+class DictState:
+    """A committed state held in a dict (tests, simulations, genesis)."""
+
+    def __init__(self, data: dict[StateKey, bytes] | None = None) -> None:
+        self.data: dict[StateKey, bytes] = dict(data or {})
+
+    def get(self, module: str, key: bytes) -> bytes | None:
+        return self.data.get((module, key))
+
+    def iterate(self, module: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        items = sorted((k, v) for (m, k), v in self.data.items() if m == module and k.startswith(prefix))
+        yield from items
+
+    def apply(self, writes: dict[StateKey, bytes | None]) -> None:
+        for k, v in writes.items():
+            if v is None:
+                self.data.pop(k, None)
+            else:
+                self.data[k] = v
+
+
+class StateOverlay:
+    """Buffered writes over a parent reader; reads see the buffer first."""
+
+    __slots__ = ("parent", "writes")
+
+    def __init__(self, parent: StateReader) -> None:
+        self.parent = parent
+        self.writes: dict[StateKey, bytes | None] = {}
+
+    def get(self, module: str, key: bytes) -> bytes | None:
+        k = (module, key)
+        if k in self.writes:
+            return self.writes[k]
+        return self.parent.get(module, key)
+
+    def set(self, module: str, key: bytes, value: bytes) -> None:
+        self.writes[(module, key)] = value
+
+    def delete(self, module: str, key: bytes) -> None:
+        self.writes[(module, key)] = None
+
+    def iterate(self, module: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        mine = {k: v for (m, k), v in self.writes.items() if m == module and k.startswith(prefix)}
+        if not mine:
+            yield from self.parent.iterate(module, prefix)
+            return
+        merged = {k: v for k, v in self.parent.iterate(module, prefix)}
+        merged.update(mine)
+        for k in sorted(merged):
+            v = merged[k]
+            if v is not None:
+                yield k, v
+
+    def merge_into(self, other: StateOverlay) -> None:
+        other.writes.update(self.writes)

@@ -1,0 +1,358 @@
+"""``medchain``: the command-line client for local medchaind nodes.
+
+Talks to a node over its IPC socket (``--ipc`` or ``MEDCHAIN_IPC``); keeps client keys
+in encrypted keystore files under ``--home`` (``MEDCHAIN_HOME``, default
+``~/.medchain``). The passphrase comes from ``--passphrase-file``, ``MEDCHAIN_PASSPHRASE``
+or a prompt. Output is JSON, for people and scripts alike. Transactions are signed
+here, never by the node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..crypto import KeyPair, load_keystore, read_keystore_public, save_keystore
+from ..errors import MedchainError
+
+KEY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Ctx:
+    def __init__(self, ipc: Path | None, home: Path, passphrase_file: Path | None) -> None:
+        self.ipc = ipc
+        self.home = home
+        self.passphrase_file = passphrase_file
+
+    @property
+    def keydir(self) -> Path:
+        return self.home / "keys"
+
+    def client(self) -> Any:
+        from ..client import Client
+
+        if self.ipc is None:
+            default = Path("/run/medchaind/medchaind.ipc")
+            if not default.exists():
+                fail("no node socket given: use --ipc PATH or set MEDCHAIN_IPC")
+            self.ipc = default
+        try:
+            return Client(self.ipc)
+        except OSError as exc:
+            fail(f"cannot connect to {self.ipc}: {exc.strerror or exc}")
+
+    def passphrase(self, *, confirm: bool = False) -> str:
+        if self.passphrase_file is not None:
+            return self.passphrase_file.read_text().rstrip("\n")
+        env = os.environ.get("MEDCHAIN_PASSPHRASE")
+        if env is not None:
+            return env
+        if not sys.stdin.isatty():
+            fail("no passphrase: use --passphrase-file or set MEDCHAIN_PASSPHRASE")
+        return str(click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm))
+
+    def key_path(self, ref: str) -> Path:
+        p = Path(ref)
+        if p.suffix == ".json" and p.exists():
+            return p
+        if not KEY_NAME_RE.match(ref):
+            fail(f"{ref!r} is neither a key name nor a keystore .json file")
+        return self.keydir / f"{ref}.json"
+
+    def load_key(self, ref: str) -> KeyPair:
+        path = self.key_path(ref)
+        if not path.exists():
+            fail(f"no key named {ref!r} (looked for {path}); create it with `medchain keys new {ref}`")
+        return load_keystore(path, self.passphrase())
+
+    def public_key(self, ref: str) -> bytes:
+        """A 0x-hex public key, or the public key of a named key / keystore file."""
+        if ref.startswith("0x"):
+            try:
+                pk = bytes.fromhex(ref[2:])
+            except ValueError:
+                fail(f"{ref!r} is not valid hex")
+            if len(pk) != 32:
+                fail("a public key is 32 bytes (64 hex digits)")
+            return pk
+        path = self.key_path(ref)
+        if not path.exists():
+            fail(f"no key named {ref!r} (looked for {path})")
+        return bytes.fromhex(read_keystore_public(path)["public_key"])
+
+
+def fail(msg: str) -> Any:
+    click.echo(f"medchain: error: {msg}", err=True)
+    sys.exit(1)
+
+
+def out(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2))
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        from ..ipc import RPCError
+
+        try:
+            return super().invoke(ctx)
+        except RPCError as exc:
+            code = exc.data.get("code") if isinstance(exc.data, dict) else None
+            detail = f" ({code})" if code and not exc.message.startswith(str(code)) else ""
+            fail(f"node refused: {exc.message}{detail}")
+        except MedchainError as exc:
+            fail(str(exc))
+        except (ConnectionError, BrokenPipeError) as exc:
+            fail(f"lost the connection to the node: {exc}")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="medchain")
+@click.option("--ipc", type=click.Path(path_type=Path), envvar="MEDCHAIN_IPC", help="Node IPC socket (env MEDCHAIN_IPC).")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="MEDCHAIN_HOME",
+              default=lambda: str(Path.home() / ".medchain"), help="Client home with keys/ (env MEDCHAIN_HOME).")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Keystore passphrase file (else env MEDCHAIN_PASSPHRASE, else a prompt).")
+@click.pass_context
+def main(ctx: click.Context, ipc: Path | None, home: Path, passphrase_file: Path | None) -> None:
+    """medchain: client for a local medchaind node."""
+    ctx.obj = Ctx(ipc, home, passphrase_file)
+
+
+# ------------------------------------------------------------------ keys
+
+
+@main.group(cls=_Group)
+def keys() -> None:
+    """Create and list client keys (Ed25519 signing + X25519 encryption)."""
+
+
+@keys.command("new")
+@click.argument("name")
+@pass_ctx
+def keys_new(c: Ctx, name: str) -> None:
+    """Create key NAME in the keystore (encrypted, 0600)."""
+    path = c.key_path(name)
+    if path.exists():
+        fail(f"key {name!r} already exists at {path}")
+    c.keydir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    kp = KeyPair.generate()
+    save_keystore(path, kp, c.passphrase(confirm=True), label=name)
+    out({"name": name, "public_key": "0x" + kp.public_key.hex(),
+         "encryption_public_key": "0x" + kp.encryption.public_key.hex(), "file": str(path)})
+
+
+@keys.command("list")
+@pass_ctx
+def keys_list(c: Ctx) -> None:
+    """List keys (no passphrase needed)."""
+    rows = []
+    for p in sorted(c.keydir.glob("*.json")) if c.keydir.exists() else []:
+        try:
+            pub = read_keystore_public(p)
+        except MedchainError:
+            continue
+        rows.append({"name": p.stem, "public_key": "0x" + pub["public_key"],
+                     "encryption_public_key": "0x" + pub["encryption_public_key"]})
+    out(rows)
+
+
+@keys.command("show")
+@click.argument("name")
+@pass_ctx
+def keys_show(c: Ctx, name: str) -> None:
+    """Show a key's public parts."""
+    path = c.key_path(name)
+    if not path.exists():
+        fail(f"no key named {name!r}")
+    pub = read_keystore_public(path)
+    out({"name": name, "public_key": "0x" + pub["public_key"],
+         "encryption_public_key": "0x" + pub["encryption_public_key"], "file": str(path)})
+
+
+# ------------------------------------------------------------------ identity
+
+WAIT = click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the tx is committed.")
+
+
+def _finish(result: dict[str, Any]) -> None:
+    out(result)
+    receipt = result.get("receipt")
+    if receipt is not None and not receipt.get("ok"):
+        sys.exit(2)
+
+
+@main.group(cls=_Group)
+def identity() -> None:
+    """Register and look up participants."""
+
+
+@identity.command("register")
+@click.option("--key", "key_ref", required=True, help="Key name or keystore file of the registrant.")
+@click.option("--role", required=True, type=click.Choice(
+    ["patient", "provider", "pharmacy", "manufacturer", "distributor", "payer", "sponsor", "regulator", "auditor"]))
+@click.option("--label", help="Public organisation name (not for patients).")
+@WAIT
+@pass_ctx
+def identity_register(c: Ctx, key_ref: str, role: str, label: str | None, wait: bool) -> None:
+    """Register KEY as ROLE (organisations then need accreditation)."""
+    kp = c.load_key(key_ref)
+    with c.client() as cl:
+        _finish(cl.register_identity(kp, role, label=label, wait=wait))
+
+
+@identity.command("show")
+@click.argument("who")
+@pass_ctx
+def identity_show(c: Ctx, who: str) -> None:
+    """Show the identity of WHO (key name, keystore file or 0x public key)."""
+    with c.client() as cl:
+        out(cl.identity(c.public_key(who)))
+
+
+@identity.command("list")
+@click.option("--role")
+@click.option("--limit", default=100, show_default=True)
+@pass_ctx
+def identity_list(c: Ctx, role: str | None, limit: int) -> None:
+    """List registered identities."""
+    with c.client() as cl:
+        params: dict[str, Any] = {"limit": limit}
+        if role:
+            params["role"] = role
+        out(cl.call("identity_list", params))
+
+
+# ------------------------------------------------------------------ governance
+
+
+@main.group(cls=_Group)
+def governance() -> None:
+    """Authority decisions (accreditation); each authority's tx is one vote."""
+
+
+@governance.command("accredit")
+@click.option("--key", "key_ref", required=True, help="The authority's key (name or keystore file, e.g. <datadir>/keys/node.json).")
+@click.option("--role", required=True)
+@click.argument("subject")
+@WAIT
+@pass_ctx
+def governance_accredit(c: Ctx, key_ref: str, role: str, subject: str, wait: bool) -> None:
+    """Vote to accredit SUBJECT (key name or 0x public key) in ROLE."""
+    subj = c.public_key(subject)
+    kp = c.load_key(key_ref)
+    with c.client() as cl:
+        _finish(cl.accredit(kp.signing, subj, role, wait=wait))
+
+
+@governance.command("revoke")
+@click.option("--key", "key_ref", required=True, help="The authority's key.")
+@click.option("--reason", required=True)
+@click.argument("subject")
+@WAIT
+@pass_ctx
+def governance_revoke(c: Ctx, key_ref: str, reason: str, subject: str, wait: bool) -> None:
+    """Vote to revoke SUBJECT's accreditation."""
+    subj = c.public_key(subject)
+    kp = c.load_key(key_ref)
+    with c.client() as cl:
+        _finish(cl.revoke(kp.signing, subj, reason, wait=wait))
+
+
+@governance.command("authorities")
+@pass_ctx
+def governance_authorities(c: Ctx) -> None:
+    """List the current authorities."""
+    with c.client() as cl:
+        out(cl.call("governance_authorities"))
+
+
+@governance.command("pending")
+@pass_ctx
+def governance_pending(c: Ctx) -> None:
+    """List actions with votes but no supermajority yet."""
+    with c.client() as cl:
+        out(cl.call("governance_pending"))
+
+
+# ------------------------------------------------------------------ chain
+
+
+@main.command()
+@pass_ctx
+def info(c: Ctx) -> None:
+    """Node information."""
+    with c.client() as cl:
+        out(cl.node_info())
+
+
+@main.command()
+@pass_ctx
+def head(c: Ctx) -> None:
+    """The latest committed header."""
+    with c.client() as cl:
+        out(cl.head())
+
+
+@main.command()
+@click.argument("ref")
+@click.option("--full", is_flag=True, help="Include full transactions.")
+@pass_ctx
+def block(c: Ctx, ref: str, full: bool) -> None:
+    """A block by height or 0x hash, with its commit."""
+    with c.client() as cl:
+        if ref.startswith("0x"):
+            out(cl.block(hash=ref, full=full))
+        elif ref.isdigit():
+            out(cl.block(height=int(ref), full=full))
+        else:
+            fail("give a height or a 0x block hash")
+
+
+@main.command()
+@click.argument("tx_hash")
+@pass_ctx
+def tx(c: Ctx, tx_hash: str) -> None:
+    """A transaction with its status, receipt and inclusion proof."""
+    with c.client() as cl:
+        out(cl.tx(tx_hash))
+
+
+@main.command()
+@click.argument("topic", type=click.Choice(["heads", "tx"]), default="heads")
+@click.option("--sender", help="tx topic: only this sender (key name or 0x public key).")
+@click.option("--hash", "tx_hash", help="tx topic: only this tx.")
+@click.option("--count", type=int, help="Stop after this many events.")
+@pass_ctx
+def watch(c: Ctx, topic: str, sender: str | None, tx_hash: str | None, count: int | None) -> None:
+    """Stream new heads or tx status changes, one JSON object per line."""
+    filters: dict[str, Any] = {}
+    if sender:
+        filters["sender"] = "0x" + c.public_key(sender).hex()
+    if tx_hash:
+        filters["hash"] = tx_hash
+    with c.client() as cl:
+        n = 0
+        try:
+            for event in cl.watch("newHeads" if topic == "heads" else "tx", **filters):
+                click.echo(json.dumps(event), nl=True)
+                sys.stdout.flush()
+                n += 1
+                if count is not None and n >= count:
+                    break
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

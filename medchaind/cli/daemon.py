@@ -1,0 +1,201 @@
+"""``medchaind``: the daemon and its operator commands.
+
+Config precedence: flags > environment (``MEDCHAIND_<SECTION>_<KEY>``) > config.toml.
+The datadir comes from ``--datadir`` or ``MEDCHAIND_HOME``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import trio
+
+from .. import __version__
+from ..errors import MedchainError
+from ..logs import setup_logging
+from ..node.config import load_config
+from ..node.init import init_datadir
+
+DATADIR = click.option(
+    "--datadir", type=click.Path(file_okay=False, path_type=Path), envvar="MEDCHAIND_HOME",
+    required=True, help="Node home directory (env MEDCHAIND_HOME).",
+)
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    click.echo(f"medchaind: error: {exc}", err=True)
+    sys.exit(1)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
+def _user_error(exc: BaseException) -> BaseException | None:
+    """The MedchainError/OSError to show if ``exc`` (maybe a trio ExceptionGroup) is only those."""
+    leaves = _leaves(exc)
+    if leaves and all(isinstance(e, (MedchainError, OSError)) for e in leaves):
+        return leaves[0]
+    return None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="medchaind")
+def main() -> None:
+    """medchaind: permissioned proof-of-authority blockchain daemon for healthcare data."""
+
+
+@main.command()
+@DATADIR
+@click.option("--chain-id", default="medchain-dev", show_default=True)
+@click.option("--moniker", default="node0", show_default=True, help="Human-readable node name.")
+@click.option("--genesis", "genesis_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Use this genesis.json instead of creating a single-authority one.")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Encrypt the node key with the passphrase in this file (default: generate one).")
+@click.option("--force", is_flag=True, help="Overwrite keys and config of an initialised datadir without a chain.")
+def init(datadir: Path, chain_id: str, moniker: str, genesis_file: Path | None,
+         passphrase_file: Path | None, force: bool) -> None:
+    """Create a datadir: node key, genesis.json, config.toml."""
+    from ..types import Genesis
+
+    try:
+        genesis = Genesis.load(genesis_file) if genesis_file else None
+        passphrase = passphrase_file.read_text().rstrip("\n") if passphrase_file else None
+        cfg, genesis, keys = init_datadir(datadir, chain_id=chain_id, moniker=moniker, genesis=genesis,
+                                          passphrase=passphrase, passphrase_file=passphrase_file, force=force)
+    except (MedchainError, OSError) as exc:
+        _fail(exc)
+    click.echo(json.dumps({
+        "datadir": str(cfg.datadir), "chain_id": genesis.chain_id, "public_key": "0x" + keys.public_key.hex(),
+        "is_authority": keys.public_key in genesis.powers(), "ipc": str(cfg.ipc_path),
+    }, indent=2))
+
+
+def _overrides(**kw: Any) -> dict[str, Any]:
+    return {k.replace("__", "."): v for k, v in kw.items() if v is not None}
+
+
+def _run(datadir: Path, overrides: dict[str, Any]) -> None:
+    from ..node.node import Node, run_until_signal
+
+    try:
+        cfg = load_config(datadir, overrides=overrides, require_file=True)
+        setup_logging(cfg.log.level, cfg.log.format)
+        node = Node.from_config(cfg)
+        trio.run(run_until_signal, node)
+    except KeyboardInterrupt:
+        pass
+    except BaseException as exc:
+        shown = _user_error(exc)
+        if shown is None:
+            raise
+        _fail(shown)
+
+
+RUN_OPTIONS = [
+    click.option("--ipc-path", "ipc__path", help="IPC socket path (default <datadir>/medchaind.ipc)."),
+    click.option("--ipc-group", "ipc__group", help="Make the socket 0660 for this group."),
+    click.option("--log-level", "log__level", type=click.Choice(["debug", "info", "warning", "error"])),
+    click.option("--log-format", "log__format", type=click.Choice(["text", "json"])),
+    click.option("--create-empty-blocks/--no-create-empty-blocks", "consensus__create_empty_blocks", default=None),
+]
+
+
+def _run_options(fn: Any) -> Any:
+    for opt in reversed(RUN_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
+@main.command()
+@DATADIR
+@_run_options
+def run(datadir: Path, **kw: Any) -> None:
+    """Run the node until SIGINT/SIGTERM."""
+    _run(datadir, _overrides(**kw))
+
+
+@main.command()
+@click.option("--datadir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the dev chain here (default: a temporary directory removed on exit).")
+@_run_options
+def dev(datadir: Path | None, **kw: Any) -> None:
+    """A throwaway single-authority chain, ready in one command."""
+    tmp = None
+    if datadir is None:
+        tmp = Path(tempfile.mkdtemp(prefix="medchain-dev-"))
+        datadir = tmp
+    try:
+        if not (datadir / "config.toml").exists():
+            init_datadir(datadir, chain_id="medchain-dev", moniker="dev")
+        cfg = load_config(datadir, overrides=_overrides(**kw))
+        keyfile = cfg.resolve(cfg.key.path)
+        click.echo(
+            f"medchaind dev chain\n"
+            f"  datadir : {cfg.datadir}{' (temporary)' if tmp else ''}\n"
+            f"  ipc     : {cfg.ipc_path}\n"
+            f"  authority key: {keyfile} (passphrase in {cfg.resolve(cfg.key.passphrase_file)})\n"
+            f"try:\n"
+            f"  export MEDCHAIN_IPC={cfg.ipc_path}\n"
+            f"  medchain head\n"
+            f"  echo '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"node_info\"}}' | nc -U -q1 $MEDCHAIN_IPC\n",
+            err=True,
+        )
+        _run(datadir, _overrides(**kw))
+    except MedchainError as exc:
+        _fail(exc)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@main.command()
+@click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), envvar="MEDCHAIND_HOME")
+@click.option("--ipc", "ipc_path", type=click.Path(path_type=Path), envvar="MEDCHAIN_IPC",
+              help="IPC socket path (env MEDCHAIN_IPC).")
+def status(datadir: Path | None, ipc_path: Path | None) -> None:
+    """Print node_info from a running node; exit 1 if it does not answer (a health check)."""
+    from ..ipc import Client
+
+    if ipc_path is None:
+        if datadir is None:
+            _fail(MedchainError("give --datadir or --ipc (or set MEDCHAIND_HOME / MEDCHAIN_IPC)"))
+        try:
+            ipc_path = load_config(datadir).ipc_path
+        except (MedchainError, OSError) as exc:
+            _fail(exc)
+    try:
+        with Client(ipc_path, timeout=5) as c:
+            info = c.call("node_info")
+    except (OSError, MedchainError) as exc:
+        _fail(MedchainError(f"node at {ipc_path} is not answering: {exc}"))
+    click.echo(json.dumps(info, indent=2))
+
+
+@main.command()
+@click.option("--txs", default=10_000, show_default=True, help="Transactions to submit.")
+@click.option("--connections", default=4, show_default=True, help="Client connections submitting in parallel.")
+@click.option("--datadir", type=click.Path(file_okay=False, path_type=Path),
+              help="Datadir for the benchmark node (default: temporary).")
+def bench(txs: int, connections: int, datadir: Path | None) -> None:
+    """Start a dev node, submit identity txs as fast as possible, report tx/s and RSS."""
+    from .bench import run_single_node_bench
+
+    try:
+        result = run_single_node_bench(n_txs=txs, connections=connections, datadir=datadir)
+    except MedchainError as exc:
+        _fail(exc)
+    click.echo(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,954 @@
+"""JSON-RPC 2.0 server on a Unix-domain socket (DESIGN.md §7).
+
+Theory of operation
+-------------------
+:class:`IPCServer` owns one listening ``AF_UNIX`` stream socket and one nursery. Each
+accepted client is a :class:`Connection` served by two tasks in its own nursery:
+
+* the **reader** receives bytes, frames them into JSON values with
+  :class:`~medchaind.ipc.framing.JSONStreamDecoder` (newline-delimited, back-to-back or
+  pretty-printed input all work), and hands each value to the :class:`Dispatcher`,
+  **one request (or batch) at a time**, in order. While a handler awaits (``tx_wait``),
+  later requests from the same connection wait in the socket buffer: a client that wants
+  parallelism opens several connections. Requests of different connections are fully
+  independent.
+* the **writer** is the only task that writes to the socket. Everything outgoing
+  (responses and notifications) goes through one bounded memory channel of
+  ``send_queue`` messages, so bytes of two messages never interleave and a handler that
+  is waiting never holds up notifications.
+
+Output is one compact JSON object (or batch array) plus ``\\n`` per message.
+
+Back-pressure and the slow-subscriber policy: a response waits for room in the channel
+(that only slows the connection that is not reading its own responses). A notification
+never waits: if the channel is full, the connection is dropped and logged, because the
+node must not block on a client (:meth:`SubscriptionHub.publish` is a plain ``def``).
+
+Failure isolation: malformed JSON gets a ``-32700`` response with ``id: null`` and the
+reader resynchronises at the next newline (see :mod:`medchaind.ipc.framing`); a value over
+``max_line_bytes`` gets ``-32600 request too large`` and the connection is closed. Bad
+bytes, abrupt disconnects and handler exceptions only ever end their own connection (or
+request); nothing a client sends can raise out of :meth:`IPCServer.serve`.
+
+Errors: a handler raises :class:`RPCError` to pick the error; any other
+:class:`~medchaind.errors.MedchainError` maps to ``{"code": exc.rpc_code, "message":
+str(exc)}`` (:class:`~medchaind.errors.TxRejected` adds ``data.reason``); anything else
+is ``-32603 internal error``, logged with its traceback and the method name. Params are
+never logged (they may carry PHI). Mutating methods (``register(..., mutating=True)``)
+are logged at INFO with the caller's uid and pid (``SO_PEERCRED``) and the outcome.
+
+Subscriptions: see :class:`SubscriptionHub` (every :class:`Dispatcher` has one as
+``dispatcher.hub``).
+
+Socket file: created owner-only (0600) under ``umask(0o177)``; with ``group`` it is then
+``chown``-ed to that group and widened to 0660 (it never exists with a wider mode or a
+wrong group). A stale socket is replaced, a live one is refused, a non-socket file is
+never touched, and the file is unlinked on exit if it is still ours.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import itertools
+import json
+import logging
+import os
+import secrets
+import socket
+import stat
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import trio
+
+from ..errors import MedchainError, NotFound, TxRejected
+from .errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    LIMIT_EXCEEDED,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    IPCBindError,
+    RPCError,
+)
+from .framing import JSONStreamDecoder, Malformed, Message, TooLarge, Unsynchronisable
+
+__all__ = [
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "LIMIT_EXCEEDED",
+    "METHOD_NOT_FOUND",
+    "PARSE_ERROR",
+    "Connection",
+    "Dispatcher",
+    "Handler",
+    "IPCServer",
+    "IPCServerStatistics",
+    "Params",
+    "RPCError",
+    "SubscriptionHub",
+    "TopicSubscription",
+    "bind_params",
+]
+
+log = logging.getLogger(__name__)
+
+Params: TypeAlias = dict[str, Any] | list[Any]
+Handler: TypeAlias = Callable[[Params, "Connection"], Awaitable[Any]]
+TopicValidator: TypeAlias = Callable[[dict[str, Any]], Any]
+SubscriptionFilter: TypeAlias = Callable[[Any], bool]
+
+#: Longest socket path: ``sun_path`` is 108 bytes on Linux, including the NUL.
+MAX_SOCKET_PATH_BYTES = 107
+_RECV_CHUNK = 65536
+#: After a client stops sending (EOF), how long queued responses may take to drain.
+_DRAIN_TIMEOUT = 10.0
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_INTERNAL_MESSAGE = "internal error (see the node log)"
+_JSON_SEPARATORS = (",", ":")
+
+
+def _dumps(obj: Any) -> bytes:
+    """Compact, strict JSON (``NaN`` is rejected, non-ASCII is escaped) as bytes."""
+    return json.dumps(obj, separators=_JSON_SEPARATORS, allow_nan=False).encode("ascii")
+
+
+def _error_response(req_id: Any, code: int, message: str, data: Any = None) -> bytes:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    try:
+        return _dumps({"jsonrpc": "2.0", "id": req_id, "error": err})
+    except (TypeError, ValueError, RecursionError):
+        log.error("ipc error data not JSON-serialisable code=%d", code)
+        return _dumps({"jsonrpc": "2.0", "id": req_id, "error": {"code": code, "message": message}})
+
+
+def _error_for(exc: Exception, method: str, conn_id: int) -> tuple[int, str, Any]:
+    """(code, message, data) for an exception raised by the handler of ``method``.
+
+    An exception group holding exactly one exception (a handler whose nursery child
+    raised) is treated as that exception.
+    """
+    leaf: BaseException = exc
+    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]
+    if isinstance(leaf, RPCError):
+        return leaf.code, leaf.message, leaf.data
+    if isinstance(leaf, MedchainError):
+        data = {"reason": leaf.code} if isinstance(leaf, TxRejected) else None
+        return leaf.rpc_code, str(leaf), data
+    log.error("ipc handler failed method=%s conn=%d", method, conn_id, exc_info=exc)
+    return INTERNAL_ERROR, _INTERNAL_MESSAGE, None
+
+
+def _valid_id(value: Any) -> bool:
+    return value is None or type(value) is int or type(value) is str
+
+
+def bind_params(
+    params: Params, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Accept params by name or by position and return them by name.
+
+    A list is matched positionally against ``required + optional``; a dict must contain
+    every ``required`` name and nothing outside ``required + optional``. Violations raise
+    ``RPCError(INVALID_PARAMS)`` naming the parameter.
+    """
+    names = required + optional
+    if isinstance(params, list):
+        if len(params) > len(names):
+            raise RPCError(
+                INVALID_PARAMS,
+                f"expected at most {len(names)} positional params, got {len(params)}",
+            )
+        bound = dict(zip(names, params, strict=False))
+    else:
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise RPCError(INVALID_PARAMS, f"unknown param(s) {unknown}; expected {list(names)}")
+        bound = dict(params)
+    missing = [n for n in required if n not in bound]
+    if missing:
+        raise RPCError(INVALID_PARAMS, f"missing required param(s) {missing}")
+    return bound
+
+
+# ====================================================================== Connection
+
+
+class Connection:
+    """One client connection: identity, outgoing channel, close hooks.
+
+    Invariants:
+
+    * Only the connection's writer task writes to the socket; everything goes through
+      the bounded channel (``send_queue`` messages).
+    * :meth:`notify_nowait` never blocks; when the channel is full the connection is
+      closed (slow-subscriber policy) and it returns ``False``.
+    * ``on_close`` callbacks run exactly once, after both tasks have stopped, from the
+      connection's own task (they must not block; exceptions are logged, not raised).
+    * ``after_reply`` callbacks run just before the reply to the request being handled
+      is written, or right after the request if it gets no reply. Anything queued after
+      they run is written after that reply (used to activate subscriptions only once the
+      client has the subscription id).
+    """
+
+    def __init__(self, conn_id: int, stream: trio.SocketStream, *, send_queue: int) -> None:
+        self.id = conn_id
+        self._stream = stream
+        self.peer_pid: int | None
+        self.peer_uid: int | None
+        self.peer_gid: int | None
+        self.peer_pid, self.peer_uid, self.peer_gid = _peer_credentials(stream.socket)
+        #: Free-form bookkeeping for subscription owners (the hub keys it by subscription id).
+        self.subscriptions: dict[str, Any] = {}
+        #: True if this connection was dropped because it did not read its notifications.
+        self.dropped_slow = False
+        self._send, self._recv = trio.open_memory_channel[tuple[bytes, list[Callable[[], None]]]](
+            send_queue
+        )
+        self._scope = trio.CancelScope()
+        self._closing = False  # no more notifications (reader done or close() called)
+        self._closed = trio.Event()  # set once fully closed and callbacks have run
+        self._on_close: list[Callable[[Connection], None]] = []
+        self._after_reply: list[Callable[[], None]] = []
+
+    def __repr__(self) -> str:
+        return f"<Connection id={self.id} uid={self.peer_uid} pid={self.peer_pid}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closing or closed: notifications are not sent."""
+        return self._closing or self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is fully closed and its ``on_close`` callbacks ran."""
+        await self._closed.wait()
+
+    def on_close(self, callback: Callable[[Connection], None]) -> None:
+        """Call ``callback(conn)`` once when the connection closes (at once if it has)."""
+        if self._closed.is_set():
+            _run_callback(callback, self)
+        else:
+            self._on_close.append(callback)
+
+    def after_reply(self, callback: Callable[[], None]) -> None:
+        """Run ``callback()`` when the reply to the current request is about to be written."""
+        self._after_reply.append(callback)
+
+    def close(self, reason: str = "closed by server") -> None:
+        """Close the connection (non-blocking): cancels its tasks; queued output is lost."""
+        if not self._closing:
+            log.debug("ipc connection closing conn=%d reason=%s", self.id, reason)
+        self._closing = True
+        self._scope.cancel()
+
+    async def notify(self, method: str, params: Any) -> bool:
+        """Push a notification to this connection only; see :meth:`notify_nowait`."""
+        await trio.lowlevel.checkpoint()
+        return self.notify_nowait(method, params)
+
+    def notify_nowait(self, method: str, params: Any) -> bool:
+        """Queue ``{"jsonrpc":"2.0","method":method,"params":params}`` for this connection.
+
+        Returns False if the connection is closed or was just dropped for being too slow.
+        Raises ``TypeError``/``ValueError`` if ``params`` is not JSON-able (a caller bug).
+        """
+        return self.send_nowait(_dumps({"jsonrpc": "2.0", "method": method, "params": params}))
+
+    def send_nowait(self, data: bytes) -> bool:
+        """Queue one pre-encoded JSON message (no trailing newline) without blocking.
+
+        A full channel drops the connection (the slow-subscriber policy).
+        """
+        if self.closed:
+            return False
+        try:
+            self._send.send_nowait((data + b"\n", []))
+        except trio.WouldBlock:
+            self.dropped_slow = True
+            log.warning(
+                "ipc dropping slow connection conn=%d uid=%s pid=%s queued=%d",
+                self.id,
+                self.peer_uid,
+                self.peer_pid,
+                self._send.statistics().current_buffer_used,
+            )
+            self.close("send queue full")
+            return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
+
+    # ------------------------------------------------------------------ tasks
+
+    async def _run(self, dispatcher: Dispatcher, max_line_bytes: int) -> None:
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_loop)
+                    await self._read_loop(dispatcher, max_line_bytes)
+                    # The client sent EOF or was cut off: stop notifications, let the
+                    # writer flush queued replies (a half-closed client such as
+                    # `socat` still reads them), but not forever.
+                    self._closing = True
+                    self._send.close()
+                    self._scope.deadline = trio.current_time() + _DRAIN_TIMEOUT
+        finally:
+            self._closing = True
+            self._send.close()
+            self._stream.socket.close()
+            callbacks, self._on_close = self._on_close, []
+            for cb in callbacks:
+                _run_callback(cb, self)
+            self._closed.set()
+
+    async def _read_loop(self, dispatcher: Dispatcher, max_line_bytes: int) -> None:
+        decoder = JSONStreamDecoder(max_line_bytes)
+        while True:
+            try:
+                data = await self._stream.receive_some(_RECV_CHUNK)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # reset by peer
+            if data:
+                decoder.feed(data)
+            else:
+                decoder.feed_eof()
+            while (event := decoder.next_event()) is not None:
+                if isinstance(event, Message):
+                    reply = await dispatcher.handle(event.value, self)
+                    await self._reply(reply)
+                elif isinstance(event, Malformed):
+                    log.debug("ipc parse error conn=%d reason=%s", self.id, event.reason)
+                    await self._reply(
+                        _error_response(None, PARSE_ERROR, f"parse error: {event.reason}")
+                    )
+                elif isinstance(event, TooLarge):
+                    log.warning(
+                        "ipc request too large, closing conn=%d uid=%s size=%d limit=%d",
+                        self.id,
+                        self.peer_uid,
+                        event.size,
+                        max_line_bytes,
+                    )
+                    await self._reply(
+                        _error_response(
+                            None,
+                            INVALID_REQUEST,
+                            f"request too large (over {max_line_bytes} bytes); connection closed",
+                        )
+                    )
+                    return
+                elif isinstance(event, Unsynchronisable):
+                    log.warning("ipc unparseable input without newline, closing conn=%d", self.id)
+                    return
+            if not data:
+                return
+
+    async def _reply(self, data: bytes | None) -> None:
+        hooks, self._after_reply = self._after_reply, []
+        if data is None:
+            for hook in hooks:
+                _run_callback(hook)
+            return
+        try:
+            await self._send.send((data + b"\n", hooks))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    async def _write_loop(self) -> None:
+        try:
+            async for data, hooks in self._recv:
+                for hook in hooks:
+                    _run_callback(hook)
+                await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.close("peer stopped reading")
+
+
+def _run_callback(callback: Callable[..., None], *args: Any) -> None:
+    try:
+        callback(*args)
+    except Exception:
+        log.exception(
+            "ipc connection callback failed callback=%s",
+            getattr(callback, "__qualname__", callback),
+        )
+
+
+def _peer_credentials(sock: trio.socket.SocketType) -> tuple[int | None, int | None, int | None]:
+    """(pid, uid, gid) of the peer process via ``SO_PEERCRED`` (Linux), or Nones."""
+    so_peercred = getattr(socket, "SO_PEERCRED", None)
+    if so_peercred is None:
+        return None, None, None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, so_peercred, struct.calcsize("3i"))
+        pid, uid, gid = struct.unpack("3i", raw)
+    except (OSError, struct.error):
+        return None, None, None
+    return pid, uid, gid
+
+
+# ====================================================================== Dispatcher
+
+
+@dataclass(frozen=True, slots=True)
+class _Method:
+    handler: Handler
+    mutating: bool
+
+
+class Dispatcher:
+    """Method table and JSON-RPC 2.0 request semantics.
+
+    ``handler(params, conn)`` gets ``params`` as given (object or array); omitted or
+    ``null`` params arrive as ``{}``. It returns a JSON-able result or raises (see the
+    module docstring for the error mapping). Built-in methods: ``rpc_modules``, and the
+    hub's ``subscribe`` / ``unsubscribe``.
+
+    Request rules: ``jsonrpc`` must be ``"2.0"``; ``method`` a string; ``id`` a string,
+    an integer or null (no ``id`` member = notification: no reply, not even an error,
+    unless the request is structurally invalid); ``params`` an object or array. Batches
+    are processed in order, replies in one array; an empty batch, or one over
+    ``max_batch`` entries, is a single ``-32600``; a batch of only notifications gets
+    no reply.
+    """
+
+    def __init__(
+        self, *, max_batch: int = 1000, max_subscriptions_per_connection: int = 64
+    ) -> None:
+        self._methods: dict[str, _Method] = {}
+        self._max_batch = max_batch
+        self.register("rpc_modules", self._rpc_modules)
+        #: The subscription hub; it registers ``subscribe`` and ``unsubscribe``.
+        self.hub = SubscriptionHub(self, max_per_connection=max_subscriptions_per_connection)
+
+    def register(self, name: str, handler: Handler, *, mutating: bool = False) -> None:
+        """Add method ``name``. ``mutating`` methods are audited at INFO (uid, pid, outcome)."""
+        if not isinstance(name, str) or not name or name.startswith("rpc."):
+            raise ValueError(f"invalid JSON-RPC method name {name!r}")
+        if name in self._methods:
+            raise ValueError(f"method {name!r} is already registered")
+        if not callable(handler):
+            raise TypeError(f"handler for {name!r} is not callable")
+        self._methods[name] = _Method(handler, mutating)
+
+    def methods(self) -> list[str]:
+        """Registered method names, sorted."""
+        return sorted(self._methods)
+
+    def rpc_modules(self) -> dict[str, str]:
+        """``{namespace: "1.0"}`` for every ``namespace_method`` name (``chain_head`` ->
+        ``chain``). Names without ``_`` (``subscribe``) belong to no namespace."""
+        return {name.split("_", 1)[0]: "1.0" for name in sorted(self._methods) if "_" in name}
+
+    async def _rpc_modules(self, params: Params, conn: Connection) -> dict[str, str]:
+        return self.rpc_modules()
+
+    async def handle(self, message: Any, conn: Connection) -> bytes | None:
+        """Process one decoded JSON value (request or batch); return the encoded reply
+        (no trailing newline) or ``None`` when no reply is due."""
+        if isinstance(message, list):
+            if not message:
+                return _error_response(None, INVALID_REQUEST, "invalid request: empty batch")
+            if len(message) > self._max_batch:
+                return _error_response(
+                    None,
+                    INVALID_REQUEST,
+                    f"invalid request: batch of {len(message)} requests (limit {self._max_batch})",
+                )
+            parts = [part for req in message if (part := await self._call(req, conn)) is not None]
+            return b"[" + b",".join(parts) + b"]" if parts else None
+        return await self._call(message, conn)
+
+    async def _call(self, request: Any, conn: Connection) -> bytes | None:
+        if not isinstance(request, dict):
+            return _error_response(None, INVALID_REQUEST, "invalid request: expected a JSON object")
+        is_notification = "id" not in request
+        req_id = request.get("id")
+        if not _valid_id(req_id):
+            return _error_response(
+                None, INVALID_REQUEST, "invalid request: id must be a string, an integer or null"
+            )
+        if request.get("jsonrpc") != "2.0":
+            return _error_response(
+                req_id, INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"'
+            )
+        method = request.get("method")
+        if not isinstance(method, str):
+            return _error_response(
+                req_id, INVALID_REQUEST, 'invalid request: "method" must be a string'
+            )
+        params = request.get("params")
+        if params is None:
+            params = {}
+        elif not isinstance(params, dict | list):
+            return _error_response(
+                req_id, INVALID_REQUEST, 'invalid request: "params" must be an object or an array'
+            )
+        entry = self._methods.get(method)
+        if entry is None:
+            if is_notification:
+                return None
+            return _error_response(req_id, METHOD_NOT_FOUND, f"method not found: {method}")
+
+        outcome = "cancelled"
+        try:
+            try:
+                result = await entry.handler(params, conn)
+            except Exception as exc:
+                code, message, data = _error_for(exc, method, conn.id)
+                outcome = str(code)
+                return None if is_notification else _error_response(req_id, code, message, data)
+            if is_notification:
+                outcome = "ok"
+                return None
+            try:
+                reply = _dumps({"jsonrpc": "2.0", "id": req_id, "result": result})
+            except (TypeError, ValueError, RecursionError):
+                outcome = str(INTERNAL_ERROR)
+                log.exception("ipc result not JSON-serialisable method=%s conn=%d", method, conn.id)
+                return _error_response(req_id, INTERNAL_ERROR, _INTERNAL_MESSAGE)
+            outcome = "ok"
+            return reply
+        finally:
+            if entry.mutating:
+                log.info(
+                    "ipc mutating call method=%s uid=%s pid=%s conn=%d outcome=%s",
+                    method,
+                    conn.peer_uid,
+                    conn.peer_pid,
+                    conn.id,
+                    outcome,
+                )
+
+
+# ====================================================================== Subscriptions
+
+
+@dataclass(slots=True, eq=False)
+class TopicSubscription:
+    """One subscription: ``filter_value`` is what the topic's validator returned."""
+
+    id: str
+    topic: str
+    filter_value: Any
+    conn: Connection
+    active: bool = False
+
+
+@dataclass(slots=True)
+class _Topic:
+    name: str
+    validate: TopicValidator
+    subs: dict[str, TopicSubscription]
+
+
+def _no_options(params: dict[str, Any]) -> None:
+    extra = sorted(set(params) - {"topic"})
+    if extra:
+        raise RPCError(
+            INVALID_PARAMS, f"topic {params.get('topic')!r} takes no parameters, got {extra}"
+        )
+
+
+class SubscriptionHub:
+    """Topic-based push notifications, delivered only to the subscribing connection.
+
+    Protocol (mirrors ``eth_subscribe``):
+
+    * ``subscribe`` with ``{"topic": name, ...options}`` (or ``[name, {options}]``)
+      returns a subscription id (``"0x"`` + 16 hex digits, unguessable, unique per hub).
+    * The node calls :meth:`publish`; each matching subscription gets
+      ``{"jsonrpc":"2.0","method":"subscription","params":{"subscription": id,
+      "result": payload}}``.
+    * ``unsubscribe`` with ``{"subscription": id}`` (or ``[id]``) returns ``true``; an id
+      not owned by the calling connection is ``NotFound`` (-32020).
+    * Closing the connection drops all its subscriptions.
+
+    A topic is registered with a validator ``validate(params) -> filter_value``: it gets
+    the whole subscribe params object (including ``"topic"``), raises ``RPCError`` /
+    ``MedchainError`` for bad options, and returns the normalised filter stored with the
+    subscription. :meth:`publish` passes that value to its ``filter`` callable.
+
+    Invariants:
+
+    * A subscription receives nothing published before the client could know its id:
+      it becomes active only when its ``subscribe`` reply is about to be written
+      (:meth:`Connection.after_reply`), so no notification ever precedes that reply.
+    * :meth:`publish` never blocks and never raises because of a client: a connection
+      whose channel is full is dropped (:meth:`Connection.send_nowait`).
+    * At most ``max_per_connection`` subscriptions per connection (``LIMIT_EXCEEDED``).
+    """
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        *,
+        max_per_connection: int = 64,
+        notification_method: str = "subscription",
+    ) -> None:
+        self._topics: dict[str, _Topic] = {}
+        self._max_per_connection = max_per_connection
+        self._method = notification_method
+        self._method_prefix = (
+            b'{"jsonrpc":"2.0","method":'
+            + _dumps(notification_method)
+            + b',"params":{"subscription":'
+        )
+        self._watched: set[int] = set()
+        dispatcher.register("subscribe", self._subscribe)
+        dispatcher.register("unsubscribe", self._unsubscribe)
+
+    def register_topic(self, name: str, validate: TopicValidator | None = None) -> None:
+        """Add a topic. Without ``validate``, subscribing with any option is INVALID_PARAMS."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"invalid topic name {name!r}")
+        if name in self._topics:
+            raise ValueError(f"topic {name!r} is already registered")
+        self._topics[name] = _Topic(name, validate or _no_options, {})
+
+    def topics(self) -> list[str]:
+        """Registered topic names, sorted."""
+        return sorted(self._topics)
+
+    def subscriber_count(self, topic: str | None = None) -> int:
+        """Active subscriptions on ``topic`` (or on all topics)."""
+        if topic is not None and topic not in self._topics:
+            raise ValueError(f"unregistered topic {topic!r}")
+        topics = self._topics.values() if topic is None else [self._topics[topic]]
+        return sum(1 for t in topics for s in t.subs.values() if s.active and not s.conn.closed)
+
+    def publish(self, topic: str, payload: Any, filter: SubscriptionFilter | None = None) -> int:
+        """Queue ``payload`` for every active subscription of ``topic`` whose
+        ``filter(filter_value)`` is true (all if ``filter`` is None). Returns how many
+        were queued. Never blocks. ``payload`` is encoded once; a non-JSON-able payload
+        or an unknown topic is a caller bug and raises ``TypeError``/``ValueError``.
+        A ``filter`` that raises is logged and treated as false."""
+        t = self._topics.get(topic)
+        if t is None:
+            raise ValueError(f"publish to unregistered topic {topic!r}")
+        if not t.subs:
+            return 0
+        result = _dumps(payload)
+        delivered = 0
+        for sub in list(t.subs.values()):
+            if not sub.active or sub.conn.closed:
+                continue
+            if filter is not None:
+                try:
+                    wanted = filter(sub.filter_value)
+                except Exception:
+                    log.exception("ipc subscription filter failed topic=%s", topic)
+                    continue
+                if not wanted:
+                    continue
+            data = self._method_prefix + _dumps(sub.id) + b',"result":' + result + b"}}"
+            if sub.conn.send_nowait(data):
+                delivered += 1
+        return delivered
+
+    # ------------------------------------------------------------------ methods
+
+    async def _subscribe(self, params: Params, conn: Connection) -> str:
+        if isinstance(params, list):
+            if not 1 <= len(params) <= 2 or (len(params) == 2 and not isinstance(params[1], dict)):
+                raise RPCError(INVALID_PARAMS, "subscribe params: [topic] or [topic, {options}]")
+            options = dict(params[1]) if len(params) == 2 else {}
+            options["topic"] = params[0]
+        else:
+            options = params
+        name = options.get("topic")
+        t = self._topics.get(name) if isinstance(name, str) else None
+        if t is None:
+            raise RPCError(
+                INVALID_PARAMS, f"unknown subscription topic {name!r}; topics: {self.topics()}"
+            )
+        if len(conn.subscriptions) >= self._max_per_connection:
+            raise RPCError(
+                LIMIT_EXCEEDED,
+                f"too many subscriptions on this connection (limit {self._max_per_connection})",
+            )
+        filter_value = t.validate(options)
+        sid = "0x" + secrets.token_hex(8)
+        while sid in conn.subscriptions or sid in t.subs:
+            sid = "0x" + secrets.token_hex(8)
+        sub = TopicSubscription(sid, t.name, filter_value, conn)
+        conn.subscriptions[sid] = sub
+        t.subs[sid] = sub
+        if conn.id not in self._watched:
+            self._watched.add(conn.id)
+            conn.on_close(self._forget_connection)
+
+        def activate() -> None:
+            if t.subs.get(sid) is sub:
+                sub.active = True
+
+        conn.after_reply(activate)
+        return sid
+
+    async def _unsubscribe(self, params: Params, conn: Connection) -> bool:
+        sid = bind_params(params, ("subscription",))["subscription"]
+        sub = conn.subscriptions.get(sid) if isinstance(sid, str) else None
+        if not isinstance(sub, TopicSubscription):
+            raise NotFound(f"no subscription {sid!r} on this connection")
+        self._remove(sub)
+        return True
+
+    def _remove(self, sub: TopicSubscription) -> None:
+        sub.active = False
+        sub.conn.subscriptions.pop(sub.id, None)
+        t = self._topics.get(sub.topic)
+        if t is not None:
+            t.subs.pop(sub.id, None)
+
+    def _forget_connection(self, conn: Connection) -> None:
+        self._watched.discard(conn.id)
+        for sub in list(conn.subscriptions.values()):
+            if isinstance(sub, TopicSubscription):
+                self._remove(sub)
+
+
+# ====================================================================== Server
+
+
+@dataclass(frozen=True, slots=True)
+class IPCServerStatistics:
+    """Counters since :meth:`IPCServer.serve` started."""
+
+    connections: int  #: open now
+    accepted: int  #: accepted in total (including rejected over the limit)
+    rejected: int  #: refused because ``max_connections`` were open
+    dropped_slow: int  #: closed by the slow-subscriber policy
+
+
+class IPCServer:
+    """Serve a :class:`Dispatcher` on a Unix-domain socket at ``path``; see the module doc.
+
+    ``send_queue`` is the per-connection outgoing channel size in messages.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        dispatcher: Dispatcher,
+        *,
+        group: str | None = None,
+        max_line_bytes: int = 16 * 1024 * 1024,
+        max_connections: int = 256,
+        send_queue: int = 1024,
+    ) -> None:
+        if max_line_bytes < 1 or max_connections < 1 or send_queue < 1:
+            raise ValueError("max_line_bytes, max_connections and send_queue must be positive")
+        self.path = Path(path)
+        self.dispatcher = dispatcher
+        self.group = group
+        self.max_line_bytes = max_line_bytes
+        self.max_connections = max_connections
+        self.send_queue = send_queue
+        self._connections: dict[int, Connection] = {}
+        self._ids = itertools.count(1)
+        self._accepted = 0
+        self._rejected = 0
+        self._dropped_slow = 0
+        self._serving = False
+
+    def statistics(self) -> IPCServerStatistics:
+        return IPCServerStatistics(
+            connections=len(self._connections),
+            accepted=self._accepted,
+            rejected=self._rejected,
+            dropped_slow=self._dropped_slow,
+        )
+
+    def connections(self) -> list[Connection]:
+        """Open connections, oldest first."""
+        return list(self._connections.values())
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Bind, signal ``task_status.started()`` once listening, serve until cancelled.
+
+        Raises :class:`IPCBindError` (before ``started``) if the socket cannot be created.
+        On exit the listener is closed, connections are cancelled and the socket file is
+        unlinked if it is still the one this server created.
+        """
+        if self._serving:
+            raise RuntimeError("IPCServer.serve() is already running")
+        self._serving = True
+        try:
+            sock, identity = await self._bind()
+            try:
+                listener = trio.SocketListener(sock)
+                log.info(
+                    "ipc listening path=%s mode=%s", self.path, "0660" if self.group else "0600"
+                )
+                task_status.started()
+                async with trio.open_nursery() as nursery:
+                    await self._accept_loop(listener, nursery)
+            finally:
+                sock.close()
+                self._unlink_if_ours(identity)
+        finally:
+            self._serving = False
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
+                    log.error(
+                        "ipc accept failed, retrying errno=%s", errno.errorcode.get(exc.errno or 0)
+                    )
+                    await trio.sleep(0.1)
+                    continue
+                raise
+            self._accepted += 1
+            if len(self._connections) >= self.max_connections:
+                self._rejected += 1
+                nursery.start_soon(self._reject, stream)
+                continue
+            conn = Connection(next(self._ids), stream, send_queue=self.send_queue)
+            self._connections[conn.id] = conn
+            nursery.start_soon(self._serve_connection, conn)
+
+    async def _serve_connection(self, conn: Connection) -> None:
+        log.debug(
+            "ipc connection opened conn=%d uid=%s pid=%s", conn.id, conn.peer_uid, conn.peer_pid
+        )
+        try:
+            await conn._run(self.dispatcher, self.max_line_bytes)
+        finally:
+            del self._connections[conn.id]
+            if conn.dropped_slow:
+                self._dropped_slow += 1
+            log.debug("ipc connection closed conn=%d", conn.id)
+
+    async def _reject(self, stream: trio.SocketStream) -> None:
+        log.warning("ipc connection refused: limit reached limit=%d", self.max_connections)
+        msg = _error_response(
+            None, LIMIT_EXCEEDED, f"too many IPC connections (limit {self.max_connections})"
+        )
+        with trio.move_on_after(1):
+            try:
+                await stream.send_all(msg + b"\n")
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        stream.socket.close()
+
+    # ------------------------------------------------------------------ socket file
+
+    async def _bind(self) -> tuple[trio.socket.SocketType, tuple[int, int]]:
+        path = self.path
+        encoded = os.fsencode(path)
+        if len(encoded) > MAX_SOCKET_PATH_BYTES:
+            log.warning("ipc socket path too long path=%s bytes=%d", path, len(encoded))
+            raise IPCBindError(
+                f"IPC socket path {path} is {len(encoded)} bytes; AF_UNIX allows at most "
+                f"{MAX_SOCKET_PATH_BYTES}. Set a shorter ipc.path (or a shorter datadir)."
+            )
+        gid = _resolve_group(self.group) if self.group is not None else None
+        await _remove_stale_socket(path)
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            # umask is process-wide: keep the window tiny and free of checkpoints, so no
+            # other trio task runs with it; the chmod below covers other threads.
+            old_umask = os.umask(0o177)
+            try:
+                raw.bind(encoded)
+            finally:
+                os.umask(old_umask)
+            try:
+                if gid is not None:
+                    os.chown(encoded, -1, gid)
+                    os.chmod(encoded, 0o660)
+                else:
+                    os.chmod(encoded, 0o600)
+                raw.listen(socket.SOMAXCONN)
+                st = os.stat(encoded)
+            except BaseException:
+                _unlink_quietly(encoded)
+                raise
+        except OSError as exc:
+            raw.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise IPCBindError(f"another process is serving IPC at {path}") from exc
+            if exc.errno == errno.EPERM and gid is not None:
+                raise IPCBindError(
+                    f"cannot give IPC socket {path} to group {self.group!r}: the daemon's user "
+                    f"must be a member of that group"
+                ) from exc
+            raise IPCBindError(f"cannot create IPC socket at {path}: {exc.strerror}") from exc
+        except BaseException:
+            raw.close()
+            raise
+        raw.setblocking(False)
+        return trio.socket.from_stdlib_socket(raw), (st.st_dev, st.st_ino)
+
+    def _unlink_if_ours(self, identity: tuple[int, int]) -> None:
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return
+        if (st.st_dev, st.st_ino) == identity:
+            _unlink_quietly(os.fsencode(self.path))
+        else:
+            log.warning("ipc socket path was replaced, not removing it path=%s", self.path)
+
+
+def _unlink_quietly(path: bytes) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _resolve_group(group: str) -> int:
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        if group.isdigit():
+            return int(group)
+        raise IPCBindError(f"ipc.group {group!r} is not a group on this system") from None
+
+
+async def _remove_stale_socket(path: Path) -> None:
+    """Unlink ``path`` if it is a socket nobody listens on; refuse anything else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise IPCBindError(
+            f"{path} exists and is not a socket; refusing to replace it "
+            f"(remove it or choose another ipc.path)"
+        )
+    probe = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with trio.move_on_after(2):
+            try:
+                await probe.connect(os.fspath(path))
+            except (ConnectionRefusedError, FileNotFoundError):
+                log.info("ipc removing stale socket path=%s", path)
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                return
+            except OSError as exc:
+                raise IPCBindError(
+                    f"cannot check the existing IPC socket at {path}: {exc.strerror}"
+                ) from exc
+        # Connected, or the probe hung (a live listener with a full backlog): in use.
+        raise IPCBindError(
+            f"another process is serving IPC at {path}; stop it or choose another ipc.path"
+        )
+    finally:
+        probe.close()

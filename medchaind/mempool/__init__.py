@@ -1,0 +1,227 @@
+"""The mempool: admitted, not yet committed transactions.
+
+Admission (``add``) runs, cheapest first: de-duplication, the already-committed check,
+the sender's rate limit, the signature (verified once: the hash goes into the shared
+:class:`~medchaind.chain.SigCache`, so block execution does not verify it again), the
+app's stateful checks and the nonce window, then the caps. Refusals raise
+:class:`~medchaind.errors.TxRejected` with a stable code and a reason and change
+nothing.
+
+Ordering: txs are proposed in arrival order, but a sender's txs only in nonce order
+from its committed nonce on (a tx whose predecessor is missing waits). Caps: a total
+count and byte budget; when full, a newcomer may evict the highest-nonce tx of the
+sender holding the most txs, if that sender holds more than the newcomer's sender, so
+one flooding sender cannot lock others out. After each block, ``update`` removes
+what was committed and anything the new state made invalid.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import trio
+
+from ..app import App, StateReader
+from ..chain import SigCache
+from ..errors import SignatureError, TxRejected
+from ..types import Tx
+
+
+@dataclass(frozen=True, slots=True)
+class MempoolConfig:
+    max_txs: int = 100_000
+    max_bytes: int = 128 * 1024 * 1024
+    max_per_sender: int = 20_000
+    max_nonce_ahead: int = 20_000
+    #: token bucket per sender: sustained txs/s and burst size
+    sender_rate: float = 5_000.0
+    sender_burst: int = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class MempoolStats:
+    size: int
+    bytes: int
+    admitted: int
+    rejected: int
+    evicted: int
+
+
+class _Bucket:
+    __slots__ = ("tokens", "stamp")
+
+    def __init__(self, tokens: float, stamp: float) -> None:
+        self.tokens = tokens
+        self.stamp = stamp
+
+
+class Mempool:
+    def __init__(
+        self,
+        app: App,
+        state: Callable[[], StateReader],
+        sigs: SigCache,
+        committed: Callable[[bytes], bool],
+        config: MempoolConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self._state = state
+        self.sigs = sigs
+        self._committed = committed
+        self.config = config or MempoolConfig()
+        self._clock = clock
+        self._txs: dict[bytes, Tx] = {}  # arrival order
+        self._by_sender: dict[bytes, dict[int, bytes]] = {}
+        self._buckets: dict[bytes, _Bucket] = {}
+        self._bytes = 0
+        self._admitted = self._rejected = self._evicted = 0
+        self._has_txs = trio.Event()
+
+    # ------------------------------------------------------------------ queries
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._txs
+
+    def get(self, tx_hash: bytes) -> Tx | None:
+        return self._txs.get(tx_hash)
+
+    def has_nonce(self, sender: bytes, nonce: int) -> bool:
+        return nonce in self._by_sender.get(sender, ())
+
+    def statistics(self) -> MempoolStats:
+        return MempoolStats(len(self._txs), self._bytes, self._admitted, self._rejected, self._evicted)
+
+    async def wait_for_txs(self) -> None:
+        """Return once the pool is non-empty."""
+        while not self._txs:
+            await self._has_txs.wait()
+
+    # ------------------------------------------------------------------ admission
+
+    def add(self, tx: Tx) -> bool:
+        """Admit ``tx``; False if it is already pending. Raises TxRejected otherwise."""
+        try:
+            return self._add(tx)
+        except TxRejected:
+            self._rejected += 1
+            raise
+
+    def _add(self, tx: Tx) -> bool:
+        if tx.hash in self._txs:
+            return False
+        if self._committed(tx.hash):
+            raise TxRejected("already_committed", "this exact tx is already in a block")
+        cfg = self.config
+        pending = self._by_sender.get(tx.sender, {})
+        if len(pending) >= cfg.max_per_sender:
+            raise TxRejected("sender_limit", f"sender already has {len(pending)} pending txs")
+        self._take_token(tx.sender)
+        try:
+            self.sigs.verify(tx)
+        except SignatureError:
+            raise TxRejected("bad_signature", "signature does not verify for this sender and chain id") from None
+        state = self._state()
+        committed_nonce = self.app.nonce(state, tx.sender)
+        if tx.nonce in pending:
+            raise TxRejected("nonce_pending", f"another tx with nonce {tx.nonce} is already pending")
+        if tx.nonce > committed_nonce + cfg.max_nonce_ahead:
+            raise TxRejected("nonce_too_high", f"nonce {tx.nonce} is too far ahead (next is {committed_nonce})")
+        self.app.check_tx(state, tx, expected_nonce=committed_nonce)
+        size = len(tx.encoded)
+        while len(self._txs) >= cfg.max_txs or self._bytes + size > cfg.max_bytes:
+            if not self._evict_for(tx.sender):
+                raise TxRejected("mempool_full", "the mempool is full; retry later")
+        self._insert(tx)
+        self._admitted += 1
+        return True
+
+    def _take_token(self, sender: bytes) -> None:
+        cfg = self.config
+        now = self._clock()
+        b = self._buckets.get(sender)
+        if b is None:
+            b = self._buckets[sender] = _Bucket(float(cfg.sender_burst), now)
+        b.tokens = min(float(cfg.sender_burst), b.tokens + (now - b.stamp) * cfg.sender_rate)
+        b.stamp = now
+        if b.tokens < 1.0:
+            raise TxRejected("rate_limited", f"sender exceeds {cfg.sender_rate:g} txs/s; slow down")
+        b.tokens -= 1.0
+        if len(self._buckets) > 4 * self.config.max_txs:
+            # forget full buckets (senders idle long enough to have refilled)
+            for k in [k for k, v in self._buckets.items() if v.tokens >= cfg.sender_burst]:
+                del self._buckets[k]
+
+    def _insert(self, tx: Tx) -> None:
+        self._txs[tx.hash] = tx
+        self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx.hash
+        self._bytes += len(tx.encoded)
+        self._has_txs.set()
+
+    def _remove(self, tx_hash: bytes) -> None:
+        tx = self._txs.pop(tx_hash)
+        self._bytes -= len(tx.encoded)
+        per = self._by_sender[tx.sender]
+        del per[tx.nonce]
+        if not per:
+            del self._by_sender[tx.sender]
+        if not self._txs:
+            self._has_txs = trio.Event()
+
+    def _evict_for(self, sender: bytes) -> bool:
+        mine = len(self._by_sender.get(sender, ()))
+        victim = max(self._by_sender, key=lambda s: len(self._by_sender[s]), default=None)
+        if victim is None or len(self._by_sender[victim]) <= mine + 1:
+            return False
+        per = self._by_sender[victim]
+        self._remove(per[max(per)])
+        self._evicted += 1
+        return True
+
+    # ------------------------------------------------------------------ proposing
+
+    def reap(self, max_txs: int, max_bytes: int) -> list[Tx]:
+        """Txs for the next block: arrival order, each sender's nonces contiguous."""
+        state = self._state()
+        next_nonce: dict[bytes, int] = {}
+        out: list[Tx] = []
+        size = 0
+        for tx in self._txs.values():
+            n = next_nonce.get(tx.sender)
+            if n is None:
+                n = self.app.nonce(state, tx.sender)
+            if tx.nonce != n:
+                continue
+            if len(out) >= max_txs or size + len(tx.encoded) > max_bytes:
+                break
+            out.append(tx)
+            size += len(tx.encoded)
+            next_nonce[tx.sender] = n + 1
+        return out
+
+    # ------------------------------------------------------------------ after a block
+
+    def update(self, committed: Iterable[Tx]) -> None:
+        """Drop committed txs, then re-check the rest against the new state."""
+        for tx in committed:
+            if tx.hash in self._txs:
+                self._remove(tx.hash)
+        state = self._state()
+        stale: list[bytes] = []
+        for sender, per in self._by_sender.items():
+            committed_nonce = self.app.nonce(state, sender)
+            for nonce, h in per.items():
+                if nonce < committed_nonce:
+                    stale.append(h)
+                    continue
+                try:
+                    self.app.check_tx(state, self._txs[h], expected_nonce=committed_nonce)
+                except TxRejected:
+                    stale.append(h)
+        for h in stale:
+            self._remove(h)

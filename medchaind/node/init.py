@@ -1,0 +1,68 @@
+"""Creating a datadir: keys, genesis, config (``medchaind init`` and ``medchaind dev``)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ..crypto import KeyPair, save_keystore, write_private_file
+from ..errors import ConfigError
+from ..types import Authority, Genesis
+from ..types.tx import CHAIN_ID_RE
+from .config import Config, KeySection, NodeSection, load_config, render_config
+
+MONIKER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def init_datadir(
+    datadir: Path,
+    *,
+    chain_id: str = "medchain-dev",
+    moniker: str = "node0",
+    genesis: Genesis | None = None,
+    passphrase: str | None = None,
+    passphrase_file: Path | None = None,
+    keys: KeyPair | None = None,
+    force: bool = False,
+) -> tuple[Config, Genesis, KeyPair]:
+    """Write ``config.toml``, ``keys/node.json`` (+ passphrase file) and ``genesis.json``.
+
+    Without ``genesis`` a single-authority genesis is written with this node as the
+    authority. Without ``passphrase`` a random one is generated into
+    ``keys/node.passphrase`` (0600) so the node can start unattended; operators move it
+    to a secret store (systemd credential, Kubernetes Secret) and point
+    ``key.passphrase_file`` at it.
+    """
+    datadir = datadir.resolve()
+    if not CHAIN_ID_RE.fullmatch(chain_id):
+        raise ConfigError(f"chain id {chain_id!r} must match [a-z0-9][a-z0-9-]{{0,63}}")
+    if not MONIKER_RE.fullmatch(moniker):
+        raise ConfigError(f"moniker {moniker!r} must be 1..64 characters of letters, digits, '.', '_' or '-'")
+    if (datadir / "config.toml").exists() and not force:
+        raise ConfigError(f"{datadir} is already initialised (config.toml exists); use --force to overwrite keys and config")
+    if (datadir / "chaindata").exists() and force:
+        raise ConfigError(f"{datadir}/chaindata exists; refusing to replace the keys or genesis of a datadir with a chain")
+    datadir.mkdir(parents=True, exist_ok=True)
+    datadir.chmod(0o700)
+    (datadir / "keys").mkdir(exist_ok=True, mode=0o700)
+    cfg = load_config(datadir, env={})
+    cfg = replace(cfg, node=NodeSection(moniker=moniker))
+    if passphrase_file is not None:
+        cfg = replace(cfg, key=KeySection(path=cfg.key.path, passphrase_file=str(passphrase_file.resolve())))
+    keys = keys or KeyPair.generate()
+    if passphrase is None:
+        passphrase = secrets.token_urlsafe(32)
+        write_private_file(cfg.resolve(cfg.key.passphrase_file), (passphrase + "\n").encode())
+    save_keystore(cfg.resolve(cfg.key.path), keys, passphrase, label=moniker)
+    if genesis is None:
+        genesis = Genesis(
+            chain_id=chain_id,
+            genesis_time_ms=time.time_ns() // 1_000_000,
+            authorities=(Authority(moniker, keys.public_key, 1),),
+        )
+    (datadir / "genesis.json").write_text(genesis.to_json())
+    (datadir / "config.toml").write_text(render_config(cfg))
+    return cfg, genesis, keys

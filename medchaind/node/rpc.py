@@ -1,0 +1,283 @@
+"""The node's JSON-RPC methods (DESIGN.md §7): parameter parsing and handlers.
+
+Every handler takes ``(params, conn)`` and returns a JSON-able result; bad params
+raise :class:`InvalidParams` (JSON-RPC -32602) naming the parameter. Bytes travel as
+``0x``-hex. Nothing here logs params: they may carry personal data.
+
+Subscriptions (``subscribe`` / ``unsubscribe``), topics:
+
+* ``newHeads``: every committed header.
+* ``tx``: status changes of txs; ``{"topic": "tx", "hash": "0x…"}`` for one tx, or
+  ``{"topic": "tx", "sender": "0x…"}`` for one sender's txs. A notification carries
+  ``{"hash", "status": "pending" | "committed", "height"?, "receipt"?}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .. import __version__
+from ..errors import DecodeError, MedchainError, NotFound, TxRejected
+from ..ipc import RPCError
+from ..types import Block, Receipt, Tx, decode_tx, to_jsonable
+from ..types.merkle import merkle_proof
+
+if TYPE_CHECKING:
+    from ..ipc.server import Connection
+    from .node import Node
+
+log = logging.getLogger(__name__)
+
+INVALID_PARAMS = -32602
+MAX_WAIT_MS = 600_000
+
+
+class InvalidParams(RPCError):
+    def __init__(self, message: str) -> None:
+        super().__init__(INVALID_PARAMS, message)
+
+
+# ------------------------------------------------------------------ param helpers
+
+
+def _obj(params: Any) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidParams("params must be an object with named fields")
+    return params
+
+
+def hex_bytes(params: dict[str, Any], name: str, size: int | None = None, *, max_size: int = 1 << 24) -> bytes:
+    v = params.get(name)
+    if not isinstance(v, str) or not v.startswith("0x"):
+        raise InvalidParams(f"{name} must be a 0x-prefixed hex string")
+    if len(v) > 2 + 2 * max_size:
+        raise InvalidParams(f"{name} is longer than {max_size} bytes")
+    try:
+        b = bytes.fromhex(v[2:])
+    except ValueError:
+        raise InvalidParams(f"{name} is not valid hex") from None
+    if size is not None and len(b) != size:
+        raise InvalidParams(f"{name} must be {size} bytes")
+    return b
+
+
+def opt_int(params: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
+    v = params.get(name, default)
+    if type(v) is not int or not lo <= v <= hi:
+        raise InvalidParams(f"{name} must be an integer in {lo}..{hi}")
+    return v
+
+
+def receipt_json(r: Receipt) -> dict[str, Any]:
+    return {"code": r.code, "ok": r.ok, "reason": r.reason, "events": to_jsonable(list(r.events))}
+
+
+def block_json(block: Block, *, full: bool) -> dict[str, Any]:
+    return {
+        "header": block.header.to_json(),
+        "txs": [t.to_json() for t in block.txs] if full else ["0x" + t.hash.hex() for t in block.txs],
+        "last_commit": None if block.last_commit is None else block.last_commit.to_json(),
+    }
+
+
+# ------------------------------------------------------------------ handlers
+
+
+class RPC:
+    """Handlers bound to a node; ``register`` adds them to a dispatcher."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def methods(self) -> dict[str, tuple[Any, bool]]:
+        """name -> (handler, mutating)."""
+        return {
+            "node_info": (self.node_info, False),
+            "node_health": (self.node_health, False),
+            "chain_head": (self.chain_head, False),
+            "chain_getBlock": (self.chain_get_block, False),
+            "chain_getCommit": (self.chain_get_commit, False),
+            "chain_getTx": (self.chain_get_tx, False),
+            "tx_submit": (self.tx_submit, True),
+            "tx_wait": (self.tx_wait, False),
+            "tx_nonce": (self.tx_nonce, False),
+            "mempool_status": (self.mempool_status, False),
+            "identity_get": (self.identity_get, False),
+            "identity_list": (self.identity_list, False),
+            "governance_authorities": (self.governance_authorities, False),
+            "governance_pending": (self.governance_pending, False),
+        }
+
+    # node_*
+
+    async def node_info(self, params: Any, conn: Connection) -> Any:
+        n = self.node
+        tip = n.ledger.tip
+        return {
+            "version": __version__,
+            "moniker": n.config.node.moniker,
+            "chain_id": n.genesis.chain_id,
+            "genesis_hash": "0x" + n.genesis.hash().hex(),
+            "public_key": "0x" + n.keys.public_key.hex(),
+            "is_authority": n.keys.public_key in tip.powers,
+            "height": tip.height,
+            "head_hash": "0x" + tip.block_hash.hex(),
+            "syncing": False,
+            "mempool_size": len(n.mempool),
+            "consensus": "solo",
+        }
+
+    async def node_health(self, params: Any, conn: Connection) -> Any:
+        return {"ok": True, "height": self.node.ledger.height}
+
+    # chain_*
+
+    async def chain_head(self, params: Any, conn: Connection) -> Any:
+        head = self.node.ledger.store.head()
+        return None if head is None else head.to_json()
+
+    def _block_from(self, p: dict[str, Any]) -> Block:
+        store = self.node.ledger.store
+        if "height" in p:
+            h = opt_int(p, "height", 0, 1, 2**62)
+            block = store.get_block(h)
+        elif "hash" in p:
+            block = store.get_block_by_hash(hex_bytes(p, "hash", 32))
+        else:
+            raise InvalidParams("give height or hash")
+        if block is None:
+            raise NotFound("no such block")
+        return block
+
+    async def chain_get_block(self, params: Any, conn: Connection) -> Any:
+        p = _obj(params)
+        full = p.get("full", False)
+        if not isinstance(full, bool):
+            raise InvalidParams("full must be a boolean")
+        block = self._block_from(p)
+        out = block_json(block, full=full)
+        commit = self.node.ledger.store.get_commit(block.height)
+        out["commit"] = None if commit is None else commit.to_json()
+        return out
+
+    async def chain_get_commit(self, params: Any, conn: Connection) -> Any:
+        p = _obj(params)
+        h = opt_int(p, "height", 0, 1, 2**62)
+        commit = self.node.ledger.store.get_commit(h)
+        if commit is None:
+            raise NotFound("no commit at that height")
+        return commit.to_json()
+
+    def tx_status(self, tx_hash: bytes) -> dict[str, Any]:
+        store = self.node.ledger.store
+        loc = store.get_tx_location(tx_hash)
+        if loc is None:
+            if tx_hash in self.node.mempool:
+                return {"hash": "0x" + tx_hash.hex(), "status": "pending"}
+            return {"hash": "0x" + tx_hash.hex(), "status": "unknown"}
+        height, index = loc
+        receipt = store.get_receipt(tx_hash)
+        assert receipt is not None
+        return {
+            "hash": "0x" + tx_hash.hex(), "status": "committed", "height": height, "index": index,
+            "receipt": receipt_json(receipt),
+        }
+
+    async def chain_get_tx(self, params: Any, conn: Connection) -> Any:
+        p = _obj(params)
+        h = hex_bytes(p, "hash", 32)
+        status = self.tx_status(h)
+        if status["status"] == "unknown":
+            raise NotFound("unknown tx")
+        if status["status"] == "pending":
+            tx = self.node.mempool.get(h)
+            assert tx is not None
+            status["tx"] = tx.to_json()
+            return status
+        block = self.node.ledger.store.get_block(status["height"])
+        assert block is not None
+        idx = status["index"]
+        tx = block.txs[idx]
+        status["tx"] = tx.to_json()
+        status["block_hash"] = "0x" + block.hash().hex()
+        status["proof"] = {
+            "tx_root": "0x" + block.header.tx_root.hex(),
+            "index": idx,
+            "size": len(block.txs),
+            "path": ["0x" + x.hex() for x in merkle_proof([t.hash for t in block.txs], idx)],
+        }
+        return status
+
+    # tx_*
+
+    async def tx_submit(self, params: Any, conn: Connection) -> Any:
+        p = _obj(params)
+        raw = hex_bytes(p, "tx", max_size=128 * 1024)
+        try:
+            tx = decode_tx(raw)
+        except DecodeError as exc:
+            raise RPCError(exc.rpc_code, f"malformed tx: {exc}", {"code": "malformed", "reason": str(exc)}) from None
+        try:
+            self.node.submit(tx)
+        except TxRejected as exc:
+            raise RPCError(exc.rpc_code, str(exc), {"code": exc.code, "reason": exc.reason}) from None
+        return "0x" + tx.hash.hex()
+
+    async def tx_wait(self, params: Any, conn: Connection) -> Any:
+        p = _obj(params)
+        h = hex_bytes(p, "hash", 32)
+        timeout_ms = opt_int(p, "timeout_ms", 30_000, 0, MAX_WAIT_MS)
+        with trio.move_on_after(timeout_ms / 1000):
+            await self.node.wait_tx(h)
+        return self.tx_status(h)
+
+    async def tx_nonce(self, params: Any, conn: Connection) -> Any:
+        p = _obj(params)
+        sender = hex_bytes(p, "sender", 32)
+        committed, pending_next = self.node.next_nonce(sender)
+        return {"committed": committed, "next": pending_next}
+
+    async def mempool_status(self, params: Any, conn: Connection) -> Any:
+        s = self.node.mempool.statistics()
+        return {"size": s.size, "bytes": s.bytes, "admitted": s.admitted, "rejected": s.rejected, "evicted": s.evicted}
+
+    # module queries
+
+    def _query(self, path: str, params: dict[str, Any]) -> Any:
+        try:
+            return self.node.app.query(self.node.ledger.state, path, params)
+        except MedchainError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidParams(f"bad query params: {exc}") from None
+
+    async def identity_get(self, params: Any, conn: Connection) -> Any:
+        p = _obj(params)
+        ident = self._query("identity.get", {"public_key": hex_bytes(p, "public_key", 32)})
+        if ident is None:
+            raise NotFound("no identity registered for that key")
+        return ident
+
+    async def identity_list(self, params: Any, conn: Connection) -> Any:
+        p = _obj(params)
+        q: dict[str, Any] = {"limit": opt_int(p, "limit", 100, 1, 1000)}
+        if "role" in p:
+            if not isinstance(p["role"], str):
+                raise InvalidParams("role must be a string")
+            q["role"] = p["role"]
+        return self._query("identity.list", q)
+
+    async def governance_authorities(self, params: Any, conn: Connection) -> Any:
+        return self._query("governance.authorities", {})
+
+    async def governance_pending(self, params: Any, conn: Connection) -> Any:
+        return self._query("governance.pending", {})
+
+
+def tx_event(tx: Tx, status: str, **extra: Any) -> dict[str, Any]:
+    return {"hash": "0x" + tx.hash.hex(), "sender": "0x" + tx.sender.hex(), "status": status, **extra}

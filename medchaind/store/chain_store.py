@@ -1,0 +1,346 @@
+"""The chain database: finalised blocks, their commits, indexes, receipts, state, blobs.
+
+Theory of operation
+-------------------
+Blocks in medchaind are final the moment they are committed (BFT finality, DESIGN.md
+§4), so the store is append-only at the head: :meth:`ChainStore.commit_block` accepts
+exactly height ``head + 1`` and never rewrites a lower height. Everything that block h
+changes is written in **one** atomic ``KVStore.write(..., sync=True)`` (DESIGN.md §6):
+
+* the block (``v1/blk/h``) and the commit that finalised it (``v1/cmt/h``). The
+  commit is stored next to the block because block h+1, which will carry it as
+  ``last_commit``, does not exist yet;
+* the block-hash index (``v1/bhash/<hash> -> h``);
+* per transaction its location (``v1/tx/<hash> -> [h, index]``) and its receipt
+  (``v1/rcpt/<hash>``);
+* the state changes of executing the block (value None = delete);
+* the new head (``v1/meta/head -> h``).
+
+Hence, after a crash at any moment, for the head height H read back from
+``v1/meta/head``: every height ``<= H`` is complete (block, commit, indexes, receipts,
+state) and nothing of any height ``> H`` is present. Reopening needs no repair.
+
+Before block 1, :meth:`ChainStore.init_genesis` writes the genesis state together with
+the genesis hash and genesis app hash (meta ``genesis_hash``, ``genesis_app_hash``), in
+one batch as well, so a datadir either has its genesis entirely or not at all.
+
+Invariants this class keeps (it must be the only writer of these namespaces):
+
+* ``head_height() == 0`` iff no block has been committed; otherwise blocks
+  ``1..head_height()`` are all present and linked (``prev_hash`` of h+1 is the hash of
+  h).
+* ``head()`` is the header of block ``head_height()``, cached in memory and reloaded
+  from disk on construction.
+* A transaction hash maps to its *first* inclusion. A block may carry a tx that was
+  already committed (replay that fails execution, e.g. with ``bad_nonce``); the index
+  and receipt of the first inclusion are kept and the later copy is not indexed, so a
+  successful tx's receipt can never be overwritten by its failed replay.
+* A rejected ``commit_block`` (failed precondition, bad argument) writes nothing.
+* Reads may run on other threads while one thread commits (the node commits from a
+  worker thread): the backend makes the batch atomic to readers and the head cache is
+  one ``(height, header)`` tuple replaced after the write, so ``head()`` never runs
+  ahead of the data.
+
+Every decode of stored bytes goes through :meth:`ChainStore._decode`:
+a damaged entry raises :class:`~medchaind.errors.StoreError` naming its namespace and
+key, never a raw cbor2 or validation error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from .. import codec, crypto
+from ..errors import MedchainError, StoreError
+from ..types import Block, Commit, Header, Receipt, decode_block, decode_commit, decode_receipt
+from . import schema
+from .kv import KVStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Meta name of the head height.
+HEAD_META = "head"
+#: Meta names written by :meth:`ChainStore.init_genesis`.
+GENESIS_HASH_META = "genesis_hash"
+GENESIS_APP_HASH_META = "genesis_app_hash"
+#: Maintained by ChainStore itself; ``put_meta`` refuses them.
+RESERVED_META = frozenset({HEAD_META, GENESIS_HASH_META, GENESIS_APP_HASH_META})
+
+StateWrites = Mapping[tuple[str, bytes], bytes | None]
+
+
+class ChainStore:
+    """Typed access to the chain database over any :class:`KVStore` (see module docstring)."""
+
+    def __init__(self, kv: KVStore) -> None:
+        """Wrap ``kv`` and load the head. Raises StoreError if the stored head is damaged."""
+        self._kv = kv
+        #: (height, header) of the head, replaced as one value. (0, None) when empty.
+        self._head_state: tuple[int, Header | None] = (0, None)
+        raw = kv.get(schema.meta_key(HEAD_META))
+        if raw is not None:
+            height = self._decode(schema.meta_key(HEAD_META), raw, schema.decode_height)
+            block = self.get_block(height)
+            if block is None:
+                raise StoreError(
+                    f"the store's head is height {height} but that block is missing; "
+                    "the database is damaged: restore the datadir from a backup or resync it"
+                )
+            self._head_state = (height, block.header)
+        log.debug("chain store opened head=%d", self._head_state[0])
+
+    @property
+    def kv(self) -> KVStore:
+        """The underlying store, for tests and offline tooling. Writing through it
+        bypasses this class's invariants and its head cache."""
+        return self._kv
+
+    # -- decoding guard ------------------------------------------------------------------
+
+    @staticmethod
+    def _decode(key: bytes, raw: bytes, decoder: Callable[[bytes], T]) -> T:
+        try:
+            return decoder(raw)
+        except (MedchainError, ValueError, TypeError) as exc:
+            ns = schema.namespace_of(key)
+            raise StoreError(
+                f"corrupt entry in the {ns} namespace (key {key!r}): {exc}; "
+                "the database is damaged: restore the datadir from a backup or resync it"
+            ) from None
+
+    # -- head ------------------------------------------------------------------------------
+
+    def head_height(self) -> int:
+        """Height of the last committed block, 0 when the chain is empty."""
+        return self._head_state[0]
+
+    def head(self) -> Header | None:
+        """Header of the last committed block, None when the chain is empty."""
+        return self._head_state[1]
+
+    # -- blocks and commits -------------------------------------------------------------------
+
+    def get_block(self, height: int) -> Block | None:
+        key = schema.block_key(height)
+        raw = self._kv.get(key)
+        if raw is None:
+            return None
+        block = self._decode(key, raw, decode_block)
+        if block.height != height:
+            raise StoreError(
+                f"corrupt entry in the blocks namespace (key {key!r}): holds height "
+                f"{block.height}; the database is damaged: restore the datadir from a backup "
+                "or resync it"
+            )
+        return block
+
+    def get_block_by_hash(self, block_hash: bytes) -> Block | None:
+        key = schema.block_hash_key(block_hash)
+        raw = self._kv.get(key)
+        if raw is None:
+            return None
+        height = self._decode(key, raw, schema.decode_height)
+        block = self.get_block(height)
+        if block is None or block.hash() != block_hash:
+            raise StoreError(
+                f"corrupt entry in the block-hash index (key {key!r}): height {height} does not "
+                "hold that block; the database is damaged: restore the datadir from a backup "
+                "or resync it"
+            )
+        return block
+
+    def get_commit(self, height: int) -> Commit | None:
+        """The commit that finalised block ``height`` (None if not committed)."""
+        key = schema.commit_key(height)
+        raw = self._kv.get(key)
+        if raw is None:
+            return None
+        return self._decode(key, raw, decode_commit)
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """``(height, index in block.txs)`` of the tx's first inclusion, or None."""
+        key = schema.tx_key(tx_hash)
+        raw = self._kv.get(key)
+        if raw is None:
+            return None
+        return self._decode(key, raw, _decode_location)
+
+    def get_receipt(self, tx_hash: bytes) -> Receipt | None:
+        """Receipt of the tx's first inclusion, or None."""
+        key = schema.receipt_key(tx_hash)
+        raw = self._kv.get(key)
+        if raw is None:
+            return None
+        return self._decode(key, raw, decode_receipt)
+
+    # -- state ------------------------------------------------------------------------------
+
+    def state_get(self, module: str, key: bytes) -> bytes | None:
+        return self._kv.get(schema.state_key(module, key))
+
+    def state_iterate(
+        self, module: str, prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` of ``module``'s state whose key starts with ``prefix``, in key order.
+
+        Keys are relative to the module (as passed to :meth:`state_get`); ``start`` is
+        relative too and has the meaning of :meth:`KVStore.iterate`.
+        """
+        base = schema.state_prefix(module)
+        cut = len(base)
+        it = self._kv.iterate(
+            base + prefix, start=None if start is None else base + start, reverse=reverse
+        )
+        return ((k[cut:], v) for k, v in it)
+
+    # -- commit ---------------------------------------------------------------------------
+
+    def commit_block(
+        self,
+        block: Block,
+        commit: Commit,
+        state_writes: StateWrites,
+        receipts: Sequence[Receipt],
+    ) -> None:
+        """Append ``block`` (finalised by ``commit``) and its execution results atomically.
+
+        Preconditions, checked before anything is written (StoreError otherwise):
+        ``block.height == head_height() + 1``; ``block.header.prev_hash`` is the head's
+        hash (above height 1); ``len(receipts) == len(block.txs)``; ``commit`` is for
+        ``block`` (same height and hash). ``state_writes`` maps ``(module, key)`` to the
+        new value, None meaning delete. One ``sync=True`` write; on return the block is
+        durable and is the new head.
+        """
+        height = block.height
+        block_hash = block.hash()
+        head_height, head = self._head_state
+        if height != head_height + 1:
+            raise StoreError(f"commit_block: block height {height}, expected {head_height + 1}")
+        if head is not None and block.header.prev_hash != head.hash():
+            raise StoreError(
+                f"commit_block: block {height} does not extend the head "
+                f"(prev_hash {block.header.prev_hash.hex()}, head hash {head.hash().hex()})"
+            )
+        if len(receipts) != len(block.txs):
+            raise StoreError(
+                f"commit_block: {len(receipts)} receipts for {len(block.txs)} transactions"
+            )
+        if commit.height != height or commit.block_hash != block_hash:
+            raise StoreError(
+                f"commit_block: the commit is for height {commit.height} block "
+                f"{commit.block_hash.hex()}, not for height {height} block {block_hash.hex()}"
+            )
+
+        height_bytes = schema.encode_height(height)
+        puts: list[tuple[bytes, bytes]] = [
+            (schema.block_key(height), block.encode()),
+            (schema.commit_key(height), commit.encode()),
+            (schema.block_hash_key(block_hash), height_bytes),
+        ]
+        indexed: set[bytes] = set()
+        for index, (tx, receipt) in enumerate(zip(block.txs, receipts, strict=True)):
+            loc_key = schema.tx_key(tx.hash)
+            if tx.hash in indexed or self._kv.get(loc_key) is not None:
+                log.warning(
+                    "tx already committed, keeping first inclusion tx=%s height=%d index=%d",
+                    tx.hash.hex(), height, index,
+                )
+                continue
+            indexed.add(tx.hash)
+            puts.append((loc_key, codec.encode([height, index])))
+            puts.append((schema.receipt_key(tx.hash), receipt.encode()))
+        deletes = _add_state_writes(puts, state_writes)
+        puts.append((schema.meta_key(HEAD_META), height_bytes))
+
+        self._kv.write(puts, deletes, sync=True)
+        self._head_state = (height, block.header)
+        log.debug(
+            "committed block height=%d txs=%d state_writes=%d",
+            height, len(block.txs), len(state_writes),
+        )
+
+    def init_genesis(
+        self, genesis_hash: bytes, app_hash: bytes, state_writes: StateWrites
+    ) -> None:
+        """Write the genesis state and record which genesis this datadir belongs to.
+
+        One atomic ``sync=True`` write of ``state_writes`` (value None = delete) plus
+        meta ``genesis_hash`` and ``genesis_app_hash``. Raises StoreError, writing
+        nothing, if the store already has a genesis or any block. Comparing a stored
+        ``genesis_hash`` with the configured genesis is the caller's job (read it with
+        ``get_meta(GENESIS_HASH_META)``).
+        """
+        if self.head_height() != 0 or self.get_meta(GENESIS_HASH_META) is not None:
+            raise StoreError(
+                "init_genesis: this datadir already has a genesis "
+                f"(head height {self.head_height()}); use a new datadir for a new chain"
+            )
+        for name, value in (("genesis hash", genesis_hash), ("genesis app hash", app_hash)):
+            if type(value) is not bytes or len(value) != crypto.HASH_SIZE:
+                raise StoreError(f"init_genesis: the {name} must be {crypto.HASH_SIZE} bytes")
+        puts: list[tuple[bytes, bytes]] = []
+        deletes = _add_state_writes(puts, state_writes)
+        puts.append((schema.meta_key(GENESIS_HASH_META), genesis_hash))
+        puts.append((schema.meta_key(GENESIS_APP_HASH_META), app_hash))
+        self._kv.write(puts, deletes, sync=True)
+        log.info("genesis state written state_writes=%d", len(state_writes))
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    def get_meta(self, name: str) -> bytes | None:
+        return self._kv.get(schema.meta_key(name))
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        """Durably store a small named value. Names in RESERVED_META are refused."""
+        if name in RESERVED_META:
+            raise StoreError(f"put_meta: {name!r} is maintained by the chain store itself")
+        self._kv.put(schema.meta_key(name), value, sync=True)
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    def put_blob(self, content_hash: bytes, data: bytes, *, sync: bool = True) -> None:
+        """Store a sidecar blob under its content hash.
+
+        The caller checks that ``data`` matches ``content_hash`` (the binding rule
+        belongs to the module that defines it); the store only files it.
+        """
+        self._kv.put(schema.blob_key(content_hash), data, sync=sync)
+
+    def get_blob(self, content_hash: bytes) -> bytes | None:
+        return self._kv.get(schema.blob_key(content_hash))
+
+    def has_blob(self, content_hash: bytes) -> bool:
+        return self._kv.get(schema.blob_key(content_hash)) is not None
+
+    def delete_blob(self, content_hash: bytes, *, sync: bool = True) -> None:
+        """Erase a blob (erasure keeps the chain's hash, drops the ciphertext). Idempotent."""
+        self._kv.delete(schema.blob_key(content_hash), sync=sync)
+
+
+def _add_state_writes(puts: list[tuple[bytes, bytes]], state_writes: StateWrites) -> list[bytes]:
+    """Append the puts of ``state_writes`` to ``puts``; return its deletes (value None)."""
+    deletes: list[bytes] = []
+    for (module, key), value in state_writes.items():
+        skey = schema.state_key(module, key)
+        if value is None:
+            deletes.append(skey)
+        else:
+            puts.append((skey, value))
+    return deletes
+
+
+def _decode_location(raw: bytes) -> tuple[int, int]:
+    obj: Any = codec.decode(raw, max_size=64)
+    if (
+        not isinstance(obj, list) or len(obj) != 2
+        or type(obj[0]) is not int or type(obj[1]) is not int
+        or obj[0] < 1 or obj[1] < 0
+    ):
+        raise ValueError("a tx location is [height >= 1, index >= 0]")
+    return obj[0], obj[1]

@@ -1,0 +1,136 @@
+"""The key schema: the only place where storage keys are built (DESIGN.md §6).
+
+Every key lives under the version prefix ``v1/`` so that a future layout can be written
+next to this one and migrated in place. One namespace per kind of record::
+
+    v1/blk/<height:8 BE>             -> Block.encode()
+    v1/cmt/<height:8 BE>             -> Commit.encode()   (the commit finalising that height)
+    v1/bhash/<block hash:32>         -> <height:8 BE>
+    v1/tx/<tx hash:32>               -> codec.encode([height, index in block])
+    v1/rcpt/<tx hash:32>             -> Receipt.encode()
+    v1/state/<module>/<key>          -> module-defined bytes
+    v1/blob/<content hash:32>        -> blob bytes (ciphertext; erasable)
+    v1/meta/<name>                   -> small values (``head`` = <height:8 BE>)
+
+Invariants:
+
+* Heights are unsigned 64-bit big-endian, so bytewise key order is height order and a
+  reverse scan of ``BLOCK_PREFIX`` starts at the highest block.
+* Hashes are exactly 32 bytes, so a hash key never is a prefix of another key.
+* Module names match ``[a-z][a-z_]{0,31}`` (the module part of a tx type) and in
+  particular contain no ``/``: ``state_prefix(m)`` therefore covers the keys of module
+  ``m`` and of no other module.
+
+Builders raise ValueError on arguments outside these rules (a programming error, never
+peer input).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .. import crypto
+
+VERSION_PREFIX = b"v1/"
+
+BLOCK_PREFIX = VERSION_PREFIX + b"blk/"
+COMMIT_PREFIX = VERSION_PREFIX + b"cmt/"
+BLOCK_HASH_PREFIX = VERSION_PREFIX + b"bhash/"
+TX_PREFIX = VERSION_PREFIX + b"tx/"
+RECEIPT_PREFIX = VERSION_PREFIX + b"rcpt/"
+STATE_PREFIX = VERSION_PREFIX + b"state/"
+BLOB_PREFIX = VERSION_PREFIX + b"blob/"
+META_PREFIX = VERSION_PREFIX + b"meta/"
+
+#: Human-readable namespace names, used in error messages about corrupt entries.
+NAMESPACES: dict[bytes, str] = {
+    BLOCK_PREFIX: "blocks",
+    COMMIT_PREFIX: "commits",
+    BLOCK_HASH_PREFIX: "block-hash index",
+    TX_PREFIX: "tx index",
+    RECEIPT_PREFIX: "receipts",
+    STATE_PREFIX: "state",
+    BLOB_PREFIX: "blobs",
+    META_PREFIX: "metadata",
+}
+
+HEIGHT_SIZE = 8
+MAX_HEIGHT = 2**64 - 1
+MODULE_RE = re.compile(r"^[a-z][a-z_]{0,31}$")
+META_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+def encode_height(height: int) -> bytes:
+    """``height`` as 8 bytes big-endian (the order-preserving form used in keys and values)."""
+    if type(height) is not int or not 0 <= height <= MAX_HEIGHT:
+        raise ValueError(f"height must be an integer in [0, 2**64), got {height!r}")
+    return height.to_bytes(HEIGHT_SIZE, "big")
+
+
+def decode_height(data: bytes) -> int:
+    """Inverse of :func:`encode_height`; ValueError unless ``data`` is exactly 8 bytes."""
+    if len(data) != HEIGHT_SIZE:
+        raise ValueError(f"a height is {HEIGHT_SIZE} bytes, got {len(data)}")
+    return int.from_bytes(data, "big")
+
+
+def _hash(h: bytes, what: str) -> bytes:
+    if type(h) is not bytes or len(h) != crypto.HASH_SIZE:
+        raise ValueError(f"{what} must be {crypto.HASH_SIZE} bytes")
+    return h
+
+
+def _module(module: str) -> bytes:
+    if not isinstance(module, str) or not MODULE_RE.match(module):
+        raise ValueError(f"module name must match {MODULE_RE.pattern}, got {module!r}")
+    return module.encode("ascii")
+
+
+def block_key(height: int) -> bytes:
+    return BLOCK_PREFIX + encode_height(height)
+
+
+def commit_key(height: int) -> bytes:
+    return COMMIT_PREFIX + encode_height(height)
+
+
+def block_hash_key(block_hash: bytes) -> bytes:
+    return BLOCK_HASH_PREFIX + _hash(block_hash, "block hash")
+
+
+def tx_key(tx_hash: bytes) -> bytes:
+    return TX_PREFIX + _hash(tx_hash, "tx hash")
+
+
+def receipt_key(tx_hash: bytes) -> bytes:
+    return RECEIPT_PREFIX + _hash(tx_hash, "tx hash")
+
+
+def state_prefix(module: str) -> bytes:
+    """The prefix of every state key of ``module`` (ends with ``/``)."""
+    return STATE_PREFIX + _module(module) + b"/"
+
+
+def state_key(module: str, key: bytes) -> bytes:
+    """Key of ``key`` in ``module``'s state. ``key`` is arbitrary bytes (may be empty)."""
+    if type(key) is not bytes:
+        raise ValueError(f"state keys are bytes, got {type(key).__name__}")
+    return state_prefix(module) + key
+
+
+def blob_key(content_hash: bytes) -> bytes:
+    return BLOB_PREFIX + _hash(content_hash, "blob hash")
+
+
+def meta_key(name: str) -> bytes:
+    if not isinstance(name, str) or not META_NAME_RE.match(name):
+        raise ValueError(f"meta name must match {META_NAME_RE.pattern}, got {name!r}")
+    return META_PREFIX + name.encode("ascii")
+
+
+def namespace_of(key: bytes) -> str:
+    """Which namespace ``key`` belongs to, for error messages ("unknown" if none)."""
+    for prefix, name in NAMESPACES.items():
+        if key.startswith(prefix):
+            return name
+    return "unknown"

@@ -1,0 +1,1 @@
+"""Test tooling shipped with the package: named validators and the consensus simulator."""

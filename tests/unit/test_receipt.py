@@ -1,0 +1,71 @@
+"""Receipts and results_hash (docs/protocol.md §7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from medchaind import codec, crypto
+from medchaind.errors import DecodeError
+from medchaind.types import Receipt, decode_receipt, results_hash
+from medchaind.types.receipt import OK
+
+
+def test_default_receipt() -> None:
+    r = Receipt()
+    assert r.ok and r.code == OK == "ok"
+    assert r.encode() == codec.encode({"code": "ok", "reason": "", "events": []})
+    # {"code": "ok", "events": [], "reason": ""} in canonical key order
+    assert r.encode().hex() == "a364636f6465626f6b666576656e74738066726561736f6e60"
+
+
+def test_round_trip() -> None:
+    r = Receipt("bad_nonce", "expected nonce 3, got 5", ({"type": "x", "n": 1, "b": b"\x00"}, {}))
+    back = decode_receipt(r.encode())
+    assert back == r
+    assert not back.ok
+    assert back.encode() == r.encode()
+
+
+def test_encoding_is_canonical_map() -> None:
+    r = Receipt("ok", "", ({"k": [1, 2]},))
+    assert codec.decode(r.encode()) == {"code": "ok", "reason": "", "events": [{"k": [1, 2]}]}
+
+
+def test_results_hash() -> None:
+    rs = [Receipt(), Receipt("unauthorized", "not a member", ({"who": b"\x01"},))]
+    assert results_hash(rs) == crypto.sha256(codec.encode([r.to_map() for r in rs]))
+    assert results_hash([]) == crypto.sha256(b"\x80")
+    assert results_hash(rs[::-1]) != results_hash(rs)
+    assert results_hash(rs[:1]) != results_hash(rs)
+
+
+@pytest.mark.parametrize(
+    "m",
+    [
+        {"code": "ok", "reason": ""},
+        {"code": "ok", "reason": "", "events": [], "extra": 1},
+        {"code": 1, "reason": "", "events": []},
+        {"code": "ok", "reason": b"", "events": []},
+        {"code": "ok", "reason": "", "events": {}},
+        [],
+        "ok",
+    ],
+)
+def test_decode_rejects(m: Any) -> None:
+    with pytest.raises(DecodeError, match="receipt"):
+        decode_receipt(codec.encode(m))
+
+
+def test_decode_rejects_non_canonical_and_oversize() -> None:
+    with pytest.raises(DecodeError):
+        decode_receipt(Receipt().encode() + b"\x00")
+    big = Receipt("ok", "x" * (1024 * 1024))
+    with pytest.raises(DecodeError, match="exceeds"):
+        decode_receipt(big.encode())
+
+
+def test_events_must_be_maps() -> None:
+    with pytest.raises(DecodeError):
+        decode_receipt(codec.encode({"code": "ok", "reason": "", "events": [1, "x"]}))
