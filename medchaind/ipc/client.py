@@ -501,9 +501,11 @@ class AsyncClient:
             method, _normalise_subscribe_params(params), max_buffered=max_buffered
         )
         sid = _unwrap(msg)
-        if not isinstance(sid, str) or sid not in self._notes:
+        if not isinstance(sid, str):
             raise RPCError(INTERNAL_ERROR, f"{method} returned no subscription id", sid)
-        queue = self._notes[sid]
+        queue = self._notes.get(sid)  # registered by _route when the reply was read
+        if queue is None:
+            raise ConnectionError(self._broken_message())
         try:
             yield AsyncSubscription(self, sid, queue)
         finally:

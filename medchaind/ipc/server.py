@@ -15,7 +15,12 @@ accepted client is a :class:`Connection` served by two tasks in its own nursery:
 * the **writer** is the only task that writes to the socket. Everything outgoing
   (responses and notifications) goes through one bounded memory channel of
   ``send_queue`` messages, so bytes of two messages never interleave and a handler that
-  is waiting never holds up notifications.
+  is waiting never holds up notifications. Messages already queued are coalesced into
+  one write.
+
+When the client sends EOF (``socat`` and ``nc -q`` half-close after their request), the
+reader stops, notifications stop, and queued replies are flushed for at most
+``_DRAIN_TIMEOUT`` seconds before the socket is closed.
 
 Output is one compact JSON object (or batch array) plus ``\\n`` per message.
 
@@ -107,6 +112,7 @@ SubscriptionFilter: TypeAlias = Callable[[Any], bool]
 #: Longest socket path: ``sun_path`` is 108 bytes on Linux, including the NUL.
 MAX_SOCKET_PATH_BYTES = 107
 _RECV_CHUNK = 65536
+_WRITE_COALESCE_BYTES = 256 * 1024
 #: After a client stops sending (EOF), how long queued responses may take to drain.
 _DRAIN_TIMEOUT = 10.0
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
@@ -364,11 +370,26 @@ class Connection:
             pass
 
     async def _write_loop(self) -> None:
+        # Messages already queued are coalesced into one write (fewer syscalls when a
+        # client pipelines requests or a topic is busy); each message's hooks run before
+        # the write that carries it.
         try:
             async for data, hooks in self._recv:
+                parts = [data]
+                size = len(data)
+                while size < _WRITE_COALESCE_BYTES:
+                    for hook in hooks:
+                        _run_callback(hook)
+                    try:
+                        data, hooks = self._recv.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        hooks = []
+                        break
+                    parts.append(data)
+                    size += len(data)
                 for hook in hooks:
                     _run_callback(hook)
-                await self._stream.send_all(data)
+                await self._stream.send_all(b"".join(parts) if len(parts) > 1 else parts[0])
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.close("peer stopped reading")
 

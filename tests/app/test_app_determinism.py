@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from medchaind import codec
 from medchaind.app.identity import ROLES
-from medchaind.types import Tx
+from medchaind.types import Tx, decode_tx
 
 AUTHORITIES = {"A": 2, "B": 1}  # A alone has 2/3, not more: accreditation needs both
 
@@ -52,9 +52,7 @@ def test_same_txs_on_two_separate_nodes_give_identical_results() -> None:
     txs = _workload(node1)
 
     ex1 = node1.commit(txs)
-    ex2 = node2.commit(
-        [Tx(**{f: getattr(t, f) for f in Tx.__slots__}) for t in txs]
-    )  # equal copies
+    ex2 = node2.commit([decode_tx(t.encoded) for t in txs])  # as received from the wire
 
     assert [r.code for r in ex1.receipts] == [
         "ok",
@@ -125,7 +123,6 @@ def test_genesis_state_depends_on_the_genesis() -> None:
 # ---------------------------------------------------------------- hypothesis
 
 KEYS = ["A", "B", "K", "L", "M"]
-OPS = ["register", "update", "accredit", "revoke"]
 
 _nonce_offset = st.sampled_from([0, 0, 0, 0, 0, 0, 0, 0, 1, -1, 3])  # from the sender's next nonce
 op_st = st.one_of(

@@ -10,7 +10,7 @@ Harness: P, Q, R, X registered (next nonce 1).
 from __future__ import annotations
 
 import pytest
-from mempool_kit import Harness, names
+from mempool_kit import Harness, names, pub
 
 from medchaind.errors import TxRejected
 from medchaind.mempool import MempoolConfig
@@ -73,7 +73,7 @@ def _fill(h: Harness) -> None:
 def test_full_pool_newcomer_from_a_small_sender_evicts_the_biggest_senders_highest_nonce() -> None:
     h = Harness(MempoolConfig(max_txs=4))
     _fill(h)
-    evicted = h.pool.get(h.pool._by_sender[h.update("P", 3).sender][3])
+    evicted = h.pool.get(h.pool._by_sender[pub("P")][3])
     assert h.pool.add(h.update("R", 1))
     assert h.pending() == [("P", 1), ("P", 2), ("Q", 1), ("R", 1)]
     assert evicted is not None and evicted.hash not in h.pool

@@ -1,0 +1,93 @@
+"""Real ``medchaind`` processes for end-to-end tests and benchmarks.
+
+Every wait is on a condition (the socket answers, the process exits) with a deadline;
+nothing sleeps for a fixed time to synchronise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..client import Client
+from ..errors import MedchainError
+
+BIN = Path(sys.executable).parent
+
+
+def _cmd(name: str) -> list[str]:
+    exe = BIN / name
+    if exe.exists():
+        return [str(exe)]
+    module = "medchaind.cli.daemon" if name == "medchaind" else "medchaind.cli.client"
+    return [sys.executable, "-m", module]
+
+
+class NodeProcess:
+    """A ``medchaind dev --datadir D`` process; restartable on the same datadir."""
+
+    def __init__(self, datadir: Path, log_path: Path) -> None:
+        self.datadir = datadir
+        self.log_path = log_path
+        self.ipc = datadir / "medchaind.ipc"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> NodeProcess:
+        assert self.proc is None or self.proc.poll() is not None
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            _cmd("medchaind") + ["dev", "--datadir", str(self.datadir)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"node exited with {self.proc.returncode}:\n{self.log()}")
+            if self.ipc.exists():
+                try:
+                    with Client(self.ipc, timeout=5) as c:
+                        c.node_info()
+                    return self
+                except (OSError, MedchainError):
+                    pass
+            time.sleep(0.02)  # polling interval of a condition wait, not a synchronisation sleep
+        raise AssertionError(f"node did not answer on {self.ipc} within {timeout}s:\n{self.log()}")
+
+    def client(self, timeout: float = 30.0) -> Client:
+        return Client(self.ipc, timeout=timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=timeout)
+        return rc
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    @property
+    def authority_key(self) -> Path:
+        return self.datadir / "keys" / "node.json"
+
+    @property
+    def authority_passphrase(self) -> str:
+        return (self.datadir / "keys" / "node.passphrase").read_text().strip()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(
+        _cmd("medchain") + list(args), capture_output=True, text=True, timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+    if check and res.returncode != 0:
+        raise AssertionError(f"medchain {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res

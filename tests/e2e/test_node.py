@@ -1,0 +1,258 @@
+"""End-to-end: a real dev node, driven through the ``medchain`` CLI and raw IPC JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from medchaind import crypto
+from medchaind.client import Client, RPCError
+from medchaind.types import sign_tx
+
+from medchaind.testing.nodeproc import NodeProcess, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def raw_call(path: Path, obj: object) -> dict:
+    """One request as a single line of JSON on a fresh connection, like `nc -U`."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(str(path))
+        s.sendall(json.dumps(obj).encode() + b"\n")
+        f = s.makefile("rb")
+        return json.loads(f.readline())
+
+
+def test_cli_register_and_accredit(node: NodeProcess, short_tmp: Path) -> None:
+    env = {"MEDCHAIN_IPC": str(node.ipc), "MEDCHAIN_HOME": str(short_tmp / "client"),
+           "MEDCHAIN_PASSPHRASE": "correct horse"}
+    alice = json.loads(run_cli("keys", "new", "alice", env=env).stdout)
+    clinic = json.loads(run_cli("keys", "new", "clinic", env=env).stdout)
+    keyfile = short_tmp / "client" / "keys" / "alice.json"
+    assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
+
+    r = json.loads(run_cli("identity", "register", "--key", "alice", "--role", "patient", env=env).stdout)
+    assert r["status"] == "committed" and r["receipt"]["ok"]
+    r = json.loads(run_cli("identity", "register", "--key", "clinic", "--role", "provider",
+                           "--label", "Riverside Clinic", env=env).stdout)
+    assert r["receipt"]["ok"]
+    shown = json.loads(run_cli("identity", "show", "clinic", env=env).stdout)
+    assert shown["status"] == "pending" and shown["public_key"] == clinic["public_key"]
+
+    # The dev node's authority votes with the node key file.
+    auth_env = {**env, "MEDCHAIN_PASSPHRASE": node.authority_passphrase}
+    r = json.loads(run_cli("governance", "accredit", "--key", str(node.authority_key),
+                           "--role", "provider", clinic["public_key"], env=auth_env).stdout)
+    assert r["receipt"]["ok"]
+    assert any(e["type"] == "governance.accredited" for e in r["receipt"]["events"])
+    shown = json.loads(run_cli("identity", "show", "clinic", env=env).stdout)
+    assert shown["status"] == "accredited"
+    assert json.loads(run_cli("identity", "show", alice["public_key"], env=env).stdout)["role"] == "patient"
+
+    # A patient cannot vote: refused at admission with the reason, exit status 1.
+    res = run_cli("governance", "revoke", "--key", "alice", "--reason", "spite", clinic["public_key"],
+                  env=env, check=False)
+    assert res.returncode == 1 and "unauthorized" in res.stderr
+
+    head = json.loads(run_cli("head", env=env).stdout)
+    assert head["height"] >= 3
+    block = json.loads(run_cli("block", str(head["height"]), "--full", env=env).stdout)
+    assert block["header"]["hash"] == head["hash"] and block["commit"]["block_hash"] == head["hash"]
+
+
+def test_raw_json_submit_wait_and_proof(node: NodeProcess) -> None:
+    info = raw_call(node.ipc, {"jsonrpc": "2.0", "id": 1, "method": "node_info"})["result"]
+    kp = crypto.KeyPair.generate()
+    tx = sign_tx(kp.signing, info["chain_id"], "identity.register", 0,
+                 {"role": "patient", "enc_key": kp.encryption.public_key})
+    r = raw_call(node.ipc, {"jsonrpc": "2.0", "id": "a", "method": "tx_submit", "params": {"tx": "0x" + tx.encoded.hex()}})
+    assert r == {"jsonrpc": "2.0", "id": "a", "result": "0x" + tx.hash.hex()}
+    w = raw_call(node.ipc, {"jsonrpc": "2.0", "id": 2, "method": "tx_wait",
+                            "params": {"hash": "0x" + tx.hash.hex(), "timeout_ms": 20000}})["result"]
+    assert w["status"] == "committed" and w["receipt"]["ok"]
+    got = raw_call(node.ipc, {"jsonrpc": "2.0", "id": 3, "method": "chain_getTx",
+                              "params": {"hash": "0x" + tx.hash.hex()}})["result"]
+    # The inclusion proof checks against the header's tx_root.
+    from medchaind.types.merkle import verify_merkle_proof
+
+    p = got["proof"]
+    assert verify_merkle_proof(tx.hash, p["index"], p["size"], [bytes.fromhex(x[2:]) for x in p["path"]],
+                               bytes.fromhex(p["tx_root"][2:]))
+    header = raw_call(node.ipc, {"jsonrpc": "2.0", "id": 4, "method": "chain_getBlock",
+                                 "params": {"height": got["height"]}})["result"]["header"]
+    assert header["tx_root"] == p["tx_root"]
+    ident = raw_call(node.ipc, {"jsonrpc": "2.0", "id": 5, "method": "identity_get",
+                                "params": {"public_key": "0x" + kp.public_key.hex()}})["result"]
+    assert ident["role"] == "patient" and ident["status"] == "active"
+    mods = raw_call(node.ipc, {"jsonrpc": "2.0", "id": 6, "method": "rpc_modules"})["result"]
+    assert {"node", "chain", "tx", "identity", "governance"} <= set(mods)
+
+
+def test_commit_seen_through_subscriptions(node: NodeProcess) -> None:
+    kp = crypto.KeyPair.generate()
+    with node.client() as sub_client, node.client() as c:
+        tx = sign_tx(kp.signing, c.chain_id, "identity.register", 0,
+                     {"role": "patient", "enc_key": kp.encryption.public_key})
+        heads = sub_client.subscribe({"topic": "newHeads"})
+        txs = sub_client.subscribe({"topic": "tx", "hash": "0x" + tx.hash.hex()})
+        c.submit(tx)
+        statuses = []
+        while not statuses or statuses[-1]["status"] != "committed":
+            statuses.append(txs.get(timeout=30))
+        assert statuses[-1]["receipt"]["ok"]
+        assert statuses[0]["status"] in ("pending", "committed")
+        head = heads.get(timeout=30)
+        assert head["height"] == statuses[-1]["height"]
+
+
+def test_rejections_have_clear_reasons(node: NodeProcess) -> None:
+    kp = crypto.KeyPair.generate()
+    body = {"role": "patient", "enc_key": kp.encryption.public_key}
+    with node.client() as c:
+        chain = c.chain_id
+        tx = sign_tx(kp.signing, chain, "identity.register", 0, body)
+        assert c.wait(c.submit(tx))["receipt"]["ok"]
+
+        def refused(raw: bytes) -> dict:
+            with pytest.raises(RPCError) as ei:
+                c.submit(raw)
+            return ei.value.data
+
+        # replay of a committed tx
+        assert refused(tx.encoded)["code"] == "already_committed"
+        # signed for another chain id
+        other = sign_tx(kp.signing, "some-other-chain", "identity.update", 1, {"enc_key": b"\x01" * 32})
+        assert refused(other.encoded)["code"] == "wrong_chain"
+        # bad signature: a valid tx with one signature byte flipped
+        good = sign_tx(kp.signing, chain, "identity.update", 1, {"enc_key": b"\x02" * 32})
+        m = good.to_map()
+        m["sig"] = bytes([m["sig"][0] ^ 1]) + m["sig"][1:]
+        from medchaind.codec import encode
+
+        assert refused(encode(m))["code"] == "bad_signature"
+        # wrong nonce: 0 is used
+        stale = sign_tx(kp.signing, chain, "identity.update", 0, {"enc_key": b"\x03" * 32})
+        d = refused(stale.encoded)
+        assert d["code"] == "nonce_too_low" and "next is 1" in d["reason"]
+        # malformed bytes
+        assert refused(b"\xa1\x61")["code"] == "malformed"
+        # the good one still goes through
+        assert c.wait(c.submit(good))["receipt"]["ok"]
+
+
+def _commit_some(node: NodeProcess, n: int) -> list[str]:
+    hashes = []
+    with node.client() as c:
+        chain = c.chain_id
+        for _ in range(n):
+            kp = crypto.KeyPair.generate()
+            tx = sign_tx(kp.signing, chain, "identity.register", 0,
+                         {"role": "patient", "enc_key": kp.encryption.public_key})
+            hashes.append(c.submit(tx))
+        for h in hashes:
+            assert c.wait(h)["status"] == "committed"
+    return hashes
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_restart_keeps_every_committed_tx(node: NodeProcess, sig: int) -> None:
+    hashes = _commit_some(node, 30)
+    with node.client() as c:
+        head_before = c.head()
+    rc = node.stop(sig)
+    assert rc == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
+    if sig == signal.SIGTERM:
+        assert not node.ipc.exists(), "a clean shutdown removes the socket"
+    node.start()
+    with node.client() as c:
+        assert c.head() == head_before
+        for h in hashes:
+            assert c.tx(h)["status"] == "committed"
+        # and it keeps committing
+        more = _commit_some(node, 3)
+        assert c.head()["height"] > head_before["height"]
+        assert all(c.tx(h)["status"] == "committed" for h in more)
+
+
+def test_sigkill_under_load_loses_nothing_committed(node: NodeProcess) -> None:
+    """Kill -9 while txs stream in: everything reported committed before is still there."""
+    with node.client() as c:
+        chain = c.chain_id
+        committed: list[str] = []
+        txs = []
+        for _ in range(400):
+            kp = crypto.KeyPair.generate()
+            txs.append(sign_tx(kp.signing, chain, "identity.register", 0,
+                               {"role": "patient", "enc_key": kp.encryption.public_key}))
+        for t in txs[:200]:
+            c.submit(t)
+        for t in txs[:200]:
+            if c.tx(t.hash)["status"] == "committed":
+                committed.append("0x" + t.hash.hex())
+        for t in txs[200:]:
+            c.submit(t)  # keep the node busy while it dies
+        height = c.head()["height"]
+    node.stop(signal.SIGKILL)
+    node.start()
+    with node.client() as c:
+        assert c.head()["height"] >= height
+        for h in committed:
+            assert c.tx(h)["status"] == "committed"
+        # the chain re-verifies: every stored block's commit is for that block
+        for hgt in range(1, c.head()["height"] + 1):
+            b = c.block(height=hgt)
+            assert b["commit"]["block_hash"] == b["header"]["hash"]
+
+
+def test_hostile_socket_input_leaves_node_serving(node: NodeProcess) -> None:
+    def exchange(payload: bytes, read: bool = True) -> bytes:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(str(node.ipc))
+            try:
+                s.sendall(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                return b""
+            if not read:
+                return b""
+            chunks = []
+            try:
+                while True:
+                    d = s.recv(65536)
+                    if not d:
+                        break
+                    chunks.append(d)
+                    if d.endswith(b"\n"):
+                        break
+            except (ConnectionResetError, TimeoutError):
+                pass
+            return b"".join(chunks)
+
+    r = json.loads(exchange(b"this is not json\n"))
+    assert r["error"]["code"] == -32700 and r["id"] is None
+    r = json.loads(exchange(b'{"jsonrpc":"2.0","id":1,"method":"no_such_method"}\n'))
+    assert r["error"]["code"] == -32601
+    r = json.loads(exchange(b'{"jsonrpc":"2.0","id":1,"method":"chain_getBlock","params":{"height":"x"}}\n'))
+    assert r["error"]["code"] == -32602
+    r = json.loads(exchange(b'{"jsonrpc":"2.0","id":1,"method":"tx_submit","params":{"tx":"0xzz"}}\n'))
+    assert r["error"]["code"] == -32602
+    r = json.loads(exchange(b'[]\n'))
+    assert r["error"]["code"] == -32600
+    exchange(b'\xff\xfe\x00garbage\x80\x81\n')
+    exchange(b'{"jsonrpc":"2.0","id":1,"method":"node_info"', read=False)  # truncated, then hang up
+    big = b'{"jsonrpc":"2.0","id":1,"method":"tx_submit","params":{"tx":"0x' + b"00" * (9 * 1024 * 1024)
+    r = exchange(big + b'"}}\n')
+    if r:
+        assert json.loads(r.splitlines()[0])["error"]["code"] in (-32600, -32602)
+    exchange(os.urandom(4096), read=False)
+    # still serving, and still committing
+    with node.client() as c:
+        assert c.node_info()["chain_id"] == "medchain-dev"
+    assert _commit_some(node, 1)
