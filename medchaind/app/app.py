@@ -93,13 +93,17 @@ class App:
 
     # ------------------------------------------------------------------ admission
 
-    def check_tx(self, state: StateReader, tx: Tx, *, expected_nonce: int | None = None) -> None:
+    def check_tx(
+        self, state: StateReader, tx: Tx, *, expected_nonce: int | None = None,
+        registration_pending: bool = False,
+    ) -> None:
         """Stateful admission checks against committed ``state`` (signature checked apart).
 
         With ``expected_nonce`` equal to the committed nonce (the sender's next tx), the
         handler also runs on a scratch overlay so that a tx sure to fail (already
         registered, not an authority, ...) is refused now with its reason instead of
-        being committed as a failed receipt.
+        being committed as a failed receipt. ``registration_pending`` says an earlier
+        pending tx of the sender registers it, so txs that need an identity may queue.
         """
         if tx.chain != self.chain_id:
             raise TxRejected("wrong_chain", f"tx is for chain {tx.chain!r}, this node runs {self.chain_id!r}")
@@ -113,7 +117,7 @@ class App:
         committed = self.nonce(state, tx.sender)
         if tx.nonce < committed:
             raise TxRejected("nonce_too_low", f"nonce {tx.nonce} already used (next is {committed})")
-        if spec.requires_identity and get_identity(state, tx.sender) is None:
+        if spec.requires_identity and not registration_pending and get_identity(state, tx.sender) is None:
             raise TxRejected("unregistered_sender", "register an identity before sending this tx")
         if expected_nonce is not None and tx.nonce == committed == expected_nonce:
             ctx = self._context(StateOverlay(state), BlockInfo(self.chain_id, 0, 0, b""), tx)

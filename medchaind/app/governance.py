@@ -75,7 +75,7 @@ def _subject(ctx: TxContext, body: dict[str, Any]) -> dict[str, Any]:
 def _validate_accredit(body: dict[str, Any]) -> None:
     require_fields(body, {"subject", "role"})
     require_bytes(body, "subject", 32)
-    if body["role"] not in identity.ACCREDITED_ROLES:
+    if not isinstance(body["role"], str) or body["role"] not in identity.ACCREDITED_ROLES:
         raise TxFailed("invalid_body", f"role must be one of {', '.join(sorted(identity.ACCREDITED_ROLES))}")
 
 

@@ -32,7 +32,7 @@ class Tip:
 class SigCache:
     """Hashes of txs whose signatures verified, so each tx is verified once per node.
 
-    Bounded LRU: ``capacity`` hashes of 32 bytes (~100 bytes each with overhead).
+    Bounded, oldest-first eviction: ``capacity`` hashes of 32 bytes (~100 bytes each with overhead).
     """
 
     def __init__(self, capacity: int = 200_000) -> None:

@@ -412,20 +412,20 @@ class Subscription:
 class AsyncClient:
     """anyio client: ``async with AsyncClient(path) as c`` or ``await AsyncClient.connect(path)``.
 
-    Safe for concurrent use by many tasks of one event loop. ``default_timeout`` (seconds,
-    None = none) bounds every call; tighter bounds come from the caller's cancel scopes
-    (``anyio.fail_after``), as usual in trio/anyio code.
+    Safe for concurrent use by many tasks of one event loop. Same surface as
+    :class:`Client`, ``async``: ``timeout`` (seconds, None = none) is the default for
+    every call, and the caller's cancel scopes (``anyio.fail_after``) work as usual.
     """
 
     def __init__(
         self,
         path: PathLike,
         *,
-        default_timeout: float | None = None,
+        timeout: float | None = None,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         self.path = Path(path)
-        self.default_timeout = default_timeout
+        self.timeout = timeout
         self._ids = itertools.count(1)
         self._lines = _LineBuffer(max_line_bytes)
         self._stream: anyio.abc.ByteStream | None = None
@@ -442,9 +442,14 @@ class AsyncClient:
         self._server_error: str | None = None
 
     @classmethod
-    async def connect(cls, path: PathLike, *, default_timeout: float | None = None) -> AsyncClient:
+    async def connect(
+        cls,
+        path: PathLike,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the default for calls, as in Client
+    ) -> AsyncClient:
         """Open a connection; close it with :meth:`aclose`."""
-        client = cls(path, default_timeout=default_timeout)
+        client = cls(path, timeout=timeout)
         await client._open()
         return client
 
@@ -472,13 +477,19 @@ class AsyncClient:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def call(self, method: str, params: Params | None = None) -> Any:
+    async def call(
+        self,
+        method: str,
+        params: Params | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - same signature as Client.call
+    ) -> Any:
         """Call ``method`` and return its result; raise RPCError for an error reply.
 
-        Bound the wait with ``anyio.fail_after`` (or the client's ``default_timeout``);
-        cancelling a call never disturbs other calls on the connection.
+        ``timeout`` None means the client's default; ``TimeoutError`` when it expires.
+        The caller's cancel scopes (``anyio.fail_after``) work too: cancelling a call
+        never disturbs other calls on the connection.
         """
-        return _unwrap(await self._request(method, params))
+        return _unwrap(await self._request(method, params, timeout))
 
     async def notify(self, method: str, params: Params | None = None) -> None:
         """Send a JSON-RPC notification (no reply, errors are not reported)."""
@@ -491,6 +502,7 @@ class AsyncClient:
         *,
         method: str = "subscribe",
         unsubscribe_method: str = "unsubscribe",
+        timeout: float | None = None,  # noqa: ASYNC109 - bounds the subscribe call only
         max_buffered: int = DEFAULT_MAX_BUFFERED,
     ) -> AsyncIterator[AsyncSubscription]:
         """``async with c.subscription({"topic": "newHeads"}) as sub: async for head in sub``.
@@ -498,7 +510,7 @@ class AsyncClient:
         Leaving the block unsubscribes (best effort, shielded, at most 5 s).
         """
         msg = await self._request(
-            method, _normalise_subscribe_params(params), max_buffered=max_buffered
+            method, _normalise_subscribe_params(params), timeout, max_buffered=max_buffered
         )
         sid = _unwrap(msg)
         if not isinstance(sid, str):
@@ -561,6 +573,7 @@ class AsyncClient:
         self,
         method: str,
         params: Params | None,
+        timeout: float | None,  # noqa: ASYNC109
         *,
         max_buffered: int | None = None,
     ) -> dict[str, Any]:
@@ -570,7 +583,7 @@ class AsyncClient:
         if max_buffered is not None:
             self._subscribe_calls.add(rid)
             self._max_buffered[rid] = max_buffered
-        limit = self.default_timeout
+        limit = self.timeout if timeout is None else timeout
         done = False
         try:
             try:
@@ -705,9 +718,16 @@ class AsyncSubscription:
     def closed(self) -> bool:
         return self._queue.closed
 
-    async def get(self) -> Any:
-        """Next notification result (bound the wait with ``anyio.fail_after``);
-        ``ConnectionError`` once closed (after buffered results are consumed)."""
+    async def get(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - same signature as Subscription.get
+    ) -> Any:
+        """Next notification result; ``TimeoutError`` after ``timeout`` s (None: wait
+        forever); ``ConnectionError`` once closed (after buffered results are consumed)."""
         await anyio.lowlevel.checkpoint()
-        await self._client._wait_until(self._queue.ready)
+        try:
+            with anyio.fail_after(timeout):
+                await self._client._wait_until(self._queue.ready)
+        except TimeoutError:
+            raise TimeoutError(f"no notification for {self.id} within {timeout} s") from None
         return self._queue.take(self.id)

@@ -37,7 +37,7 @@ request); nothing a client sends can raise out of :meth:`IPCServer.serve`.
 
 Errors: a handler raises :class:`RPCError` to pick the error; any other
 :class:`~medchaind.errors.MedchainError` maps to ``{"code": exc.rpc_code, "message":
-str(exc)}`` (:class:`~medchaind.errors.TxRejected` adds ``data.reason``); anything else
+str(exc)}`` (:class:`~medchaind.errors.TxRejected` adds ``data: {code, reason}``); anything else
 is ``-32603 internal error``, logged with its traceback and the method name. Params are
 never logged (they may carry PHI). Mutating methods (``register(..., mutating=True)``)
 are logged at INFO with the caller's uid and pid (``SO_PEERCRED``) and the outcome.
@@ -148,7 +148,7 @@ def _error_for(exc: Exception, method: str, conn_id: int) -> tuple[int, str, Any
     if isinstance(leaf, RPCError):
         return leaf.code, leaf.message, leaf.data
     if isinstance(leaf, MedchainError):
-        data = {"reason": leaf.code} if isinstance(leaf, TxRejected) else None
+        data = {"code": leaf.code, "reason": leaf.reason} if isinstance(leaf, TxRejected) else None
         return leaf.rpc_code, str(leaf), data
     log.error("ipc handler failed method=%s conn=%d", method, conn_id, exc_info=exc)
     return INTERNAL_ERROR, _INTERNAL_MESSAGE, None

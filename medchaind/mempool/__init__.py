@@ -78,7 +78,7 @@ class Mempool:
         self._buckets: dict[bytes, _Bucket] = {}
         self._bytes = 0
         self._admitted = self._rejected = self._evicted = 0
-        self._has_txs = trio.Event()
+        self._inserted = trio.Event()
 
     # ------------------------------------------------------------------ queries
 
@@ -98,9 +98,16 @@ class Mempool:
         return MempoolStats(len(self._txs), self._bytes, self._admitted, self._rejected, self._evicted)
 
     async def wait_for_txs(self) -> None:
-        """Return once the pool is non-empty."""
-        while not self._txs:
-            await self._has_txs.wait()
+        """Return once some pending tx can go into the next block (always a checkpoint).
+
+        A tx waiting behind a nonce gap does not count, so an idle proposer does not
+        spin out empty blocks for it.
+        """
+        await trio.lowlevel.checkpoint()
+        while not self.reap(1, 1 << 62):
+            if self._inserted.is_set():
+                self._inserted = trio.Event()
+            await self._inserted.wait()
 
     # ------------------------------------------------------------------ admission
 
@@ -121,22 +128,26 @@ class Mempool:
         pending = self._by_sender.get(tx.sender, {})
         if len(pending) >= cfg.max_per_sender:
             raise TxRejected("sender_limit", f"sender already has {len(pending)} pending txs")
-        self._take_token(tx.sender)
+        # Signature before the rate limit: a forger must not spend a victim's budget.
         try:
             self.sigs.verify(tx)
         except SignatureError:
             raise TxRejected("bad_signature", "signature does not verify for this sender and chain id") from None
+        self._take_token(tx.sender)
         state = self._state()
         committed_nonce = self.app.nonce(state, tx.sender)
         if tx.nonce in pending:
             raise TxRejected("nonce_pending", f"another tx with nonce {tx.nonce} is already pending")
         if tx.nonce > committed_nonce + cfg.max_nonce_ahead:
             raise TxRejected("nonce_too_high", f"nonce {tx.nonce} is too far ahead (next is {committed_nonce})")
-        self.app.check_tx(state, tx, expected_nonce=committed_nonce)
-        size = len(tx.encoded)
-        while len(self._txs) >= cfg.max_txs or self._bytes + size > cfg.max_bytes:
-            if not self._evict_for(tx.sender):
-                raise TxRejected("mempool_full", "the mempool is full; retry later")
+        self.app.check_tx(state, tx, expected_nonce=committed_nonce,
+                          registration_pending=self._registration_pending(tx))
+        victims = self._plan_evictions(tx.sender, len(tx.encoded))
+        if victims is None:
+            raise TxRejected("mempool_full", "the mempool is full; retry later")
+        for h in victims:
+            self._remove(h)
+            self._evicted += 1
         self._insert(tx)
         self._admitted += 1
         return True
@@ -153,15 +164,18 @@ class Mempool:
             raise TxRejected("rate_limited", f"sender exceeds {cfg.sender_rate:g} txs/s; slow down")
         b.tokens -= 1.0
         if len(self._buckets) > 4 * self.config.max_txs:
-            # forget full buckets (senders idle long enough to have refilled)
-            for k in [k for k, v in self._buckets.items() if v.tokens >= cfg.sender_burst]:
+            # forget senders idle long enough to have refilled: same as never seen
+            def refilled(v: _Bucket) -> bool:
+                return v.tokens + (now - v.stamp) * cfg.sender_rate >= cfg.sender_burst
+
+            for k in [k for k, v in self._buckets.items() if refilled(v)]:
                 del self._buckets[k]
 
     def _insert(self, tx: Tx) -> None:
         self._txs[tx.hash] = tx
         self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx.hash
         self._bytes += len(tx.encoded)
-        self._has_txs.set()
+        self._inserted.set()
 
     def _remove(self, tx_hash: bytes) -> None:
         tx = self._txs.pop(tx_hash)
@@ -170,18 +184,41 @@ class Mempool:
         del per[tx.nonce]
         if not per:
             del self._by_sender[tx.sender]
-        if not self._txs:
-            self._has_txs = trio.Event()
 
-    def _evict_for(self, sender: bytes) -> bool:
-        mine = len(self._by_sender.get(sender, ()))
-        victim = max(self._by_sender, key=lambda s: len(self._by_sender[s]), default=None)
-        if victim is None or len(self._by_sender[victim]) <= mine + 1:
-            return False
-        per = self._by_sender[victim]
-        self._remove(per[max(per)])
-        self._evicted += 1
-        return True
+    def _registration_pending(self, tx: Tx) -> bool:
+        """Whether an earlier pending tx of the sender registers its identity."""
+        return any(
+            n < tx.nonce and self._txs[h].type == "identity.register"
+            for n, h in self._by_sender.get(tx.sender, {}).items()
+        )
+
+    def _plan_evictions(self, sender: bytes, size: int) -> list[bytes] | None:
+        """Txs to evict so a tx of ``size`` bytes from ``sender`` fits; None if it can't.
+
+        Nothing is removed here, so a refused newcomer evicts nothing. Each step takes
+        the highest nonce of the sender holding the most txs, and only while that
+        sender holds more than the newcomer's sender would after admission.
+        """
+        cfg = self.config
+        need_count = len(self._txs) + 1 - cfg.max_txs
+        need_bytes = self._bytes + size - cfg.max_bytes
+        if need_count <= 0 and need_bytes <= 0:
+            return []
+        counts = {s: len(per) for s, per in self._by_sender.items()}
+        order: dict[bytes, list[int]] = {}
+        mine = counts.get(sender, 0)
+        victims: list[bytes] = []
+        while need_count > 0 or need_bytes > 0:
+            victim = max(counts, key=lambda s: counts[s], default=None)
+            if victim is None or victim == sender or counts[victim] <= mine + 1:
+                return None
+            nonces = order.setdefault(victim, sorted(self._by_sender[victim]))
+            h = self._by_sender[victim][nonces.pop()]
+            victims.append(h)
+            counts[victim] -= 1
+            need_count -= 1
+            need_bytes -= len(self._txs[h].encoded)
+        return victims
 
     # ------------------------------------------------------------------ proposing
 
@@ -219,8 +256,10 @@ class Mempool:
                 if nonce < committed_nonce:
                     stale.append(h)
                     continue
+                tx = self._txs[h]
                 try:
-                    self.app.check_tx(state, self._txs[h], expected_nonce=committed_nonce)
+                    self.app.check_tx(state, tx, expected_nonce=committed_nonce,
+                                      registration_pending=self._registration_pending(tx))
                 except TxRejected:
                     stale.append(h)
         for h in stale:

@@ -154,6 +154,8 @@ class Scenario:
     gst_ms: int
     drop_percent: int
     max_delay_ms: int
+    #: Share of pre-GST messages that are very late (heavy tail): 1..5x max_delay_ms + 500.
+    slow_percent: int
     partitions: tuple[Partition, ...]
     crashes: tuple[Crash, ...]
 
@@ -167,9 +169,9 @@ class Scenario:
                            else Behaviour.HONEST for i in range(n))
         gst = rng.randint(500, 4000)
         partitions = []
-        for _ in range(rng.randint(0, 3)):
+        for _ in range(rng.randint(0, 6)):
             start = rng.randint(0, gst - 100)
-            end = rng.randint(start + 50, gst)
+            end = min(gst, start + rng.randint(50, 1500))
             side = tuple(sorted(rng.sample(range(n), rng.randint(1, n - 1))))
             partitions.append(Partition(start, end, side))
         crashes = []
@@ -178,7 +180,8 @@ class Scenario:
                 at = rng.randint(0, gst - 50)
                 crashes.append(Crash(i, at, rng.randint(at + 1, gst), rng.random() < 0.5))
         return cls(n, behaviours, gst, rng.choice((0, 5, 15, 30)),
-                   rng.choice((20, 100, 400)), tuple(partitions), tuple(crashes))
+                   rng.choice((20, 100, 400)), rng.choice((0, 10, 30)), tuple(partitions),
+                   tuple(crashes))
 
     def describe(self, names: tuple[str, ...]) -> str:
         byz = ", ".join(f"{names[i]}={b.value}" for i, b in enumerate(self.behaviours)
@@ -188,7 +191,8 @@ class Scenario:
         crashes = "; ".join(f"{names[c.node]} {c.at_ms}{'+wal' if c.on_wal else ''}"
                             f"->{c.restart_ms}ms" for c in self.crashes) or "none"
         return (f"byzantine: {byz}. gst={self.gst_ms}ms drop={self.drop_percent}% "
-                f"delay<={self.max_delay_ms}ms. partitions: {parts}. crashes: {crashes}")
+                f"delay<={self.max_delay_ms}ms slow={self.slow_percent}%. partitions: {parts}. "
+                f"crashes: {crashes}")
 
 
 class SimulationFailure(AssertionError):
@@ -402,6 +406,9 @@ class Simulation:
             if self.net.randrange(100) < self.scenario.drop_percent:
                 return
             delay = self.net.randint(1, self.scenario.max_delay_ms)
+            if self.net.randrange(100) < self.scenario.slow_percent:
+                delay = self.net.randint(self.scenario.max_delay_ms,
+                                         5 * self.scenario.max_delay_ms + 500)
         else:
             delay = self.net.randint(1, POST_GST_MAX_DELAY_MS)
         self._push(self.now + delay, _DELIVER, dst.index, (src.index, msg))

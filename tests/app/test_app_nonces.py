@@ -153,12 +153,6 @@ def test_nonce_of_an_unknown_sender_is_zero() -> None:
     assert App.nonce(DictState(), pub("X")) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG governance._validate_accredit: `body['role'] not in ACCREDITED_ROLES` (frozenset) "
-    "raises TypeError for an unhashable role such as a list, instead of TxFailed(invalid_body)",
-)
 @pytest.mark.parametrize("where", ["check_tx", "block"])
 def test_accredit_with_an_unhashable_role_is_invalid_body(where: str) -> None:
     # A list is inside the CBOR data model, so such a tx decodes and signs fine. Today it

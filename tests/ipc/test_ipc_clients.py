@@ -52,7 +52,10 @@ async def test_client_calls_and_errors(ipc: Harness) -> None:
     assert out["modules"] == {"rpc": "1.0", "test": "1.0", "tx": "1.0"}
     assert out["named"] == 3 and out["positional"] == 6 and out["none"] == {}
     assert out["rpc_error"] == (INVALID_PARAMS, "x must be positive", {"field": "x"})
-    assert out["rejected"] == (-32010, {"reason": "nonce_too_low"})
+    assert out["rejected"] == (
+        -32010,
+        {"code": "nonce_too_low", "reason": "nonce 3 is below the account nonce 5"},
+    )
     assert out["unknown"] == -32601
     assert out["after_notify"] == ["x"]
     assert ipc.state.calls.count("test_echo") == 3
@@ -149,7 +152,7 @@ async def test_client_request_too_large(start_server: Any) -> None:
 
 async def test_async_client_concurrent_calls(ipc: Harness) -> None:
     results: dict[int, Any] = {}
-    async with AsyncClient(ipc.path, default_timeout=WAIT) as c:
+    async with AsyncClient(ipc.path, timeout=WAIT) as c:
 
         async def one(i: int) -> None:
             results[i] = await c.call("test_echo", {"i": i, "pad": "p" * (i * 1000)})
@@ -182,13 +185,13 @@ async def test_async_client_cancelled_call_does_not_disturb_others(ipc: Harness)
 
 
 async def test_async_client_default_timeout(ipc: Harness) -> None:
-    async with AsyncClient(ipc.path, default_timeout=0.05) as c:
+    async with AsyncClient(ipc.path, timeout=0.05) as c:
         with pytest.raises(TimeoutError, match="no reply to test_wait"):
             await c.call("test_wait")
 
 
 async def test_async_subscription(ipc: Harness) -> None:
-    async with AsyncClient(ipc.path, default_timeout=WAIT) as c:
+    async with AsyncClient(ipc.path, timeout=WAIT) as c:
         async with c.subscription({"topic": "filtered", "min": 2}) as sub:
             assert ipc.hub.subscriber_count("filtered") == 1
             ipc.hub.publish("filtered", "a", lambda m: m <= 2)
@@ -207,7 +210,7 @@ async def test_async_subscription(ipc: Harness) -> None:
 
 
 async def test_async_subscription_with_concurrent_reader_tasks(ipc: Harness) -> None:
-    async with AsyncClient(ipc.path, default_timeout=WAIT) as c:
+    async with AsyncClient(ipc.path, timeout=WAIT) as c:
         async with c.subscription("ticks") as sub:
             got: list[Any] = []
 
@@ -249,7 +252,7 @@ async def test_async_client_sees_server_side_close(ipc: Harness) -> None:
 
 async def test_async_client_reports_why_the_node_closed(start_server: Any) -> None:
     ipc = await start_server(max_line_bytes=512)
-    async with AsyncClient(ipc.path, default_timeout=WAIT) as c:
+    async with AsyncClient(ipc.path, timeout=WAIT) as c:
         with pytest.raises(ConnectionError, match="node said: request too large"):
             await c.call("test_echo", ["z" * 1000])
 
@@ -263,7 +266,7 @@ async def test_async_client_under_asyncio(ipc: Harness) -> None:
     """anyio lets the same client run in an asyncio application."""
 
     async def app() -> tuple[Any, list[Any]]:
-        async with AsyncClient(ipc.path, default_timeout=WAIT) as c:
+        async with AsyncClient(ipc.path, timeout=WAIT) as c:
             results = await asyncio.gather(*(c.call("test_add", [i, i]) for i in range(10)))
             async with c.subscription("ticks") as sub:
                 await c.call("test_publish", ["ticks", "from asyncio"])

@@ -150,7 +150,10 @@ async def test_medchain_error_maps_to_its_rpc_code(ipc: Harness) -> None:
     reply = await c.call(req("test_failRejected"))
     assert reply["error"]["code"] == -32010
     assert reply["error"]["message"] == "nonce_too_low: nonce 3 is below the account nonce 5"
-    assert reply["error"]["data"] == {"reason": "nonce_too_low"}
+    assert reply["error"]["data"] == {
+        "code": "nonce_too_low",
+        "reason": "nonce 3 is below the account nonce 5",
+    }
 
 
 async def test_error_from_a_handlers_nursery_child_is_unwrapped(ipc: Harness) -> None:

@@ -116,7 +116,6 @@ class MempoolMachine(RuleBasedStateMachine):
         assert all(pool._by_sender.values())  # no empty entries
         assert indexed == {(t.sender, t.nonce): h for h, t in txs.items()}
         assert all(len(per) <= pool.config.max_per_sender for per in pool._by_sender.values())
-        assert pool._has_txs.is_set() == bool(txs)
 
     @invariant()
     def nothing_pending_is_stale(self) -> None:

@@ -118,12 +118,6 @@ def test_byte_budget_evicts_like_the_count() -> None:
     assert h.pool.statistics().bytes == 3 * size
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG Mempool._add evicts txs one by one inside the 'while full' loop and may then raise "
-    "mempool_full anyway: the refused newcomer has already evicted other senders' txs",
-)
 def test_refused_newcomer_evicts_nothing() -> None:
     # Txs differ in size (a label of 128 four-byte characters is ~500 bytes), so making
     # room under the byte budget can take several evictions, more than are allowed.

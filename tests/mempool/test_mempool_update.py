@@ -105,12 +105,6 @@ async def test_wait_for_txs_returns_at_once_when_not_empty() -> None:
 # tests, so their AssertionError is not wrapped in an ExceptionGroup and `raises=` pins it.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG Mempool.wait_for_txs returns without a checkpoint when the pool is non-empty "
-    "(STYLE: an async function that can block is always a checkpoint)",
-)
 def test_wait_for_txs_is_always_a_checkpoint() -> None:
     h = Harness()
     h.pool.add(h.update("P"))
@@ -122,12 +116,6 @@ def test_wait_for_txs_is_always_a_checkpoint() -> None:
     trio.run(main)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG Mempool.wait_for_txs wakes for txs reap() will not return (a nonce gap): "
-    "SoloEngine.run with create_empty_blocks=False then commits empty blocks back to back",
-)
 def test_wait_for_txs_ignores_txs_that_cannot_be_proposed_yet() -> None:
     h = Harness()
     h.pool.add(h.update("P", 2))  # P's next nonce is 1: nothing to propose
