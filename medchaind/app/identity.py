@@ -50,7 +50,7 @@ def identity_key(public_key: bytes) -> bytes:
 
 def get_identity(state: StateReader, public_key: bytes) -> dict[str, Any] | None:
     raw = state.get("identity", identity_key(public_key))
-    return None if raw is None else codec.decode(raw)  # type: ignore[no-any-return]
+    return None if raw is None else codec.decode(raw)
 
 
 def is_accredited(state: StateReader, public_key: bytes, role: str | None = None) -> bool:

@@ -70,7 +70,7 @@ class StateOverlay:
         if not mine:
             yield from self.parent.iterate(module, prefix)
             return
-        merged = {k: v for k, v in self.parent.iterate(module, prefix)}
+        merged: dict[bytes, bytes | None] = dict(self.parent.iterate(module, prefix))
         merged.update(mine)
         for k in sorted(merged):
             v = merged[k]

@@ -1,3 +1,7 @@
 """Block construction, validation and execution (pure)."""
 
-from .executor import SigCache as SigCache, Tip as Tip, build_block as build_block, next_time_ms as next_time_ms, validate_block as validate_block
+from .executor import SigCache as SigCache
+from .executor import Tip as Tip
+from .executor import build_block as build_block
+from .executor import next_time_ms as next_time_ms
+from .executor import validate_block as validate_block

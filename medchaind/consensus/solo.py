@@ -15,8 +15,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
+
+if TYPE_CHECKING:  # trio-typing's stubs (a libp2p dependency) shadow trio's own types
+    from trio_typing import TaskStatus
+else:
+    from trio import TaskStatus
 
 from ..chain import build_block, next_time_ms
 from ..crypto import SigningKey
@@ -56,7 +62,7 @@ class SoloEngine:
     def is_authority(self) -> bool:
         return set(self.ledger.tip.powers) == {self.key.public_key}
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         if not self.is_authority():
             raise RuntimeError(
                 "solo mode needs this node's key to be the only authority in genesis"

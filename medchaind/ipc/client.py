@@ -44,7 +44,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 
 import anyio
 import anyio.abc
@@ -205,7 +205,7 @@ class Client:
                 f"(is the node running?)"
             ) from exc
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -453,7 +453,7 @@ class AsyncClient:
         await client._open()
         return client
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self) -> Self:
         await self._open()
         return self
 

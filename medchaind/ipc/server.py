@@ -66,9 +66,14 @@ import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import trio
+
+if TYPE_CHECKING:  # trio-typing's stubs (a libp2p dependency) shadow trio's own types
+    from trio_typing import TaskStatus
+else:
+    from trio import TaskStatus
 
 from ..errors import MedchainError, NotFound, TxRejected
 from .errors import (
@@ -793,7 +798,7 @@ class IPCServer:
         """Open connections, oldest first."""
         return list(self._connections.values())
 
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind, signal ``task_status.started()`` once listening, serve until cancelled.
 
         Raises :class:`IPCBindError` (before ``started``) if the socket cannot be created.

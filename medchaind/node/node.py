@@ -14,9 +14,14 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
+
+if TYPE_CHECKING:  # trio-typing's stubs (a libp2p dependency) shadow trio's own types
+    from trio_typing import TaskStatus
+else:
+    from trio import TaskStatus
 
 from ..app import App
 from ..chain import SigCache
@@ -96,7 +101,7 @@ class Node:
             self._kv.close()
             self._kv = None
 
-    async def run(self, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
         self._open()
         try:
             log.info(
@@ -187,7 +192,7 @@ def _validate_tx_topic(params: dict[str, Any]) -> dict[str, Any]:
 
 def _tx_filter(tx: Tx) -> Any:
     def match(filt: dict[str, Any]) -> bool:
-        return filt.get("hash", tx.hash) == tx.hash and filt.get("sender", tx.sender) == tx.sender
+        return bool(filt.get("hash", tx.hash) == tx.hash and filt.get("sender", tx.sender) == tx.sender)
 
     return match
 

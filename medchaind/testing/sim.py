@@ -158,6 +158,12 @@ class Scenario:
     slow_percent: int
     partitions: tuple[Partition, ...]
     crashes: tuple[Crash, ...]
+    #: Adaptive nemesis: the chance (percent) that the first node to decide a height
+    #: before GST is cut off from everyone for ``isolate_ms`` right after it decides.
+    #: This is the schedule behind classic lock-violation attacks: one node holds a
+    #: decision the others have not seen and the rest must not decide anything else.
+    isolate_percent: int = 0
+    isolate_ms: int = 0
 
     @classmethod
     def generate(cls, seed: int, n: int) -> Scenario:
@@ -181,7 +187,7 @@ class Scenario:
                 crashes.append(Crash(i, at, rng.randint(at + 1, gst), rng.random() < 0.5))
         return cls(n, behaviours, gst, rng.choice((0, 5, 15, 30)),
                    rng.choice((20, 100, 400)), rng.choice((0, 10, 30)), tuple(partitions),
-                   tuple(crashes))
+                   tuple(crashes), rng.choice((0, 50, 100)), rng.randint(200, 2000))
 
     def describe(self, names: tuple[str, ...]) -> str:
         byz = ", ".join(f"{names[i]}={b.value}" for i, b in enumerate(self.behaviours)
@@ -190,6 +196,9 @@ class Scenario:
                           for p in self.partitions) or "none"
         crashes = "; ".join(f"{names[c.node]} {c.at_ms}{'+wal' if c.on_wal else ''}"
                             f"->{c.restart_ms}ms" for c in self.crashes) or "none"
+        if self.isolate_percent:
+            crashes += (f". nemesis: isolate the first decider {self.isolate_percent}% "
+                        f"for {self.isolate_ms}ms")
         return (f"byzantine: {byz}. gst={self.gst_ms}ms drop={self.drop_percent}% "
                 f"delay<={self.max_delay_ms}ms slow={self.slow_percent}%. partitions: {parts}. "
                 f"crashes: {crashes}")
@@ -318,6 +327,8 @@ class Simulation:
         self.done_ms: int | None = None
         self._block_counter = 0
         self._gossip_memo: dict[tuple[int, int], tuple[object, ...]] = {}
+        self.partitions: list[Partition] = list(self.scenario.partitions)
+        self.nemesis = random.Random(f"medchaind-sim/{seed}/{n}/nemesis")
 
     # ------------------------------------------------------------------ running
 
@@ -394,7 +405,7 @@ class Simulation:
     # ------------------------------------------------------------------ network
 
     def _partitioned(self, a: int, b: int) -> bool:
-        for p in self.scenario.partitions:
+        for p in self.partitions:
             if p.start_ms <= self.now < p.end_ms and ((a in p.side) != (b in p.side)):
                 return True
         return False
@@ -620,6 +631,7 @@ class Simulation:
             prior = self.decisions.get(d.height)
             if prior is None:
                 self.decisions[d.height] = (d.block_hash, node.name)
+                self._maybe_isolate(node)
             elif prior[0] != d.block_hash:
                 raise self.fail("agreement", f"height {d.height}: {prior[1]} decided "
                                 f"{prior[0].hex()[:8]}, {node.name} decided "
@@ -639,6 +651,13 @@ class Simulation:
         node.certificates[d.height] = (d.proposal, d.commit_votes)
         self._check_done()
         self._feed(node, StartHeight(Height(d.height + 1), self.validators))
+
+    def _maybe_isolate(self, node: Node) -> None:
+        sc = self.scenario
+        if self.now < sc.gst_ms and self.nemesis.randrange(100) < sc.isolate_percent:
+            end = min(sc.gst_ms, self.now + sc.isolate_ms)
+            self.partitions.append(Partition(self.now, end, (node.index,)))
+            self.trace.append((self.now, "partition", ("isolate", (node.index,))))
 
     def liveness_bound_ms(self, max_round: int) -> int:
         """How long after GST every honest node may take to reach the target height.

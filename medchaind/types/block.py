@@ -13,6 +13,7 @@ and its commit are enough to trust a receipt.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,7 +195,7 @@ def validators_hash(powers: dict[bytes, int]) -> bytes:
     return crypto.sha256(codec.encode_unchecked([[k, powers[k]] for k in sorted(powers)]))
 
 
-def tx_root(txs: tuple[Tx, ...] | list[Tx]) -> bytes:
+def tx_root(txs: Sequence[Tx]) -> bytes:
     return merkle_root([t.hash for t in txs])
 
 

@@ -26,7 +26,6 @@ from .. import codec, crypto
 from ..errors import ConfigError
 from .tx import CHAIN_ID_RE
 
-
 MAX_INT = 2**63 - 1
 
 
