@@ -33,7 +33,11 @@ The model
 * **Byzantine nodes** (f of n = 3f+1, never more): one behaviour each, chosen per seed:
   equivocate (sign two values for every vote and proposal, send one to each half of
   the network), silent, invalid proposals (the block it proposes is one the honest
-  hosts reject: ``valid=False``), prevote nil, prevote random hashes.
+  hosts reject: ``valid=False``), prevote nil, prevote random hashes, amnesia (forget
+  its lock and valid value all the time, so it pushes fresh values every round).
+* **Nemesis.** Before GST an adaptive adversary may cut off an honest node right after
+  it signs a precommit for a value, dropping its packets in flight: if that precommit
+  completed a quorum, the node decides alone, the schedule lock-violation attacks need.
 
 Invariants, checked as each step happens (so the trace ends at the offending step):
 
@@ -59,7 +63,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -84,6 +88,7 @@ from ..core.inputs import (
     VoteReceived,
 )
 from ..core.messages import (
+    NIL_ROUND,
     BlockHash,
     Height,
     Message,
@@ -121,10 +126,13 @@ class Behaviour(Enum):
     INVALID_PROPOSALS = "invalid-proposals"
     PREVOTE_NIL = "prevote-nil"
     PREVOTE_RANDOM = "prevote-random"
+    #: Forgets lockedValue/validValue before every input: proposes fresh blocks and
+    #: prevotes whatever valid proposal it sees (CometBFT's "amnesia attack").
+    AMNESIA = "amnesia"
 
 
 BYZANTINE_BEHAVIOURS = (Behaviour.EQUIVOCATE, Behaviour.SILENT, Behaviour.INVALID_PROPOSALS,
-                        Behaviour.PREVOTE_NIL, Behaviour.PREVOTE_RANDOM)
+                        Behaviour.PREVOTE_NIL, Behaviour.PREVOTE_RANDOM, Behaviour.AMNESIA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +166,11 @@ class Scenario:
     slow_percent: int
     partitions: tuple[Partition, ...]
     crashes: tuple[Crash, ...]
-    #: Adaptive nemesis: the chance (percent) that the first node to decide a height
-    #: before GST is cut off from everyone for ``isolate_ms`` right after it decides.
-    #: This is the schedule behind classic lock-violation attacks: one node holds a
-    #: decision the others have not seen and the rest must not decide anything else.
+    #: Adaptive nemesis: the chance (percent) that an honest node that signs a precommit
+    #: for a value before GST is cut off from everyone (in-flight packets included) for
+    #: ``isolate_ms``. If that precommit completed its quorum, the node decides while no
+    #: one else can: the schedule behind lock-violation attacks, where the rest must not
+    #: decide anything else.
     isolate_percent: int = 0
     isolate_ms: int = 0
 
@@ -197,7 +206,7 @@ class Scenario:
         crashes = "; ".join(f"{names[c.node]} {c.at_ms}{'+wal' if c.on_wal else ''}"
                             f"->{c.restart_ms}ms" for c in self.crashes) or "none"
         if self.isolate_percent:
-            crashes += (f". nemesis: isolate the first decider {self.isolate_percent}% "
+            crashes += (f". nemesis: isolate precommitters {self.isolate_percent}% "
                         f"for {self.isolate_ms}ms")
         return (f"byzantine: {byz}. gst={self.gst_ms}ms drop={self.drop_percent}% "
                 f"delay<={self.max_delay_ms}ms slow={self.slow_percent}%. partitions: {parts}. "
@@ -433,6 +442,8 @@ class Simulation:
         src, msg = payload
         if not node.up or msg.height != node.state.height:
             return
+        if self.now < self.scenario.gst_ms and self._partitioned(src, node.index):
+            return  # a partition also loses the packets in flight
         if self.crypto:
             ok = verify_proposal(self.cast.chain_id, msg) if isinstance(msg, Proposal) else (
                 verify_vote(self.cast.chain_id, msg))
@@ -519,6 +530,9 @@ class Simulation:
         node.draining = True
         try:
             while node.queue and node.up:
+                if node.behaviour is Behaviour.AMNESIA:
+                    node.state = replace(node.state, locked_value=None, locked_round=NIL_ROUND,
+                                         valid_value=None, valid_round=NIL_ROUND)
                 node.state, effects = self._apply(node.state, node.queue.popleft())
                 if node.state.round > self.max_round:
                     self.max_round = node.state.round
@@ -602,6 +616,8 @@ class Simulation:
             vote = Vote(vote.kind, vote.height, vote.round, self._random_hash(), vote.validator)
         signed = node.signer.sign_vote(vote)
         self._record_signature(node, signed)
+        if node.honest and vote.kind == VoteKind.PRECOMMIT and vote.block_hash is not None:
+            self._maybe_isolate(node)
         self.trace.append((self.now, "sign", (node.name, signed)))
         if b is Behaviour.EQUIVOCATE:
             alt = None if vote.block_hash is not None else self._random_hash()
@@ -631,7 +647,6 @@ class Simulation:
             prior = self.decisions.get(d.height)
             if prior is None:
                 self.decisions[d.height] = (d.block_hash, node.name)
-                self._maybe_isolate(node)
             elif prior[0] != d.block_hash:
                 raise self.fail("agreement", f"height {d.height}: {prior[1]} decided "
                                 f"{prior[0].hex()[:8]}, {node.name} decided "
