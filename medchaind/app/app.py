@@ -28,6 +28,7 @@ from .. import codec, crypto
 from ..errors import TxRejected
 from ..types import Receipt, Tx, results_hash
 from ..types.genesis import Genesis
+from .anchor import AnchorModule
 from .governance import GovernanceModule
 from .identity import IdentityModule, get_identity
 from .module import BlockInfo, Module, QueryError, TxContext, TxFailed, TxSpec
@@ -41,7 +42,7 @@ def nonce_key(sender: bytes) -> bytes:
 
 
 def default_modules() -> list[Module]:
-    return [IdentityModule(), GovernanceModule()]
+    return [IdentityModule(), GovernanceModule(), AnchorModule()]
 
 
 def writes_digest(writes: dict[StateKey, bytes | None]) -> bytes:
@@ -157,6 +158,8 @@ class App:
     def execute(self, state: StateReader, block: BlockInfo, txs: Sequence[Tx], prev_app_hash: bytes) -> Execution:
         overlay = StateOverlay(state)
         receipts = [self.deliver_tx(overlay, block, tx) for tx in txs]
+        for mod in self.modules.values():
+            mod.end_block(TxContext(module=mod.name, state=overlay, block=block, sender=b"", tx_hash=b""))
         writes = overlay.writes
         return Execution(writes, receipts, next_app_hash(prev_app_hash, writes), results_hash(receipts))
 

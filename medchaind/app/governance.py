@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import codec, crypto
+from ..types.block import PRECOMMIT, PREVOTE, vote_payload
 from ..types.genesis import Genesis
 from . import identity
 from .module import (
@@ -133,8 +134,165 @@ class GovernanceModule(Module):
         self.txs = {
             "accredit": TxSpec(_validate_accredit, _accredit, requires_identity=False),
             "revoke": TxSpec(_validate_revoke, _revoke, requires_identity=False),
+            "add_authority": TxSpec(_validate_add, _add_authority, requires_identity=False),
+            "remove_authority": TxSpec(_validate_remove, _remove_authority, requires_identity=False),
+            "rotate_authority": TxSpec(_validate_rotate, _rotate_authority, requires_identity=False),
+            "evidence": TxSpec(_validate_evidence, _evidence, requires_identity=False),
         }
-        self.queries = {"authorities": _query_authorities, "pending": _query_pending}
+        self.queries = {
+            "authorities": _query_authorities, "pending": _query_pending,
+            "scheduled": _query_scheduled, "evidence": _query_evidence,
+        }
+
+    def end_block(self, ctx: TxContext) -> None:
+        _end_block(ctx)
 
     def genesis_writes(self, genesis: Genesis) -> dict[bytes, Any]:
         return {b"auth/" + a.public_key: {"name": a.name, "power": a.power} for a in genesis.authorities}
+
+
+# ---------------------------------------------------------------- authority-set changes
+#
+# A change voted in block V takes effect for height V + 2: it is applied at the end of
+# block V + 1, so the authority set of every height is fixed one block in advance and
+# every node (including one that syncs) knows which set must sign each commit.
+
+CHANGE_DELAY = 2
+
+
+def _sched_key(height: int, aid: bytes) -> bytes:
+    return b"sched/" + height.to_bytes(8, "big") + b"/" + aid
+
+
+def _schedule(ctx: TxContext, change: dict[str, Any]) -> None:
+    effective = ctx.block.height + CHANGE_DELAY
+    ctx.put(_sched_key(effective, action_id(change)), change)
+    ctx.emit("authority_change_scheduled", effective_height=effective, **change)
+
+
+def _validate_add(body: dict[str, Any]) -> None:
+    require_fields(body, {"public_key", "name", "power"})
+    require_bytes(body, "public_key", 32)
+    require_text(body, "name", 64)
+    if type(body["power"]) is not int or not 1 <= body["power"] <= 1_000_000:
+        raise TxFailed("invalid_body", "power must be an integer in 1..1000000")
+
+
+def _add_authority(ctx: TxContext, body: dict[str, Any]) -> None:
+    if body["public_key"] in authority_powers(ctx.state):
+        raise TxFailed("already_authority", "that key is already an authority")
+    change = {"op": "add_authority", "public_key": body["public_key"], "name": body["name"], "power": body["power"]}
+    if _vote(ctx, change):
+        _schedule(ctx, change)
+
+
+def _validate_remove(body: dict[str, Any]) -> None:
+    require_fields(body, {"public_key", "reason"})
+    require_bytes(body, "public_key", 32)
+    require_text(body, "reason", MAX_REASON)
+
+
+def _remove_authority(ctx: TxContext, body: dict[str, Any]) -> None:
+    powers = authority_powers(ctx.state)
+    if body["public_key"] not in powers:
+        raise TxFailed("not_authority", "that key is not an authority")
+    if len(powers) == 1:
+        raise TxFailed("last_authority", "the last authority cannot be removed")
+    change = {"op": "remove_authority", "public_key": body["public_key"]}
+    if _vote(ctx, change):
+        _schedule(ctx, change)
+
+
+def _validate_rotate(body: dict[str, Any]) -> None:
+    require_fields(body, {"old_key", "new_key"})
+    require_bytes(body, "old_key", 32)
+    require_bytes(body, "new_key", 32)
+    if body["old_key"] == body["new_key"]:
+        raise TxFailed("invalid_body", "new_key must differ from old_key")
+
+
+def _rotate_authority(ctx: TxContext, body: dict[str, Any]) -> None:
+    powers = authority_powers(ctx.state)
+    if body["old_key"] not in powers:
+        raise TxFailed("not_authority", "old_key is not an authority")
+    if body["new_key"] in powers:
+        raise TxFailed("already_authority", "new_key is already an authority")
+    change = {"op": "rotate_authority", "old_key": body["old_key"], "new_key": body["new_key"]}
+    if _vote(ctx, change):
+        _schedule(ctx, change)
+
+
+def _apply_change(ctx: TxContext, change: dict[str, Any]) -> None:
+    powers = authority_powers(ctx.state)
+    op = change["op"]
+    if op == "add_authority" and change["public_key"] not in powers:
+        ctx.put(b"auth/" + change["public_key"], {"name": change["name"], "power": change["power"]})
+    elif op == "remove_authority" and change["public_key"] in powers and len(powers) > 1:
+        ctx.delete(b"auth/" + change["public_key"])
+    elif op == "rotate_authority" and change["old_key"] in powers and change["new_key"] not in powers:
+        rec = ctx.get(b"auth/" + change["old_key"])
+        ctx.delete(b"auth/" + change["old_key"])
+        ctx.put(b"auth/" + change["new_key"], rec)
+
+
+def _end_block(ctx: TxContext) -> None:
+    prefix = b"sched/" + (ctx.block.height + 1).to_bytes(8, "big") + b"/"
+    for key, change in list(ctx.iterate(prefix)):
+        _apply_change(ctx, change)
+        ctx.delete(key)
+
+
+# ---------------------------------------------------------------- equivocation evidence
+
+
+def _validate_evidence(body: dict[str, Any]) -> None:
+    require_fields(body, {"vote_a", "vote_b"})
+    for name in ("vote_a", "vote_b"):
+        v = body[name]
+        if (not isinstance(v, dict) or set(v) != {"kind", "height", "round", "block", "validator", "signature"}
+                or v["kind"] not in (PREVOTE, PRECOMMIT) or type(v["height"]) is not int
+                or type(v["round"]) is not int or not isinstance(v["validator"], bytes)
+                or not isinstance(v["signature"], bytes)
+                or not (v["block"] is None or (isinstance(v["block"], bytes) and len(v["block"]) == 32))):
+            raise TxFailed("invalid_body", f"{name} must be a signed vote")
+    a, b = body["vote_a"], body["vote_b"]
+    if (a["validator"], a["kind"], a["height"], a["round"]) != (b["validator"], b["kind"], b["height"], b["round"]):
+        raise TxFailed("invalid_body", "the two votes must be by one validator for one (height, round, kind)")
+    if a["block"] == b["block"]:
+        raise TxFailed("invalid_body", "the two votes must be for different values")
+
+
+def _evidence(ctx: TxContext, body: dict[str, Any]) -> None:
+    a, b = body["vote_a"], body["vote_b"]
+    if a["validator"] not in authority_powers(ctx.state):
+        raise TxFailed("not_authority", "evidence must concern a current authority")
+    for v in (a, b):
+        payload = vote_payload(v["kind"], v["height"], v["round"], v["block"])
+        if not crypto.verify(v["validator"], v["signature"], crypto.DOMAIN_VOTE, ctx.block.chain_id, payload):
+            raise TxFailed("bad_evidence", "a vote signature does not verify")
+    key = b"evidence/" + a["validator"] + a["height"].to_bytes(8, "big") + a["round"].to_bytes(8, "big") + bytes(
+        [a["kind"]])
+    if ctx.get(key) is not None:
+        raise TxFailed("duplicate_evidence", "this equivocation is already on record")
+    ctx.put(key, {"vote_a": a, "vote_b": b, "reported_by": ctx.sender, "recorded_at": ctx.block.height})
+    ctx.emit("equivocation", validator=a["validator"], height=a["height"], round=a["round"], kind=a["kind"])
+
+
+def _query_evidence(state: StateReader, params: dict[str, Any]) -> Any:
+    out = []
+    for _k, v in state.iterate("governance", b"evidence/"):
+        e = codec.decode(v)
+        a = e["vote_a"]
+        out.append({"validator": "0x" + a["validator"].hex(), "height": a["height"], "round": a["round"],
+                    "kind": a["kind"], "recorded_at": e["recorded_at"],
+                    "reported_by": "0x" + e["reported_by"].hex()})
+    return out
+
+
+def _query_scheduled(state: StateReader, params: dict[str, Any]) -> Any:
+    out = []
+    for k, v in state.iterate("governance", b"sched/"):
+        change = codec.decode(v)
+        out.append({"effective_height": int.from_bytes(k[6:14], "big"),
+                    **{a: ("0x" + b.hex() if isinstance(b, bytes) else b) for a, b in change.items()}})
+    return out

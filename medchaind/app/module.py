@@ -101,6 +101,9 @@ class Module:
         """Initial state of this module's namespace (key -> CBOR value)."""
         return {}
 
+    def end_block(self, ctx: TxContext) -> None:
+        """Runs after a block's txs (e.g. scheduled changes); ``ctx.sender`` is empty."""
+
 
 # ---------------------------------------------------------------- body validation helpers
 

@@ -1,6 +1,6 @@
 """Building and validating blocks: from a decided block to state changes and receipts.
 
-Pure and synchronous. The consensus engine (solo today, BFT next) decides *which*
+Pure and synchronous. The consensus engine (medchaind.consensus.bft) decides *which*
 block is next; this module says what a block must look like given its parent
 (:class:`Tip`) and what executing it does. Proposer and validators run the same
 :func:`execute_block`, so a proposal whose header disagrees with the re-execution is

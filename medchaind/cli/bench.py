@@ -1,12 +1,16 @@
-"""``medchaind bench``: measure one dev node end to end, through its IPC socket.
+"""``medchaind bench``: measure a local network end to end, through its IPC sockets.
 
-Starts a real ``medchaind run`` process on a fresh datadir, pre-signs ``n_txs``
-``identity.register`` transactions (each from a new key, so none wait on another's
-nonce), submits them from ``connections`` client threads as JSON-RPC batches as fast
-as the node accepts them, waits until every one is committed, then reports committed
-tx/s (first submit to last commit), the node's CPU time and RSS, blocks and their
-sizes, and this machine's Ed25519 verification rate for comparison (each tx costs
-the node one verification). Figures, not asserts: nothing here fails on a slow machine.
+Starts ``validators`` real ``medchaind run`` processes (a fresh ``medchaind testnet``
+on 127.0.0.1), registers a pool of sender identities, pre-signs ``n_txs`` transactions
+of about ``tx_size`` bytes (``anchor.commit`` with an opaque ``meta`` field; or
+``identity.register`` with ``--tx-type identity``), and submits them from
+``connections`` client threads, spread over the nodes, as JSON-RPC batches as fast as
+the nodes accept them. A watcher subscribed to ``newHeads`` on node0 timestamps every
+committed block; submit-to-final latency of a tx is the time from sending its batch to
+seeing its block's header. Reports committed tx/s (first submit to last commit), p50 /
+p99 latency, CPU seconds and RSS per node, and, measured in the same run, the
+machine's Ed25519 verification rate and the bound it sets when every node verifies
+every tx once: ``verify_rate * cores / nodes``. Figures only: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -14,10 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,10 +28,12 @@ from typing import Any
 from .. import crypto
 from ..client import Client
 from ..errors import MedchainError
-from ..node.init import init_datadir
+from ..node.init import init_testnet
 from ..types import Tx, sign_tx
+from .devnet import start_nodes, stop_nodes, wait_ready
 
 BATCH = 200
+SENDERS = 64
 
 
 def _proc_stats(pid: int) -> dict[str, float]:
@@ -51,9 +54,9 @@ def _proc_stats(pid: int) -> dict[str, float]:
 
 
 def verify_rate(seconds: float = 1.0) -> float:
-    """Ed25519 verifications per second on one core for a 200-byte payload."""
+    """Ed25519 verifications per second on one core for a 1 KiB payload."""
     key = crypto.SigningKey.generate()
-    payload = b"x" * 200
+    payload = b"x" * 1024
     sig = key.sign(crypto.DOMAIN_TX, "bench", payload)
     n = 0
     t0 = time.perf_counter()
@@ -64,7 +67,7 @@ def verify_rate(seconds: float = 1.0) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def _submit_batches(path: Path, txs: list[Tx], errors: list[str]) -> None:
+def _submit_batches(path: Path, txs: list[Tx], sent_at: dict[bytes, float], errors: list[str]) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(str(path))
     f = sock.makefile("rb")
@@ -75,6 +78,9 @@ def _submit_batches(path: Path, txs: list[Tx], errors: list[str]) -> None:
                 {"jsonrpc": "2.0", "id": j, "method": "tx_submit", "params": {"tx": "0x" + t.encoded.hex()}}
                 for j, t in enumerate(chunk)
             ]
+            now = time.perf_counter()
+            for t in chunk:
+                sent_at[t.hash] = now
             sock.sendall(json.dumps(req, separators=(",", ":")).encode() + b"\n")
             replies = json.loads(f.readline())
             for r in replies:
@@ -85,99 +91,166 @@ def _submit_batches(path: Path, txs: list[Tx], errors: list[str]) -> None:
         sock.close()
 
 
-def _wait_ready(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise MedchainError(f"the node exited during startup with code {proc.returncode}")
-        if path.exists():
+def _watch_heads(path: Path, seen: dict[int, float], stop: threading.Event) -> None:
+    with Client(path, timeout=None) as c:
+        sub = c.subscribe({"topic": "newHeads"})
+        while not stop.is_set():
             try:
-                with Client(path, timeout=5) as c:
-                    c.node_info()
+                head = sub.get(timeout=0.5)
+            except TimeoutError:
+                continue
+            except (MedchainError, OSError):
                 return
-            except (OSError, MedchainError):
-                pass
-        time.sleep(0.05)
-    raise MedchainError("the node did not open its IPC socket within 60 s")
+            seen.setdefault(int(head["height"]), time.perf_counter())
 
 
-def run_single_node_bench(*, n_txs: int, connections: int, datadir: Path | None = None) -> dict[str, Any]:
+def _percentile(xs: list[float], q: float) -> float:
+    if not xs:
+        return 0.0
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def run_bench(
+    *, validators: int = 4, n_txs: int = 20_000, tx_size: int = 1024, connections: int = 8,
+    tx_type: str = "anchor", datadir: Path | None = None, base_port: int = 27656,
+) -> dict[str, Any]:
     tmp = None
     if datadir is None:
         tmp = Path(tempfile.mkdtemp(prefix="mcbench-"))
-        datadir = tmp / "node"
-    proc: subprocess.Popen[bytes] | None = None
+        datadir = tmp / "net"
+    procs = []
     try:
-        cfg, genesis, _ = init_datadir(datadir, chain_id="medchain-bench", moniker="bench")
-        log_path = datadir / "node.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "medchaind.cli.daemon", "run", "--datadir", str(datadir),
-                 "--log-level", "warning"],
-                stdout=log, stderr=subprocess.STDOUT,
-            )
-        _wait_ready(cfg.ipc_path, proc)
+        nodes = init_testnet(datadir, validators, chain_id="medchain-bench", base_port=base_port)
+        dirs = [cfg.datadir for cfg, _ in nodes]
+        ipcs = [cfg.ipc_path for cfg, _ in nodes]
+        procs = start_nodes(dirs, log_level="warning")
+        wait_ready(dirs, procs)
+        # wait until the network is fully connected
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            counts = []
+            for p in ipcs:
+                with Client(p, timeout=10) as c:
+                    counts.append(len(c.call("node_peers")))
+            if all(n >= validators - 1 for n in counts):
+                break
+            time.sleep(0.2)
+        chain = "medchain-bench"
         t_sign = time.perf_counter()
-        txs = []
-        for _ in range(n_txs):
-            k = crypto.SigningKey.generate()
-            txs.append(sign_tx(k, genesis.chain_id, "identity.register", 0,
-                               {"role": "patient", "enc_key": crypto.random_bytes(32)}))
+        txs: list[Tx] = []
+        if tx_type == "identity":
+            for _ in range(n_txs):
+                k = crypto.SigningKey.generate()
+                txs.append(sign_tx(k, chain, "identity.register", 0,
+                                   {"role": "patient", "enc_key": crypto.random_bytes(32)}))
+            per_conn = [txs[i::connections] for i in range(connections)]
+        else:
+            senders = [crypto.KeyPair.generate() for _ in range(SENDERS)]
+            with Client(ipcs[0], timeout=120) as c:
+                hashes = [c.submit(sign_tx(s.signing, chain, "identity.register", 0,
+                                           {"role": "patient", "enc_key": s.encryption.public_key}))
+                          for s in senders]
+                for h in hashes:
+                    st = c.wait(h, timeout_ms=60_000)
+                    if st.get("status") != "committed":
+                        raise MedchainError(f"setup: sender registration not committed: {st}")
+            meta_len = max(0, tx_size - 250)  # ~250 bytes of tx envelope around meta
+            nonces = [1] * SENDERS
+            by_sender: list[list[Tx]] = [[] for _ in range(SENDERS)]
+            for i in range(n_txs):
+                s = i % SENDERS
+                by_sender[s].append(sign_tx(senders[s].signing, chain, "anchor.commit", nonces[s], {
+                    "digest": crypto.random_bytes(32), "kind": "bench", "meta": crypto.random_bytes(meta_len)}))
+                nonces[s] += 1
+                txs.append(by_sender[s][-1])
+            # each connection owns whole senders, so a sender's nonces arrive in order
+            per_conn = [[t for s in range(c, SENDERS, connections) for t in by_sender[s]]
+                        for c in range(connections)]
+            # interleave senders within a connection for realistic mixing
+            for c in range(connections):
+                mine = [by_sender[s] for s in range(c, SENDERS, connections)]
+                per_conn[c] = [lst[i] for i in range(max(map(len, mine), default=0)) for lst in mine if i < len(lst)]
         sign_s = time.perf_counter() - t_sign
-        with Client(cfg.ipc_path, timeout=600) as c:
+        with Client(ipcs[0], timeout=60) as c:
             start_height = c.node_info()["height"]
-        before = _proc_stats(proc.pid)
-        slices = [txs[i::connections] for i in range(connections)]
+        before = [_proc_stats(p.pid) for p in procs]
+        seen: dict[int, float] = {}
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch_heads, args=(ipcs[0], seen, stop), daemon=True)
+        watcher.start()
+        sent_at: dict[bytes, float] = {}
         errors: list[str] = []
-        threads = [threading.Thread(target=_submit_batches, args=(cfg.ipc_path, s, errors)) for s in slices]
+        threads = [threading.Thread(target=_submit_batches, args=(ipcs[i % validators], per_conn[i], sent_at, errors))
+                   for i in range(connections)]
         t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        t_submitted = time.perf_counter() - t0
-        with Client(cfg.ipc_path, timeout=600) as c:
-            for s in slices:
-                if s:
-                    c.wait(s[-1].hash, timeout_ms=300_000)
-            while c.call("mempool_status")["size"] > 0:
-                c.wait(txs[-1].hash, timeout_ms=1000)
+        submit_s = time.perf_counter() - t0
+        with Client(ipcs[0], timeout=600) as c:
+            for lst in per_conn:
+                if lst:
+                    c.wait(lst[-1].hash, timeout_ms=300_000)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if all(c.tx(t.hash)["status"] == "committed" for t in (txs[0], txs[len(txs) // 2], txs[-1])):
+                    break
+                time.sleep(0.2)
             elapsed = time.perf_counter() - t0
             end_height = c.node_info()["height"]
             committed = 0
+            latencies = []
             sizes = []
             for h in range(start_height + 1, end_height + 1):
-                n = len(c.block(height=h)["txs"])
-                committed += n
-                sizes.append(n)
-        after = _proc_stats(proc.pid)
+                blk = c.block(height=h)
+                sizes.append(len(blk["txs"]))
+                seen_at = seen.get(h)
+                for th in blk["txs"]:
+                    hb = bytes.fromhex(th[2:])
+                    if hb in sent_at:
+                        committed += 1
+                        if seen_at is not None:
+                            latencies.append(seen_at - sent_at[hb])
+            if committed and seen:
+                last = max(t for h, t in seen.items() if h <= end_height)
+                elapsed = min(elapsed, last - t0) if last > t0 else elapsed
+        stop.set()
+        after = [_proc_stats(p.pid) for p in procs]
         vrate = verify_rate()
+        cores = os.cpu_count() or 1
+        bound = vrate * min(cores, validators) / validators
+        rate = committed / elapsed if elapsed > 0 else 0.0
         return {
+            "validators": validators,
+            "tx_type": tx_type,
+            "tx_bytes_mean": round(sum(len(t.encoded) for t in txs) / len(txs)) if txs else 0,
             "txs_submitted": n_txs,
             "txs_committed": committed,
             "rejected": len(errors),
             "first_rejections": errors[:3],
             "connections": connections,
-            "submit_seconds": round(t_submitted, 3),
-            "commit_seconds": round(elapsed, 3),
-            "committed_tx_per_s": round(committed / elapsed, 1),
+            "submit_seconds": round(submit_s, 2),
+            "commit_seconds": round(elapsed, 2),
+            "committed_tx_per_s": round(rate, 1),
+            "latency_p50_s": round(_percentile(latencies, 0.50), 3),
+            "latency_p99_s": round(_percentile(latencies, 0.99), 3),
             "blocks": len(sizes),
+            "mean_txs_per_block": round(sum(sizes) / len(sizes), 1) if sizes else 0,
             "max_txs_per_block": max(sizes, default=0),
-            "mean_txs_per_block": round(committed / len(sizes), 1) if sizes else 0,
-            "node_cpu_seconds": round(after.get("cpu_s", 0) - before.get("cpu_s", 0), 2),
-            "node_rss_mib": round(after.get("VmRSS", 0), 1),
-            "node_peak_rss_mib": round(after.get("VmHWM", 0), 1),
+            "nodes": [
+                {"node": i, "cpu_seconds": round(a.get("cpu_s", 0) - b.get("cpu_s", 0), 2),
+                 "rss_mib": round(a.get("VmRSS", 0), 1), "peak_rss_mib": round(a.get("VmHWM", 0), 1)}
+                for i, (b, a) in enumerate(zip(before, after, strict=True))
+            ],
             "client_sign_seconds": round(sign_s, 2),
             "ed25519_verify_per_s_one_core": round(vrate),
-            "verify_bound_tx_per_s": round(vrate),
-            "ratio_to_verify_bound": round(committed / elapsed / vrate, 3),
+            "cores": cores,
+            "verify_bound_tx_per_s": round(bound),
+            "ratio_to_verify_bound": round(rate / bound, 3) if bound else 0,
         }
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_nodes(procs)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

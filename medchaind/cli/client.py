@@ -269,6 +269,82 @@ def governance_revoke(c: Ctx, key_ref: str, reason: str, subject: str, wait: boo
         _finish(cl.revoke(kp.signing, subj, reason, wait=wait))
 
 
+@governance.command("add-authority")
+@click.option("--key", "key_ref", required=True, help="The voting authority's key.")
+@click.option("--name", required=True, help="Name of the new authority.")
+@click.option("--power", default=1, show_default=True)
+@click.argument("public_key")
+@WAIT
+@pass_ctx
+def governance_add_authority(c: Ctx, key_ref: str, name: str, power: int, public_key: str, wait: bool) -> None:
+    """Vote to add PUBLIC_KEY as an authority (effective two blocks after 2/3+ voted)."""
+    pk = c.public_key(public_key)
+    kp = c.load_key(key_ref)
+    with c.client() as cl:
+        _finish(cl.send(kp.signing, "governance.add_authority", {"public_key": pk, "name": name, "power": power},
+                        wait=wait))
+
+
+@governance.command("remove-authority")
+@click.option("--key", "key_ref", required=True, help="The voting authority's key.")
+@click.option("--reason", required=True)
+@click.argument("public_key")
+@WAIT
+@pass_ctx
+def governance_remove_authority(c: Ctx, key_ref: str, reason: str, public_key: str, wait: bool) -> None:
+    """Vote to remove authority PUBLIC_KEY."""
+    pk = c.public_key(public_key)
+    kp = c.load_key(key_ref)
+    with c.client() as cl:
+        _finish(cl.send(kp.signing, "governance.remove_authority", {"public_key": pk, "reason": reason}, wait=wait))
+
+
+@governance.command("rotate-authority")
+@click.option("--key", "key_ref", required=True, help="The voting authority's key.")
+@click.argument("old_key")
+@click.argument("new_key")
+@WAIT
+@pass_ctx
+def governance_rotate_authority(c: Ctx, key_ref: str, old_key: str, new_key: str, wait: bool) -> None:
+    """Vote to replace authority OLD_KEY by NEW_KEY (key rotation)."""
+    old, new = c.public_key(old_key), c.public_key(new_key)
+    kp = c.load_key(key_ref)
+    with c.client() as cl:
+        _finish(cl.send(kp.signing, "governance.rotate_authority", {"old_key": old, "new_key": new}, wait=wait))
+
+
+@governance.command("scheduled")
+@pass_ctx
+def governance_scheduled(c: Ctx) -> None:
+    """Authority-set changes decided and waiting for their height."""
+    with c.client() as cl:
+        out(cl.call("governance_scheduled"))
+
+
+@governance.command("evidence")
+@pass_ctx
+def governance_evidence(c: Ctx) -> None:
+    """Equivocation evidence on record."""
+    with c.client() as cl:
+        out(cl.call("governance_evidence"))
+
+
+@main.command()
+@pass_ctx
+def consensus(c: Ctx) -> None:
+    """Consensus status: height, round, step, authorities, who voted."""
+    with c.client() as cl:
+        out(cl.call("consensus_status"))
+
+
+@main.command()
+@pass_ctx
+def peers(c: Ctx) -> None:
+    """Connected peers."""
+    with c.client() as cl:
+        out(cl.call("node_peers"))
+
+
 @governance.command("authorities")
 @pass_ctx
 def governance_authorities(c: Ctx) -> None:

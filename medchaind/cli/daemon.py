@@ -125,11 +125,50 @@ def run(datadir: Path, **kw: Any) -> None:
 
 
 @main.command()
+@click.option("--validators", "-n", "n_validators", type=click.IntRange(1, 64), required=True,
+              help="Number of authorities.")
+@click.option("--observers", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Non-voting nodes that follow the chain.")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for node0..nodeN-1 (must be empty or absent).")
+@click.option("--chain-id", default="medchain-testnet", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the nodes listen on and dial.")
+@click.option("--base-port", default=26656, show_default=True, help="node i listens on base-port + i.")
+@click.option("--create-empty-blocks", is_flag=True)
+def testnet(n_validators: int, observers: int, output: Path, chain_id: str, host: str, base_port: int,
+            create_empty_blocks: bool) -> None:
+    """Write N ready datadirs sharing one genesis (like `cometbft testnet`)."""
+    from ..node.init import init_testnet
+
+    try:
+        nodes = init_testnet(output, n_validators, chain_id=chain_id, host=host, base_port=base_port,
+                             observers=observers, create_empty_blocks=create_empty_blocks)
+    except (MedchainError, OSError) as exc:
+        _fail(exc)
+    click.echo(json.dumps([
+        {"datadir": str(cfg.datadir), "public_key": "0x" + k.public_key.hex(), "listen": cfg.p2p.listen,
+         "authority": i < n_validators}
+        for i, (cfg, k) in enumerate(nodes)
+    ], indent=2))
+
+
+@main.command()
 @click.option("--datadir", type=click.Path(file_okay=False, path_type=Path),
               help="Keep the dev chain here (default: a temporary directory removed on exit).")
+@click.option("--validators", "-n", "n_validators", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="With N > 1, run a local N-authority network, one process per node.")
+@click.option("--base-port", default=26656, show_default=True, help="With --validators > 1: first P2P port.")
 @_run_options
-def dev(datadir: Path | None, **kw: Any) -> None:
-    """A throwaway single-authority chain, ready in one command."""
+def dev(datadir: Path | None, n_validators: int, base_port: int, **kw: Any) -> None:
+    """A throwaway chain, ready in one command (one authority, or N with --validators)."""
+    if n_validators > 1:
+        from .devnet import run_devnet
+
+        try:
+            run_devnet(n_validators, datadir, base_port)
+        except (MedchainError, OSError) as exc:
+            _fail(exc)
+        return
     tmp = None
     if datadir is None:
         tmp = Path(tempfile.mkdtemp(prefix="medchain-dev-"))
@@ -182,17 +221,24 @@ def status(datadir: Path | None, ipc_path: Path | None) -> None:
 
 
 @main.command()
-@click.option("--txs", default=10_000, show_default=True, help="Transactions to submit.")
-@click.option("--connections", default=4, show_default=True, help="Client connections submitting in parallel.")
+@click.option("--validators", "-n", type=click.IntRange(1, 32), default=4, show_default=True,
+              help="Authorities, one process each.")
+@click.option("--txs", default=20_000, show_default=True, help="Transactions to submit.")
+@click.option("--tx-size", default=1024, show_default=True, help="Approximate encoded tx size in bytes (anchor txs).")
+@click.option("--tx-type", type=click.Choice(["anchor", "identity"]), default="anchor", show_default=True)
+@click.option("--connections", default=8, show_default=True, help="Client connections submitting in parallel.")
+@click.option("--base-port", default=27656, show_default=True, help="First P2P port of the bench network.")
 @click.option("--datadir", type=click.Path(file_okay=False, path_type=Path),
-              help="Datadir for the benchmark node (default: temporary).")
-def bench(txs: int, connections: int, datadir: Path | None) -> None:
-    """Start a dev node, submit identity txs as fast as possible, report tx/s and RSS."""
-    from .bench import run_single_node_bench
+              help="Directory for the bench network (default: temporary).")
+def bench(validators: int, txs: int, tx_size: int, tx_type: str, connections: int, base_port: int,
+          datadir: Path | None) -> None:
+    """Start a local network, drive it through IPC, report tx/s, latency, CPU, RSS."""
+    from .bench import run_bench
 
     try:
-        result = run_single_node_bench(n_txs=txs, connections=connections, datadir=datadir)
-    except MedchainError as exc:
+        result = run_bench(validators=validators, n_txs=txs, tx_size=tx_size, connections=connections,
+                           tx_type=tx_type, datadir=datadir, base_port=base_port)
+    except (MedchainError, OSError) as exc:
         _fail(exc)
     click.echo(json.dumps(result, indent=2))
 

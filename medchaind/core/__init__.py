@@ -31,6 +31,8 @@ from .inputs import StartHeight as StartHeight
 from .inputs import TimeoutFired as TimeoutFired
 from .inputs import VoteReceived as VoteReceived
 from .messages import NIL_ROUND as NIL_ROUND
+from .messages import PolkaRecord as PolkaRecord
+from .messages import WALEntry as WALEntry
 from .messages import BlockHash as BlockHash
 from .messages import Ed25519Signer as Ed25519Signer
 from .messages import Height as Height

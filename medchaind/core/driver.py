@@ -48,7 +48,7 @@ from dataclasses import replace
 from ..errors import ValidationError
 from .effects import Broadcast, Effect, EvidenceFound, ScheduleTimeout, SignProposal, SignVote
 from .inputs import BlockReady, Input, ProposalReceived, StartHeight, TimeoutFired, VoteReceived
-from .messages import NIL_ROUND, Message, Proposal, Round, Vote, VoteKind
+from .messages import NIL_ROUND, Message, PolkaRecord, Proposal, Round, Vote, VoteKind
 from .proposals import ProposalKeeper
 from .round_machine import (
     Event,
@@ -192,7 +192,7 @@ def next_event(state: State, touched: Round | None) -> Event | None:
     ):
         rec = proposals.get(r, q.value)
         if rec is not None and rec.valid:
-            return ProposalAndPolka(rec)  # L36
+            return ProposalAndPolka(rec, votes.votes_for(r, VoteKind.PREVOTE, q.value))  # L36
     if step == Step.PREVOTE:
         if q is not None and q.value is None:
             return PolkaNil()  # L44
@@ -240,8 +240,12 @@ def _start_height(state: State, inp: StartHeight) -> Transition:
         precommit_timeout_scheduled=False, decision=None,
     )
     entries: list[Message] = []
+    polkas: list[PolkaRecord] = []
     for e in inp.wal:
         if e.height != h:
+            continue
+        if isinstance(e, PolkaRecord):
+            polkas.append(e)
             continue
         signer = e.proposer if isinstance(e, Proposal) else e.validator
         if signer != state.me:
@@ -251,22 +255,36 @@ def _start_height(state: State, inp: StartHeight) -> Transition:
             entries.append(e.unsigned())
     if not entries:
         return transition(fresh, NewRound(Round(0)))  # L10 / L54: StartRound(0)
-    return _restore(fresh, entries)
+    return _restore(fresh, entries, polkas)
 
 
-def _restore(state: State, entries: list[Message]) -> Transition:
+def _restore(state: State, entries: list[Message], polkas: list[PolkaRecord]) -> Transition:
     """Resume a height from the WAL entries of a node that crashed in it (see .state)."""
     guard = LastSigned.from_wal(entries)
     assert guard is not None
     if state.last_signed is None or guard.hrs > state.last_signed.hrs:
         state = replace(state, last_signed=guard)
+    # The POLs: back into the vote keeper (so gossip can prove them to others again),
+    # and the highest one is validValue/validRound (L42-L43 ran when it was logged).
+    horizon = Round(max([guard.round, *(p.round for p in polkas)]))
+    keeper = state.votes
+    for polka in polkas:
+        for vote in polka.votes:
+            keeper, _, _ = keeper.add(vote, horizon)
+    state = replace(state, votes=keeper)
+    for polka in polkas:
+        if polka.round > state.valid_round and keeper.has_quorum_for(
+            polka.round, VoteKind.PREVOTE, polka.block_hash
+        ):
+            state = replace(state, valid_value=polka.block_hash, valid_round=polka.round)
     locks = [e for e in entries if isinstance(e, Vote) and e.kind == VoteKind.PRECOMMIT
              and e.block_hash is not None]
     if locks:
         # L38-L39 ran exactly when this precommit was signed: the lock was (v, round).
         lock = max(locks, key=lambda v: v.round)
-        state = replace(state, locked_value=lock.block_hash, locked_round=lock.round,
-                        valid_value=lock.block_hash, valid_round=lock.round)
+        state = replace(state, locked_value=lock.block_hash, locked_round=lock.round)
+        if lock.round > state.valid_round:
+            state = replace(state, valid_value=lock.block_hash, valid_round=lock.round)
     state = replace(state, round=guard.round, step=guard.step)
     effects: list[Effect] = [SignProposal(e) if isinstance(e, Proposal) else SignVote(e)
                              for e in entries]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..types.block import Commit, CommitSig
-from .messages import BlockHash, Height, Message, Proposal, Round, Vote
+from .messages import BlockHash, Height, Message, Proposal, Round, Vote, WALEntry
 from .timeouts import TimeoutKind
 from .votes import Evidence
 
@@ -44,9 +44,12 @@ class SignProposal:
 
 @dataclass(frozen=True, slots=True)
 class WALAppend:
-    """Durably append ``entry`` (an unsigned own message) before signing it."""
+    """Durably append ``entry`` (fsync) before carrying out the effects after it.
 
-    entry: Message
+    Either an own message about to be signed (unsigned) or a :class:`PolkaRecord`.
+    """
+
+    entry: WALEntry
 
 
 @dataclass(frozen=True, slots=True)

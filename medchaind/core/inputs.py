@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .messages import BlockHash, Height, Message, Proposal, Round, Vote
+from .messages import BlockHash, Height, Proposal, Round, Vote, WALEntry
 from .timeouts import TimeoutKind
 from .validators import ValidatorSet
 
@@ -19,15 +19,15 @@ from .validators import ValidatorSet
 class StartHeight:
     """Begin ``height`` with ``validators`` (paper L10 "upon start", and L52-L54).
 
-    ``wal`` holds the unsigned messages this node's WAL recorded for ``height`` (the
-    entries of earlier ``WALAppend`` effects, in order). Empty on a normal start; after a
-    crash it restores the last-signed guard, the lock and the round, and the core asks
-    for the same messages to be signed (identically) and re-broadcast.
+    ``wal`` holds what this node's WAL recorded for ``height`` (the entries of earlier
+    ``WALAppend`` effects, in order). Empty on a normal start; after a crash it restores
+    the last-signed guard, the lock, the valid value with its POL, and the round, and
+    the core asks for the same messages to be signed (identically) and re-broadcast.
     """
 
     height: Height
     validators: ValidatorSet
-    wal: tuple[Message, ...] = ()
+    wal: tuple[WALEntry, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,6 +199,28 @@ class Proposal:
 Message = Proposal | Vote
 
 
+@dataclass(frozen=True, slots=True)
+class PolkaRecord:
+    """2f+1 signed prevotes for ``block_hash`` in (height, round): a proof of lock (POL).
+
+    The core logs one to the WAL whenever L36 makes it lock on, or adopt as valid, a
+    value. It is what lets a restarted node *prove* its lock and valid value to others:
+    it proposes validValue with validRound (L14-L15), and the other nodes accept that
+    only with the POL (L28). If the node kept only its own votes, a crash could leave
+    the only other copies of the POL with Byzantine nodes that never gossip them, and
+    the honest nodes could stay split forever.
+    """
+
+    height: Height
+    round: Round
+    block_hash: BlockHash
+    votes: tuple[Vote, ...]
+
+
+#: What a ``WALAppend`` carries: an own message about to be signed (unsigned) or a POL.
+WALEntry = Proposal | Vote | PolkaRecord
+
+
 def decode_vote(data: bytes) -> Vote:
     """Bytes from a peer -> a well-formed vote, or DecodeError. Does not check the signature."""
     try:

@@ -63,7 +63,17 @@ from .effects import (
     SignVote,
     WALAppend,
 )
-from .messages import NIL_ROUND, BlockHash, Height, Message, Proposal, Round, Vote, VoteKind
+from .messages import (
+    NIL_ROUND,
+    BlockHash,
+    Height,
+    Message,
+    PolkaRecord,
+    Proposal,
+    Round,
+    Vote,
+    VoteKind,
+)
 from .proposals import ProposalRecord
 from .state import LastSigned, State, Step
 from .timeouts import TimeoutKind
@@ -110,6 +120,7 @@ class ProposalAndPolka:
     """L36: ⟨PROPOSAL, h_p, round_p, v, *⟩ and 2f+1 ⟨PREVOTE, h_p, round_p, id(v)⟩, valid(v)."""
 
     record: ProposalRecord
+    polka: tuple[Vote, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +238,13 @@ def _propose(state: State, value: BlockHash, valid_round: Round) -> Transition:
     return sign(state, proposal)
 
 
+def _log_polka(state: State, value: BlockHash, polka: tuple[Vote, ...]) -> list[Effect]:
+    """WAL the POL behind a new lock / valid value (validators only: observers have no WAL)."""
+    if not state.is_validator:
+        return []
+    return [WALAppend(PolkaRecord(state.height, state.round, value, polka))]
+
+
 def _schedule(state: State, kind: TimeoutKind) -> Effect:
     return ScheduleTimeout(kind, state.height, state.round,
                            state.timeouts.duration_ms(kind, state.round))
@@ -293,23 +311,26 @@ def transition(state: State, event: Event) -> Transition:
             return (replace(state, prevote_timeout_scheduled=True),
                     [_schedule(state, TimeoutKind.PREVOTE)])
 
-        case (Step.PREVOTE, ProposalAndPolka(record=rec)) if (
+        case (Step.PREVOTE, ProposalAndPolka(record=rec, polka=polka)) if (
             not state.polka_current_seen and rec.valid and rec.proposal.round == r
         ):
             # L36 with step_p = prevote (L37): lock on v (L38-L39), precommit it
-            # (L40-L41), and remember it as the valid value (L42-L43).
+            # (L40-L41), and remember it as the valid value (L42-L43). The POL goes to
+            # the WAL first, so a restarted node can still prove its lock.
             v = rec.proposal.block_hash
             state = replace(state, polka_current_seen=True, locked_value=v, locked_round=r,
                             valid_value=v, valid_round=r)
-            return _precommit(state, v)
+            state, effects = _precommit(state, v)
+            return state, _log_polka(state, v, polka) + effects
 
-        case (Step.PRECOMMIT, ProposalAndPolka(record=rec)) if (
+        case (Step.PRECOMMIT, ProposalAndPolka(record=rec, polka=polka)) if (
             not state.polka_current_seen and rec.valid and rec.proposal.round == r
         ):
             # L36 with step_p = precommit: the lock is not touched (L37 is false), only
-            # validValue_p ← v, validRound_p ← round_p (L42-L43).
+            # validValue_p ← v, validRound_p ← round_p (L42-L43), with its POL logged.
             v = rec.proposal.block_hash
-            return replace(state, polka_current_seen=True, valid_value=v, valid_round=r), []
+            state = replace(state, polka_current_seen=True, valid_value=v, valid_round=r)
+            return state, _log_polka(state, v, polka)
 
         case (Step.PREVOTE, PolkaNil()):
             # L44-L46: 2f+1 prevotes for nil while step_p = prevote: precommit nil.

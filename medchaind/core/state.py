@@ -27,13 +27,19 @@ conflicting vote.
 How the WAL restores it. Every signature request is preceded by a ``WALAppend`` of the
 unsigned message, which the host makes durable before signing. After a crash the host
 starts the height again with ``StartHeight(height, validators, wal=<entries of that
-height>)``. The core then (1) sets the guard to the maximum entry by (round, step),
-(2) restores lockedValue/lockedRound from the highest-round non-nil precommit (the
-paper assigns the lock exactly when it precommits a value, L38-L40), with validValue /
-validRound equal to it, (3) resumes at the round and step of the guard, and (4) asks the
-host to sign every entry again (identical bytes) so that signatures that may never have
-left before the crash are broadcast now. So the guard is persisted implicitly: it is a
-function of the WAL (:meth:`LastSigned.from_wal`).
+height>)``. The core then (1) sets the guard to the maximum own message by (round,
+step), (2) restores lockedValue/lockedRound from the highest-round non-nil precommit
+(the paper assigns the lock exactly when it precommits a value, L38-L40), (3) files the
+prevotes of every logged :class:`~.messages.PolkaRecord` back into its vote keeper and
+takes the highest as validValue/validRound (L42-L43 ran when it was logged), (4) resumes
+at the round and step of the guard, and (5) asks the host to sign every own entry again
+(identical bytes) so that signatures that may never have left before the crash are
+broadcast now. So the guard is persisted implicitly: it is a function of the WAL
+(:meth:`LastSigned.from_wal`).
+
+Without (3) a restarted validator could keep its lock but lose the proof of it: if the
+other copies of that POL are held only by Byzantine nodes that never gossip them, the
+honest nodes may never again agree on a value (the simulator found exactly that).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ values of the wrong type are errors that name the file and the setting.
 Datadir layout (compare CometBFT's ``$CMTHOME`` and geth's datadir)::
 
     config.toml  genesis.json  keys/node.json (0600)  keys/node.passphrase (0600)
-    chaindata/ (LevelDB)  medchaind.ipc (0600 socket)
+    chaindata/ (LevelDB)  consensus.wal  medchaind.ipc (0600 socket)
 """
 
 from __future__ import annotations
@@ -47,6 +47,25 @@ class IPCSection:
 class ConsensusSection:
     create_empty_blocks: bool = False
     empty_block_interval_ms: int = 1000
+    timeout_propose_ms: int = 3000
+    timeout_propose_delta_ms: int = 500
+    timeout_prevote_ms: int = 1000
+    timeout_prevote_delta_ms: int = 500
+    timeout_precommit_ms: int = 1000
+    timeout_precommit_delta_ms: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class P2PSection:
+    #: comma-separated multiaddrs to listen on, e.g. "/ip4/0.0.0.0/tcp/26656";
+    #: empty = no networking (a single-authority chain needs none)
+    listen: str = ""
+    #: comma-separated full multiaddrs of peers to dial (".../tcp/26656/p2p/<peer id>")
+    bootstrap: str = ""
+    #: comma-separated peer ids of non-authority (observer) nodes allowed to connect
+    observers: str = ""
+    #: file holding a 32-byte hex private-network key (all nodes must share it)
+    psk_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +90,7 @@ class Config:
     key: KeySection = field(default_factory=KeySection)
     ipc: IPCSection = field(default_factory=IPCSection)
     consensus: ConsensusSection = field(default_factory=ConsensusSection)
+    p2p: P2PSection = field(default_factory=P2PSection)
     mempool: MempoolSection = field(default_factory=MempoolSection)
     log: LogSection = field(default_factory=LogSection)
 
@@ -91,7 +111,7 @@ class Config:
         return path if path.is_absolute() else self.datadir / path
 
 
-SECTIONS = ("node", "key", "ipc", "consensus", "mempool", "log")
+SECTIONS = ("node", "key", "ipc", "consensus", "p2p", "mempool", "log")
 
 
 def _coerce(value: Any, typ: type, where: str) -> Any:
@@ -121,7 +141,7 @@ def _field_types(cls: type) -> dict[str, type]:
 
 _SECTION_CLASSES: dict[str, type] = {
     "node": NodeSection, "key": KeySection, "ipc": IPCSection,
-    "consensus": ConsensusSection, "mempool": MempoolSection, "log": LogSection,
+    "consensus": ConsensusSection, "p2p": P2PSection, "mempool": MempoolSection, "log": LogSection,
 }
 
 

@@ -12,7 +12,7 @@ from ..crypto import KeyPair, save_keystore, write_private_file
 from ..errors import ConfigError
 from ..types import Authority, Genesis
 from ..types.tx import CHAIN_ID_RE
-from .config import Config, KeySection, NodeSection, load_config, render_config
+from .config import Config, KeySection, NodeSection, P2PSection, load_config, render_config
 
 MONIKER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -66,3 +66,55 @@ def init_datadir(
     (datadir / "genesis.json").write_text(genesis.to_json())
     (datadir / "config.toml").write_text(render_config(cfg))
     return cfg, genesis, keys
+
+
+def init_testnet(
+    outdir: Path,
+    validators: int,
+    *,
+    chain_id: str = "medchain-testnet",
+    host: str = "127.0.0.1",
+    base_port: int = 26656,
+    observers: int = 0,
+    create_empty_blocks: bool = False,
+) -> list[tuple[Config, KeyPair]]:
+    """Write ``validators`` authority datadirs (+ ``observers``) sharing one genesis.
+
+    Like ``cometbft testnet``: ``<outdir>/node<i>`` each with its key, the shared
+    genesis, and a config listening on ``host:base_port+i`` with every other node as a
+    bootstrap peer (libp2p peer ids derive from the node keys). Observers follow the
+    chain without voting; the authorities' configs allow them to connect.
+    """
+    from ..net.libp2p_net import peer_id_from_public_key
+
+    if validators < 1:
+        raise ConfigError("a testnet needs at least one validator")
+    outdir = outdir.resolve()
+    if outdir.exists() and any(outdir.iterdir()):
+        raise ConfigError(f"{outdir} is not empty")
+    total = validators + observers
+    keys = [KeyPair.generate() for _ in range(total)]
+    genesis = Genesis(
+        chain_id=chain_id,
+        genesis_time_ms=time.time_ns() // 1_000_000,
+        authorities=tuple(Authority(f"node{i}", keys[i].public_key, 1) for i in range(validators)),
+    )
+    peer_ids = [peer_id_from_public_key(k.public_key) for k in keys]
+    addrs = [f"/ip4/{host}/tcp/{base_port + i}/p2p/{peer_ids[i]}" for i in range(total)]
+    observer_ids = ",".join(peer_ids[validators:])
+    out = []
+    for i in range(total):
+        d = outdir / f"node{i}"
+        cfg, _, _ = init_datadir(d, chain_id=chain_id, moniker=f"node{i}", genesis=genesis, keys=keys[i])
+        cfg = replace(
+            cfg,
+            p2p=P2PSection(
+                listen=f"/ip4/{host}/tcp/{base_port + i}",
+                bootstrap=",".join(a for j, a in enumerate(addrs) if j != i),
+                observers=observer_ids,
+            ),
+            consensus=replace(cfg.consensus, create_empty_blocks=create_empty_blocks),
+        )
+        (d / "config.toml").write_text(render_config(cfg))
+        out.append((cfg, keys[i]))
+    return out

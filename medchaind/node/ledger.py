@@ -51,7 +51,10 @@ CommitListener = Callable[[Committed], None]
 
 
 class Ledger:
-    def __init__(self, store: ChainStore, app: App, genesis: Genesis) -> None:
+    def __init__(self, store: ChainStore, app: App, genesis: Genesis, *, commit_in_thread: bool = True) -> None:
+        #: LevelDB's sync'd write releases the GIL, so it runs in a worker thread; in-memory
+        #: simulations under a mock clock commit inline instead (no real I/O in flight).
+        self.commit_in_thread = commit_in_thread
         self.store = store
         self.app = app
         self.genesis = genesis
@@ -100,7 +103,11 @@ class Ledger:
     async def commit(self, block: Block, commit: Commit, ex: Execution) -> None:
         """Persist a decided block (atomic, fsync'd), then advance the tip and notify."""
         assert block.height == self.tip.height + 1
-        await trio.to_thread.run_sync(self.store.commit_block, block, commit, ex.writes, ex.receipts)
+        if self.commit_in_thread:
+            await trio.to_thread.run_sync(self.store.commit_block, block, commit, ex.writes, ex.receipts)
+        else:
+            self.store.commit_block(block, commit, ex.writes, ex.receipts)
+            await trio.lowlevel.checkpoint()
         self.tip = Tip(block.height, block.hash(), block.header.app_hash, block.header.time_ms,
                        authority_powers(self.state))
         ev, self._height_changed = self._height_changed, trio.Event()

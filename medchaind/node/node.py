@@ -20,21 +20,28 @@ import trio
 
 if TYPE_CHECKING:  # trio-typing's stubs (a libp2p dependency) shadow trio's own types
     from trio_typing import TaskStatus
+
+    from ..net.api import NetworkAPI
 else:
     from trio import TaskStatus
 
 from ..app import App
 from ..chain import SigCache
-from ..consensus.solo import EngineConfig, SoloEngine
+from ..consensus.bft import BftConfig, BftEngine
+from ..consensus.wal import WAL
+from ..consensus.wire import block_topic, consensus_topic
+from ..core import TimeoutConfig
+from ..sync import SyncService
 from ..crypto import KeyPair, load_keystore
 from ..errors import ConfigError
 from ..ipc import Dispatcher, IPCServer
 from ..mempool import Mempool, MempoolConfig
 from ..store import LevelDBKV, open_store
-from ..types import Genesis, Tx
+from ..types import Genesis, Tx, sign_tx
 from .config import Config
 from .ledger import Committed, Ledger
 from .rpc import RPC, receipt_json, tx_event
+from .txgossip import TxGossip
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,7 @@ class Node:
         self.keys = keys
         self.app = App(genesis)
         self._kv: LevelDBKV | None = None
+        self.wal: WAL | None = None
         self.ledger: Ledger
         self.mempool: Mempool
         self.sigs = SigCache()
@@ -95,11 +103,41 @@ class Node:
                           sender_rate=float(mc.sender_rate), sender_burst=mc.sender_burst),
         )
         self.ledger.add_listener(self._on_commit)
+        self.wal = WAL(self.config.datadir / "consensus.wal")
 
     def close(self) -> None:
+        if self.wal is not None:
+            self.wal.close()
+            self.wal = None
         if self._kv is not None:
             self._kv.close()
             self._kv = None
+
+    def _make_network(self) -> NetworkAPI:
+        p = self.config.p2p
+        if not p.listen.strip():
+            # No networking configured: a chain this node decides alone.
+            from ..net.memory import MemoryNetwork
+
+            return MemoryNetwork(seed=0).endpoint(self.keys.public_key.hex()[:16])
+        from ..net.libp2p_net import Libp2pNetwork, peer_id_from_public_key
+
+        allow = {peer_id_from_public_key(pk) for pk in self.ledger.tip.powers}
+        allow |= {x.strip() for x in p.observers.split(",") if x.strip()}  # type: ignore[misc]
+        psk = None
+        if p.psk_file:
+            try:
+                psk = bytes.fromhex(self.config.resolve(p.psk_file).read_text().strip())
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"p2p.psk_file: cannot read a hex key ({exc})") from None
+        return Libp2pNetwork(
+            key_seed=self.keys.signing.seed,
+            listen=[x.strip() for x in p.listen.split(",") if x.strip()],
+            bootstrap=[x.strip() for x in p.bootstrap.split(",") if x.strip()],
+            allowlist=allow,  # type: ignore[arg-type]
+            psk=psk,
+            chain_id=self.genesis.chain_id,
+        )
 
     async def run(self, *, task_status: TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
         self._open()
@@ -108,6 +146,21 @@ class Node:
                 "node starting chain_id=%s height=%d public_key=%s datadir=%s",
                 self.genesis.chain_id, self.ledger.height, self.keys.public_key.hex()[:16], self.config.datadir,
             )
+            self.net = self._make_network()
+            c = self.config.consensus
+            self.engine = BftEngine(
+                self.ledger, self.mempool, self.keys.signing, self.net, self.wal,
+                BftConfig(
+                    timeouts=TimeoutConfig(c.timeout_propose_ms, c.timeout_propose_delta_ms, c.timeout_prevote_ms,
+                                           c.timeout_prevote_delta_ms, c.timeout_precommit_ms,
+                                           c.timeout_precommit_delta_ms),
+                    create_empty_blocks=c.create_empty_blocks,
+                    empty_block_interval_ms=c.empty_block_interval_ms,
+                ),
+                on_evidence=self._submit_evidence,
+            )
+            self.sync = SyncService(self.ledger, self.engine, self.net)
+            self.txgossip = TxGossip(self.net, self.mempool, self.genesis.chain_id)
             dispatcher = Dispatcher()
             self.rpc = RPC(self)
             for name, (handler, mutating) in self.rpc.methods().items():
@@ -118,20 +171,18 @@ class Node:
             group = self.config.ipc.group or None
             self.ipc_server = IPCServer(self.config.ipc_path, dispatcher, group=group)
             async with trio.open_nursery() as nursery:
+                await nursery.start(self.net.run)
+                consensus_in = self.net.subscribe(consensus_topic(self.genesis.chain_id),
+                                                  self.engine.on_consensus_gossip)
+                blocks_in = self.net.subscribe(block_topic(self.genesis.chain_id), self.sync.on_announce)
+                nursery.start_soon(_drain, consensus_in)
+                nursery.start_soon(_drain, blocks_in)
+                await nursery.start(self.txgossip.run)
+                await nursery.start(self.engine.run)
+                await nursery.start(self.sync.run)
                 await nursery.start(self.ipc_server.serve)
-                engine = SoloEngine(
-                    self.ledger, self.mempool, self.keys.signing,
-                    EngineConfig(self.config.consensus.create_empty_blocks,
-                                 self.config.consensus.empty_block_interval_ms),
-                )
-                if engine.is_authority():
-                    await nursery.start(engine.run)
-                else:
-                    log.warning(
-                        "this node's key is not the single authority of this chain; it serves "
-                        "its store read-only (multi-authority consensus and sync are not built yet)"
-                    )
-                log.info("node ready ipc=%s height=%d", self.config.ipc_path, self.ledger.height)
+                log.info("node ready ipc=%s height=%d peer_id=%s", self.config.ipc_path, self.ledger.height,
+                         self.net.peer_id)
                 self.started.set()
                 task_status.started(self.config.ipc_path)
         finally:
@@ -144,7 +195,15 @@ class Node:
         new = self.mempool.add(tx)
         if new and hasattr(self, "hub"):
             self.hub.publish("tx", tx_event(tx, "pending"), _tx_filter(tx))
+            self.txgossip.queue(tx)
         return new
+
+    def _submit_evidence(self, ev: Any) -> None:
+        """Put an equivocation on chain: a governance.evidence tx signed by this node."""
+        _, nonce = self.next_nonce(self.keys.public_key)
+        tx = sign_tx(self.keys.signing, self.genesis.chain_id, "governance.evidence", nonce,
+                     {"vote_a": ev.vote_a.to_map(), "vote_b": ev.vote_b.to_map()})
+        self.submit(tx)
 
     def next_nonce(self, sender: bytes) -> tuple[int, int]:
         committed = self.app.nonce(self.ledger.state, sender)
@@ -216,3 +275,10 @@ async def run_until_signal(node: Node) -> None:
                 else:
                     log.warning("second signal during shutdown, exiting now")
                     os._exit(130)
+
+
+async def _drain(channel: trio.MemoryReceiveChannel[Any]) -> None:
+    """Consume a subscription whose validator already handled each message."""
+    with channel:
+        async for _ in channel:
+            pass

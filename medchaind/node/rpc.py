@@ -99,6 +99,9 @@ class RPC:
         return {
             "node_info": (self.node_info, False),
             "node_health": (self.node_health, False),
+            "node_peers": (self.node_peers, False),
+            "node_syncing": (self.node_syncing, False),
+            "consensus_status": (self.consensus_status, False),
             "chain_head": (self.chain_head, False),
             "chain_getBlock": (self.chain_get_block, False),
             "chain_getCommit": (self.chain_get_commit, False),
@@ -110,7 +113,10 @@ class RPC:
             "identity_get": (self.identity_get, False),
             "identity_list": (self.identity_list, False),
             "governance_authorities": (self.governance_authorities, False),
+            "anchor_get": (self.anchor_get, False),
             "governance_pending": (self.governance_pending, False),
+            "governance_scheduled": (self.governance_scheduled, False),
+            "governance_evidence": (self.governance_evidence, False),
         }
 
     # node_*
@@ -127,13 +133,23 @@ class RPC:
             "is_authority": n.keys.public_key in tip.powers,
             "height": tip.height,
             "head_hash": "0x" + tip.block_hash.hex(),
-            "syncing": False,
+            "syncing": n.sync.syncing,
             "mempool_size": len(n.mempool),
-            "consensus": "solo",
+            "peer_id": str(n.net.peer_id),
+            "peers": len(n.net.connected_peers()),
         }
 
     async def node_health(self, params: Any, conn: Connection) -> Any:
         return {"ok": True, "height": self.node.ledger.height}
+
+    async def node_peers(self, params: Any, conn: Connection) -> Any:
+        return [{"peer_id": str(p)} for p in self.node.net.connected_peers()]
+
+    async def node_syncing(self, params: Any, conn: Connection) -> Any:
+        return self.node.sync.status()
+
+    async def consensus_status(self, params: Any, conn: Connection) -> Any:
+        return self.node.engine.status()
 
     # chain_*
 
@@ -272,11 +288,24 @@ class RPC:
             q["role"] = p["role"]
         return self._query("identity.list", q)
 
+    async def anchor_get(self, params: Any, conn: Connection) -> Any:
+        p = _obj(params)
+        a = self._query("anchor.get", {"digest": hex_bytes(p, "digest", 32)})
+        if a is None:
+            raise NotFound("that digest is not anchored")
+        return a
+
     async def governance_authorities(self, params: Any, conn: Connection) -> Any:
         return self._query("governance.authorities", {})
 
     async def governance_pending(self, params: Any, conn: Connection) -> Any:
         return self._query("governance.pending", {})
+
+    async def governance_scheduled(self, params: Any, conn: Connection) -> Any:
+        return self._query("governance.scheduled", {})
+
+    async def governance_evidence(self, params: Any, conn: Connection) -> Any:
+        return self._query("governance.evidence", {})
 
 
 def tx_event(tx: Tx, status: str, **extra: Any) -> dict[str, Any]:

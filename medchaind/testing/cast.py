@@ -31,6 +31,7 @@ from ..core.messages import (
     Ed25519Signer,
     Height,
     Message,
+    PolkaRecord,
     Proposal,
     Round,
     ValidatorId,
@@ -121,7 +122,10 @@ class Cast:
     def describe(self, effect: Effect) -> str:
         """A one-line, table-friendly description of an effect."""
         match effect:
-            case WALAppend(entry=m):
+            case WALAppend(entry=PolkaRecord(round=r, block_hash=h, votes=votes)):
+                signers = ",".join(self.name(v.validator) for v in votes)
+                return f"wal polka r{r} {self.block_name(h)} by {signers}"
+            case WALAppend(entry=Proposal() | Vote() as m):
                 return "wal " + self._own(m)
             case SignVote(vote=v):
                 return "sign " + self._own(v)

@@ -30,14 +30,17 @@ The model
 * **Crashes.** Honest nodes crash (possibly right after a WAL append, before the
   signature leaves) and restart from their persisted WAL and block store with
   ``StartHeight(h, validators, wal)``. Every crashed node is up again at GST.
-* **Byzantine nodes** (f of n = 3f+1, never more): one behaviour each, chosen per seed:
-  equivocate (sign two values for every vote and proposal, send one to each half of
-  the network), silent, invalid proposals (the block it proposes is one the honest
-  hosts reject: ``valid=False``), prevote nil, prevote random hashes, amnesia (forget
-  its lock and valid value all the time, so it pushes fresh values every round).
-* **Nemesis.** Before GST an adaptive adversary may cut off an honest node right after
-  it signs a precommit for a value, dropping its packets in flight: if that precommit
-  completed a quorum, the node decides alone, the schedule lock-violation attacks need.
+* **Byzantine nodes** (f of n = 3f+1, never more): one or two traits each, per seed:
+  equivocate (sign two values for every proposal and vote; per height, a favoured set
+  of peers gets the first version, the rest the other, and the precommit set is a
+  subset of the prevote set, which is how an attacker makes some nodes see a polka, fewer
+  a commit), silent, invalid proposals (the block it proposes is one the honest hosts
+  reject: ``valid=False``), prevote nil, prevote random hashes, amnesia (forget its lock
+  and valid value before every input, so it pushes fresh values every round).
+* **Nemesis.** Before GST an adaptive adversary may mute an honest node right after it
+  signs a precommit for a value (what it sends is lost, packets in flight included; it
+  still hears): it can decide on the others' precommits while they never see its own,
+  the schedule lock-violation attacks need.
 
 Invariants, checked as each step happens (so the trace ends at the offending step):
 
@@ -97,10 +100,11 @@ from ..core.messages import (
     ValidatorId,
     Vote,
     VoteKind,
+    WALEntry,
     verify_proposal,
     verify_vote,
 )
-from ..core.state import LastSigned, State, initial_state
+from ..core.state import LastSigned, State, Step, initial_state
 from ..core.timeouts import TimeoutConfig, TimeoutKind
 from ..core.votes import COUNTED
 from ..crypto import DOMAIN_PROPOSAL, DOMAIN_VOTE, sha256
@@ -120,7 +124,8 @@ ApplyFn = Callable[[State, Input], tuple[State, list[Effect]]]
 
 
 class Behaviour(Enum):
-    HONEST = "honest"
+    """A Byzantine trait; a Byzantine node has one or two (see :data:`TRAIT_MIXES`)."""
+
     EQUIVOCATE = "equivocate"
     SILENT = "silent"
     INVALID_PROPOSALS = "invalid-proposals"
@@ -129,19 +134,46 @@ class Behaviour(Enum):
     #: Forgets lockedValue/validValue before every input: proposes fresh blocks and
     #: prevotes whatever valid proposal it sees (CometBFT's "amnesia attack").
     AMNESIA = "amnesia"
+    #: The coordinated attacker (it knows the nemesis schedule and the honest nodes'
+    #: heights, as the adversary of the partial-synchrony model may): amnesiac; it
+    #: precommits a value it did not propose only towards muted nodes (nil to everyone
+    #: else), so that a muted node decides a value the others are denied; it stays at a
+    #: height while any honest node is still there, pushing its own fresh values. Only
+    #: locking (L23, L29) stops that from becoming a fork.
+    FORK = "fork"
 
 
-BYZANTINE_BEHAVIOURS = (Behaviour.EQUIVOCATE, Behaviour.SILENT, Behaviour.INVALID_PROPOSALS,
-                        Behaviour.PREVOTE_NIL, Behaviour.PREVOTE_RANDOM, Behaviour.AMNESIA)
+Traits = frozenset[Behaviour]
+HONEST: Traits = frozenset()
+_B = Behaviour
+#: The trait sets a Byzantine node is drawn from: each behaviour alone, and the mixes
+#: that make sense together (silence excludes everything else).
+TRAIT_MIXES: tuple[Traits, ...] = (
+    frozenset({_B.EQUIVOCATE}), frozenset({_B.SILENT}), frozenset({_B.INVALID_PROPOSALS}),
+    frozenset({_B.PREVOTE_NIL}), frozenset({_B.PREVOTE_RANDOM}), frozenset({_B.AMNESIA}),
+    frozenset({_B.EQUIVOCATE, _B.AMNESIA}), frozenset({_B.EQUIVOCATE, _B.INVALID_PROPOSALS}),
+    frozenset({_B.AMNESIA, _B.PREVOTE_RANDOM}), frozenset({_B.AMNESIA, _B.INVALID_PROPOSALS}),
+    frozenset({_B.FORK}),
+)
+
+
+def describe_traits(traits: Traits) -> str:
+    return "+".join(sorted(b.value for b in traits)) or "honest"
 
 
 @dataclass(frozen=True, slots=True)
 class Partition:
-    """From ``start_ms`` to ``end_ms`` the nodes in ``side`` hear nobody outside it."""
+    """From ``start_ms`` to ``end_ms`` no message crosses between ``side`` and the rest;
+    if ``one_way``, only messages *from* ``side`` are lost (it hears, but is not heard)."""
 
     start_ms: int
     end_ms: int
     side: tuple[int, ...]
+    one_way: bool = False
+
+    def blocks(self, src: int, dst: int, now: int) -> bool:
+        return (self.start_ms <= now < self.end_ms and (src in self.side) != (dst in self.side)
+                and (not self.one_way or src in self.side))
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +190,7 @@ class Crash:
 @dataclass(frozen=True, slots=True)
 class Scenario:
     n: int
-    behaviours: tuple[Behaviour, ...]
+    behaviours: tuple[Traits, ...]
     gst_ms: int
     drop_percent: int
     max_delay_ms: int
@@ -167,10 +199,10 @@ class Scenario:
     partitions: tuple[Partition, ...]
     crashes: tuple[Crash, ...]
     #: Adaptive nemesis: the chance (percent) that an honest node that signs a precommit
-    #: for a value before GST is cut off from everyone (in-flight packets included) for
-    #: ``isolate_ms``. If that precommit completed its quorum, the node decides while no
-    #: one else can: the schedule behind lock-violation attacks, where the rest must not
-    #: decide anything else.
+    #: for a value before GST is *muted* for ``isolate_ms``: everything it sends is lost,
+    #: in-flight packets included, while it still hears the others. It can then decide
+    #: on the others' precommits while they never see its own: the schedule behind
+    #: lock-violation attacks, where the rest must not decide anything else.
     isolate_percent: int = 0
     isolate_ms: int = 0
 
@@ -180,33 +212,33 @@ class Scenario:
         rng = random.Random(f"medchaind-sim/{seed}/{n}/scenario")
         f = (n - 1) // 3
         byzantine = rng.sample(range(n), f)
-        behaviours = tuple(rng.choice(BYZANTINE_BEHAVIOURS) if i in byzantine
-                           else Behaviour.HONEST for i in range(n))
+        behaviours = tuple(rng.choice(TRAIT_MIXES) if i in byzantine else HONEST
+                           for i in range(n))
         gst = rng.randint(500, 4000)
         partitions = []
-        for _ in range(rng.randint(0, 6)):
+        for _ in range(rng.randint(0, 6) if n > 1 else 0):
             start = rng.randint(0, gst - 100)
             end = min(gst, start + rng.randint(50, 1500))
             side = tuple(sorted(rng.sample(range(n), rng.randint(1, n - 1))))
             partitions.append(Partition(start, end, side))
         crashes = []
         for i in range(n):
-            if behaviours[i] is Behaviour.HONEST and rng.random() < 0.3:
+            if not behaviours[i] and rng.random() < 0.3:
                 at = rng.randint(0, gst - 50)
                 crashes.append(Crash(i, at, rng.randint(at + 1, gst), rng.random() < 0.5))
         return cls(n, behaviours, gst, rng.choice((0, 5, 15, 30)),
                    rng.choice((20, 100, 400)), rng.choice((0, 10, 30)), tuple(partitions),
-                   tuple(crashes), rng.choice((0, 50, 100)), rng.randint(200, 2000))
+                   tuple(crashes), rng.choice((0, 20, 50)), rng.randint(300, 3000))
 
     def describe(self, names: tuple[str, ...]) -> str:
-        byz = ", ".join(f"{names[i]}={b.value}" for i, b in enumerate(self.behaviours)
-                        if b is not Behaviour.HONEST) or "none"
+        byz = ", ".join(f"{names[i]}={describe_traits(b)}"
+                        for i, b in enumerate(self.behaviours) if b) or "none"
         parts = "; ".join(f"{p.start_ms}-{p.end_ms}ms {''.join(names[i] for i in p.side)}|rest"
                           for p in self.partitions) or "none"
         crashes = "; ".join(f"{names[c.node]} {c.at_ms}{'+wal' if c.on_wal else ''}"
                             f"->{c.restart_ms}ms" for c in self.crashes) or "none"
         if self.isolate_percent:
-            crashes += (f". nemesis: isolate precommitters {self.isolate_percent}% "
+            crashes += (f". nemesis: mute precommitters {self.isolate_percent}% "
                         f"for {self.isolate_ms}ms")
         return (f"byzantine: {byz}. gst={self.gst_ms}ms drop={self.drop_percent}% "
                 f"delay<={self.max_delay_ms}ms slow={self.slow_percent}%. partitions: {parts}. "
@@ -265,23 +297,28 @@ class Node:
     index: int
     name: str
     me: ValidatorId
-    behaviour: Behaviour
+    traits: Traits
     signer: Signer
     state: State
     up: bool = True
     incarnation: int = 0
     crash_on_wal: bool = False
-    wal: list[Message] = field(default_factory=list)
+    wal: list[WALEntry] = field(default_factory=list)
     decided: dict[int, BlockHash] = field(default_factory=dict)
     certificates: dict[int, tuple[Proposal, tuple[Vote, ...]]] = field(default_factory=dict)
     queue: deque[Input] = field(default_factory=deque)
     draining: bool = False
-    #: Equivocators: signed primary message -> its conflicting twin.
-    twins: dict[Message, Message] = field(default_factory=dict)
+    #: Equivocators: signed primary message -> (its conflicting twin, the peers that get
+    #: the primary, or None for the per-height split of :meth:`Simulation._favoured`).
+    twins: dict[Message, tuple[Message, tuple[int, ...] | None]] = field(default_factory=dict)
+    #: Values this node proposed (the fork attacker backs only these).
+    own_values: dict[BlockHash, None] = field(default_factory=dict)
+    #: Equivocators: height -> (peers favoured for proposals/prevotes, for precommits).
+    favoured: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
 
     @property
     def honest(self) -> bool:
-        return self.behaviour is Behaviour.HONEST
+        return not self.traits
 
 
 # Event kinds in the queue: (time_ms, seq, kind, node_index, payload)
@@ -413,11 +450,8 @@ class Simulation:
 
     # ------------------------------------------------------------------ network
 
-    def _partitioned(self, a: int, b: int) -> bool:
-        for p in self.partitions:
-            if p.start_ms <= self.now < p.end_ms and ((a in p.side) != (b in p.side)):
-                return True
-        return False
+    def _partitioned(self, src: int, dst: int) -> bool:
+        return any(p.blocks(src, dst, self.now) for p in self.partitions)
 
     def _send(self, src: Node, dst: Node, msg: Message) -> None:
         if self.now < self.scenario.gst_ms:
@@ -457,8 +491,8 @@ class Simulation:
 
     def _gossip(self, x: Node) -> None:
         """Anti-entropy: send each peer what its core is missing (see module docstring)."""
-        if x.behaviour is Behaviour.SILENT:
-            return
+        if x.traits:
+            return  # Byzantine nodes send only what their behaviour dictates
         xs = x.state
         for y in self.nodes:
             if y is x or not y.up:
@@ -530,7 +564,7 @@ class Simulation:
         node.draining = True
         try:
             while node.queue and node.up:
-                if node.behaviour is Behaviour.AMNESIA:
+                if Behaviour.AMNESIA in node.traits or Behaviour.FORK in node.traits:
                     node.state = replace(node.state, locked_value=None, locked_round=NIL_ROUND,
                                          valid_value=None, valid_round=NIL_ROUND)
                 node.state, effects = self._apply(node.state, node.queue.popleft())
@@ -554,26 +588,25 @@ class Simulation:
             case SignProposal(proposal=proposal):
                 self._sign_proposal(node, proposal)
             case Broadcast(message=msg):
-                if node.behaviour is Behaviour.SILENT:
+                if Behaviour.SILENT in node.traits:
                     return
-                twin = node.twins.pop(msg, None)
-                if twin is None:
+                equivocation = node.twins.pop(msg, None)
+                if equivocation is None:
                     self._broadcast(node, msg)
                 else:
-                    # Equivocation: one version to one half of the others, the twin to the rest.
-                    others = [o for o in self.nodes if o is not node]
-                    self.net.shuffle(others)
-                    half = len(others) // 2
-                    for o in others[:half]:
-                        self._send(node, o, msg)
-                    for o in others[half:]:
-                        self._send(node, o, twin)
+                    # Equivocation: the favoured peers get one version, the rest the twin.
+                    twin, favoured = equivocation
+                    if favoured is None:
+                        favoured = self._favoured(node, msg)
+                    for o in self.nodes:
+                        if o is not node:
+                            self._send(node, o, msg if o.index in favoured else twin)
             case ScheduleTimeout(kind=kind, height=h, round=r, duration_ms=ms):
                 self._push(self.now + ms, _TIMER, node.index,
                            (node.incarnation, TimeoutFired(kind, h, r)))
             case RequestValue(height=h, round=r):
                 value = self._new_block(node, h, r,
-                                        valid=node.behaviour is not Behaviour.INVALID_PROPOSALS)
+                                        valid=Behaviour.INVALID_PROPOSALS not in node.traits)
                 self._push(self.now + self.net.randint(1, BUILD_MAX_DELAY_MS), _TIMER,
                            node.index, (node.incarnation, BlockReady(h, r, value)))
             case Decide():
@@ -584,6 +617,25 @@ class Simulation:
                 if culprit.honest:
                     raise self.fail("accusation", f"{node.name} found evidence against honest "
                                     f"{culprit.name}: {ev}")
+
+    def _favoured(self, node: Node, msg: Message) -> tuple[int, ...]:
+        """The peers an equivocator sends the first version of ``msg`` to.
+
+        Per height it orders its peers at random and picks k1 >= k2 >= 1: proposals and
+        prevotes go to the first k1, precommits to the first k2. Nested sets let some
+        nodes see a polka and lock, and fewer of them complete a commit.
+        """
+        split = node.favoured.get(msg.height)
+        if split is None:
+            order = [o.index for o in self.nodes if o is not node]
+            self.net.shuffle(order)
+            k1 = self.net.randint(1, len(order))
+            k2 = self.net.randint(1, k1)
+            split = (tuple(order[:k1]), tuple(order[:k2]))
+            node.favoured = {msg.height: split}
+        if isinstance(msg, Vote) and msg.kind == VoteKind.PRECOMMIT:
+            return split[1]
+        return split[0]
 
     def _new_block(self, node: Node, h: int, r: int, valid: bool) -> BlockHash:
         self._block_counter += 1
@@ -609,39 +661,50 @@ class Simulation:
                             f"{ls.message!r}")
 
     def _sign_vote(self, node: Node, vote: Vote) -> None:
-        b = node.behaviour
-        if b is Behaviour.PREVOTE_NIL and vote.kind == VoteKind.PREVOTE:
+        b = node.traits
+        if Behaviour.PREVOTE_NIL in b and vote.kind == VoteKind.PREVOTE:
             vote = Vote(vote.kind, vote.height, vote.round, None, vote.validator)
-        elif b is Behaviour.PREVOTE_RANDOM and vote.kind == VoteKind.PREVOTE:
+        elif Behaviour.PREVOTE_RANDOM in b and vote.kind == VoteKind.PREVOTE:
             vote = Vote(vote.kind, vote.height, vote.round, self._random_hash(), vote.validator)
         signed = node.signer.sign_vote(vote)
         self._record_signature(node, signed)
         if node.honest and vote.kind == VoteKind.PRECOMMIT and vote.block_hash is not None:
             self._maybe_isolate(node)
         self.trace.append((self.now, "sign", (node.name, signed)))
-        if b is Behaviour.EQUIVOCATE:
+        if Behaviour.EQUIVOCATE in b:
             alt = None if vote.block_hash is not None else self._random_hash()
-            node.twins[signed] = node.signer.sign_vote(
-                Vote(vote.kind, vote.height, vote.round, alt, vote.validator))
+            node.twins[signed] = (node.signer.sign_vote(
+                Vote(vote.kind, vote.height, vote.round, alt, vote.validator)), None)
+        elif (Behaviour.FORK in b and vote.kind == VoteKind.PRECOMMIT
+              and vote.block_hash is not None and vote.block_hash not in node.own_values):
+            muted = tuple(p.side[0] for p in self.partitions
+                          if p.one_way and p.start_ms <= self.now < p.end_ms)
+            node.twins[signed] = (node.signer.sign_vote(
+                Vote(vote.kind, vote.height, vote.round, None, vote.validator)), muted)
         self._feed(node, VoteReceived(signed))
 
     def _sign_proposal(self, node: Node, proposal: Proposal) -> None:
         signed = node.signer.sign_proposal(proposal)
+        node.own_values[proposal.block_hash] = None
         self._record_signature(node, signed)
         self.proposed[proposal.block_hash] = None
         self.trace.append((self.now, "sign", (node.name, signed)))
-        if node.behaviour is Behaviour.EQUIVOCATE:
+        if Behaviour.EQUIVOCATE in node.traits:
             alt = self._new_block(node, proposal.height, proposal.round, valid=True)
             twin = node.signer.sign_proposal(
                 Proposal(proposal.height, proposal.round, alt, proposal.pol_round,
                          proposal.proposer))
             self.proposed[alt] = None
-            node.twins[signed] = twin
+            node.twins[signed] = (twin, None)
         self._feed(node, ProposalReceived(signed, True))
 
     # ------------------------------------------------------------------ decisions
 
     def _on_decide(self, node: Node, d: Decide) -> None:
+        if Behaviour.FORK in node.traits and self._honest_still_at(d.height):
+            # The attacker ignores its decision and keeps attacking the honest laggards.
+            node.state = replace(node.state, step=Step.PRECOMMIT, decision=None)
+            return
         self.trace.append((self.now, "decide", (node.name, d)))
         if node.honest:
             prior = self.decisions.get(d.height)
@@ -666,13 +729,30 @@ class Simulation:
         node.certificates[d.height] = (d.proposal, d.commit_votes)
         self._check_done()
         self._feed(node, StartHeight(Height(d.height + 1), self.validators))
+        if node.honest:
+            self._release_attackers(d.height)
+
+    def _honest_still_at(self, height: int) -> bool:
+        return any(nd.honest and height not in nd.decided for nd in self.nodes)
+
+    def _release_attackers(self, height: int) -> None:
+        """Fork attackers that held back at ``height`` follow once no honest node is left."""
+        if self._honest_still_at(height):
+            return
+        for nd in self.nodes:
+            if (Behaviour.FORK in nd.traits and nd.up and nd.state.height == height
+                    and height in self.decisions):
+                nd.decided[height] = self.decisions[height][0]
+                self._feed(nd, StartHeight(Height(height + 1), self.validators))
 
     def _maybe_isolate(self, node: Node) -> None:
         sc = self.scenario
+        if any(p.one_way and p.end_ms > self.now for p in self.partitions):
+            return  # one muted node at a time: muting more only freezes everyone
         if self.now < sc.gst_ms and self.nemesis.randrange(100) < sc.isolate_percent:
             end = min(sc.gst_ms, self.now + sc.isolate_ms)
-            self.partitions.append(Partition(self.now, end, (node.index,)))
-            self.trace.append((self.now, "partition", ("isolate", (node.index,))))
+            self.partitions.append(Partition(self.now, end, (node.index,), one_way=True))
+            self.trace.append((self.now, "partition", ("mute", (node.index,))))
 
     def liveness_bound_ms(self, max_round: int) -> int:
         """How long after GST every honest node may take to reach the target height.

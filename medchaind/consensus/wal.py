@@ -1,0 +1,140 @@
+"""The consensus write-ahead log: every message this authority signs, made durable first.
+
+The core emits ``WALAppend(m)`` before ``SignVote``/``SignProposal`` for ``m``; the
+service appends and fsyncs here, then signs. After a crash, the entries of the height
+being decided go back into the core (``StartHeight(..., wal=entries)``), which restores
+the last-signed guard and re-signs exactly what was signed before, so a restarted
+authority never signs two different messages for one (height, round, step).
+
+File format (``<datadir>/consensus.wal``): a sequence of records
+``u32 big-endian length || canonical CBOR {"h": height, "m": message}`` where message
+is ``{"t": "vote", ...Vote.to_map()}`` or ``{"t": "proposal", ...}``. A torn last
+record (crash mid-write) is cut off on open; anything else malformed is an error that
+names the file and offset, because silently losing a signed message could let the node
+equivocate. Entries below the committed height are pruned by an atomic rewrite.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+from .. import codec
+from ..core import Message, PolkaRecord, Proposal, Vote
+from ..errors import DecodeError, StoreError, ValidationError
+
+_LEN = struct.Struct(">I")
+MAX_RECORD = 1024 * 1024
+
+WALEntry = Message | PolkaRecord
+
+
+def message_to_map(m: WALEntry) -> dict[str, Any]:
+    if isinstance(m, Vote):
+        return {"t": "vote", **m.to_map()}
+    if isinstance(m, PolkaRecord):
+        return {"t": "polka", "height": m.height, "round": m.round, "block": m.block_hash,
+                "votes": [v.to_map() for v in m.votes]}
+    return {"t": "proposal", **m.to_map()}
+
+
+def _polka_from_map(d: dict[str, Any]) -> PolkaRecord:
+    if set(d) != {"t", "height", "round", "block", "votes"} or not isinstance(d["votes"], list):
+        raise ValidationError("polka record: wrong fields")
+    votes = tuple(Vote.from_map(v) for v in d["votes"])
+    return PolkaRecord(d["height"], d["round"], d["block"], votes)
+
+
+def entry_from_map(d: Any) -> WALEntry:
+    if isinstance(d, dict) and d.get("t") == "polka":
+        return _polka_from_map(d)
+    return message_from_map(d)
+
+
+def message_from_map(d: Any) -> Message:
+    if not isinstance(d, dict) or "t" not in d:
+        raise ValidationError("consensus message: missing type")
+    body = {k: v for k, v in d.items() if k != "t"}
+    if d["t"] == "vote":
+        return Vote.from_map(body)
+    if d["t"] == "proposal":
+        return Proposal.from_map(body)
+    raise ValidationError(f"consensus message: unknown type {d['t']!r}")
+
+
+class WAL:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._entries: list[tuple[int, WALEntry]] = []
+        self._file: Any = None
+        self._load()
+        self._file = open(self.path, "ab")  # noqa: SIM115 (owned for the node's lifetime)
+
+    def _load(self) -> None:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        off = 0
+        good = 0
+        while off < len(data):
+            if off + 4 > len(data):
+                break
+            (n,) = _LEN.unpack_from(data, off)
+            if n > MAX_RECORD:
+                raise StoreError(f"{self.path}: corrupt record length {n} at offset {off}")
+            if off + 4 + n > len(data):
+                break  # torn tail
+            try:
+                rec = codec.decode(data[off + 4 : off + 4 + n], max_size=MAX_RECORD)
+                if not isinstance(rec, dict) or set(rec) != {"h", "m"} or type(rec["h"]) is not int:
+                    raise DecodeError("bad record")
+                self._entries.append((rec["h"], entry_from_map(rec["m"])))
+            except (DecodeError, ValidationError) as exc:
+                raise StoreError(f"{self.path}: corrupt record at offset {off} ({exc})") from None
+            off += 4 + n
+            good = off
+        if good < len(data):
+            with open(self.path, "r+b") as f:
+                f.truncate(good)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def entries(self, height: int) -> tuple[WALEntry, ...]:
+        return tuple(m for h, m in self._entries if h == height)
+
+    def append(self, height: int, message: WALEntry) -> None:
+        rec = codec.encode({"h": height, "m": message_to_map(message)})
+        self._file.write(_LEN.pack(len(rec)) + rec)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._entries.append((height, message))
+
+    def prune(self, below: int) -> None:
+        """Drop entries of heights < ``below`` (they are committed), atomically."""
+        keep = [(h, m) for h, m in self._entries if h >= below]
+        if len(keep) == len(self._entries):
+            return
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            for h, m in keep:
+                rec = codec.encode({"h": h, "m": message_to_map(m)})
+                f.write(_LEN.pack(len(rec)) + rec)
+            f.flush()
+            os.fsync(f.fileno())
+        self._file.close()
+        os.replace(tmp, self.path)
+        dfd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._entries = keep
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

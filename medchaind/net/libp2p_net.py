@@ -1,0 +1,843 @@
+"""The real network: :class:`Libp2pNetwork`, py-libp2p 0.8.1 behind :class:`NetworkAPI`.
+
+Theory of operation
+-------------------
+**Stack.** TCP, Noise (only: py-libp2p's default also offers TLS, SECIO and *plaintext*),
+Yamux (only), optionally a private-network PSK layer under the security handshake. The
+node's identity is its Ed25519 key, so its peer id derives from the same key as its
+consensus identity (:func:`peer_id_from_public_key` maps a genesis public key to a peer
+id). One connection per peer (``max_connections_per_peer=1``: higher values made
+``host.connect`` wait ~250 ms per dial, DESIGN.md §5).
+
+**Permissioning.** With an allowlist, the Noise transport is wrapped by
+:class:`_AllowlistSecurity`: right after the handshake authenticates the remote peer id,
+a peer not on the list is refused (the secured connection is closed and the upgrade
+fails), inbound and outbound alike, before any stream, gossip or identify traffic.
+Requests to peers off the list fail without dialling. :meth:`Libp2pNetwork.set_allowlist`
+changes the list at run time (governance) and disconnects peers that fell off it.
+
+**Gossip** runs gossipsub ``/meshsub/1.1.0`` (1.2.0 roughly doubled CPU per message,
+DESIGN.md §5) with py-libp2p's defaults overridden where they lose messages or leak:
+
+* spam protection off: its default (10 msgs/s per topic, the node's own publications
+  included) silently discards everything above that rate (``GossipSub.__init__``
+  ``spam_protection_enabled``, ``_check_spam_protection``);
+* adaptive gossip off: below a "health" score it sets ``heartbeat_interval`` to at least
+  30 s (``_adapt_heartbeat_parameters``), and a 4-node network never looks healthy
+  against a degree of 6+; eclipse protection (IP diversity) off: all peers are known;
+* per-peer outbound RPC queue enlarged from 32 (``rpc_queue.OutBoundQueueSize``, bound as
+  a *default argument* of ``RpcQueue.__init__`` so patching the constant does nothing) via
+  :class:`_SizedQueues`, a ``pubsub.peer_queues`` dict that sizes each queue as
+  ``Pubsub._handle_new_peer`` inserts it; its ``max_message_size`` (1 MiB default) is
+  raised to fit ``max_gossip_size``;
+* the subscription channel enlarged from 32 (``pubsub.SUBSCRIPTION_CHANNEL_SIZE``, a
+  module constant read at every ``subscribe()``): :func:`_raise_subscription_channel_size`
+  raises it (never lowers it) process-wide when a network is constructed, and every
+  subscription checks the size it got;
+* message id = SHA-256 of the data (32 raw bytes), so the same bytes published by two
+  nodes are one message network-wide and another implementation can match it
+  (py-libp2p's default is the sender's peer-id bytes followed by the seqno);
+* messages are signed (strict signing), so the origin passed to validators and
+  consumers is authenticated; our own publications, which ``Pubsub.push_msg`` also
+  delivers to our own subscription, are filtered out;
+* ``_MedchainGossipSub`` counts dropped outbound publications, and disables two
+  unbounded structures: ``equivocation_detection`` (every message ever seen, data
+  included, keyed by sender and seqno, never pruned) and ``recent_message_deliveries``
+  (one float per message, pruned only by adaptive gossip);
+* ``publish`` applies soft back-pressure: while a peer's outbound queue is more than half
+  full it waits (up to ``Libp2pTuning.publish_backpressure_s``) instead of letting the
+  queue overflow.
+
+A dedicated task per topic drains the libp2p subscription into the consumer's bounded
+channel (:class:`~medchaind.net.shared.Subscription`), counting what overflows.
+
+**Request/response.** Each protocol ``name`` is the libp2p protocol
+``/medchain/<chain_id>/<name>``, one request per stream. Frames: the request is
+``uvarint(len) || bytes``; the response is ``status (1 byte: 0 ok, 1 error, 2 too large)
+|| uvarint(len) || bytes`` (an error's bytes are a UTF-8 message). The server reads the
+length first and refuses a request above its ``max_request_size`` without reading it.
+
+**Connectivity.** Bootstrap peers are dialled at start and, while disconnected, redialled
+with exponential backoff (``reconnect_initial_s`` doubling to ``reconnect_max_s``). The
+swarm's own auto-connector is disabled (:class:`_NoAutoConnector`): it dials every
+peerstore entry towards a target of 150 connections and logs each cycle; reconnection
+policy has one owner, this module. The swarm's 60 s negative dial cache is cleared before
+each bootstrap dial (``Swarm.unblock_peer``), otherwise a restarted peer could not be
+redialled for a minute. Connects and disconnects are logged at INFO.
+
+**Shutdown** (cancelling ``run``), inside a shielded, time-bounded scope: our tasks stop,
+all peers are disconnected *first* (stopping gossipsub with live peers raised "Nursery is
+closed to new arrivals"), then gossipsub, pubsub and the host stop, and the seen-cache's
+sweeper thread (which py-libp2p never stops) is joined.
+
+Logging: ``import libp2p`` sets the ``libp2p`` logger to ``propagate=False``; this module
+sets it back so libp2p's warnings reach the node's handlers. libp2p's Prometheus metrics
+(a global registry) are never enabled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import libp2p  # noqa: F401  (import first: it configures the "libp2p" logger, see below)
+
+logging.getLogger("libp2p").propagate = True
+
+import libp2p.pubsub.pubsub as _libp2p_pubsub  # noqa: E402
+import multiaddr  # type: ignore[import-untyped]  # noqa: E402
+import trio  # noqa: E402
+from libp2p import new_host  # noqa: E402
+from libp2p.abc import (  # noqa: E402
+    IHost,
+    INetConn,
+    INetStream,
+    INetwork,
+    INotifee,
+    IRawConnection,
+    ISecureConn,
+    ISecureTransport,
+)
+from libp2p.crypto.ed25519 import Ed25519PublicKey, create_new_key_pair  # noqa: E402
+from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair  # noqa: E402
+from libp2p.custom_types import TProtocol  # noqa: E402
+from libp2p.host.exceptions import StreamFailure  # noqa: E402
+from libp2p.network.auto_connector import AutoConnector  # noqa: E402
+from libp2p.network.config import ConnectionConfig  # noqa: E402
+from libp2p.network.swarm import Swarm  # noqa: E402
+from libp2p.peer.id import ID  # noqa: E402
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr  # noqa: E402
+from libp2p.protocol_muxer.exceptions import ProtocolNotSupportedError  # noqa: E402
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub  # noqa: E402
+from libp2p.pubsub.pb import rpc_pb2  # noqa: E402
+from libp2p.pubsub.pubsub import Pubsub  # noqa: E402
+from libp2p.pubsub.rpc_queue import RpcQueue  # noqa: E402
+from libp2p.rcmgr import new_resource_manager  # noqa: E402
+from libp2p.security.exceptions import HandshakeFailure  # noqa: E402
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID  # noqa: E402
+from libp2p.security.noise.transport import Transport as NoiseTransport  # noqa: E402
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID  # noqa: E402
+from libp2p.stream_muxer.yamux.yamux import Yamux  # noqa: E402
+from libp2p.tools.anyio_service import background_trio_service  # noqa: E402
+from libp2p.utils.varint import encode_uvarint  # noqa: E402
+
+from ..errors import ConfigError  # noqa: E402
+from .api import (  # noqa: E402
+    Handler,
+    MessageTooLarge,
+    NetLimits,
+    NetStats,
+    NetworkAPI,
+    NetworkError,
+    NotRunning,
+    PeerId,
+    PeerUnreachable,
+    RemoteError,
+    RequestTimeout,
+    Validator,
+    check_name,
+)
+from .shared import STATUS_OK, STATUS_TOO_LARGE, Counters, Subscription, serve_request  # noqa: E402
+
+if TYPE_CHECKING:  # trio-typing's stubs (a libp2p dependency) shadow trio's own types
+    from trio_typing import TaskStatus
+else:
+    from trio import TaskStatus
+
+log = logging.getLogger(__name__)
+
+# Room for the RPC envelope around one gossip message (topic, seqno, from, signature,
+# public key, sender record): generous, the limit guards memory, not exact framing.
+_RPC_OVERHEAD = 64 * 1024
+_MAX_VARINT_BYTES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Libp2pTuning:
+    """Knobs with safe defaults; change them only with a measurement in hand."""
+
+    mesh_degree: int = 8
+    mesh_degree_low: int = 6
+    mesh_degree_high: int = 12
+    heartbeat_interval_s: int = 1
+    outbound_queue_size: int = 8192
+    subscription_channel_size: int = 8192
+    publish_backpressure_s: float = 1.0
+    dial_timeout_s: float = 5.0
+    reconnect_initial_s: float = 0.25
+    reconnect_max_s: float = 10.0
+    request_read_timeout_s: float = 30.0
+    startup_timeout_s: float = 30.0
+    shutdown_timeout_s: float = 5.0
+    max_connections: int = 256
+
+
+def peer_id_from_public_key(ed25519_pub: bytes) -> PeerId:
+    """The libp2p peer id of the node whose Ed25519 public key is ``ed25519_pub``.
+
+    Authorities' peer ids therefore follow from the genesis public keys: a peer id is the
+    identity multihash of the protobuf-encoded public key, base58 (``12D3KooW...``).
+    """
+    if len(ed25519_pub) != 32:
+        raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(ed25519_pub)}")
+    return PeerId(ID.from_pubkey(Ed25519PublicKey.from_bytes(ed25519_pub)).to_base58())
+
+
+def content_message_id(msg: rpc_pb2.Message) -> bytes:
+    """Gossip message id: the 32-byte SHA-256 digest of the message data."""
+    return hashlib.sha256(msg.data).digest()
+
+
+def _raise_subscription_channel_size(size: int) -> None:
+    """Raise (never lower) py-libp2p's module-level subscription channel size."""
+    if _libp2p_pubsub.SUBSCRIPTION_CHANNEL_SIZE < size:
+        _libp2p_pubsub.SUBSCRIPTION_CHANNEL_SIZE = size
+
+
+class _SizedQueues(dict[ID, RpcQueue]):
+    """``Pubsub.peer_queues`` that sizes every per-peer outbound queue as it is inserted.
+
+    ``Pubsub._handle_new_peer`` builds each queue with ``RpcQueue()`` defaults (32 RPCs,
+    1 MiB) and stores it here before its sending task starts, so adjusting it in
+    ``__setitem__`` is race-free and affects only this node.
+    """
+
+    def __init__(self, max_size: int, max_message_size: int) -> None:
+        super().__init__()
+        self._max_size = max_size
+        self._max_message_size = max_message_size
+
+    def __setitem__(self, peer: ID, queue: RpcQueue) -> None:
+        queue._queue.max_size = self._max_size
+        queue.max_message_size = self._max_message_size
+        super().__setitem__(peer, queue)
+
+
+class _MedchainGossipSub(GossipSub):
+    """GossipSub that counts outbound drops and keeps no unbounded per-message state."""
+
+    def __init__(self, on_dropped: Callable[[rpc_pb2.RPC, str], None], on_mesh_change: Callable[[], None],
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_dropped = on_dropped
+        self._on_mesh_change = on_mesh_change
+
+    def _handle_dropped_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, reason: str) -> None:
+        self._on_dropped(rpc, reason)
+        super()._handle_dropped_rpc(peer_id, rpc, reason)
+
+    def _check_equivocation(self, msg: rpc_pb2.Message) -> bool:
+        # The base class stores every message forever to detect (from, seqno) reuse with
+        # different data. Strict signing already binds data to (from, seqno), and our
+        # message ids are content hashes, so the map would only grow.
+        return True
+
+    def _notify_mesh_peer_added(self, peer_id: ID, topic: str) -> None:
+        super()._notify_mesh_peer_added(peer_id, topic)
+        self._on_mesh_change()
+
+    async def publish(self, msg_forwarder: ID, pubsub_msg: rpc_pb2.Message) -> None:
+        await super().publish(msg_forwarder, pubsub_msg)
+        # Only adaptive gossip (disabled) reads this list, and only it prunes it.
+        self.recent_message_deliveries.clear()
+
+
+class _NoAutoConnector(AutoConnector):
+    """The swarm's auto-connector, switched off: reconnects belong to the bootstrap loop."""
+
+    async def maybe_connect(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+class _AllowlistSecurity(ISecureTransport):
+    """Noise, plus a refusal of authenticated peers that are not on the allowlist."""
+
+    def __init__(self, inner: ISecureTransport, net: Libp2pNetwork) -> None:
+        self._inner = inner
+        self._net = net
+
+    async def secure_inbound(self, conn: IRawConnection) -> ISecureConn:
+        return await self._check(await self._inner.secure_inbound(conn), "inbound")
+
+    async def secure_outbound(self, conn: IRawConnection, peer_id: ID) -> ISecureConn:
+        return await self._check(await self._inner.secure_outbound(conn, peer_id), "outbound")
+
+    async def _check(self, secured: ISecureConn, direction: str) -> ISecureConn:
+        remote = secured.get_remote_peer()
+        if self._net.is_allowed(PeerId(remote.to_base58())):
+            return secured
+        self._net._counters.connections_refused += 1
+        log.info("connection refused: peer not on allowlist peer=%s direction=%s", remote, direction)
+        try:
+            await secured.close()
+        except Exception as exc:  # the refusal stands whether or not the close succeeds
+            log.debug("closing refused connection failed peer=%s error=%r", remote, exc)
+        raise HandshakeFailure(f"peer {remote} is not on the allowlist")
+
+
+class _ConnectionWatcher(INotifee):
+    """Logs connects/disconnects and wakes waiters on any change."""
+
+    def __init__(self, net: Libp2pNetwork) -> None:
+        self._net = net
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        peer = conn.muxed_conn.peer_id
+        if len(network.get_connections(peer)) <= 1:
+            log.info("peer connected peer=%s", peer)
+        self._net._changed()
+        await trio.lowlevel.checkpoint()
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        peer = conn.muxed_conn.peer_id
+        if not network.get_connections(peer):
+            log.info("peer disconnected peer=%s", peer)
+        self._net._changed()
+        await trio.lowlevel.checkpoint()
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+@dataclass(slots=True)
+class _Running:
+    """What exists only while ``run()`` runs."""
+
+    host: IHost
+    pubsub: Pubsub
+    router: _MedchainGossipSub
+    nursery: trio.Nursery
+    drained: set[str]
+
+
+class Libp2pNetwork(NetworkAPI):
+    """:class:`NetworkAPI` over py-libp2p: TCP + Noise + Yamux, gossipsub, stream protocols."""
+
+    def __init__(
+        self,
+        key_seed: bytes,
+        listen: Iterable[str],
+        bootstrap: Iterable[str] = (),
+        allowlist: set[PeerId] | None = None,
+        psk: bytes | None = None,
+        chain_id: str = "medchain",
+        *,
+        limits: NetLimits | None = None,
+        tuning: Libp2pTuning | None = None,
+    ) -> None:
+        if len(key_seed) != 32:
+            raise ConfigError(f"node key: an Ed25519 seed is 32 bytes, got {len(key_seed)}")
+        if psk is not None and len(psk) != 32:
+            raise ConfigError(f"private network key (psk): expected 32 bytes, got {len(psk)}")
+        try:
+            check_name("chain id", chain_id)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self._limits = limits or NetLimits()
+        self._tuning = tuning or Libp2pTuning()
+        self._key_pair = create_new_key_pair(key_seed)
+        self._id = ID.from_pubkey(self._key_pair.public_key)
+        self._id_bytes = self._id.to_bytes()
+        self._peer_id = PeerId(self._id.to_base58())
+        self._chain_id = chain_id
+        self._psk = psk
+        self._listen = [self._parse_addr("listen", a) for a in listen]
+        self._bootstrap = [self._parse_peer_addr(a) for a in bootstrap]
+        self._bootstrap = [info for info in self._bootstrap if info.peer_id != self._id]
+        self._allowlist = frozenset(allowlist) if allowlist is not None else None
+        for info in self._bootstrap:
+            if not self.is_allowed(PeerId(info.peer_id.to_base58())):
+                raise ConfigError(f"bootstrap peer {info.peer_id} is not on the allowlist")
+        self._counters = Counters()
+        self._subs: dict[str, Subscription] = {}
+        self._handlers: dict[str, Handler] = {}
+        self._change = trio.Event()
+        self._origins: dict[bytes, PeerId] = {}
+        self._state: _Running | None = None
+        self._serving = False
+        self._inbound_slots = trio.Semaphore(self._limits.max_inbound_requests)
+        _raise_subscription_channel_size(self._tuning.subscription_channel_size)
+
+    # --- identity and configuration -----------------------------------------------------
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self._peer_id
+
+    def is_allowed(self, peer: PeerId) -> bool:
+        return self._allowlist is None or peer in self._allowlist
+
+    def set_allowlist(self, allowlist: set[PeerId] | None) -> None:
+        """Replace the allowlist; connected peers that are no longer allowed are disconnected."""
+        self._allowlist = frozenset(allowlist) if allowlist is not None else None
+        state = self._state
+        if state is not None:
+            for peer in self.connected_peers():
+                if not self.is_allowed(peer):
+                    log.info("disconnecting peer removed from allowlist peer=%s", peer)
+                    state.nursery.start_soon(state.host.disconnect, ID.from_base58(peer))
+
+    def listen_addrs(self) -> list[str]:
+        """Our listen addresses with ``/p2p/<peer id>`` (after ``run`` has started)."""
+        state = self._require_running()
+        return [f"{addr}/p2p/{self._peer_id}" for addr in state.host.get_transport_addrs()]
+
+    @staticmethod
+    def _parse_addr(kind: str, text: str) -> multiaddr.Multiaddr:
+        try:
+            return multiaddr.Multiaddr(text)
+        except Exception as exc:
+            raise ConfigError(f"{kind} address {text!r} is not a valid multiaddr: {exc}") from None
+
+    @classmethod
+    def _parse_peer_addr(cls, text: str) -> PeerInfo:
+        try:
+            return info_from_p2p_addr(cls._parse_addr("bootstrap", text))
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(
+                f"bootstrap address {text!r} must end with /p2p/<peer id> (e.g. /ip4/10.0.0.1/tcp/26656/p2p/12D3KooW...): {exc}"
+            ) from None
+
+    def _topic_id(self, topic: str) -> str:
+        return f"/medchain/{self._chain_id}/{topic}"
+
+    def _protocol_id(self, protocol: str) -> TProtocol:
+        return TProtocol(f"/medchain/{self._chain_id}/{protocol}")
+
+    def _changed(self) -> None:
+        self._change.set()
+        self._change = trio.Event()
+
+    def _origin(self, from_id: bytes) -> PeerId:
+        origin = self._origins.get(from_id)
+        if origin is None:
+            if len(self._origins) >= 4096:
+                self._origins.clear()
+            origin = self._origins[from_id] = PeerId(ID(from_id).to_base58())
+        return origin
+
+    def _require_running(self) -> _Running:
+        if self._state is None:
+            raise NotRunning(f"libp2p network {self._peer_id} is not running")
+        return self._state
+
+    # --- service ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self._state is not None or self._serving:
+            raise RuntimeError(f"libp2p network {self._peer_id} is already running")
+        # py-libp2p's tasks live under _serve's shield: cancelling them together with us
+        # would abort their connection closes half-way (sockets left open, peers still
+        # "connected" on the other side). Our cancellation only sets `stopping`; _serve
+        # then disconnects every peer before it stops anything else.
+        stopping = trio.Event()
+        self._serving = True
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    await nursery.start(self._serve, stopping)
+                    task_status.started()
+                    await trio.sleep_forever()
+                finally:
+                    stopping.set()
+        finally:
+            self._serving = False
+
+    async def _serve(self, stopping: trio.Event, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        host = self._build_host()
+        router = _MedchainGossipSub(
+            on_dropped=self._on_dropped,
+            on_mesh_change=self._changed,
+            protocols=[PROTOCOL_ID_V11],
+            degree=self._tuning.mesh_degree,
+            degree_low=self._tuning.mesh_degree_low,
+            degree_high=self._tuning.mesh_degree_high,
+            heartbeat_interval=self._tuning.heartbeat_interval_s,
+            spam_protection_enabled=False,
+            adaptive_gossip_enabled=False,
+            eclipse_protection_enabled=False,
+        )
+        pubsub = Pubsub(
+            host,
+            router,
+            seen_ttl=max(1, round(self._limits.seen_ttl)),
+            strict_signing=True,
+            msg_id_constructor=content_message_id,
+            # Validity can depend on state (a nonce gap closes later): never cache verdicts.
+            validation_cache_ttl=0,
+            validation_cache_size=1,
+            max_inbound_rpc_size=self._limits.max_gossip_size + _RPC_OVERHEAD,
+        )
+        pubsub.peer_queues = _SizedQueues(
+            self._tuning.outbound_queue_size, self._limits.max_gossip_size + _RPC_OVERHEAD
+        )
+        for protocol in self._handlers:
+            host.set_stream_handler(self._protocol_id(protocol), self._stream_handler(protocol))
+        host.get_network().register_notifee(_ConnectionWatcher(self))
+        with trio.CancelScope(shield=True) as shield:
+            shield.deadline = trio.current_time() + self._tuning.startup_timeout_s
+            try:
+                async with host.run(self._listen), background_trio_service(pubsub), background_trio_service(router):
+                    await pubsub.wait_until_ready()
+                    async with trio.open_nursery() as nursery:
+                        state = self._state = _Running(host, pubsub, router, nursery, set())
+                        for topic in self._subs:
+                            self._start_drain(state, topic)
+                        for info in self._bootstrap:
+                            nursery.start_soon(self._keep_connected, state, info)
+                        log.info("libp2p network started peer_id=%s listen=%s", self._peer_id, self.listen_addrs())
+                        self._changed()
+                        shield.deadline = math.inf
+                        task_status.started()
+                        await stopping.wait()
+                        self._state = None
+                        # Everything below, context exits included, gets a bounded time.
+                        shield.deadline = trio.current_time() + 2 * self._tuning.shutdown_timeout_s
+                        nursery.cancel_scope.cancel()
+                        await self._shutdown(state)
+            finally:
+                self._state = None
+                pubsub.seen_messages.stop()  # py-libp2p never stops this sweeper thread
+                self._changed()
+        if shield.cancelled_caught:
+            log.warning("libp2p network %s: start-up or shutdown timed out", self._peer_id)
+        log.info("libp2p network stopped peer_id=%s", self._peer_id)
+
+    def _build_host(self) -> IHost:
+        noise = NoiseTransport(self._key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
+        # Always gated, even without an allowlist: set_allowlist() may install one later.
+        security = _AllowlistSecurity(noise, self)
+        host = new_host(
+            key_pair=self._key_pair,
+            sec_opt={NOISE_PROTOCOL_ID: security},
+            muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+            listen_addrs=self._listen,
+            psk=self._psk.hex() if self._psk is not None else None,
+            connection_config=ConnectionConfig(
+                max_connections=self._tuning.max_connections,
+                high_watermark=self._tuning.max_connections,
+                max_connections_per_peer=1,
+                dial_timeout=self._tuning.dial_timeout_s,
+            ),
+            resource_manager=new_resource_manager(
+                enable_metrics=False,
+                enable_circuit_breaker=False,  # 5 failures would deny all resources for 60 s
+                enable_graceful_degradation=False,  # would shrink limits under load
+            ),
+            enable_metrics=False,
+        )
+        swarm = host.get_network()
+        if isinstance(swarm, Swarm):
+            swarm.auto_connector = _NoAutoConnector(swarm)
+        return host
+
+    async def _shutdown(self, state: _Running) -> None:
+        """Disconnect peers first, then stop gossip and the host; bounded in time."""
+        with trio.move_on_after(self._tuning.shutdown_timeout_s) as scope:
+            for peer in list(state.host.get_connected_peers()):
+                try:
+                    await state.host.disconnect(peer)
+                except Exception as exc:  # shutting down: log and carry on
+                    log.debug("disconnect during shutdown failed peer=%s error=%r", peer, exc)
+            await state.router.manager.stop()
+            await state.pubsub.manager.stop()
+            await state.host.close()
+        if scope.cancelled_caught:
+            log.warning("libp2p shutdown exceeded %.1fs; abandoning the rest", self._tuning.shutdown_timeout_s)
+
+    def _on_dropped(self, rpc: rpc_pb2.RPC, reason: str) -> None:
+        if rpc.publish:
+            self._counters.dropped_outbound += len(rpc.publish)
+            log.warning("gossip message dropped on the way out reason=%s count=%d", reason, len(rpc.publish))
+
+    # --- connectivity -------------------------------------------------------------------
+
+    async def _keep_connected(self, state: _Running, info: PeerInfo) -> None:
+        """Dial a bootstrap peer whenever we are not connected to it, with backoff."""
+        delay = self._tuning.reconnect_initial_s
+        failures = 0
+        swarm = state.host.get_network()
+        while True:
+            change = self._change
+            if swarm.get_connections(info.peer_id):
+                delay, failures = self._tuning.reconnect_initial_s, 0
+                await change.wait()
+                continue
+            if isinstance(swarm, Swarm):
+                swarm.unblock_peer(info.peer_id)
+            try:
+                with trio.fail_after(self._tuning.dial_timeout_s):
+                    await state.host.connect(info)
+            except (Exception, trio.TooSlowError) as exc:
+                failures += 1
+                level = logging.INFO if failures == 1 else logging.DEBUG
+                log.log(level, "bootstrap dial failed peer=%s error=%r retry_in=%.2fs", info.peer_id, exc, delay)
+                await trio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self._tuning.reconnect_max_s)
+
+    def connected_peers(self) -> list[PeerId]:
+        state = self._state
+        if state is None:
+            return []
+        return sorted(PeerId(p.to_base58()) for p in state.host.get_connected_peers())
+
+    async def wait_peers(self, n: int) -> None:
+        while True:
+            change = self._change
+            if len(self.connected_peers()) >= n:
+                await trio.lowlevel.checkpoint()
+                return
+            await change.wait()
+
+    async def wait_topic_peers(self, topic: str, n: int) -> None:
+        topic_id = self._topic_id(check_name("topic", topic))
+        while True:
+            change = self._change
+            if self._topic_peer_count(topic_id) >= n:
+                await trio.lowlevel.checkpoint()
+                return
+            # Mesh additions and connection changes wake us; subscription announcements
+            # have no hook in py-libp2p, so also re-check every 50 ms.
+            with trio.move_on_after(0.05):
+                await change.wait()
+
+    def _topic_peer_count(self, topic_id: str) -> int:
+        state = self._state
+        if state is None:
+            return 0
+        connected = set(state.host.get_connected_peers())
+        if topic_id in state.router.mesh:
+            peers = state.router.mesh[topic_id]
+        else:
+            peers = state.pubsub.peer_topics.get(topic_id, set())
+        return len(connected.intersection(peers).intersection(state.pubsub.peers))
+
+    # --- gossip -----------------------------------------------------------------------
+
+    def subscribe(
+        self, topic: str, validator: Validator | None = None, *, buffer: int = 4096
+    ) -> trio.MemoryReceiveChannel[tuple[PeerId, bytes]]:
+        check_name("topic", topic)
+        current = self._subs.get(topic)
+        if current is not None and current.is_open:
+            raise ValueError(f"topic {topic!r} is already subscribed; close its channel first")
+        sub = Subscription(topic, validator, buffer, self._counters)
+        self._subs[topic] = sub
+        if self._state is not None:
+            self._start_drain(self._state, topic)
+        return sub.receive
+
+    def _start_drain(self, state: _Running, topic: str) -> None:
+        # One drain task per topic and run; a re-subscription swaps the Subscription it reads.
+        if topic in state.drained:
+            return
+        state.drained.add(topic)
+        topic_id = self._topic_id(topic)
+        state.pubsub.set_topic_validator(topic_id, self._validator_for(topic), is_async_validator=False)
+        state.nursery.start_soon(self._drain, state, topic)
+
+    def _validator_for(self, topic: str) -> Callable[[ID, rpc_pb2.Message], bool]:
+        def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
+            if msg.from_id == self._id_bytes:
+                return True  # our own publication: the caller built it
+            sub = self._subs[topic]
+            if len(msg.data) > self._limits.max_gossip_size:
+                return False
+            return sub.accept(self._origin(msg.from_id), msg.data)
+
+        return validate
+
+    async def _drain(self, state: _Running, topic: str) -> None:
+        subscription = await state.pubsub.subscribe(self._topic_id(topic))
+        receive = subscription.receive_channel  # type: ignore[attr-defined]
+        got = receive.statistics().max_buffer_size
+        if got < self._tuning.subscription_channel_size:
+            log.warning("libp2p subscription channel smaller than configured topic=%s size=%s", topic, got)
+        self._changed()
+        async for msg in receive:
+            if msg.from_id == self._id_bytes:
+                continue  # Pubsub.push_msg delivers our own publications to us too
+            sub = self._subs[topic]
+            if sub.is_open:
+                sub.deliver(self._origin(msg.from_id), msg.data)
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        check_name("topic", topic)
+        state = self._require_running()
+        if len(data) > self._limits.max_gossip_size:
+            raise MessageTooLarge(
+                f"gossip message of {len(data)} bytes exceeds max_gossip_size={self._limits.max_gossip_size}"
+            )
+        if state.pubsub.seen_messages.has(hashlib.sha256(data).digest()):
+            await trio.lowlevel.checkpoint()
+            return  # content already seen: pubsub would drop it too
+        await self._wait_outbound_room(state)
+        try:
+            await state.pubsub.publish(self._topic_id(topic), data)
+        except Exception as exc:  # libp2p internals: surface as our error type
+            raise NetworkError(f"publish on {topic} failed: {exc!r}") from exc
+        self._counters.topic(topic).published += 1
+
+    async def _wait_outbound_room(self, state: _Running) -> None:
+        high = self._tuning.outbound_queue_size // 2
+        deadline = trio.current_time() + self._tuning.publish_backpressure_s
+        while any(len(q) > high for q in state.pubsub.peer_queues.values()) and trio.current_time() < deadline:
+            await trio.sleep(0.002)
+
+    # --- request/response -------------------------------------------------------------
+
+    def set_handler(self, protocol: str, handler: Handler) -> None:
+        self._handlers[check_name("protocol", protocol)] = handler
+        if self._state is not None:
+            self._state.host.set_stream_handler(self._protocol_id(protocol), self._stream_handler(protocol))
+
+    def _stream_handler(self, protocol: str) -> Callable[[INetStream], Any]:
+        async def handle(stream: INetStream) -> None:
+            await self._serve_stream(protocol, stream)
+
+        return handle
+
+    async def _serve_stream(self, protocol: str, stream: INetStream) -> None:
+        peer = PeerId(stream.muxed_conn.peer_id.to_base58())
+        limit = self._limits.max_request_size
+        try:
+            with trio.fail_after(self._tuning.request_read_timeout_s):
+                size = await _read_uvarint(stream)
+                if size > limit:
+                    self._counters.requests_errored += 1
+                    message = f"request of {size} bytes exceeds max_request_size={limit}".encode()
+                    await stream.write(bytes([STATUS_TOO_LARGE]) + encode_uvarint(len(message)) + message)
+                    await stream.close()
+                    return
+                data = await _read_exactly(stream, size)
+            status, payload = await serve_request(
+                self._handlers.get(protocol), peer, protocol, data, self._limits, self._inbound_slots, self._counters
+            )
+            with trio.fail_after(self._tuning.request_read_timeout_s):
+                await stream.write(bytes([status]) + encode_uvarint(len(payload)) + payload)
+                await stream.close()
+        except (Exception, trio.TooSlowError) as exc:  # a bad peer or stream never kills the node
+            log.debug("request stream failed protocol=%s peer=%s error=%r", protocol, peer, exc)
+            await _reset_quietly(stream)
+
+    async def request(self, peer: PeerId, protocol: str, data: bytes, *, timeout: float = 10.0) -> bytes:
+        check_name("protocol", protocol)
+        self._counters.requests_sent += 1
+        try:
+            return await self._request(peer, protocol, data, timeout)
+        except NetworkError as exc:
+            self._counters.requests_failed += 1
+            log.debug("request failed protocol=%s peer=%s error=%s", protocol, peer, exc)
+            raise
+
+    async def _request(self, peer: PeerId, protocol: str, data: bytes, timeout: float) -> bytes:
+        state = self._require_running()
+        limit = self._limits.max_request_size
+        if len(data) > limit:
+            raise MessageTooLarge(f"request of {len(data)} bytes exceeds max_request_size={limit}")
+        if peer == self._peer_id or not self.is_allowed(peer):
+            raise PeerUnreachable(f"peer {peer} is this node or not on the allowlist")
+        try:
+            peer_id = ID.from_base58(peer)
+        except Exception:
+            raise PeerUnreachable(f"{peer!r} is not a valid peer id") from None
+        stream: INetStream | None = None
+        with trio.move_on_after(timeout) as scope:
+            try:
+                stream = await state.host.new_stream(peer_id, [self._protocol_id(protocol)])
+            except StreamFailure as exc:
+                if _protocol_unsupported(exc):
+                    raise RemoteError(f"peer {peer} does not serve {protocol}") from exc
+                raise PeerUnreachable(f"cannot open a {protocol} stream to {peer}: {exc}") from exc
+            except Exception as exc:
+                raise PeerUnreachable(f"cannot reach peer {peer}: {exc!r}") from exc
+            try:
+                await stream.write(encode_uvarint(len(data)) + data)
+                status = (await _read_exactly(stream, 1))[0]
+                size = await _read_uvarint(stream)
+                if status == STATUS_OK and size > limit:
+                    raise MessageTooLarge(f"response of {size} bytes exceeds max_request_size={limit}")
+                payload = await _read_exactly(stream, size)
+            except NetworkError:
+                await _reset_quietly(stream)
+                raise
+            except Exception as exc:
+                await _reset_quietly(stream)
+                raise NetworkError(f"{protocol} exchange with {peer} failed: {exc!r}") from exc
+            await _close_quietly(stream)
+            if status == STATUS_OK:
+                return payload
+            message = payload.decode("utf-8", "replace")
+            if status == STATUS_TOO_LARGE:
+                raise MessageTooLarge(f"peer {peer} ({protocol}): {message}")
+            raise RemoteError(f"peer {peer} ({protocol}): {message}")
+        assert scope.cancelled_caught
+        if stream is not None:
+            await _reset_quietly(stream)
+        raise RequestTimeout(f"request {protocol} to {peer} timed out after {timeout}s")
+
+    def statistics(self) -> NetStats:
+        return self._counters.snapshot()
+
+
+def _protocol_unsupported(exc: BaseException) -> bool:
+    """Whether a stream failure was the peer answering "na" to our protocol."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ProtocolNotSupportedError) or "not supported" in str(cause):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+async def _read_exactly(stream: INetStream, n: int) -> bytes:
+    """Read exactly ``n`` bytes (libp2p's ``read_exactly`` gives up after 100 short reads)."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = await stream.read(n - len(buf))
+        if not chunk:
+            raise NetworkError(f"stream ended after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+async def _read_uvarint(stream: INetStream) -> int:
+    value = 0
+    for index in range(_MAX_VARINT_BYTES):
+        byte = (await _read_exactly(stream, 1))[0]
+        value |= (byte & 0x7F) << (7 * index)
+        if not byte & 0x80:
+            return value
+    raise NetworkError("malformed length prefix (varint longer than 10 bytes)")
+
+
+async def _reset_quietly(stream: INetStream) -> None:
+    with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+        try:
+            await stream.reset()
+        except Exception as exc:
+            log.debug("stream reset failed error=%r", exc)
+
+
+async def _close_quietly(stream: INetStream) -> None:
+    with trio.move_on_after(1.0):
+        try:
+            await stream.close()
+        except Exception as exc:
+            log.debug("stream close failed error=%r", exc)

@@ -1,0 +1,458 @@
+"""A deterministic in-memory network for simulations: :class:`MemoryNetwork` and its endpoints.
+
+Theory of operation
+-------------------
+A :class:`MemoryNetwork` hub connects named :class:`MemoryEndpoint` objects (the peer id
+*is* the name). Nothing touches a socket or the wall clock, so whole multi-node
+simulations run under pytest-trio's ``autojump_clock`` in milliseconds of real time.
+
+**Links and determinism.** Every directed link ``(src, dst)`` has its own
+``random.Random`` seeded from ``(seed, src, dst)``. Each message sent over the link draws
+exactly two numbers from it, a loss draw and a latency in ``latency_ms`` (inclusive), so
+what happens to the k-th message on a link depends only on the seed, the link and k, not
+on how trio interleaves unrelated tasks. A link is FIFO like the TCP connection it models:
+a message is due at ``max(now + latency, due time of the previous message on the link)``.
+
+**Delivery.** Each running endpoint owns an inbox, a heap ordered by ``(due, src, seq)``,
+and one pump task in the endpoint's own nursery that sleeps until the earliest due time
+and dispatches everything due, in heap order. Delivery order at a receiver is therefore a
+pure function of the seed and of what each sender sent, in order: the same seed replays
+the same deliveries at the same virtual times. Request handlers run as tasks in the
+receiver's nursery; their responses travel back over the reverse link with latency.
+
+**Faults.** ``partition(*groups)`` splits endpoints into groups that cannot reach each
+other (endpoints named in no group are isolated), ``heal()`` undoes it; ``cut(a, b)`` /
+``restore(a, b)`` sever one pair in both directions; ``set_loss(p)`` drops each message
+with probability ``p``. Reachability is checked when a message is sent *and* when it is
+due, so a partition also swallows messages in flight. Cancelling an endpoint's ``run()``
+crashes it: its inbox and in-flight handlers vanish with its nursery, messages sent to it
+while it is down are dropped, its own pending requests fail with :class:`NotRunning`, and
+it rejoins (with an empty seen-cache, like a restarted process) when ``run()`` is started
+again. Subscriptions and handlers survive restarts, as they do for the libp2p backend.
+
+**Gossip semantics** follow the contract in :mod:`medchaind.net.api` exactly: a
+publication goes to every endpoint that is running, reachable and subscribed at publish
+time (full mesh, no multi-hop); the receiver deduplicates by SHA-256 of the data for
+``seen_ttl``, runs the validator, then delivers into the bounded channel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+from .api import (
+    Handler,
+    MessageTooLarge,
+    NetLimits,
+    NetStats,
+    NetworkAPI,
+    NetworkError,
+    NotRunning,
+    PeerId,
+    PeerUnreachable,
+    RemoteError,
+    RequestTimeout,
+    Validator,
+    check_name,
+)
+from .shared import STATUS_ERROR, STATUS_OK, STATUS_TOO_LARGE, Counters, SeenCache, Subscription, serve_request
+
+if TYPE_CHECKING:  # trio-typing's stubs (a libp2p dependency) shadow trio's own types
+    from trio_typing import TaskStatus
+else:
+    from trio import TaskStatus
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True, slots=True)
+class _Gossip:
+    topic: str
+    data: bytes
+    msg_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    req_id: int
+    protocol: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    req_id: int
+    status: int
+    payload: bytes
+
+
+_Item = _Gossip | _Request | _Response
+
+
+@dataclass(slots=True)
+class _Link:
+    rng: random.Random
+    last_due: float = -math.inf
+    seq: int = 0
+
+
+@dataclass(order=True, slots=True)
+class _Envelope:
+    due: float
+    src: str
+    seq: int
+    item: _Item = field(compare=False)
+
+
+class _Inbox:
+    """The pending deliveries of one running endpoint incarnation."""
+
+    def __init__(self) -> None:
+        self.heap: list[_Envelope] = []
+        self.wakeup = trio.Event()
+
+    def push(self, envelope: _Envelope) -> None:
+        heapq.heappush(self.heap, envelope)
+        self.wakeup.set()
+
+
+@dataclass(slots=True)
+class _Pending:
+    done: trio.Event = field(default_factory=trio.Event)
+    status: int = STATUS_ERROR
+    payload: bytes = b""
+    error: NetworkError | None = None
+
+
+class MemoryNetwork:
+    """The hub: endpoints, link state and the deterministic per-link randomness."""
+
+    def __init__(
+        self,
+        seed: int,
+        *,
+        latency_ms: tuple[int, int] = (1, 5),
+        loss: float = 0.0,
+        limits: NetLimits | None = None,
+    ) -> None:
+        low, high = latency_ms
+        if not 0 <= low <= high:
+            raise ValueError(f"latency_ms must be (low, high) with 0 <= low <= high, got {latency_ms}")
+        self._check_loss(loss)
+        self.seed = seed
+        self.latency_ms = (low, high)
+        self.limits = limits or NetLimits()
+        self._loss = loss
+        self._endpoints: dict[str, MemoryEndpoint] = {}
+        self._group_of: dict[str, int] | None = None
+        self._cuts: set[frozenset[str]] = set()
+        self._links: dict[tuple[str, str], _Link] = {}
+        self._changed = trio.Event()
+
+    # --- topology -------------------------------------------------------------------
+
+    def endpoint(self, name: str) -> MemoryEndpoint:
+        """Create the endpoint called ``name`` (its peer id)."""
+        if not name or name in self._endpoints:
+            raise ValueError(f"endpoint name {name!r} is empty or already taken")
+        ep = MemoryEndpoint(self, name)
+        self._endpoints[name] = ep
+        return ep
+
+    def partition(self, *groups: set[str]) -> None:
+        """Only endpoints in the same group can reach each other; unnamed endpoints are isolated."""
+        group_of: dict[str, int] = {}
+        for index, group in enumerate(groups):
+            for name in group:
+                if name in group_of:
+                    raise ValueError(f"endpoint {name!r} is in more than one partition group")
+                group_of[name] = index
+        self._group_of = group_of
+        self._notify()
+
+    def heal(self) -> None:
+        """Remove the partition (per-link cuts stay until restored)."""
+        self._group_of = None
+        self._notify()
+
+    def cut(self, a: str, b: str) -> None:
+        self._cuts.add(frozenset((a, b)))
+        self._notify()
+
+    def restore(self, a: str, b: str) -> None:
+        self._cuts.discard(frozenset((a, b)))
+        self._notify()
+
+    def set_loss(self, p: float) -> None:
+        self._check_loss(p)
+        self._loss = p
+
+    def reachable(self, a: str, b: str) -> bool:
+        """Whether a message from ``a`` to ``b`` would get through now (ignoring loss)."""
+        if a == b or frozenset((a, b)) in self._cuts:
+            return False
+        if self._group_of is not None:
+            ga, gb = self._group_of.get(a), self._group_of.get(b)
+            if ga is None or ga != gb:
+                return False
+        return True
+
+    @staticmethod
+    def _check_loss(p: float) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"loss must be a probability in [0, 1], got {p}")
+
+    def _notify(self) -> None:
+        """Wake every waiter on topology or membership changes."""
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _peers_of(self, name: str) -> list[str]:
+        me = self._endpoints.get(name)
+        if me is None or not me.running:
+            return []
+        return sorted(o for o, ep in self._endpoints.items() if ep.running and self.reachable(name, o))
+
+    # --- transport --------------------------------------------------------------------
+
+    def _send(self, src: str, dst: str, item: _Item) -> None:
+        """Schedule ``item`` for delivery over the link, or drop it (unreachable, down, lost)."""
+        if not self.reachable(src, dst):
+            return
+        target = self._endpoints.get(dst)
+        inbox = target.inbox if target is not None else None
+        if inbox is None:
+            return
+        link = self._links.get((src, dst))
+        if link is None:
+            link = self._links[(src, dst)] = _Link(random.Random(f"medchaind-memnet/{self.seed}/{src}/{dst}"))
+        lost = link.rng.random() < self._loss  # always two draws per message: streams stay aligned
+        delay = link.rng.randint(*self.latency_ms) / 1000.0
+        if lost:
+            return
+        due = max(trio.current_time() + delay, link.last_due)
+        link.last_due = due
+        link.seq += 1
+        inbox.push(_Envelope(due, src, link.seq, item))
+
+
+class MemoryEndpoint(NetworkAPI):
+    """One node's :class:`~medchaind.net.api.NetworkAPI` on a :class:`MemoryNetwork`."""
+
+    def __init__(self, hub: MemoryNetwork, name: str) -> None:
+        self._hub = hub
+        self._name = PeerId(name)
+        self._limits = hub.limits
+        self._counters = Counters()
+        self._subs: dict[str, Subscription] = {}
+        self._handlers: dict[str, Handler] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._req_ids = itertools.count(1)
+        self._seen = SeenCache(self._limits.seen_ttl)
+        self._nursery: trio.Nursery | None = None
+        self._inbound_slots = trio.Semaphore(self._limits.max_inbound_requests)
+        self.inbox: _Inbox | None = None
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self._name
+
+    @property
+    def running(self) -> bool:
+        return self.inbox is not None
+
+    # --- service ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self.running:
+            raise RuntimeError(f"memory endpoint {self._name} is already running")
+        inbox = _Inbox()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.inbox = inbox
+                self._seen.clear()
+                self._hub._notify()
+                nursery.start_soon(self._pump, inbox)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            self.inbox = None
+            for pending in self._pending.values():
+                pending.error = NotRunning(f"memory endpoint {self._name} stopped")
+                pending.done.set()
+            self._hub._notify()
+
+    async def _pump(self, inbox: _Inbox) -> None:
+        while True:
+            now = trio.current_time()
+            while inbox.heap and inbox.heap[0].due <= now:
+                env = heapq.heappop(inbox.heap)
+                if self._hub.reachable(env.src, self._name):
+                    self._dispatch(env.src, env.item)
+            inbox.wakeup = trio.Event()
+            deadline = inbox.heap[0].due if inbox.heap else math.inf
+            with trio.move_on_at(deadline):
+                await inbox.wakeup.wait()
+
+    def _dispatch(self, src: str, item: _Item) -> None:
+        if isinstance(item, _Gossip):
+            self._on_gossip(PeerId(src), item)
+        elif isinstance(item, _Request):
+            assert self._nursery is not None  # the pump runs inside the nursery
+            self._nursery.start_soon(self._serve, src, item)
+        else:
+            pending = self._pending.get(item.req_id)
+            if pending is not None and not pending.done.is_set():
+                pending.status, pending.payload = item.status, item.payload
+                pending.done.set()
+
+    # --- gossip -----------------------------------------------------------------------
+
+    def subscribe(
+        self, topic: str, validator: Validator | None = None, *, buffer: int = 4096
+    ) -> trio.MemoryReceiveChannel[tuple[PeerId, bytes]]:
+        check_name("topic", topic)
+        current = self._subs.get(topic)
+        if current is not None and current.is_open:
+            raise ValueError(f"topic {topic!r} is already subscribed; close its channel first")
+        sub = Subscription(topic, validator, buffer, self._counters)
+        self._subs[topic] = sub
+        self._hub._notify()
+        return sub.receive
+
+    def _subscription(self, topic: str) -> Subscription | None:
+        sub = self._subs.get(topic)
+        if sub is not None and not sub.is_open:
+            del self._subs[topic]
+            self._hub._notify()
+            return None
+        return sub
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        check_name("topic", topic)
+        self._require_running()
+        if len(data) > self._limits.max_gossip_size:
+            raise MessageTooLarge(
+                f"gossip message of {len(data)} bytes exceeds max_gossip_size={self._limits.max_gossip_size}"
+            )
+        await trio.lowlevel.checkpoint()
+        msg_id = hashlib.sha256(data).digest()
+        if msg_id in self._seen:
+            return  # content already seen: a no-op, as with libp2p's content-addressed ids
+        self._seen.add(msg_id)
+        self._counters.topic(topic).published += 1
+        item = _Gossip(topic, bytes(data), msg_id)
+        for name in self._hub._peers_of(self._name):
+            if self._hub._endpoints[name]._subscription(topic) is not None:
+                self._hub._send(self._name, name, item)
+
+    def _on_gossip(self, origin: PeerId, msg: _Gossip) -> None:
+        sub = self._subscription(msg.topic)
+        if sub is None or msg.msg_id in self._seen:
+            return
+        if not sub.accept(origin, msg.data):
+            return
+        self._seen.add(msg.msg_id)
+        sub.deliver(origin, msg.data)
+
+    # --- request/response -------------------------------------------------------------
+
+    def set_handler(self, protocol: str, handler: Handler) -> None:
+        self._handlers[check_name("protocol", protocol)] = handler
+
+    async def request(self, peer: PeerId, protocol: str, data: bytes, *, timeout: float = 10.0) -> bytes:
+        check_name("protocol", protocol)
+        self._counters.requests_sent += 1
+        try:
+            return await self._request(peer, protocol, data, timeout)
+        except NetworkError:
+            self._counters.requests_failed += 1
+            raise
+
+    async def _request(self, peer: PeerId, protocol: str, data: bytes, timeout: float) -> bytes:
+        self._require_running()
+        if len(data) > self._limits.max_request_size:
+            raise MessageTooLarge(
+                f"request of {len(data)} bytes exceeds max_request_size={self._limits.max_request_size}"
+            )
+        if peer == self._name or peer not in self._hub._endpoints:
+            raise PeerUnreachable(f"peer {peer} is unknown or is this node")
+        req_id = next(self._req_ids)
+        pending = self._pending[req_id] = _Pending()
+        try:
+            self._hub._send(self._name, peer, _Request(req_id, protocol, bytes(data)))
+            with trio.move_on_after(timeout):
+                await pending.done.wait()
+        finally:
+            del self._pending[req_id]
+        if not pending.done.is_set():
+            raise RequestTimeout(f"request {protocol} to {peer} timed out after {timeout}s")
+        if pending.error is not None:
+            raise pending.error
+        return self._unpack_response(peer, protocol, pending.status, pending.payload)
+
+    def _unpack_response(self, peer: PeerId, protocol: str, status: int, payload: bytes) -> bytes:
+        if status == STATUS_OK:
+            if len(payload) > self._limits.max_request_size:
+                raise MessageTooLarge(
+                    f"response of {len(payload)} bytes exceeds max_request_size={self._limits.max_request_size}"
+                )
+            return payload
+        message = payload.decode("utf-8", "replace")
+        if status == STATUS_TOO_LARGE:
+            raise MessageTooLarge(f"peer {peer} ({protocol}): {message}")
+        raise RemoteError(f"peer {peer} ({protocol}): {message}")
+
+    async def _serve(self, src: str, req: _Request) -> None:
+        status, payload = await serve_request(
+            self._handlers.get(req.protocol),
+            PeerId(src),
+            req.protocol,
+            req.data,
+            self._limits,
+            self._inbound_slots,
+            self._counters,
+        )
+        self._hub._send(self._name, src, _Response(req.req_id, status, payload))
+
+    # --- membership -------------------------------------------------------------------
+
+    def connected_peers(self) -> list[PeerId]:
+        return [PeerId(p) for p in self._hub._peers_of(self._name)]
+
+    async def wait_peers(self, n: int) -> None:
+        while True:
+            changed = self._hub._changed
+            if len(self._hub._peers_of(self._name)) >= n:
+                await trio.lowlevel.checkpoint()
+                return
+            await changed.wait()
+
+    async def wait_topic_peers(self, topic: str, n: int) -> None:
+        check_name("topic", topic)
+        while True:
+            changed = self._hub._changed
+            subscribed = [
+                p for p in self._hub._peers_of(self._name) if self._hub._endpoints[p]._subscription(topic) is not None
+            ]
+            if len(subscribed) >= n:
+                await trio.lowlevel.checkpoint()
+                return
+            await changed.wait()
+
+    def statistics(self) -> NetStats:
+        return self._counters.snapshot()
+
+    def _require_running(self) -> None:
+        if not self.running:
+            raise NotRunning(f"memory endpoint {self._name} is not running")

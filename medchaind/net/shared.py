@@ -1,0 +1,213 @@
+"""Machinery both network backends share: counters, subscriptions, the seen-cache.
+
+Theory of operation
+-------------------
+Each backend instance owns one :class:`Counters` (mutated only from trio tasks of that
+instance, so no locks) and one :class:`Subscription` per subscribed topic. A subscription
+is the single place where the contract's acceptance rules live:
+
+* :meth:`Subscription.accept` runs the caller's validator and turns ``False`` *or an
+  exception* into a counted rejection: a bad peer message never kills a task;
+* :meth:`Subscription.deliver` puts an accepted message into the consumer's bounded
+  channel with ``send_nowait``; a full buffer is a counted drop, a closed receive side
+  ends the subscription.
+
+Keeping these rules here means the memory and libp2p backends cannot disagree on them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import trio
+
+from .api import Handler, NetLimits, NetStats, PeerId, TopicStats, Validator
+
+log = logging.getLogger(__name__)
+
+# Response status codes of the request/response protocols (also the libp2p wire values).
+STATUS_OK = 0
+STATUS_ERROR = 1
+STATUS_TOO_LARGE = 2
+
+
+@dataclass(slots=True)
+class _TopicCounters:
+    published: int = 0
+    received: int = 0
+    rejected_by_validator: int = 0
+    dropped_full_buffer: int = 0
+
+
+class Counters:
+    """Monotonic network counters of one node; :meth:`snapshot` freezes them."""
+
+    def __init__(self) -> None:
+        self.dropped_outbound = 0
+        self.requests_sent = 0
+        self.requests_failed = 0
+        self.requests_served = 0
+        self.requests_errored = 0
+        self.connections_refused = 0
+        self._topics: dict[str, _TopicCounters] = {}
+
+    def topic(self, topic: str) -> _TopicCounters:
+        counters = self._topics.get(topic)
+        if counters is None:
+            counters = self._topics[topic] = _TopicCounters()
+        return counters
+
+    def snapshot(self) -> NetStats:
+        topics = {
+            name: TopicStats(c.published, c.received, c.rejected_by_validator, c.dropped_full_buffer)
+            for name, c in sorted(self._topics.items())
+        }
+        return NetStats(
+            published=sum(t.published for t in topics.values()),
+            received=sum(t.received for t in topics.values()),
+            rejected_by_validator=sum(t.rejected_by_validator for t in topics.values()),
+            dropped_full_buffer=sum(t.dropped_full_buffer for t in topics.values()),
+            dropped_outbound=self.dropped_outbound,
+            requests_sent=self.requests_sent,
+            requests_failed=self.requests_failed,
+            requests_served=self.requests_served,
+            requests_errored=self.requests_errored,
+            connections_refused=self.connections_refused,
+            topics=topics,
+        )
+
+
+class Subscription:
+    """One topic's consumer: validator, bounded channel and the acceptance rules."""
+
+    def __init__(self, topic: str, validator: Validator | None, buffer: int, counters: Counters) -> None:
+        if buffer < 1:
+            raise ValueError(f"subscription buffer for topic {topic!r} must be at least 1, got {buffer}")
+        self.topic = topic
+        self._validator = validator
+        self._counters = counters.topic(topic)
+        self._send, self.receive = trio.open_memory_channel[tuple[PeerId, bytes]](buffer)
+        self._closed_by_us = False
+
+    @property
+    def is_open(self) -> bool:
+        """False once the consumer has closed its receive channel (or we closed ours)."""
+        stats = self._send.statistics()
+        return stats.open_receive_channels > 0 and not self._closed_by_us
+
+    def accept(self, origin: PeerId, data: bytes) -> bool:
+        """Run the validator on a message from another peer; count a rejection."""
+        if self._validator is None:
+            return True
+        try:
+            ok = bool(self._validator(origin, data))
+        except Exception as exc:  # a faulty validator rejects; it never kills the network task
+            log.warning("gossip validator raised topic=%s origin=%s error=%r", self.topic, origin, exc)
+            ok = False
+        if not ok:
+            self._counters.rejected_by_validator += 1
+        return ok
+
+    def deliver(self, origin: PeerId, data: bytes) -> None:
+        """Hand an accepted message to the consumer, or count it as dropped."""
+        try:
+            self._send.send_nowait((origin, data))
+        except trio.WouldBlock:
+            self._counters.dropped_full_buffer += 1
+            if self._counters.dropped_full_buffer & (self._counters.dropped_full_buffer - 1) == 0:
+                # log at powers of two: visible, but never a log line per dropped message
+                log.warning(
+                    "gossip subscriber buffer full, message dropped topic=%s dropped_total=%d",
+                    self.topic,
+                    self._counters.dropped_full_buffer,
+                )
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._closed_by_us = True
+        else:
+            self._counters.received += 1
+
+    def close(self) -> None:
+        self._closed_by_us = True
+        self._send.close()
+
+
+class SeenCache:
+    """Message ids seen within the last ``ttl`` seconds of trio time (content dedupe).
+
+    Insertion order is expiry order because the TTL is fixed and trio time is monotonic,
+    so expiring is popping from the front: O(1) amortised per message.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._expiry: OrderedDict[bytes, float] = OrderedDict()
+
+    def _expire(self) -> None:
+        now = trio.current_time()
+        while self._expiry:
+            key, expiry = next(iter(self._expiry.items()))
+            if expiry > now:
+                break
+            del self._expiry[key]
+
+    def __contains__(self, msg_id: bytes) -> bool:
+        self._expire()
+        return msg_id in self._expiry
+
+    def add(self, msg_id: bytes) -> None:
+        self._expire()
+        self._expiry.pop(msg_id, None)
+        self._expiry[msg_id] = trio.current_time() + self._ttl
+
+    def clear(self) -> None:
+        self._expiry.clear()
+
+
+async def serve_request(
+    handler: Handler | None,
+    peer: PeerId,
+    protocol: str,
+    data: bytes,
+    limits: NetLimits,
+    slots: trio.Semaphore,
+    counters: Counters,
+) -> tuple[int, bytes]:
+    """Run one inbound request through ``handler``; return ``(status, payload)``.
+
+    Shared by both backends so their error semantics are identical: a missing handler, a
+    full inbound queue, a handler exception, a non-bytes result and an oversize response
+    all become error responses (counted in ``requests_errored``); nothing propagates.
+    """
+    status, payload = STATUS_ERROR, b""
+    if handler is None:
+        payload = f"no handler for protocol {protocol}".encode()
+    else:
+        try:
+            slots.acquire_nowait()
+        except trio.WouldBlock:
+            payload = f"busy: more than {limits.max_inbound_requests} requests in progress".encode()
+        else:
+            try:
+                result = await handler(peer, data)
+            except Exception as exc:  # handler errors become error responses, never crash the node
+                log.info("request handler raised protocol=%s peer=%s error=%r", protocol, peer, exc)
+                payload = f"handler error: {type(exc).__name__}: {exc}".encode()[:1024]
+            else:
+                if not isinstance(result, bytes):
+                    payload = f"handler returned {type(result).__name__}, not bytes".encode()
+                elif len(result) > limits.max_request_size:
+                    status = STATUS_TOO_LARGE
+                    payload = (
+                        f"response of {len(result)} bytes exceeds max_request_size={limits.max_request_size}"
+                    ).encode()
+                else:
+                    status, payload = STATUS_OK, result
+            finally:
+                slots.release()
+    if status == STATUS_OK:
+        counters.requests_served += 1
+    else:
+        counters.requests_errored += 1
+    return status, payload

@@ -1,0 +1,399 @@
+"""The consensus write-ahead log (medchaind/consensus/wal.py).
+
+The WAL is what stops a restarted authority from signing two different messages for
+one (height, round, step): every vote and proposal is appended and fsync'd before it is
+signed, and on restart the entries of the current height go back into the core. So the
+properties that matter are durability and order (reopen gives back exactly what was
+appended, in order), recovery from a crash mid-append (a torn last record is cut off
+and the log stays usable), and refusing to guess (a damaged record anywhere else is an
+error naming the file and offset, never a silent loss).
+
+Record format: ``u32 big-endian length || canonical CBOR {"h": height, "m": message}``.
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+from pathlib import Path
+
+import pytest
+from consensus_kit import CHAIN_ID, proposal, value, vote
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from medchaind import codec, core
+from medchaind.consensus import wal as wal_mod
+from medchaind.consensus.wal import MAX_RECORD, WAL, message_to_map
+from medchaind.errors import StoreError
+
+PREVOTE, PRECOMMIT = core.VoteKind.PREVOTE, core.VoteKind.PRECOMMIT
+
+
+def record(height: int, message: core.Message) -> bytes:
+    body = codec.encode({"h": height, "m": message_to_map(message)})
+    return struct.pack(">I", len(body)) + body
+
+
+def offsets(path: Path) -> list[int]:
+    """Start offset of every complete record in the file."""
+    data = path.read_bytes()
+    out, off = [], 0
+    while off + 4 <= len(data):
+        (n,) = struct.unpack_from(">I", data, off)
+        if off + 4 + n > len(data):
+            break
+        out.append(off)
+        off += 4 + n
+    return out
+
+
+def ends_on_a_record_boundary(path: Path) -> bool:
+    data = path.read_bytes()
+    off = 0
+    while off + 4 <= len(data):
+        off += 4 + struct.unpack_from(">I", data, off)[0]
+    return off == len(data)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "consensus.wal"
+
+
+# What a proposer and a validator append at heights 5 and 6, in signing order.
+H5 = (
+    proposal("A", value("b5"), height=5),
+    vote("A", "b5", height=5),
+    vote("A", "b5", height=5, kind=PRECOMMIT),
+    vote("A", None, height=5, round_=1),  # nil prevote in round 1
+    proposal("A", value("b5"), height=5, round_=2, pol_round=0),  # re-proposal with a POL
+)
+H6 = (vote("A", "b6", height=6), vote("A", "b6", height=6, kind=PRECOMMIT))
+
+
+def fill(w: WAL) -> None:
+    # heights interleave in the file: a late message of 5 after the first of 6
+    w.append(5, H5[0])
+    w.append(5, H5[1])
+    w.append(6, H6[0])
+    for m in H5[2:]:
+        w.append(5, m)
+    w.append(6, H6[1])
+
+
+def test_entries_are_grouped_by_height_in_append_order(path: Path) -> None:
+    w = WAL(path)
+    assert w.entries(5) == ()
+    fill(w)
+    assert w.entries(5) == H5
+    assert w.entries(6) == H6
+    assert w.entries(4) == () and w.entries(7) == ()
+    w.close()
+
+
+def test_a_missing_file_is_an_empty_log_and_is_created(path: Path) -> None:
+    w = WAL(path)
+    assert path.exists() and path.read_bytes() == b""
+    w.close()
+
+
+def test_reopen_restores_every_entry_in_order(path: Path) -> None:
+    w = WAL(path)
+    fill(w)
+    w.close()
+    again = WAL(path)
+    assert again.entries(5) == H5
+    assert again.entries(6) == H6
+    again.close()
+
+
+def test_votes_and_proposals_round_trip_signed_and_unsigned(path: Path) -> None:
+    msgs: list[core.Message] = [
+        vote("B", "x", height=9, round_=3, kind=PREVOTE),
+        vote("B", None, height=9, round_=3, kind=PRECOMMIT),
+        vote("B", "x", height=9, signed=False),  # the core hands the WAL unsigned messages
+        proposal("B", value("x"), height=9, round_=4, pol_round=2),
+        proposal("B", value("x"), height=9, signed=False),
+    ]
+    w = WAL(path)
+    for m in msgs:
+        w.append(9, m)
+    w.close()
+    got = WAL(path).entries(9)
+    assert got == tuple(msgs)
+    # not just equal: the same types, the same kind enum, signatures that still verify
+    assert [type(m) for m in got] == [type(m) for m in msgs]
+    assert got[0].kind is PREVOTE and got[1].kind is PRECOMMIT
+    assert core.verify_vote(CHAIN_ID, got[0]) and core.verify_proposal(CHAIN_ID, got[3])
+    assert got[2].signature == b"" and got[4].signature == b""
+
+
+def test_the_file_is_exactly_the_sequence_of_records(path: Path) -> None:
+    w = WAL(path)
+    fill(w)
+    w.close()
+    expected = b"".join(record(5, m) for m in H5[:2]) + record(6, H6[0])
+    expected += b"".join(record(5, m) for m in H5[2:]) + record(6, H6[1])
+    assert path.read_bytes() == expected
+
+
+def test_an_append_is_on_disk_and_fsynced_before_append_returns(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = wal_mod.os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(wal_mod.os, "fsync", fsync)
+    w = WAL(path)
+    w.append(5, H5[0])
+    assert len(synced) == 1
+    # a second reader (the restarted node) sees it without the writer closing
+    assert WAL(path).entries(5) == (H5[0],)
+    w.append(5, H5[1])
+    assert len(synced) == 2
+    assert WAL(path).entries(5) == H5[:2]
+    w.close()
+
+
+# ------------------------------------------------------------------ torn tail
+
+
+def _three(path: Path) -> tuple[list[int], int]:
+    w = WAL(path)
+    w.append(5, H5[0])
+    w.append(5, H5[1])
+    w.append(5, H5[2])
+    w.close()
+    offs = offsets(path)
+    assert len(offs) == 3
+    return offs, path.stat().st_size
+
+
+# How much of the last record reached the disk before the crash.
+TORN = [
+    pytest.param(lambda start, end: start + 1, id="one byte of the length"),
+    pytest.param(lambda start, end: start + 3, id="three bytes of the length"),
+    pytest.param(lambda start, end: start + 4, id="the length and no body"),
+    pytest.param(lambda start, end: start + 4 + (end - start - 4) // 2, id="half the body"),
+    pytest.param(lambda start, end: end - 1, id="all but the last byte"),
+]
+
+
+@pytest.mark.parametrize("cut", TORN)
+def test_a_torn_last_record_is_cut_off_and_the_log_stays_appendable(path: Path, cut: object) -> None:
+    offs, size = _three(path)
+    with open(path, "r+b") as f:
+        f.truncate(cut(offs[2], size))  # type: ignore[operator]
+
+    w = WAL(path)
+    assert w.entries(5) == H5[:2]
+    assert path.stat().st_size == offs[2]  # the partial record is gone from the file too
+    w.append(5, H5[3])
+    w.append(6, H6[0])
+    w.close()
+
+    again = WAL(path)
+    assert again.entries(5) == (H5[0], H5[1], H5[3])
+    assert again.entries(6) == (H6[0],)
+    assert offsets(path)[-1] + len(record(6, H6[0])) == path.stat().st_size
+    again.close()
+
+
+def test_a_log_torn_inside_its_first_record_opens_empty(path: Path) -> None:
+    offs, size = _three(path)
+    with open(path, "r+b") as f:
+        f.truncate(offs[1] - 5)
+    w = WAL(path)
+    assert w.entries(5) == ()
+    assert path.stat().st_size == 0
+    w.append(5, H5[0])
+    w.close()
+    assert WAL(path).entries(5) == (H5[0],)
+
+
+# ------------------------------------------------------------------ damaged records
+
+
+def _damage_body(data: bytearray, off: int) -> None:
+    data[off + 4] = 0xFF  # a CBOR "break" where the record map should start
+
+
+def _damage_length_huge(data: bytearray, off: int) -> None:
+    struct.pack_into(">I", data, off, MAX_RECORD + 1)
+
+
+def _damage_length_short(data: bytearray, off: int) -> None:
+    (n,) = struct.unpack_from(">I", data, off)
+    struct.pack_into(">I", data, off, n - 3)
+
+
+DAMAGE = [
+    pytest.param(_damage_body, id="body is not CBOR"),
+    pytest.param(_damage_length_huge, id="length above MAX_RECORD"),
+    pytest.param(_damage_length_short, id="length too short"),
+]
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_record_in_the_middle_is_an_error_naming_file_and_offset(path: Path, damage: object) -> None:
+    offs, _ = _three(path)
+    data = bytearray(path.read_bytes())
+    damage(data, offs[1])  # type: ignore[operator]
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(StoreError) as exc:
+        WAL(path)
+    msg = str(exc.value)
+    assert str(path) in msg
+    assert f"offset {offs[1]}" in msg
+    assert path.read_bytes() == bytes(data)  # nothing was cut off or rewritten
+
+
+WRONG_SHAPE = [
+    pytest.param({"h": 5}, id="no message"),
+    pytest.param({"h": "5", "m": {"t": "vote", **H5[1].to_map()}}, id="height as text"),
+    pytest.param({"h": 5, "m": {"t": "vote", **H5[1].to_map()}, "x": 1}, id="extra field"),
+    pytest.param({"h": 5, "m": {"t": "commit"}}, id="unknown message type"),
+    pytest.param({"h": 5, "m": H5[1].to_map()}, id="message without type"),
+    pytest.param({"h": 5, "m": {"t": "vote", **H5[1].to_map(), "kind": 3}}, id="vote of kind 3"),
+    pytest.param({"h": 5, "m": {"t": "proposal", **H5[0].to_map(), "pol_round": 7}}, id="pol_round not below round"),
+    pytest.param([5, "vote"], id="a list, not a map"),
+]
+
+
+@pytest.mark.parametrize("rec", WRONG_SHAPE)
+def test_a_well_formed_cbor_record_of_the_wrong_shape_is_an_error(path: Path, rec: object) -> None:
+    body = codec.encode(rec)
+    bad = struct.pack(">I", len(body)) + body
+    first = record(5, H5[0])
+    path.write_bytes(first + bad + record(5, H5[2]))
+    with pytest.raises(StoreError, match=f"offset {len(first)}"):
+        WAL(path)
+
+
+def test_a_damaged_complete_last_record_is_an_error_not_a_torn_tail(path: Path) -> None:
+    # A torn write leaves a *short* record; a full-length record that does not decode
+    # is damage, and cutting it off could drop a message the node has signed.
+    offs, _ = _three(path)
+    data = bytearray(path.read_bytes())
+    _damage_body(data, offs[2])
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=f"offset {offs[2]}"):
+        WAL(path)
+
+
+# ------------------------------------------------------------------ prune
+
+
+def test_prune_keeps_only_heights_at_or_above_the_bound_and_survives_reopen(path: Path) -> None:
+    w = WAL(path)
+    w.append(3, vote("A", "b3", height=3))
+    fill(w)
+    w.append(4, vote("A", "b4", height=4))  # an old height appended late
+    w.prune(5)
+    assert w.entries(3) == () and w.entries(4) == ()
+    assert w.entries(5) == H5 and w.entries(6) == H6
+    w.close()
+
+    again = WAL(path)
+    assert again.entries(3) == () and again.entries(4) == ()
+    assert again.entries(5) == H5 and again.entries(6) == H6
+    assert not list(path.parent.glob("*.tmp"))  # the rewrite left nothing behind
+    again.close()
+
+
+def test_the_log_stays_appendable_after_a_prune(path: Path) -> None:
+    w = WAL(path)
+    fill(w)
+    w.prune(6)
+    w.append(6, vote("A", None, height=6, round_=1))
+    w.append(7, vote("A", "b7", height=7))
+    w.close()
+    again = WAL(path)
+    assert again.entries(5) == ()
+    assert again.entries(6) == (*H6, vote("A", None, height=6, round_=1))
+    assert again.entries(7) == (vote("A", "b7", height=7),)
+    again.close()
+
+
+def test_pruning_everything_leaves_an_empty_file(path: Path) -> None:
+    w = WAL(path)
+    fill(w)
+    w.prune(100)
+    assert path.read_bytes() == b""
+    w.close()
+    assert WAL(path).entries(5) == ()
+
+
+def test_a_prune_with_nothing_to_drop_does_not_rewrite_the_file(path: Path) -> None:
+    w = WAL(path)
+    fill(w)
+    inode = path.stat().st_ino
+    w.prune(5)
+    assert path.stat().st_ino == inode  # no atomic-rename rewrite happened
+    w.close()
+
+
+# ------------------------------------------------------------------ properties
+
+msg_st = st.one_of(
+    st.builds(
+        lambda tag, r, k, signed: vote("A", tag, height=1, round_=r, kind=k, signed=signed),
+        st.sampled_from(["x", "y", None]), st.integers(0, 3), st.sampled_from([PREVOTE, PRECOMMIT]),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda tag, r, signed: proposal("A", value(tag), height=1, round_=r, pol_round=r - 1, signed=signed),
+        st.sampled_from(["x", "y"]), st.integers(0, 3), st.booleans(),
+    ),
+)
+op_st = st.one_of(
+    st.tuples(st.just("append"), st.integers(1, 6), msg_st),
+    st.tuples(st.just("prune"), st.integers(1, 7), st.none()),
+    st.tuples(st.just("reopen"), st.none(), st.none()),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(op_st, max_size=12))
+def test_the_log_behaves_like_a_list_of_height_message_pairs(ops: list[tuple[str, int | None, core.Message | None]]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "consensus.wal"
+        w = WAL(p)
+        model: list[tuple[int, core.Message]] = []
+        for op, h, m in ops:
+            if op == "append":
+                assert h is not None and m is not None
+                w.append(h, m)
+                model.append((h, m))
+            elif op == "prune":
+                assert h is not None
+                w.prune(h)
+                model = [(x, y) for x, y in model if x >= h]
+            else:
+                w.close()
+                w = WAL(p)
+            for height in range(1, 8):
+                assert w.entries(height) == tuple(y for x, y in model if x == height)
+        w.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=600))
+def test_opening_any_file_gives_a_log_or_a_store_error(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "consensus.wal"
+        p.write_bytes(record(5, H5[1]) + data)
+        try:
+            w = WAL(p)
+        except StoreError:
+            return
+        # what loaded starts with the good record, and the file now ends on a record boundary
+        assert w.entries(5)[:1] == (H5[1],)
+        assert ends_on_a_record_boundary(p)
+        w.append(9, H6[0])
+        w.close()
+        assert WAL(p).entries(9) == (H6[0],)

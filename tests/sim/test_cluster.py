@@ -1,0 +1,154 @@
+"""Service-level simulations: full nodes (mempool, BFT engine, sync, tx gossip, store)
+over the MemoryNetwork under autojump_clock. Waits are on conditions with deadlines in
+virtual time; nothing sleeps to synchronise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from medchaind import crypto
+from medchaind.testing.cluster import Cluster
+from medchaind.types import Tx, sign_tx
+
+
+def register_tx(chain: str) -> Tx:
+    kp = crypto.KeyPair.generate()
+    return sign_tx(kp.signing, chain, "identity.register", 0, {"role": "patient", "enc_key": kp.encryption.public_key})
+
+
+async def commit_txs(c: Cluster, txs: list[Tx], nodes: list[int], *, via: list[int] | None = None,
+                     deadline: float = 120) -> None:
+    via = via or nodes
+    for i, tx in enumerate(txs):
+        c.nodes[via[i % len(via)]].submit(tx)
+    with trio.fail_after(deadline):
+        for i in nodes:
+            n = c.nodes[i]
+            while not all(n.ledger.is_committed(t.hash) for t in txs):
+                await n.ledger.wait_height(n.height + 1)
+
+
+@pytest.mark.parametrize("n", [4, 7, 10])
+async def test_authorities_commit_and_agree(autojump_clock: trio.abc.Clock, tmp_path: Path, n: int) -> None:
+    c = Cluster(n, wal_dir=tmp_path, seed=n)
+    async with trio.open_nursery() as nursery:
+        await c.start(nursery)
+        txs = [register_tx(c.genesis.chain_id) for _ in range(3 * n)]
+        await commit_txs(c, txs, list(range(n)))
+        c.check_agreement()
+        nursery.cancel_scope.cancel()
+
+
+async def test_thirty_two_authorities(autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    c = Cluster(32, wal_dir=tmp_path, seed=32, latency_ms=(2, 10))
+    async with trio.open_nursery() as nursery:
+        await c.start(nursery)
+        await commit_txs(c, [register_tx(c.genesis.chain_id) for _ in range(10)], list(range(32)), deadline=300)
+        c.check_agreement()
+        nursery.cancel_scope.cancel()
+
+
+async def test_idle_network_makes_no_blocks(autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    c = Cluster(4, wal_dir=tmp_path, seed=3)
+    async with trio.open_nursery() as nursery:
+        await c.start(nursery)
+        await commit_txs(c, [register_tx(c.genesis.chain_id)], [0, 1, 2, 3])
+        h = c.nodes[0].height
+        await trio.sleep(60)  # a minute of virtual time with nothing to do
+        assert [n.height for n in c.nodes] == [h] * 4
+        # and one tx wakes it
+        await commit_txs(c, [register_tx(c.genesis.chain_id)], [0, 1, 2, 3])
+        assert c.nodes[0].height == h + 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_empty_blocks_when_configured(autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    c = Cluster(4, wal_dir=tmp_path, seed=4, create_empty_blocks=True)
+    async with trio.open_nursery() as nursery:
+        await c.start(nursery)
+        with trio.fail_after(60):
+            await c.wait_height(5)
+        c.check_agreement()
+        nursery.cancel_scope.cancel()
+
+
+async def test_one_crashed_of_four_keeps_committing_and_catches_up(autojump_clock: trio.abc.Clock,
+                                                                   tmp_path: Path) -> None:
+    c = Cluster(4, wal_dir=tmp_path, seed=5)
+    async with trio.open_nursery() as nursery:
+        await c.start(nursery)
+        await commit_txs(c, [register_tx(c.genesis.chain_id) for _ in range(4)], [0, 1, 2, 3])
+        c.nodes[3].crash()
+        alive = [0, 1, 2]
+        for _ in range(3):
+            await commit_txs(c, [register_tx(c.genesis.chain_id) for _ in range(3)], alive)
+        assert c.nodes[3].height < c.nodes[0].height
+        await c.restart(3)
+        with trio.fail_after(120):
+            await c.nodes[3].ledger.wait_height(c.nodes[0].height)
+        # and it takes part again: commit with node 3 submitting
+        await commit_txs(c, [register_tx(c.genesis.chain_id)], [0, 1, 2, 3], via=[3])
+        c.check_agreement()
+        nursery.cancel_scope.cancel()
+
+
+async def test_two_two_partition_halts_without_fork_then_resumes(autojump_clock: trio.abc.Clock,
+                                                                 tmp_path: Path) -> None:
+    c = Cluster(4, wal_dir=tmp_path, seed=6)
+    async with trio.open_nursery() as nursery:
+        await c.start(nursery)
+        await commit_txs(c, [register_tx(c.genesis.chain_id)], [0, 1, 2, 3])
+        h = c.nodes[0].height
+        c.hub.partition({"n0", "n1"}, {"n2", "n3"})
+        pending = [register_tx(c.genesis.chain_id) for _ in range(4)]
+        c.nodes[0].submit(pending[0])
+        c.nodes[2].submit(pending[1])
+        await trio.sleep(120)  # two minutes of virtual time, rounds keep failing
+        assert [n.height for n in c.nodes] == [h] * 4, "no side may commit without 2/3+"
+        c.hub.heal()
+        with trio.fail_after(300):
+            for n in c.nodes:
+                while not (n.ledger.is_committed(pending[0].hash) and n.ledger.is_committed(pending[1].hash)):
+                    await n.ledger.wait_height(n.height + 1)
+        c.check_agreement()
+        nursery.cancel_scope.cancel()
+
+
+async def test_observer_follows_without_voting(autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    c = Cluster(4, observers=1, wal_dir=tmp_path, seed=7)
+    async with trio.open_nursery() as nursery:
+        await c.start(nursery)
+        txs = [register_tx(c.genesis.chain_id) for _ in range(5)]
+        await commit_txs(c, txs, [0, 1, 2, 3, 4], via=[4])  # submitted at the observer, gossiped
+        c.check_agreement()
+        for h in range(1, c.nodes[4].height + 1):
+            commit = c.nodes[4].ledger.store.get_commit(h)
+            assert commit is not None
+            assert c.keys[4].public_key not in {s.validator for s in commit.signatures}
+        nursery.cancel_scope.cancel()
+
+
+async def test_authority_added_by_governance_starts_voting(autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    c = Cluster(4, observers=1, wal_dir=tmp_path, seed=8)
+    newcomer = c.keys[4].public_key
+    async with trio.open_nursery() as nursery:
+        await c.start(nursery)
+        chain = c.genesis.chain_id
+        votes = [sign_tx(c.keys[i].signing, chain, "governance.add_authority", 0,
+                         {"public_key": newcomer, "name": "v4", "power": 1}) for i in range(3)]
+        await commit_txs(c, votes, [0, 1, 2, 3, 4])
+        # effective two heights after the deciding block: push a few blocks through
+        for _ in range(3):
+            await commit_txs(c, [register_tx(chain)], [0, 1, 2, 3, 4])
+        assert newcomer in c.nodes[0].ledger.tip.powers
+        assert len(c.nodes[0].ledger.tip.powers) == 5
+        # now a block needs 4 of 5; kill one original authority: the newcomer is needed
+        c.nodes[3].crash()
+        await commit_txs(c, [register_tx(chain)], [0, 1, 2, 4])
+        top = c.nodes[0].height
+        commit = c.nodes[0].ledger.store.get_commit(top)
+        assert commit is not None and newcomer in {s.validator for s in commit.signatures}
+        nursery.cancel_scope.cancel()
