@@ -80,7 +80,13 @@ def _validate_accredit(body: dict[str, Any]) -> None:
         raise TxFailed("invalid_body", f"role must be one of {', '.join(sorted(identity.ACCREDITED_ROLES))}")
 
 
+def _require_authority(ctx: TxContext) -> None:
+    if ctx.sender not in authority_powers(ctx.state):
+        raise TxFailed("unauthorized", "only authorities vote on governance actions")
+
+
 def _accredit(ctx: TxContext, body: dict[str, Any]) -> None:
+    _require_authority(ctx)
     ident = _subject(ctx, body)
     if ident["role"] != body["role"]:
         raise TxFailed("role_mismatch", f"subject registered as {ident['role']}, not {body['role']}")
@@ -98,6 +104,7 @@ def _validate_revoke(body: dict[str, Any]) -> None:
 
 
 def _revoke(ctx: TxContext, body: dict[str, Any]) -> None:
+    _require_authority(ctx)
     ident = _subject(ctx, body)
     if ident["status"] != identity.ACCREDITED:
         raise TxFailed("not_accredited", f"subject is {ident['status']}, not accredited")
@@ -179,6 +186,7 @@ def _validate_add(body: dict[str, Any]) -> None:
 
 
 def _add_authority(ctx: TxContext, body: dict[str, Any]) -> None:
+    _require_authority(ctx)
     if body["public_key"] in authority_powers(ctx.state):
         raise TxFailed("already_authority", "that key is already an authority")
     change = {"op": "add_authority", "public_key": body["public_key"], "name": body["name"], "power": body["power"]}
@@ -193,6 +201,7 @@ def _validate_remove(body: dict[str, Any]) -> None:
 
 
 def _remove_authority(ctx: TxContext, body: dict[str, Any]) -> None:
+    _require_authority(ctx)
     powers = authority_powers(ctx.state)
     if body["public_key"] not in powers:
         raise TxFailed("not_authority", "that key is not an authority")
@@ -212,6 +221,7 @@ def _validate_rotate(body: dict[str, Any]) -> None:
 
 
 def _rotate_authority(ctx: TxContext, body: dict[str, Any]) -> None:
+    _require_authority(ctx)
     powers = authority_powers(ctx.state)
     if body["old_key"] not in powers:
         raise TxFailed("not_authority", "old_key is not an authority")
@@ -251,7 +261,8 @@ def _validate_evidence(body: dict[str, Any]) -> None:
         v = body[name]
         if (not isinstance(v, dict) or set(v) != {"kind", "height", "round", "block", "validator", "signature"}
                 or v["kind"] not in (PREVOTE, PRECOMMIT) or type(v["height"]) is not int
-                or type(v["round"]) is not int or not isinstance(v["validator"], bytes)
+                or type(v["round"]) is not int or not 1 <= v["height"] < 2**63 or not 0 <= v["round"] < 2**63
+                or not isinstance(v["validator"], bytes)
                 or not isinstance(v["signature"], bytes)
                 or not (v["block"] is None or (isinstance(v["block"], bytes) and len(v["block"]) == 32))):
             raise TxFailed("invalid_body", f"{name} must be a signed vote")

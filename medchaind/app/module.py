@@ -71,7 +71,7 @@ class TxContext:
         raw = self.state.get(module, key)
         return None if raw is None else codec.decode(raw)
 
-    def emit(self, kind: str, **fields: Any) -> None:
+    def emit(self, kind: str, /, **fields: Any) -> None:
         self.events.append({"type": f"{self.module}.{kind}", **fields})
 
 

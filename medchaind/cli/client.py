@@ -46,7 +46,7 @@ class Ctx:
         try:
             return Client(self.ipc)
         except OSError as exc:
-            fail(f"cannot connect to {self.ipc}: {exc.strerror or exc}")
+            fail(str(exc))
 
     def passphrase(self, *, confirm: bool = False) -> str:
         if self.passphrase_file is not None:

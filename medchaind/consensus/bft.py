@@ -103,6 +103,10 @@ class BftConfig:
     #: that missed them (partition, restart) still get them: Tendermint assumes that
     #: messages between correct nodes are eventually delivered, and gossip alone drops
     regossip_interval_ms: int = 1000
+    #: this node proposes blocks of at most this many bytes of txs (the consensus limit,
+    #: genesis ``max_block_bytes``, may be larger); a proposal carries its block through
+    #: gossip, so it must stay under the network's message limit
+    max_proposal_bytes: int = 2 * 1024 * 1024
 
 
 # ---------------------------------------------------------------- engine events
@@ -432,7 +436,7 @@ class BftEngine:
         assert self.key is not None and height == self.next_height
         params = self.ledger.genesis.params
         tip = self.ledger.tip
-        txs = self.mempool.reap(params.max_block_txs, params.max_block_bytes)
+        txs = self.mempool.reap(params.max_block_txs, min(params.max_block_bytes, self.config.max_proposal_bytes))
         block, ex = build_block(
             self.ledger.app, self.ledger.state, tip, txs, proposer=self.key.public_key,
             time_ms=next_time_ms(tip, self.clock_ms()), round_=round_, last_commit=self.last_commit,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import codec
-from ..core import Message, PolkaRecord, Proposal, Vote
+from ..core import Message, PolkaRecord, Proposal, Vote, VoteKind
 from ..errors import DecodeError, StoreError, ValidationError
 
 _LEN = struct.Struct(">I")
@@ -43,8 +43,16 @@ def message_to_map(m: WALEntry) -> dict[str, Any]:
 def _polka_from_map(d: dict[str, Any]) -> PolkaRecord:
     if set(d) != {"t", "height", "round", "block", "votes"} or not isinstance(d["votes"], list):
         raise ValidationError("polka record: wrong fields")
+    h, r, b = d["height"], d["round"], d["block"]
+    if type(h) is not int or not 1 <= h < 2**63 or type(r) is not int or not 0 <= r < 2**63:
+        raise ValidationError("polka record: bad height or round")
+    if not isinstance(b, bytes) or len(b) != 32:
+        raise ValidationError("polka record: block must be a 32-byte hash")
     votes = tuple(Vote.from_map(v) for v in d["votes"])
-    return PolkaRecord(d["height"], d["round"], d["block"], votes)
+    for v in votes:
+        if v.kind != VoteKind.PREVOTE or (v.height, v.round, v.block_hash) != (h, r, b):
+            raise ValidationError("polka record: every vote must be a prevote for its (height, round, block)")
+    return PolkaRecord(h, r, b, votes)
 
 
 def entry_from_map(d: Any) -> WALEntry:

@@ -146,7 +146,7 @@ def encode_status(height: int, head_hash: bytes) -> bytes:
 def decode_status(data: bytes) -> tuple[int, bytes]:
     d = codec.decode(data, max_size=128)
     if (not isinstance(d, dict) or set(d) != {"height", "hash"} or type(d["height"]) is not int
-            or d["height"] < 0 or not isinstance(d["hash"], bytes)):
+            or d["height"] < 0 or not isinstance(d["hash"], bytes) or len(d["hash"]) != 32):
         raise DecodeError("sync status: expected {height, hash}")
     return d["height"], d["hash"]
 
@@ -159,8 +159,10 @@ def decode_blocks(data: bytes) -> list[tuple[Block, Commit]]:
     d = codec.decode(data, max_size=MAX_SYNC_BYTES, max_depth=codec.MAX_DEPTH)
     if not isinstance(d, dict) or set(d) != {"blocks"} or not isinstance(d["blocks"], list):
         raise DecodeError("sync blocks: expected {blocks: [[block, commit], ...]}")
+    if len(d["blocks"]) > MAX_SYNC_BLOCKS:
+        raise DecodeError(f"sync blocks: at most {MAX_SYNC_BLOCKS} per answer")
     out = []
-    for item in d["blocks"][:MAX_SYNC_BLOCKS]:
+    for item in d["blocks"]:
         if not isinstance(item, list) or len(item) != 2 or not all(isinstance(x, bytes) for x in item):
             raise DecodeError("sync blocks: each item is [block bytes, commit bytes]")
         out.append((decode_block(item[0]), decode_commit(item[1])))

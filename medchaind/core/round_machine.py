@@ -48,6 +48,15 @@ Where this differs from the listing, and why (none of it touches safety):
 * valid(v) is the host's verdict, given with the proposal (``ProposalReceived.valid``).
   Deciding (L49) needs the proposal that carries v and a valid verdict for it, exactly
   as in the listing.
+* The message log is bounded per height. Votes count as in the paper, per value from
+  distinct senders, except that an equivocator's second vote counts only once its value
+  has f+1 backing (:mod:`.votes`); a second proposal for a round is kept only once a
+  polka or commit justifies it (:mod:`.proposals`). Both rules keep liveness: a node
+  that first heard the "other" version of a Byzantine message can still count what the
+  rest of the network agreed on.
+* When L36 locks on (or adopts as valid) a value, its POL (the 2f+1 prevotes) is logged
+  to the WAL too, so that a restarted node can still prove its lock and valid value to
+  the others (:mod:`.state`).
 """
 
 from __future__ import annotations

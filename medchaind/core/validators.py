@@ -126,6 +126,10 @@ class ValidatorSet:
     def keys(self) -> tuple[ValidatorId, ...]:
         return tuple(v.public_key for v in self.validators)
 
+    def powers(self) -> dict[bytes, int]:
+        """``{public_key: power}``, the shape ``types.block.verify_commit`` takes."""
+        return {v.public_key: v.power for v in self.validators}
+
     def power(self, key: ValidatorId) -> int:
         """Voting power of ``key``; 0 for a key outside the set."""
         i = self._index.get(key)

@@ -17,6 +17,7 @@ what was committed and anything the new state made invalid.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from ..app import App, StateReader
 from ..chain import SigCache
 from ..errors import SignatureError, TxRejected
 from ..types import Tx
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,7 @@ class MempoolStats:
     admitted: int
     rejected: int
     evicted: int
+    dropped: int
 
 
 class _Bucket:
@@ -77,7 +82,7 @@ class Mempool:
         self._by_sender: dict[bytes, dict[int, bytes]] = {}
         self._buckets: dict[bytes, _Bucket] = {}
         self._bytes = 0
-        self._admitted = self._rejected = self._evicted = 0
+        self._admitted = self._rejected = self._evicted = self._dropped = 0
         self._inserted = trio.Event()
 
     # ------------------------------------------------------------------ queries
@@ -95,7 +100,8 @@ class Mempool:
         return nonce in self._by_sender.get(sender, ())
 
     def statistics(self) -> MempoolStats:
-        return MempoolStats(len(self._txs), self._bytes, self._admitted, self._rejected, self._evicted)
+        return MempoolStats(len(self._txs), self._bytes, self._admitted, self._rejected, self._evicted,
+                            self._dropped)
 
     async def wait_for_txs(self) -> None:
         """Return once some pending tx can go into the next block (always a checkpoint).
@@ -250,17 +256,23 @@ class Mempool:
                 self._remove(tx.hash)
         state = self._state()
         stale: list[bytes] = []
+        reasons: dict[str, int] = {}
         for sender, per in self._by_sender.items():
             committed_nonce = self.app.nonce(state, sender)
             for nonce, h in per.items():
                 if nonce < committed_nonce:
                     stale.append(h)
+                    reasons["nonce_used"] = reasons.get("nonce_used", 0) + 1
                     continue
                 tx = self._txs[h]
                 try:
                     self.app.check_tx(state, tx, expected_nonce=committed_nonce,
                                       registration_pending=self._registration_pending(tx))
-                except TxRejected:
+                except TxRejected as exc:
                     stale.append(h)
+                    reasons[exc.code] = reasons.get(exc.code, 0) + 1
         for h in stale:
             self._remove(h)
+        if stale:
+            self._dropped += len(stale)
+            log.info("mempool dropped txs invalidated by the last block count=%d reasons=%s", len(stale), reasons)

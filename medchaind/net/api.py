@@ -209,7 +209,9 @@ class NetworkAPI(ABC):
         """Serve ``protocol``: ``handler(peer, request) -> response``; replaces any previous handler."""
 
     @abstractmethod
-    async def request(self, peer: PeerId, protocol: str, data: bytes, *, timeout: float = 10.0) -> bytes:
+    async def request(  # a per-request deadline is part of the contract
+        self, peer: PeerId, protocol: str, data: bytes, *, timeout: float = 10.0  # noqa: ASYNC109
+    ) -> bytes:
         """Send one request to ``peer`` and return its response, or raise :class:`NetworkError`."""
 
     @abstractmethod

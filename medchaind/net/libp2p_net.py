@@ -49,7 +49,10 @@ DESIGN.md §5) with py-libp2p's defaults overridden where they lose messages or 
   queue overflow.
 
 A dedicated task per topic drains the libp2p subscription into the consumer's bounded
-channel (:class:`~medchaind.net.shared.Subscription`), counting what overflows.
+channel (:class:`~medchaind.net.shared.Subscription`), counting what overflows. When the
+consumer closes its channel, delivery stops but the node stays in the topic's mesh
+(still validating with the last validator and forwarding), so a later ``subscribe`` of
+the same topic simply installs a new channel and validator.
 
 **Request/response.** Each protocol ``name`` is the libp2p protocol
 ``/medchain/<chain_id>/<name>``, one request per stream. Frames: the request is
@@ -63,16 +66,31 @@ swarm's own auto-connector is disabled (:class:`_NoAutoConnector`): it dials eve
 peerstore entry towards a target of 150 connections and logs each cycle; reconnection
 policy has one owner, this module. The swarm's 60 s negative dial cache is cleared before
 each bootstrap dial (``Swarm.unblock_peer``), otherwise a restarted peer could not be
-redialled for a minute. Connects and disconnects are logged at INFO.
+redialled for a minute. When two nodes list each other, the one with the larger peer id
+waits ``dial_yield_s`` before dialling, so they do not keep two connections (py-libp2p
+trims surplus connections only after a 20 s grace period and only when yet another one
+arrives). Connects and disconnects are logged at INFO. The resource manager is built
+without its circuit breaker (five failures would deny every connection and stream for
+60 s) and without "graceful degradation" (it shrinks limits under load).
 
-**Shutdown** (cancelling ``run``), inside a shielded, time-bounded scope: our tasks stop,
-all peers are disconnected *first* (stopping gossipsub with live peers raised "Nursery is
-closed to new arrivals"), then gossipsub, pubsub and the host stop, and the seen-cache's
-sweeper thread (which py-libp2p never stops) is joined.
+**Private network.** ``psk`` (32 bytes) enables py-libp2p's pnet layer
+(``security/pnet/psk_conn.py``: Salsa20, 8-byte nonce). A peer with another key or none
+does not get refused cleanly: both sides read ciphertext as multistream-select and the
+dial stalls until a timeout. Note that go-libp2p's pnet uses a 24-byte (XSalsa20) nonce,
+so this layer is not expected to interoperate with it.
+
+**Shutdown.** py-libp2p's services run under a shield inside :meth:`Libp2pNetwork._serve`:
+if they were cancelled together with ``run()``, their tasks would abort connection closes
+half-way (sockets left open, the remote side still "connected"). Cancelling ``run()`` only
+sets an event; ``_serve`` then stops our own tasks, disconnects every peer *first*
+(stopping gossipsub with live peers raised "Nursery is closed to new arrivals"), stops
+gossipsub, pubsub and the host, and joins the seen-cache's sweeper thread (which
+py-libp2p never stops), all within ``2 * shutdown_timeout_s``.
 
 Logging: ``import libp2p`` sets the ``libp2p`` logger to ``propagate=False``; this module
-sets it back so libp2p's warnings reach the node's handlers. libp2p's Prometheus metrics
-(a global registry) are never enabled.
+sets it back so libp2p's warnings reach the node's handlers, minus two ERROR records for
+expected failures that this module reports itself (:class:`_ExpectedFailureFilter`).
+libp2p's Prometheus metrics (a global registry) are never enabled.
 """
 
 from __future__ import annotations
@@ -151,6 +169,28 @@ else:
 
 log = logging.getLogger(__name__)
 
+
+class _ExpectedFailureFilter(logging.Filter):
+    """Drops py-libp2p ERROR records for failures this module expects, handles and logs.
+
+    A peer that is down makes every redial log "Failed to open TCP stream" at ERROR
+    (``transport/tcp/tcp.py``), and a request for a protocol the peer does not serve logs
+    a multi-line ERROR (``host/basic_host.py``); the bootstrap loop and ``request`` report
+    both at the right level. They are kept when libp2p debug logging is on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR or logging.getLogger("libp2p").isEnabledFor(logging.DEBUG):
+            return True
+        text = str(record.msg)
+        if text.startswith("Failed to open TCP stream:"):
+            return False
+        return not (text.startswith("Failed to open stream to peer") and "not supported" in text)
+
+
+logging.getLogger("libp2p.transport.tcp.tcp").addFilter(_ExpectedFailureFilter())
+logging.getLogger("libp2p.host.basic_host").addFilter(_ExpectedFailureFilter())
+
 # Room for the RPC envelope around one gossip message (topic, seqno, from, signature,
 # public key, sender record): generous, the limit guards memory, not exact framing.
 _RPC_OVERHEAD = 64 * 1024
@@ -169,6 +209,7 @@ class Libp2pTuning:
     subscription_channel_size: int = 8192
     publish_backpressure_s: float = 1.0
     dial_timeout_s: float = 5.0
+    dial_yield_s: float = 0.5
     reconnect_initial_s: float = 0.25
     reconnect_max_s: float = 10.0
     request_read_timeout_s: float = 30.0
@@ -221,8 +262,9 @@ class _SizedQueues(dict[ID, RpcQueue]):
 class _MedchainGossipSub(GossipSub):
     """GossipSub that counts outbound drops and keeps no unbounded per-message state."""
 
-    def __init__(self, on_dropped: Callable[[rpc_pb2.RPC, str], None], on_mesh_change: Callable[[], None],
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, on_dropped: Callable[[rpc_pb2.RPC, str], None], on_mesh_change: Callable[[], None], **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._on_dropped = on_dropped
         self._on_mesh_change = on_mesh_change
@@ -285,17 +327,20 @@ class _ConnectionWatcher(INotifee):
 
     def __init__(self, net: Libp2pNetwork) -> None:
         self._net = net
+        self._peers: set[ID] = set()  # peers we logged as connected (one line per transition)
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         peer = conn.muxed_conn.peer_id
-        if len(network.get_connections(peer)) <= 1:
+        if peer not in self._peers:
+            self._peers.add(peer)
             log.info("peer connected peer=%s", peer)
         self._net._changed()
         await trio.lowlevel.checkpoint()
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         peer = conn.muxed_conn.peer_id
-        if not network.get_connections(peer):
+        if peer in self._peers and not network.get_connections(peer):
+            self._peers.discard(peer)
             log.info("peer disconnected peer=%s", peer)
         self._net._changed()
         await trio.lowlevel.checkpoint()
@@ -411,7 +456,8 @@ class Libp2pNetwork(NetworkAPI):
             raise
         except Exception as exc:
             raise ConfigError(
-                f"bootstrap address {text!r} must end with /p2p/<peer id> (e.g. /ip4/10.0.0.1/tcp/26656/p2p/12D3KooW...): {exc}"
+                f"bootstrap address {text!r} must end with /p2p/<peer id> "
+                f"(e.g. /ip4/10.0.0.1/tcp/26656/p2p/12D3KooW...): {exc}"
             ) from None
 
     def _topic_id(self, topic: str) -> str:
@@ -440,7 +486,7 @@ class Libp2pNetwork(NetworkAPI):
     # --- service ----------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        if self._state is not None or self._serving:
+        if self._serving:
             raise RuntimeError(f"libp2p network {self._peer_id} is already running")
         # py-libp2p's tasks live under _serve's shield: cancelling them together with us
         # would abort their connection closes half-way (sockets left open, peers still
@@ -460,6 +506,7 @@ class Libp2pNetwork(NetworkAPI):
             self._serving = False
 
     async def _serve(self, stopping: trio.Event, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Build and run host, pubsub and router under a shield until ``stopping`` is set."""
         host = self._build_host()
         router = _MedchainGossipSub(
             on_dropped=self._on_dropped,
@@ -490,6 +537,7 @@ class Libp2pNetwork(NetworkAPI):
         for protocol in self._handlers:
             host.set_stream_handler(self._protocol_id(protocol), self._stream_handler(protocol))
         host.get_network().register_notifee(_ConnectionWatcher(self))
+        started = False
         with trio.CancelScope(shield=True) as shield:
             shield.deadline = trio.current_time() + self._tuning.startup_timeout_s
             try:
@@ -505,18 +553,23 @@ class Libp2pNetwork(NetworkAPI):
                         self._changed()
                         shield.deadline = math.inf
                         task_status.started()
+                        started = True
                         await stopping.wait()
                         self._state = None
                         # Everything below, context exits included, gets a bounded time.
                         shield.deadline = trio.current_time() + 2 * self._tuning.shutdown_timeout_s
-                        nursery.cancel_scope.cancel()
-                        await self._shutdown(state)
+                        nursery.cancel_scope.cancel()  # our own tasks first
+                    await self._shutdown(state)
             finally:
                 self._state = None
                 pubsub.seen_messages.stop()  # py-libp2p never stops this sweeper thread
                 self._changed()
+        if not started:
+            raise NetworkError(
+                f"libp2p network {self._peer_id} did not start within {self._tuning.startup_timeout_s}s"
+            )
         if shield.cancelled_caught:
-            log.warning("libp2p network %s: start-up or shutdown timed out", self._peer_id)
+            log.warning("libp2p shutdown exceeded its time bound peer_id=%s", self._peer_id)
         log.info("libp2p network stopped peer_id=%s", self._peer_id)
 
     def _build_host(self) -> IHost:
@@ -562,29 +615,50 @@ class Libp2pNetwork(NetworkAPI):
             log.warning("libp2p shutdown exceeded %.1fs; abandoning the rest", self._tuning.shutdown_timeout_s)
 
     def _on_dropped(self, rpc: rpc_pb2.RPC, reason: str) -> None:
-        if rpc.publish:
-            self._counters.dropped_outbound += len(rpc.publish)
-            log.warning("gossip message dropped on the way out reason=%s count=%d", reason, len(rpc.publish))
+        if not rpc.publish:
+            return  # control messages: gossipsub retries GRAFT/PRUNE itself
+        before = self._counters.dropped_outbound
+        self._counters.dropped_outbound += len(rpc.publish)
+        if before.bit_length() != self._counters.dropped_outbound.bit_length():  # log at powers of two
+            log.warning(
+                "gossip messages dropped on the way out reason=%s dropped_total=%d",
+                reason,
+                self._counters.dropped_outbound,
+            )
 
     # --- connectivity -------------------------------------------------------------------
 
     async def _keep_connected(self, state: _Running, info: PeerInfo) -> None:
-        """Dial a bootstrap peer whenever we are not connected to it, with backoff."""
+        """Dial a bootstrap peer whenever we are not connected to it, with backoff.
+
+        Two nodes that list each other would dial each other at the same moment (at start,
+        and again when their connection drops) and keep *two* connections: py-libp2p only
+        trims surplus connections past a 20 s grace period, and only when yet another
+        connection arrives. So the node with the larger peer id first yields for
+        ``dial_yield_s``, redialling only if the other side has not connected by then.
+        """
         delay = self._tuning.reconnect_initial_s
         failures = 0
         swarm = state.host.get_network()
+        yields = self._id.to_bytes() > info.peer_id.to_bytes()
         while True:
             change = self._change
             if swarm.get_connections(info.peer_id):
                 delay, failures = self._tuning.reconnect_initial_s, 0
                 await change.wait()
                 continue
+            if yields and failures == 0:
+                with trio.move_on_after(self._tuning.dial_yield_s):
+                    while not swarm.get_connections(info.peer_id):
+                        await self._change.wait()
+                if swarm.get_connections(info.peer_id):
+                    continue
             if isinstance(swarm, Swarm):
                 swarm.unblock_peer(info.peer_id)
             try:
                 with trio.fail_after(self._tuning.dial_timeout_s):
                     await state.host.connect(info)
-            except (Exception, trio.TooSlowError) as exc:
+            except Exception as exc:  # any dial failure (refused, timeout, handshake): retry later
                 failures += 1
                 level = logging.INFO if failures == 1 else logging.DEBUG
                 log.log(level, "bootstrap dial failed peer=%s error=%r retry_in=%.2fs", info.peer_id, exc, delay)
@@ -656,10 +730,9 @@ class Libp2pNetwork(NetworkAPI):
         def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
             if msg.from_id == self._id_bytes:
                 return True  # our own publication: the caller built it
-            sub = self._subs[topic]
             if len(msg.data) > self._limits.max_gossip_size:
-                return False
-            return sub.accept(self._origin(msg.from_id), msg.data)
+                return False  # fits the RPC size cap (limit + envelope room) but not ours
+            return self._subs[topic].accept(self._origin(msg.from_id), msg.data)
 
         return validate
 
@@ -697,7 +770,8 @@ class Libp2pNetwork(NetworkAPI):
     async def _wait_outbound_room(self, state: _Running) -> None:
         high = self._tuning.outbound_queue_size // 2
         deadline = trio.current_time() + self._tuning.publish_backpressure_s
-        while any(len(q) > high for q in state.pubsub.peer_queues.values()) and trio.current_time() < deadline:
+        # py-libp2p's RpcQueue has no "space available" event to wait on, so poll briefly.
+        while any(len(q) > high for q in state.pubsub.peer_queues.values()) and trio.current_time() < deadline:  # noqa: ASYNC110
             await trio.sleep(0.002)
 
     # --- request/response -------------------------------------------------------------
@@ -732,11 +806,13 @@ class Libp2pNetwork(NetworkAPI):
             with trio.fail_after(self._tuning.request_read_timeout_s):
                 await stream.write(bytes([status]) + encode_uvarint(len(payload)) + payload)
                 await stream.close()
-        except (Exception, trio.TooSlowError) as exc:  # a bad peer or stream never kills the node
+        except Exception as exc:  # a bad peer or stream (or trio.TooSlowError) never kills the node
             log.debug("request stream failed protocol=%s peer=%s error=%r", protocol, peer, exc)
             await _reset_quietly(stream)
 
-    async def request(self, peer: PeerId, protocol: str, data: bytes, *, timeout: float = 10.0) -> bytes:
+    async def request(  # the deadline is part of the NetworkAPI contract
+        self, peer: PeerId, protocol: str, data: bytes, *, timeout: float = 10.0  # noqa: ASYNC109
+    ) -> bytes:
         check_name("protocol", protocol)
         self._counters.requests_sent += 1
         try:
@@ -746,13 +822,15 @@ class Libp2pNetwork(NetworkAPI):
             log.debug("request failed protocol=%s peer=%s error=%s", protocol, peer, exc)
             raise
 
-    async def _request(self, peer: PeerId, protocol: str, data: bytes, timeout: float) -> bytes:
+    async def _request(self, peer: PeerId, protocol: str, data: bytes, timeout: float) -> bytes:  # noqa: ASYNC109
         state = self._require_running()
         limit = self._limits.max_request_size
         if len(data) > limit:
             raise MessageTooLarge(f"request of {len(data)} bytes exceeds max_request_size={limit}")
-        if peer == self._peer_id or not self.is_allowed(peer):
-            raise PeerUnreachable(f"peer {peer} is this node or not on the allowlist")
+        if peer == self._peer_id:
+            raise PeerUnreachable("cannot send a request to this node itself")
+        if not self.is_allowed(peer):
+            raise PeerUnreachable(f"peer {peer} is not on the allowlist")
         try:
             peer_id = ID.from_base58(peer)
         except Exception:

@@ -6,19 +6,23 @@ A :class:`MemoryNetwork` hub connects named :class:`MemoryEndpoint` objects (the
 *is* the name). Nothing touches a socket or the wall clock, so whole multi-node
 simulations run under pytest-trio's ``autojump_clock`` in milliseconds of real time.
 
-**Links and determinism.** Every directed link ``(src, dst)`` has its own
-``random.Random`` seeded from ``(seed, src, dst)``. Each message sent over the link draws
-exactly two numbers from it, a loss draw and a latency in ``latency_ms`` (inclusive), so
-what happens to the k-th message on a link depends only on the seed, the link and k, not
-on how trio interleaves unrelated tasks. A link is FIFO like the TCP connection it models:
-a message is due at ``max(now + latency, due time of the previous message on the link)``.
+**Determinism.** Whether a message is lost and how long it takes are drawn from a
+``random.Random`` seeded with ``(seed, src, dst, send time, key)`` (send time counted
+from the moment the hub's first endpoint started), where ``key`` is a
+digest of the message's content (topic and data; protocol and data; the request's key,
+status and payload for a response). Nothing depends on how trio happens to interleave
+tasks that send at the same virtual instant, nor on any per-link sequence: the delivery
+schedule is a pure function of the seed and of *what was sent when*. The price is that
+a link does not keep order (two messages sent in a row may arrive swapped, as gossip over
+several paths can); nothing may rely on gossip order anyway.
 
-**Delivery.** Each running endpoint owns an inbox, a heap ordered by ``(due, src, seq)``,
-and one pump task in the endpoint's own nursery that sleeps until the earliest due time
-and dispatches everything due, in heap order. Delivery order at a receiver is therefore a
-pure function of the seed and of what each sender sent, in order: the same seed replays
-the same deliveries at the same virtual times. Request handlers run as tasks in the
-receiver's nursery; their responses travel back over the reverse link with latency.
+**Delivery.** Each running endpoint owns an inbox, a heap ordered by ``(due, src, key)``
+(due times in integer microseconds, so equal times compare equal), and one pump task in
+the endpoint's own nursery that sleeps until the earliest due time and dispatches
+everything due, in heap order. Delivery order at a receiver is therefore a pure function
+of the seed and the sends: the same seed replays the same deliveries at the same virtual
+times. Request handlers run as tasks in the receiver's nursery; their responses travel
+back with latency.
 
 **Faults.** ``partition(*groups)`` splits endpoints into groups that cannot reach each
 other (endpoints named in no group are isolated), ``heal()`` undoes it; ``cut(a, b)`` /
@@ -77,14 +81,19 @@ log = logging.getLogger(__name__)
 class _Gossip:
     topic: str
     data: bytes
-    msg_id: bytes
+    msg_id: bytes  # SHA-256 of the data, the gossip dedupe key
+
+    @property
+    def key(self) -> bytes:
+        return hashlib.sha256(b"gossip\x00" + self.topic.encode() + b"\x00" + self.msg_id).digest()
 
 
 @dataclass(frozen=True, slots=True)
 class _Request:
-    req_id: int
+    req_id: int  # matches the response to the requester's pending slot; never drives timing
     protocol: str
     data: bytes
+    key: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,24 +101,30 @@ class _Response:
     req_id: int
     status: int
     payload: bytes
+    key: bytes
 
 
 _Item = _Gossip | _Request | _Response
 
 
-@dataclass(slots=True)
-class _Link:
-    rng: random.Random
-    last_due: float = -math.inf
-    seq: int = 0
+def _request_key(protocol: str, data: bytes) -> bytes:
+    return hashlib.sha256(b"request\x00" + protocol.encode() + b"\x00" + data).digest()
+
+
+def _response_key(request_key: bytes, status: int, payload: bytes) -> bytes:
+    return hashlib.sha256(b"response\x00" + request_key + bytes([status]) + payload).digest()
 
 
 @dataclass(order=True, slots=True)
 class _Envelope:
-    due: float
+    due: int  # integer microseconds of trio time: float sums would make ties order by rounding noise
     src: str
-    seq: int
+    key: bytes
     item: _Item = field(compare=False)
+
+
+def _now_us() -> int:
+    return round(trio.current_time() * 1_000_000)
 
 
 class _Inbox:
@@ -133,7 +148,7 @@ class _Pending:
 
 
 class MemoryNetwork:
-    """The hub: endpoints, link state and the deterministic per-link randomness."""
+    """The hub: endpoints, link state and the seeded, content-keyed randomness."""
 
     def __init__(
         self,
@@ -154,8 +169,8 @@ class MemoryNetwork:
         self._endpoints: dict[str, MemoryEndpoint] = {}
         self._group_of: dict[str, int] | None = None
         self._cuts: set[frozenset[str]] = set()
-        self._links: dict[tuple[str, str], _Link] = {}
         self._changed = trio.Event()
+        self._epoch_us: int | None = None  # trio time when the first endpoint started
 
     # --- topology -------------------------------------------------------------------
 
@@ -223,6 +238,10 @@ class MemoryNetwork:
 
     # --- transport --------------------------------------------------------------------
 
+    def _started(self) -> None:
+        if self._epoch_us is None:
+            self._epoch_us = _now_us()
+
     def _send(self, src: str, dst: str, item: _Item) -> None:
         """Schedule ``item`` for delivery over the link, or drop it (unreachable, down, lost)."""
         if not self.reachable(src, dst):
@@ -231,17 +250,13 @@ class MemoryNetwork:
         inbox = target.inbox if target is not None else None
         if inbox is None:
             return
-        link = self._links.get((src, dst))
-        if link is None:
-            link = self._links[(src, dst)] = _Link(random.Random(f"medchaind-memnet/{self.seed}/{src}/{dst}"))
-        lost = link.rng.random() < self._loss  # always two draws per message: streams stay aligned
-        delay = link.rng.randint(*self.latency_ms) / 1000.0
-        if lost:
-            return
-        due = max(trio.current_time() + delay, link.last_due)
-        link.last_due = due
-        link.seq += 1
-        inbox.push(_Envelope(due, src, link.seq, item))
+        now = _now_us()
+        since = now - (self._epoch_us or 0)  # relative: a replay may start at another virtual time
+        rng = random.Random(b"%d/%s/%s/%d/" % (self.seed, src.encode(), dst.encode(), since) + item.key)
+        lost = rng.random() < self._loss
+        delay_us = rng.randint(*self.latency_ms) * 1000
+        if not lost:
+            inbox.push(_Envelope(now + delay_us, src, item.key, item))
 
 
 class MemoryEndpoint(NetworkAPI):
@@ -280,6 +295,7 @@ class MemoryEndpoint(NetworkAPI):
                 self._nursery = nursery
                 self.inbox = inbox
                 self._seen.clear()
+                self._hub._started()
                 self._hub._notify()
                 nursery.start_soon(self._pump, inbox)
                 task_status.started()
@@ -294,13 +310,13 @@ class MemoryEndpoint(NetworkAPI):
 
     async def _pump(self, inbox: _Inbox) -> None:
         while True:
-            now = trio.current_time()
+            now = _now_us()
             while inbox.heap and inbox.heap[0].due <= now:
                 env = heapq.heappop(inbox.heap)
                 if self._hub.reachable(env.src, self._name):
                     self._dispatch(env.src, env.item)
             inbox.wakeup = trio.Event()
-            deadline = inbox.heap[0].due if inbox.heap else math.inf
+            deadline = inbox.heap[0].due / 1_000_000 if inbox.heap else math.inf
             with trio.move_on_at(deadline):
                 await inbox.wakeup.wait()
 
@@ -370,7 +386,9 @@ class MemoryEndpoint(NetworkAPI):
     def set_handler(self, protocol: str, handler: Handler) -> None:
         self._handlers[check_name("protocol", protocol)] = handler
 
-    async def request(self, peer: PeerId, protocol: str, data: bytes, *, timeout: float = 10.0) -> bytes:
+    async def request(  # the deadline is part of the NetworkAPI contract
+        self, peer: PeerId, protocol: str, data: bytes, *, timeout: float = 10.0  # noqa: ASYNC109
+    ) -> bytes:
         check_name("protocol", protocol)
         self._counters.requests_sent += 1
         try:
@@ -379,7 +397,7 @@ class MemoryEndpoint(NetworkAPI):
             self._counters.requests_failed += 1
             raise
 
-    async def _request(self, peer: PeerId, protocol: str, data: bytes, timeout: float) -> bytes:
+    async def _request(self, peer: PeerId, protocol: str, data: bytes, timeout: float) -> bytes:  # noqa: ASYNC109
         self._require_running()
         if len(data) > self._limits.max_request_size:
             raise MessageTooLarge(
@@ -390,7 +408,7 @@ class MemoryEndpoint(NetworkAPI):
         req_id = next(self._req_ids)
         pending = self._pending[req_id] = _Pending()
         try:
-            self._hub._send(self._name, peer, _Request(req_id, protocol, bytes(data)))
+            self._hub._send(self._name, peer, _Request(req_id, protocol, bytes(data), _request_key(protocol, data)))
             with trio.move_on_after(timeout):
                 await pending.done.wait()
         finally:
@@ -423,7 +441,8 @@ class MemoryEndpoint(NetworkAPI):
             self._inbound_slots,
             self._counters,
         )
-        self._hub._send(self._name, src, _Response(req.req_id, status, payload))
+        response = _Response(req.req_id, status, payload, _response_key(req.key, status, payload))
+        self._hub._send(self._name, src, response)
 
     # --- membership -------------------------------------------------------------------
 

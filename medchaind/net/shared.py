@@ -9,8 +9,8 @@ is the single place where the contract's acceptance rules live:
 * :meth:`Subscription.accept` runs the caller's validator and turns ``False`` *or an
   exception* into a counted rejection: a bad peer message never kills a task;
 * :meth:`Subscription.deliver` puts an accepted message into the consumer's bounded
-  channel with ``send_nowait``; a full buffer is a counted drop, a closed receive side
-  ends the subscription.
+  channel with ``send_nowait``; a full buffer is a counted drop; once the consumer has
+  closed its receive channel the subscription is no longer open (:attr:`is_open`).
 
 Keeping these rules here means the memory and libp2p backends cannot disagree on them.
 """
@@ -89,13 +89,11 @@ class Subscription:
         self._validator = validator
         self._counters = counters.topic(topic)
         self._send, self.receive = trio.open_memory_channel[tuple[PeerId, bytes]](buffer)
-        self._closed_by_us = False
 
     @property
     def is_open(self) -> bool:
-        """False once the consumer has closed its receive channel (or we closed ours)."""
-        stats = self._send.statistics()
-        return stats.open_receive_channels > 0 and not self._closed_by_us
+        """False once the consumer has closed its receive channel (and every clone of it)."""
+        return self._send.statistics().open_receive_channels > 0
 
     def accept(self, origin: PeerId, data: bytes) -> bool:
         """Run the validator on a message from another peer; count a rejection."""
@@ -123,14 +121,10 @@ class Subscription:
                     self.topic,
                     self._counters.dropped_full_buffer,
                 )
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._closed_by_us = True
+        except trio.BrokenResourceError:
+            pass  # the consumer closed its channel between is_open and now: nobody to tell
         else:
             self._counters.received += 1
-
-    def close(self) -> None:
-        self._closed_by_us = True
-        self._send.close()
 
 
 class SeenCache:

@@ -114,12 +114,16 @@ class Node:
             self._kv = None
 
     def _make_network(self) -> NetworkAPI:
+        from ..net.api import NetLimits
+
         p = self.config.p2p
+        # a proposal carries its block: gossip must fit the largest valid block
+        limits = NetLimits(max_gossip_size=max(4 << 20, self.genesis.params.max_block_bytes + (64 << 10)))
         if not p.listen.strip():
             # No networking configured: a chain this node decides alone.
             from ..net.memory import MemoryNetwork
 
-            return MemoryNetwork(seed=0).endpoint(self.keys.public_key.hex()[:16])
+            return MemoryNetwork(seed=0, limits=limits).endpoint(self.keys.public_key.hex()[:16])
         from ..net.libp2p_net import Libp2pNetwork, peer_id_from_public_key
 
         allow = {peer_id_from_public_key(pk) for pk in self.ledger.tip.powers}
@@ -137,6 +141,7 @@ class Node:
             allowlist=allow,  # type: ignore[arg-type]
             psk=psk,
             chain_id=self.genesis.chain_id,
+            limits=limits,
         )
 
     async def run(self, *, task_status: TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:

@@ -260,7 +260,8 @@ class RPC:
 
     async def mempool_status(self, params: Any, conn: Connection) -> Any:
         s = self.node.mempool.statistics()
-        return {"size": s.size, "bytes": s.bytes, "admitted": s.admitted, "rejected": s.rejected, "evicted": s.evicted}
+        return {"size": s.size, "bytes": s.bytes, "admitted": s.admitted, "rejected": s.rejected,
+                "evicted": s.evicted, "dropped": s.dropped}
 
     # module queries
 

@@ -21,26 +21,33 @@ The model
   nodes cut off from the rest for a while). From GST on: no drops, no partitions,
   delays of at most :data:`POST_GST_MAX_DELAY_MS`.
 * **Gossip.** Dropped messages are not retransmitted by the network. Instead, as in
-  CometBFT's consensus reactor, each node periodically sends every peer at its height
-  the votes and proposals the peer's core does not hold yet (peer state is read from
-  the peer's core, like CometBFT's HasVote bookkeeping), and sends a peer that is a
-  height behind the commit certificate (proposal + precommits) of that height. This is
+  CometBFT's consensus reactor, each honest node periodically sends every peer at its
+  height the votes and proposals the peer's core would count now (peer state is read
+  from the peer's core, like CometBFT's HasVote bookkeeping), and sends a peer that is
+  behind the commit certificate (proposal + precommits) of the peer's height. This is
   the paper's gossip assumption: after GST whatever a correct node holds reaches every
-  correct node.
+  correct node. Byzantine nodes do not gossip: they send only what their behaviour
+  dictates.
 * **Crashes.** Honest nodes crash (possibly right after a WAL append, before the
   signature leaves) and restart from their persisted WAL and block store with
   ``StartHeight(h, validators, wal)``. Every crashed node is up again at GST.
-* **Byzantine nodes** (f of n = 3f+1, never more): one or two traits each, per seed:
-  equivocate (sign two values for every proposal and vote; per height, a favoured set
-  of peers gets the first version, the rest the other, and the precommit set is a
-  subset of the prevote set, which is how an attacker makes some nodes see a polka, fewer
-  a commit), silent, invalid proposals (the block it proposes is one the honest hosts
-  reject: ``valid=False``), prevote nil, prevote random hashes, amnesia (forget its lock
-  and valid value before every input, so it pushes fresh values every round).
+* **Byzantine nodes** (f of n = 3f+1, never more), one or two traits each per seed
+  (:data:`TRAIT_MIXES`):
+
+  - *equivocate*: sign two versions of every proposal and vote; per height a favoured
+    set of peers gets the first, the rest the other, and the precommit set is a subset
+    of the prevote set (some nodes see a polka, fewer a commit);
+  - *silent*; *invalid proposals* (its blocks are ones the honest hosts reject,
+    ``valid=False``); *prevote nil*; *prevote random* hashes;
+  - *amnesia*: forget lock and valid value before every input, so it prevotes any
+    valid proposal and proposes fresh blocks every round;
+  - *fork*: the coordinated attacker (:attr:`Behaviour.FORK`), amnesiac, denies other
+    nodes the commit of a value a muted node is deciding and stays at that height
+    pushing its own values; only locking stops it from splitting the decision.
 * **Nemesis.** Before GST an adaptive adversary may mute an honest node right after it
   signs a precommit for a value (what it sends is lost, packets in flight included; it
-  still hears): it can decide on the others' precommits while they never see its own,
-  the schedule lock-violation attacks need.
+  still hears), one node at a time: it can decide on the others' precommits while they
+  never see its own, the schedule lock-violation attacks need.
 
 Invariants, checked as each step happens (so the trace ends at the offending step):
 
@@ -507,7 +514,7 @@ class Simulation:
                 # What y's core would count now (CometBFT: HasVote / VoteSetBits).
                 missing: list[Message] = [
                     v for v in xs.votes.all_votes()
-                    if ys.votes.classify(v, ys.round) in COUNTED
+                    if not ys.votes.contains(v) and ys.votes.classify(v, ys.round) in COUNTED
                 ]
                 missing += [p for p in xs.proposals.all_proposals()
                             if ys.proposals.classify(p, ys.validators, ys.votes, ys.round)
@@ -719,8 +726,7 @@ class Simulation:
                                 f"height {d.height}, which was never proposed as a valid block")
             if self.crypto:
                 try:
-                    verify_commit(d.to_commit(), self.cast.chain_id,
-                                  {v.public_key: v.power for v in self.validators},
+                    verify_commit(d.to_commit(), self.cast.chain_id, self.validators.powers(),
                                   d.block_hash, d.height)
                 except ValidationError as exc:
                     raise self.fail("validity",

@@ -77,6 +77,9 @@ class Tx:
             "sender": "0x" + self.sender.hex(),
             "nonce": self.nonce,
             "body": to_jsonable(self.body),
+            "sig": "0x" + self.sig.hex(),
+            "v": self.v,
+            "raw": "0x" + self.encoded.hex(),
         }
 
 

@@ -120,6 +120,34 @@ CASES = [
              ["wal prevote r2 Y", "sign prevote r2 Y", "broadcast prevote A r2 Y"]),
         ]),
     Case(
+        # A POL older than the lock does not unlock (L29: lockedRound <= vr fails): Y had
+        # a polka in round 0 (A missed the proposal and precommitted nil), A locked X in
+        # round 1; D's round-2 proposal of Y with validRound 0 gets a nil prevote.
+        "a proof of lock older than the lock does not unlock", "A", [
+            (("start",), ["timeout propose r0 3000ms"]),
+            (("timeout", "propose", 0),
+             ["wal prevote r0 nil", "sign prevote r0 nil", "broadcast prevote A r0 nil"]),
+            (("prevote", "B", 0, "Y"), []),
+            (("prevote", "C", 0, "Y"), ["timeout prevote r0 1000ms"]),
+            (("prevote", "D", 0, "Y"), []),
+            (("timeout", "prevote", 0),
+             ["wal precommit r0 nil", "sign precommit r0 nil", "broadcast precommit A r0 nil"]),
+            (("precommit", "B", 0, None), []),
+            (("precommit", "C", 0, None), ["timeout precommit r0 1000ms"]),
+            (("timeout", "precommit", 0), ["timeout propose r1 3500ms"]),
+            (("proposal", "C", 1, "X"),
+             ["wal prevote r1 X", "sign prevote r1 X", "broadcast prevote A r1 X"]),
+            (("prevote", "B", 1, "X"), []),
+            (("prevote", "C", 1, "X"),
+             ["wal polka r1 X by A,B,C", "wal precommit r1 X", "sign precommit r1 X",
+              "broadcast precommit A r1 X"]),
+            (("precommit", "B", 1, None), []),
+            (("precommit", "C", 1, None), ["timeout precommit r1 1500ms"]),
+            (("timeout", "precommit", 1), ["timeout propose r2 4000ms"]),
+            (("proposal", "D", 2, "Y", {"pol_round": 0}),
+             ["wal prevote r2 nil", "sign prevote r2 nil", "broadcast prevote A r2 nil"]),
+        ]),
+    Case(
         # validValue (L36 in the precommit step, L42-L43, L14-L15): at height 3 D proposes
         # round 0 and A round 1. A precommitted nil on its prevote timeout, then saw X's
         # polka and proposal: X becomes its valid value (the POL goes to the WAL) without
@@ -194,6 +222,17 @@ CASES = [
             (("start",), ["timeout propose r0 3000ms"]),
             (("proposal", "B", 0, "X", {"valid": False}),
              ["wal prevote r0 nil", "sign prevote r0 nil", "broadcast prevote A r0 nil"]),
+        ]),
+    Case(
+        # L50: a node decides only a value it holds valid. Even 2f+1 precommits for X do
+        # not make A decide a block its host rejected; the round just times out (L47).
+        "no decision for a block this node judged invalid", "A", [
+            (("start",), ["timeout propose r0 3000ms"]),
+            (("proposal", "B", 0, "X", {"valid": False}),
+             ["wal prevote r0 nil", "sign prevote r0 nil", "broadcast prevote A r0 nil"]),
+            (("precommit", "B", 0, "X"), []),
+            (("precommit", "C", 0, "X"), []),
+            (("precommit", "D", 0, "X"), ["timeout precommit r0 1000ms"]),
         ]),
     Case(
         # Only proposer(h, r) may propose: C's proposal for round 0 (B's round) is ignored.

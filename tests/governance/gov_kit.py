@@ -11,7 +11,7 @@ maps to a fixed Ed25519 seed, so every run signs the same bytes (the seeds are t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from medchaind import core, crypto
@@ -69,7 +69,7 @@ def rotate_body(old: str, new: str) -> dict[str, Any]:
     return {"old_key": pub(old), "new_key": pub(new)}
 
 
-OPS = {
+OPS: dict[str, tuple[str, Callable[..., dict[str, Any]]]] = {
     "add": ("governance.add_authority", add_body),
     "remove": ("governance.remove_authority", remove_body),
     "rotate": ("governance.rotate_authority", rotate_body),

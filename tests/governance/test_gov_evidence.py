@@ -36,27 +36,14 @@ from medchaind.types import Receipt
 
 EVIDENCE = "governance.evidence"
 
-# BUG (medchaind/app/governance.py:278, with medchaind/app/module.py TxContext.emit):
-# ``ctx.emit("equivocation", ..., kind=a["kind"])`` passes ``kind`` twice, as emit's
-# own first parameter (the event name) and as an event field, so every *valid*
-# evidence tx raises TypeError in the handler. TypeError is not TxFailed: it escapes
-# check_tx (the node's own ``_submit_evidence`` then kills the consensus task, which
-# only catches MedchainError) and App.execute (a block carrying the tx cannot be
-# built or validated). Fix: make emit's name positional-only,
-# ``def emit(self, kind: str, /, **fields: Any)``, or rename the event field.
-# The tests marked with it are the spec of a recorded equivocation.
-EMIT_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="governance._evidence: ctx.emit(..., kind=...) collides with emit's 'kind' parameter",
-)
+# A valid evidence tx once crashed its handler: emit's event name collided with the
+# vote's ``kind`` field. The tests below are the spec of a recorded equivocation.
 
 
 def report(chain: Chain, body: dict[str, Any], reporter: str = "R") -> Receipt:
     return chain.send(reporter, EVIDENCE, body)
 
 
-@EMIT_BUG
 def test_a_real_equivocation_is_recorded_with_an_event_and_queryable() -> None:
     chain = Chain.of(FOUR)
     a, b = vote("B", "x", height=7, round_=1), vote("B", "y", height=7, round_=1)
@@ -76,7 +63,6 @@ def test_a_real_equivocation_is_recorded_with_an_event_and_queryable() -> None:
     assert pub("B") in chain.powers()
 
 
-@EMIT_BUG
 @pytest.mark.parametrize(
     ("first", "second", "kind"),
     [
@@ -93,7 +79,6 @@ def test_nil_and_precommit_equivocations_count(first: str | None, second: str | 
     assert (rec["validator"], rec["kind"], rec["reported_by"]) == (hx("A"), int(kind), hx("C"))
 
 
-@EMIT_BUG
 def test_the_same_equivocation_is_recorded_once() -> None:
     chain = Chain.of(FOUR)
     a, b, c = vote("B", "x"), vote("B", "y"), vote("B", "z")
@@ -178,7 +163,6 @@ def test_votes_whose_signatures_do_not_verify_are_bad_evidence(tamper: Any) -> N
     assert exc.value.code == "bad_evidence"
 
 
-@EMIT_BUG
 def test_votes_signed_for_another_chain_are_valid_there_only() -> None:
     # The same equivocation, signed for "medchain-other", is evidence on that chain only.
     a = vote("B", "x", chain_id=OTHER_CHAIN_ID)
@@ -207,14 +191,12 @@ def test_evidence_about_an_authority_that_has_left_is_refused() -> None:
     assert report(chain, body).code == "not_authority"
 
 
-@EMIT_BUG
 def test_admission_accepts_a_real_equivocation() -> None:
     # What the node does with the engine's EvidenceFound: sign a tx and submit it.
     chain = Chain.of(FOUR)
     chain.check(chain.tx("A", EVIDENCE, evidence_body(vote("B", "x"), vote("B", "y"))))
 
 
-@EMIT_BUG
 def test_evidence_about_an_authority_counts_until_its_removal_applies() -> None:
     chain = Chain.of(FOUR)
     for signer in "ABC":
@@ -294,11 +276,6 @@ def _byzantine_pair(**where: int) -> dict[str, Any]:
     return {"vote_a": signed("x"), "vote_b": signed("y")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="governance._evidence: negative height/round crash block execution (to_bytes overflow)",
-)
 @pytest.mark.parametrize("where", NEGATIVE)
 def test_evidence_with_a_negative_height_or_round_fails_as_a_tx_not_as_the_block(where: dict[str, int]) -> None:
     chain = Chain.of(FOUR)
@@ -306,11 +283,6 @@ def test_evidence_with_a_negative_height_or_round_fails_as_a_tx_not_as_the_block
     assert ex.receipts[0].code == "invalid_body"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="governance._evidence: negative height/round escape check_tx as OverflowError",
-)
 def test_admission_refuses_evidence_with_a_negative_height_with_a_typed_error() -> None:
     chain = Chain.of(FOUR)
     with pytest.raises(TxRejected) as exc:

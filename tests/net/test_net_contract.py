@@ -39,7 +39,7 @@ async def test_publish_reaches_every_other_node(backend: Backend, backend_clock:
                 got = sorted(await receive_n(channel, 3))
                 expected = sorted((c.ids[j], f"from-{j}".encode()) for j in range(4) if j != i)
                 assert got == expected
-        for i, node in enumerate(c.nodes):
+        for node in c.nodes:
             stats = node.statistics()
             assert (stats.published, stats.received) == (1, 3)
             assert stats.topics[TOPIC].received == 3
