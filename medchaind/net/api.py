@@ -153,10 +153,12 @@ class TopicStats:
 class NetStats:
     """A snapshot of a node's network counters (monotonic since construction).
 
-    ``dropped_outbound`` counts gossip messages the transport discarded on the way out
-    (libp2p: a peer's outbound queue was full); the memory backend never drops locally.
-    ``requests_failed`` counts our requests that raised; ``requests_errored`` counts
-    inbound requests answered with an error.
+    ``published`` counts publications actually sent (re-publishing bytes already seen is
+    a no-op and not counted). ``dropped_outbound`` counts gossip messages the transport
+    discarded on the way out (libp2p: a peer's outbound queue was full); the memory
+    backend never drops locally. ``requests_failed`` counts our requests that raised;
+    ``requests_errored`` counts inbound requests answered with an error.
+    ``connections_refused`` counts handshakes refused by the allowlist (libp2p only).
     """
 
     published: int = 0

@@ -75,6 +75,8 @@ class Node:
         self.app = App(genesis)
         self._kv: LevelDBKV | None = None
         self.wal: WAL | None = None
+        self.banned: set[Any] = set()
+        self._powers_seen: dict[bytes, int] = {}
         self.ledger: Ledger
         self.mempool: Mempool
         self.sigs = SigCache()
@@ -126,8 +128,6 @@ class Node:
             return MemoryNetwork(seed=0, limits=limits).endpoint(self.keys.public_key.hex()[:16])
         from ..net.libp2p_net import Libp2pNetwork, peer_id_from_public_key
 
-        allow = {peer_id_from_public_key(pk) for pk in self.ledger.tip.powers}
-        allow |= {x.strip() for x in p.observers.split(",") if x.strip()}  # type: ignore[misc]
         psk = None
         if p.psk_file:
             try:
@@ -138,11 +138,24 @@ class Node:
             key_seed=self.keys.signing.seed,
             listen=[x.strip() for x in p.listen.split(",") if x.strip()],
             bootstrap=[x.strip() for x in p.bootstrap.split(",") if x.strip()],
-            allowlist=allow,  # type: ignore[arg-type]
+            allowlist=self._allowlist(),
             psk=psk,
             chain_id=self.genesis.chain_id,
             limits=limits,
         )
+
+    def _allowlist(self) -> set[Any]:
+        """Who may connect: the current authorities, configured observers, minus bans."""
+        from ..net.libp2p_net import peer_id_from_public_key
+
+        allow: set[Any] = {peer_id_from_public_key(pk) for pk in self.ledger.tip.powers}
+        allow |= {x.strip() for x in self.config.p2p.observers.split(",") if x.strip()}
+        return allow - self.banned
+
+    def refresh_allowlist(self) -> None:
+        set_allowlist = getattr(self.net, "set_allowlist", None)
+        if set_allowlist is not None:
+            set_allowlist(self._allowlist())
 
     async def run(self, *, task_status: TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
         self._open()
@@ -225,6 +238,11 @@ class Node:
             await ev.wait()
 
     def _on_commit(self, c: Committed) -> None:
+        if self.ledger.tip.powers != self._powers_seen:
+            # governance changed the authority set: the allowlist follows it
+            self._powers_seen = dict(self.ledger.tip.powers)
+            if hasattr(self, "net"):
+                self.refresh_allowlist()
         header = c.block.header.to_json()
         for i, (tx, r) in enumerate(zip(c.block.txs, c.receipts, strict=True)):
             ev = self._tx_waiters.pop(tx.hash, None)

@@ -102,6 +102,9 @@ class RPC:
             "node_peers": (self.node_peers, False),
             "node_syncing": (self.node_syncing, False),
             "consensus_status": (self.consensus_status, False),
+            "node_network": (self.node_network, False),
+            "admin_banPeer": (self.admin_ban_peer, True),
+            "admin_unbanPeer": (self.admin_unban_peer, True),
             "chain_head": (self.chain_head, False),
             "chain_getBlock": (self.chain_get_block, False),
             "chain_getCommit": (self.chain_get_commit, False),
@@ -147,6 +150,37 @@ class RPC:
 
     async def node_syncing(self, params: Any, conn: Connection) -> Any:
         return self.node.sync.status()
+
+    async def node_network(self, params: Any, conn: Connection) -> Any:
+        s = self.node.net.statistics()
+        return {
+            "peer_id": str(self.node.net.peer_id),
+            "peers": [str(p) for p in self.node.net.connected_peers()],
+            "banned": sorted(str(p) for p in self.node.banned),
+            "published": s.published, "received": s.received,
+            "rejected_by_validator": s.rejected_by_validator, "dropped_full_buffer": s.dropped_full_buffer,
+            "dropped_outbound": s.dropped_outbound, "requests_sent": s.requests_sent,
+            "requests_failed": s.requests_failed, "requests_served": s.requests_served,
+            "connections_refused": s.connections_refused,
+        }
+
+    def _peer_param(self, params: Any) -> str:
+        p = _obj(params)
+        peer = p.get("peer_id")
+        if not isinstance(peer, str) or not 1 <= len(peer) <= 128 or not peer.isalnum():
+            raise InvalidParams("peer_id must be a base58 libp2p peer id")
+        return peer
+
+    async def admin_ban_peer(self, params: Any, conn: Connection) -> Any:
+        """Refuse and drop a peer until unbanned (operators; also how tests partition)."""
+        self.node.banned.add(self._peer_param(params))
+        self.node.refresh_allowlist()
+        return True
+
+    async def admin_unban_peer(self, params: Any, conn: Connection) -> Any:
+        self.node.banned.discard(self._peer_param(params))
+        self.node.refresh_allowlist()
+        return True
 
     async def consensus_status(self, params: Any, conn: Connection) -> Any:
         return self.node.engine.status()

@@ -30,7 +30,8 @@ def _cmd(name: str) -> list[str]:
 class NodeProcess:
     """A ``medchaind dev --datadir D`` process; restartable on the same datadir."""
 
-    def __init__(self, datadir: Path, log_path: Path) -> None:
+    def __init__(self, datadir: Path, log_path: Path, *, command: str = "dev") -> None:
+        self.command = command
         self.datadir = datadir
         self.log_path = log_path
         self.ipc = datadir / "medchaind.ipc"
@@ -40,7 +41,7 @@ class NodeProcess:
         assert self.proc is None or self.proc.poll() is not None
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            _cmd("medchaind") + ["dev", "--datadir", str(self.datadir)],
+            _cmd("medchaind") + [self.command, "--datadir", str(self.datadir)],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         log.close()

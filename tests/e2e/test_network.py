@@ -1,0 +1,212 @@
+"""Real networks: medchaind processes talking libp2p (TCP, Noise, Yamux) on 127.0.0.1.
+
+4 authorities and 1 observer from ``init_testnet``. Every wait is on a condition with a
+deadline (heights, peer counts, round numbers), never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from medchaind import crypto
+from medchaind.client import Client
+from medchaind.node.init import init_testnet
+from medchaind.testing.nodeproc import NodeProcess
+from medchaind.types import Tx, sign_tx
+
+pytestmark = pytest.mark.e2e
+
+CHAIN = "medchain-e2e"
+
+
+def free_port_range(n: int) -> int:
+    for base in range(31000, 60000, 97):
+        socks = []
+        try:
+            for i in range(n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", base + i))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range")
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)  # polling interval of a condition wait
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def call(node: NodeProcess, method: str, params: dict | None = None) -> object:
+    with Client(node.ipc, timeout=30) as c:
+        return c.call(method, params)
+
+
+def height(node: NodeProcess) -> int:
+    return int(call(node, "node_info")["height"])  # type: ignore[index]
+
+
+def register_tx() -> Tx:
+    kp = crypto.KeyPair.generate()
+    return sign_tx(kp.signing, CHAIN, "identity.register", 0, {"role": "patient", "enc_key": kp.encryption.public_key})
+
+
+def committed_everywhere(nodes: list[NodeProcess], txs: list[Tx]) -> Callable[[], bool]:
+    def check() -> bool:
+        for n in nodes:
+            with Client(n.ipc, timeout=30) as c:
+                for t in txs:
+                    if c.call("chain_getTx", {"hash": "0x" + t.hash.hex()}) is None:
+                        return False
+        return True
+
+    def safe() -> bool:
+        try:
+            return check()
+        except Exception:
+            return False
+
+    return safe
+
+
+def assert_same_chain(nodes: list[NodeProcess]) -> None:
+    top = min(height(n) for n in nodes)
+    for h in range(1, top + 1):
+        hashes = {call(n, "chain_getBlock", {"height": h})["header"]["hash"] for n in nodes}  # type: ignore[index]
+        assert len(hashes) == 1, f"nodes disagree at height {h}"
+
+
+@pytest.fixture
+def network() -> Iterator[list[NodeProcess]]:
+    root = Path(tempfile.mkdtemp(prefix="mcnet-"))
+    base = free_port_range(5)
+    nodes_cfg = init_testnet(root / "net", 4, observers=1, chain_id=CHAIN, base_port=base)
+    nodes = [NodeProcess(cfg.datadir, cfg.datadir / "node.log", command="run") for cfg, _ in nodes_cfg]
+    try:
+        for n in nodes:
+            n.start()
+        wait_for(lambda: all(len(call(n, "node_peers")) >= 3 for n in nodes[:4]), 60, "authorities to connect")  # type: ignore[arg-type]
+        yield nodes
+    finally:
+        for n in nodes:
+            if n.proc is not None and n.proc.poll() is None:
+                n.stop(signal.SIGKILL)
+        for i, n in enumerate(nodes):  # shown by pytest only when the test failed
+            print(f"---- node{i} log (tail) ----")
+            print("\n".join(n.log().splitlines()[-40:]))
+        if os.environ.get("MEDCHAIND_KEEP_TEST_LOGS"):
+            shutil.copytree(root, os.environ["MEDCHAIND_KEEP_TEST_LOGS"], dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.ipc"))
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def submit(node: NodeProcess, txs: list[Tx]) -> None:
+    with Client(node.ipc, timeout=30) as c:
+        for t in txs:
+            c.submit(t)
+
+
+def test_crash_one_authority_keep_committing_restart_catches_up(network: list[NodeProcess]) -> None:
+    nodes = network
+    txs = [register_tx() for _ in range(5)]
+    submit(nodes[4], txs)  # at the observer: gossiped to the authorities
+    wait_for(committed_everywhere(nodes, txs), 90, "txs submitted at the observer to commit everywhere")
+
+    nodes[3].stop(signal.SIGKILL)
+    more = [register_tx() for _ in range(5)]
+    submit(nodes[0], more)
+    alive = nodes[:3] + nodes[4:]
+    wait_for(committed_everywhere(alive, more), 120, "3 of 4 authorities to keep committing")
+    lagging = height(nodes[0])
+
+    nodes[3].start()
+    wait_for(lambda: height(nodes[3]) >= lagging, 120, "the restarted authority to catch up")
+    last = [register_tx() for _ in range(3)]
+    submit(nodes[3], last)
+    wait_for(committed_everywhere(nodes, last), 120, "the restarted authority to take part again")
+    assert_same_chain(nodes)
+
+
+def test_two_two_partition_halts_without_forking_and_resumes(network: list[NodeProcess]) -> None:
+    nodes = network
+    ids = [call(n, "node_info")["peer_id"] for n in nodes]  # type: ignore[index]
+    first = [register_tx()]
+    submit(nodes[0], first)
+    wait_for(committed_everywhere(nodes[:4], first), 90, "a first commit")
+    h0 = height(nodes[0])
+
+    # The observer relays gossip, so it goes with one half: {0, 1, observer} | {2, 3}.
+    groups = ([0, 1, 4], [2, 3])
+    for mine, other in (groups, groups[::-1]):
+        for i in mine:
+            for j in other:
+                call(nodes[i], "admin_banPeer", {"peer_id": ids[j]})
+    wait_for(lambda: all(len(call(nodes[i], "node_peers")) <= 2 for i in range(5)), 60, "the partition")  # type: ignore[arg-type]
+    pending = [register_tx(), register_tx()]
+    submit(nodes[0], pending[:1])
+    submit(nodes[2], pending[1:])
+    # Condition, not a timer: every authority has started this height and its half has
+    # cast all the prevotes it can (2 of 4): without a third, no half can go on.
+    def stuck_in_prevote(i: int) -> bool:
+        s = call(nodes[i], "consensus_status")
+        return bool(s["started"]) and s["step"] in ("prevote", "precommit") and len(s["votes"]["prevote"]) >= 2  # type: ignore[index]
+
+    wait_for(lambda: all(stuck_in_prevote(i) for i in range(4)), 180, "both halves to cast their prevotes")
+    assert all(height(nodes[i]) == h0 for i in range(4)), "no half may commit without 2/3+ of the power"
+
+    for mine, other in (groups, groups[::-1]):
+        for i in mine:
+            for j in other:
+                call(nodes[i], "admin_unbanPeer", {"peer_id": ids[j]})
+    wait_for(committed_everywhere(nodes, pending), 180, "commits after the partition heals")
+    assert_same_chain(nodes)
+
+
+def test_peer_not_on_the_allowlist_cannot_connect(network: list[NodeProcess]) -> None:
+    import trio
+
+    from medchaind.net.libp2p_net import Libp2pNetwork
+
+    node0 = network[0]
+    info = call(node0, "node_info")
+    addr = next(a for a in Path(node0.datadir / "config.toml").read_text().splitlines() if a.startswith("listen"))
+    listen = addr.split('"')[1]
+    target = f"{listen}/p2p/{info['peer_id']}"  # type: ignore[index]
+    refused_before = int(call(node0, "node_network")["connections_refused"])  # type: ignore[index]
+
+    async def intrude() -> list[str]:
+        intruder = Libp2pNetwork(crypto.SigningKey.generate().seed, ["/ip4/127.0.0.1/tcp/0"], bootstrap=[target],
+                                 chain_id=CHAIN)
+        async with trio.open_nursery() as n:
+            await n.start(intruder.run)
+            with trio.fail_after(60):
+                while int(call(node0, "node_network")["connections_refused"]) <= refused_before:  # type: ignore[index]
+                    await trio.sleep(0.1)
+            peers = [str(p) for p in intruder.connected_peers()]
+            n.cancel_scope.cancel()
+        return peers
+
+    peers = trio.run(intrude)
+    assert str(info["peer_id"]) not in peers  # type: ignore[index]
+    assert intruder_not_listed(node0)
+
+
+def intruder_not_listed(node: NodeProcess) -> bool:
+    peers = {p["peer_id"] for p in call(node, "node_peers")}  # type: ignore[union-attr]
+    return len(peers) <= 4
