@@ -114,6 +114,7 @@ def _percentile(xs: list[float], q: float) -> float:
 def run_bench(
     *, validators: int = 4, n_txs: int = 20_000, tx_size: int = 1024, connections: int = 8,
     tx_type: str = "anchor", datadir: Path | None = None, base_port: int = 27656,
+    node_log_level: str = "warning",
 ) -> dict[str, Any]:
     tmp = None
     if datadir is None:
@@ -124,7 +125,7 @@ def run_bench(
         nodes = init_testnet(datadir, validators, chain_id="medchain-bench", base_port=base_port)
         dirs = [cfg.datadir for cfg, _ in nodes]
         ipcs = [cfg.ipc_path for cfg, _ in nodes]
-        procs = start_nodes(dirs, log_level=os.environ.get("MEDCHAIND_BENCH_LOG_LEVEL", "warning"))
+        procs = start_nodes(dirs, log_level=node_log_level)
         wait_ready(dirs, procs)
         # wait until the network is fully connected
         deadline = time.monotonic() + 60

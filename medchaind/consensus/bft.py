@@ -86,6 +86,7 @@ else:
 log = logging.getLogger(__name__)
 
 MAX_FUTURE_MESSAGES = 10_000
+PUBLISH_TIMEOUT_S = 10.0
 
 
 def wall_clock_ms() -> int:
@@ -214,7 +215,7 @@ class BftEngine:
     def on_consensus_gossip(self, peer: PeerId, data: bytes) -> bool:
         """Gossip validator: decode, check signature and authority; queue if acceptable."""
         try:
-            msg = decode_consensus(data)
+            msg = decode_consensus(data, self.mempool.get)
         except (MedchainError, ValueError) as exc:
             log.debug("rejecting consensus message from %s: %s", peer, exc)
             return False
@@ -389,7 +390,9 @@ class BftEngine:
                     return
                 block = cached[0]
             self._own_msgs.append((eff.message, block))
-            await self._publish(eff.message, block)
+            # never let a slow or stuck peer connection hold up the state machine
+            assert self._nursery is not None
+            self._nursery.start_soon(self._publish, eff.message, block)
         elif isinstance(eff, ScheduleTimeout):
             assert self._nursery is not None
             self._nursery.start_soon(self._timer, eff.kind, int(eff.height), int(eff.round), eff.duration_ms)
@@ -412,7 +415,8 @@ class BftEngine:
 
     async def _publish(self, message: Message, block: Block | None, resend: int = 0) -> None:
         try:
-            await self.net.publish(consensus_topic(self.chain_id), encode_consensus(message, block, resend))
+            with trio.move_on_after(PUBLISH_TIMEOUT_S):
+                await self.net.publish(consensus_topic(self.chain_id), encode_consensus(message, block, resend))
         except MedchainError as exc:
             log.warning("publish failed: %s", exc)
 
@@ -423,10 +427,21 @@ class BftEngine:
             self._nursery.start_soon(self._publish, message, block, self._resends)
 
     async def _regossip(self) -> None:
+        """Re-broadcast while a height is stuck, backing off 1, 2, 4, 8 intervals.
+
+        A height that decides quickly never re-sends anything: a proposal carries its
+        block, and every receiver would decode it again.
+        """
+        height, waited, backoff = 0, 0, 1
         while True:
             await trio.sleep(self.config.regossip_interval_ms / 1000)
-            if self.started_height and self._own_msgs:
+            if self.started_height != height:
+                height, waited, backoff = self.started_height, 0, 1
+                continue
+            waited += 1
+            if height and self._own_msgs and waited >= backoff:
                 self._rebroadcast_own()
+                waited, backoff = 0, min(backoff * 2, 8)
 
     async def _timer(self, kind: TimeoutKind, height: int, round_: int, ms: int) -> None:
         await trio.sleep(ms / 1000)

@@ -17,13 +17,14 @@ value or raises DecodeError/ValidationError, and the gossip validator rejects on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .. import codec
 from ..core import Message, Proposal, Vote
 from ..errors import DecodeError, ValidationError
-from ..types import Block, Commit, decode_block, decode_commit
+from ..types import Block, Commit, Tx, decode_block, decode_commit
 from ..types.block import MAX_BLOCK_BYTES
 from .wal import message_from_map, message_to_map
 
@@ -69,7 +70,7 @@ def encode_consensus(message: Message, block: Block | None = None, resend: int =
     return codec.encode_unchecked(m)
 
 
-def decode_consensus(data: bytes) -> ConsensusMsg:
+def decode_consensus(data: bytes, known: Callable[[bytes], Tx | None] | None = None) -> ConsensusMsg:
     d = codec.decode(data, max_size=MAX_CONSENSUS_MSG)
     if not isinstance(d, dict):
         raise DecodeError("consensus message: expected a map")
@@ -81,7 +82,7 @@ def decode_consensus(data: bytes) -> ConsensusMsg:
         raw = d.pop("body", None)
         if not isinstance(raw, bytes):
             raise DecodeError("proposal without its block")
-        block = decode_block(raw)
+        block = decode_block(raw, known)
     msg = message_from_map(d)
     if isinstance(msg, Proposal):
         assert block is not None

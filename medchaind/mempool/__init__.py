@@ -32,6 +32,8 @@ from ..types import Tx
 
 log = logging.getLogger(__name__)
 
+REGISTER = "identity.register"
+
 
 @dataclass(frozen=True, slots=True)
 class MempoolConfig:
@@ -81,6 +83,8 @@ class Mempool:
         self._txs: dict[bytes, Tx] = {}  # arrival order
         self._by_sender: dict[bytes, dict[int, bytes]] = {}
         self._buckets: dict[bytes, _Bucket] = {}
+        #: lowest nonce of a pending identity.register per sender
+        self._register_nonce: dict[bytes, int] = {}
         self._bytes = 0
         self._admitted = self._rejected = self._evicted = self._dropped = 0
         self._inserted = trio.Event()
@@ -181,6 +185,8 @@ class Mempool:
         self._txs[tx.hash] = tx
         self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx.hash
         self._bytes += len(tx.encoded)
+        if tx.type == REGISTER:
+            self._register_nonce[tx.sender] = min(tx.nonce, self._register_nonce.get(tx.sender, tx.nonce))
         self._inserted.set()
 
     def _remove(self, tx_hash: bytes) -> None:
@@ -190,13 +196,16 @@ class Mempool:
         del per[tx.nonce]
         if not per:
             del self._by_sender[tx.sender]
+        if tx.type == REGISTER and self._register_nonce.get(tx.sender) == tx.nonce:
+            del self._register_nonce[tx.sender]
+            rest = [n for n, h in per.items() if self._txs[h].type == REGISTER]
+            if rest:
+                self._register_nonce[tx.sender] = min(rest)
 
     def _registration_pending(self, tx: Tx) -> bool:
-        """Whether an earlier pending tx of the sender registers its identity."""
-        return any(
-            n < tx.nonce and self._txs[h].type == "identity.register"
-            for n, h in self._by_sender.get(tx.sender, {}).items()
-        )
+        """Whether an earlier pending tx of the sender registers its identity (O(1))."""
+        n = self._register_nonce.get(tx.sender)
+        return n is not None and n < tx.nonce
 
     def _plan_evictions(self, sender: bytes, size: int) -> list[bytes] | None:
         """Txs to evict so a tx of ``size`` bytes from ``sender`` fits; None if it can't.
@@ -250,7 +259,14 @@ class Mempool:
     # ------------------------------------------------------------------ after a block
 
     def update(self, committed: Iterable[Tx]) -> None:
-        """Drop committed txs, then re-check the rest against the new state."""
+        """Drop committed txs, then re-check the rest against the new state.
+
+        A tx whose nonce is already used is dropped. Each sender's next tx (nonce equal
+        to the committed nonce) gets the full admission check, handler dry run included;
+        later txs of the sender only had nonce-independent checks at admission, and the
+        state a block changes can only matter to them once they are next, so they wait.
+        This keeps the work per block O(pending) cheap steps plus O(senders) checks.
+        """
         for tx in committed:
             if tx.hash in self._txs:
                 self._remove(tx.hash)
@@ -263,6 +279,8 @@ class Mempool:
                 if nonce < committed_nonce:
                     stale.append(h)
                     reasons["nonce_used"] = reasons.get("nonce_used", 0) + 1
+                    continue
+                if nonce != committed_nonce:
                     continue
                 tx = self._txs[h]
                 try:

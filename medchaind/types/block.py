@@ -13,14 +13,14 @@ and its commit are enough to trust a receipt.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import codec, crypto
 from ..errors import DecodeError, ValidationError
 from .merkle import merkle_root
-from .tx import CHAIN_ID_RE, Tx, tx_from_map
+from .tx import CHAIN_ID_RE, Tx, decode_tx
 
 MAX_BLOCK_BYTES = 32 * 1024 * 1024
 PREVOTE = 1
@@ -216,7 +216,10 @@ class Block:
     def to_map(self) -> dict[str, Any]:
         return {
             "header": self.header.to_map(),
-            "txs": [t.to_map() for t in self.txs],
+            # txs travel as their canonical encodings (opaque byte strings, as in
+            # CometBFT): a receiver hashes each one and can reuse the decoded tx it
+            # already holds in its mempool instead of decoding it again
+            "txs": [t.encoded for t in self.txs],
             "last_commit": None if self.last_commit is None else self.last_commit.to_map(),
         }
 
@@ -245,24 +248,37 @@ class Block:
                 raise ValidationError("block: last_commit is not for prev_hash")
 
 
-def block_from_map(m: Any) -> Block:
+TxLookup = Callable[[bytes], "Tx | None"]
+
+
+def block_from_map(m: Any, *, known: TxLookup | None = None) -> Block:
+    """A Block from a decoded map; ``known(tx_hash)`` may supply already-decoded txs."""
     if not isinstance(m, dict) or set(m) != {"header", "txs", "last_commit"}:
         raise ValidationError("block: wrong fields")
     header = Header.from_map(m["header"])
     if not isinstance(m["txs"], list):
         raise ValidationError("block: txs must be a list")
-    txs = tuple(tx_from_map(t) for t in m["txs"])
+    txs = []
+    for raw in m["txs"]:
+        if not isinstance(raw, bytes):
+            raise ValidationError("block: each tx is the byte string of its canonical encoding")
+        tx = known(crypto.sha256(raw)) if known is not None else None
+        if tx is None or tx.encoded != raw:
+            try:
+                tx = decode_tx(raw)
+            except DecodeError as exc:
+                raise ValidationError(f"block: {exc}") from None
+        txs.append(tx)
     lc = None if m["last_commit"] is None else Commit.from_map(m["last_commit"])
-    block = Block(header, txs, lc, header.hash())
+    block = Block(header, tuple(txs), lc, header.hash())
     block.validate_basic()
     return block
 
 
-def decode_block(data: bytes) -> Block:
-    # txs sit two levels below the block map ({"txs": [tx, ...]})
-    m = codec.decode(data, max_size=MAX_BLOCK_BYTES, max_depth=codec.MAX_DEPTH + 2)
+def decode_block(data: bytes, known: TxLookup | None = None) -> Block:
+    m = codec.decode(data, max_size=MAX_BLOCK_BYTES)
     try:
-        return block_from_map(m)
+        return block_from_map(m, known=known)
     except ValidationError as exc:
         raise DecodeError(str(exc)) from None
 

@@ -127,9 +127,11 @@ def validate_tx_map(m: Any) -> None:
         raise ValidationError("tx: sig must be 64 bytes")
 
 
-def tx_from_map(m: Any) -> Tx:
+def tx_from_map(m: Any, *, checked: bool = False) -> Tx:
+    """A Tx from a decoded map; ``checked`` means ``m`` already passed the codec's
+    data-model check (it came out of :func:`codec.decode`), so re-encoding skips it."""
     validate_tx_map(m)
-    encoded = codec.encode(m)
+    encoded = codec.encode_unchecked(m) if checked else codec.encode(m)
     if len(encoded) > MAX_TX_BYTES:
         raise ValidationError(f"tx: encoded size {len(encoded)} exceeds {MAX_TX_BYTES} bytes")
     if len(codec.encode_unchecked(m["body"])) > MAX_BODY_BYTES:

@@ -257,8 +257,14 @@ def test_decode_block_rejects_bad_tx_and_missing_fields(
     chain2: tuple[Block, Commit, Block, Commit],
 ) -> None:
     m = _block_map(chain2[0])
-    m["txs"][0]["nonce"] = -1
+    tx = codec.decode(m["txs"][0])
+    tx["nonce"] = -1
+    m["txs"][0] = codec.encode(tx)
     with pytest.raises(DecodeError, match="nonce"):
+        decode_block(codec.encode(m))
+    m = _block_map(chain2[0])
+    m["txs"][0] = codec.decode(m["txs"][0])  # a tx map instead of its encoding
+    with pytest.raises(DecodeError, match="byte string"):
         decode_block(codec.encode(m))
     m = _block_map(chain2[0])
     del m["last_commit"]
