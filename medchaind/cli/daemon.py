@@ -230,16 +230,19 @@ def status(datadir: Path | None, ipc_path: Path | None) -> None:
 @click.option("--base-port", default=27656, show_default=True, help="First P2P port of the bench network.")
 @click.option("--datadir", type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the bench network, kept afterwards with each node's node.log (default: temporary).")
+@click.option("--rate", type=float, default=0.0, show_default=True,
+              help="Offered load in tx/s across all connections (0 = as fast as possible).")
 @click.option("--node-log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 def bench(validators: int, txs: int, tx_size: int, tx_type: str, connections: int, base_port: int,
-          datadir: Path | None, node_log_level: str) -> None:
+          datadir: Path | None, node_log_level: str, rate: float) -> None:
     """Start a local network, drive it through IPC, report tx/s, latency, CPU, RSS."""
     from .bench import run_bench
 
     try:
         result = run_bench(validators=validators, n_txs=txs, tx_size=tx_size, connections=connections,
-                           tx_type=tx_type, datadir=datadir, base_port=base_port, node_log_level=node_log_level)
+                           tx_type=tx_type, datadir=datadir, base_port=base_port, node_log_level=node_log_level,
+                           rate=rate)
     except (MedchainError, OSError) as exc:
         _fail(exc)
     click.echo(json.dumps(result, indent=2))
