@@ -59,7 +59,15 @@ def stop_nodes(procs: list[subprocess.Popen[bytes]]) -> None:
             p.kill()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_devnet(validators: int, datadir: Path | None, base_port: int) -> None:
+    # Ctrl-C and SIGTERM both stop every node (even when started with SIGINT ignored,
+    # as a shell does for background jobs)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     tmp = None
     if datadir is None:
         tmp = Path(tempfile.mkdtemp(prefix="mcnet-"))
