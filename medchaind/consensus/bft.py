@@ -71,7 +71,7 @@ from ..crypto import SigningKey
 from ..errors import InvalidBlock, MedchainError, ValidationError
 from ..mempool import Mempool
 from ..node.ledger import Ledger
-from ..types import Block, Commit, verify_commit
+from ..types import Block, Commit, Tx, sign_tx, verify_commit
 from .wal import WAL
 from .wire import ConsensusMsg, block_topic, consensus_topic, decode_consensus, encode_announce, encode_consensus
 
@@ -87,6 +87,12 @@ log = logging.getLogger(__name__)
 
 MAX_FUTURE_MESSAGES = 10_000
 PUBLISH_TIMEOUT_S = 10.0
+
+
+def evidence_tx(key: SigningKey, chain_id: str, nonce: int, evidence: core.Evidence) -> Tx:
+    """The ``governance.evidence`` tx that puts an equivocation on chain."""
+    return sign_tx(key, chain_id, "governance.evidence", nonce,
+                   {"vote_a": evidence.vote_a.to_map(), "vote_b": evidence.vote_b.to_map()})
 
 
 def wall_clock_ms() -> int:

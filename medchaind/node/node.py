@@ -27,7 +27,7 @@ else:
 
 from ..app import App
 from ..chain import SigCache
-from ..consensus.bft import BftConfig, BftEngine
+from ..consensus.bft import BftConfig, BftEngine, evidence_tx
 from ..consensus.wal import WAL
 from ..consensus.wire import block_topic, consensus_topic
 from ..core import TimeoutConfig
@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from ..ipc import Dispatcher, IPCServer
 from ..mempool import Mempool, MempoolConfig
 from ..store import LevelDBKV, open_store
-from ..types import Genesis, Tx, sign_tx
+from ..types import Genesis, Tx
 from .config import Config
 from .ledger import Committed, Ledger
 from .rpc import RPC, receipt_json, tx_event
@@ -219,9 +219,7 @@ class Node:
     def _submit_evidence(self, ev: Any) -> None:
         """Put an equivocation on chain: a governance.evidence tx signed by this node."""
         _, nonce = self.next_nonce(self.keys.public_key)
-        tx = sign_tx(self.keys.signing, self.genesis.chain_id, "governance.evidence", nonce,
-                     {"vote_a": ev.vote_a.to_map(), "vote_b": ev.vote_b.to_map()})
-        self.submit(tx)
+        self.submit(evidence_tx(self.keys.signing, self.genesis.chain_id, nonce, ev))
 
     def next_nonce(self, sender: bytes) -> tuple[int, int]:
         committed = self.app.nonce(self.ledger.state, sender)

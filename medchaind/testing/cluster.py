@@ -18,7 +18,7 @@ import trio
 
 from ..app import App
 from ..chain import SigCache
-from ..consensus.bft import BftConfig, BftEngine
+from ..consensus.bft import BftConfig, BftEngine, evidence_tx
 from ..consensus.wal import WAL
 from ..consensus.wire import block_topic, consensus_topic
 from ..core import TimeoutConfig
@@ -54,8 +54,11 @@ class ClusterNode:
         self.ledger = Ledger(ChainStore(self.kv), app, self.genesis, commit_in_thread=False)
         self.mempool = Mempool(app, lambda: self.ledger.state, SigCache(), self.ledger.is_committed)
         self.wal = WAL(self.wal_path)
-        self.engine = BftEngine(self.ledger, self.mempool, self.keys.signing if self.keys else None, self.net,
-                                self.wal, self.config, clock_ms=lambda: self.genesis.genesis_time_ms + int(trio.current_time() * 1000))
+        self.engine = BftEngine(
+            self.ledger, self.mempool, self.keys.signing if self.keys else None, self.net, self.wal, self.config,
+            clock_ms=lambda: self.genesis.genesis_time_ms + int(trio.current_time() * 1000),
+            on_evidence=self._submit_evidence,
+        )
         self.sync = SyncService(self.ledger, self.engine, self.net, interval=0.5)
         self.txgossip = TxGossip(self.net, self.mempool, self.genesis.chain_id)
 
@@ -66,6 +69,14 @@ class ClusterNode:
     def submit(self, tx: Tx) -> None:
         if self.mempool.add(tx):
             self.txgossip.queue(tx)
+
+    def _submit_evidence(self, ev: Any) -> None:
+        assert self.keys is not None
+        pk = self.keys.public_key
+        nonce = self.ledger.app.nonce(self.ledger.state, pk)
+        while self.mempool.has_nonce(pk, nonce):
+            nonce += 1
+        self.submit(evidence_tx(self.keys.signing, self.genesis.chain_id, nonce, ev))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with trio.CancelScope() as scope:

@@ -152,3 +152,44 @@ async def test_authority_added_by_governance_starts_voting(autojump_clock: trio.
         commit = c.nodes[0].ledger.store.get_commit(top)
         assert commit is not None and newcomer in {s.validator for s in commit.signatures}
         nursery.cancel_scope.cancel()
+
+
+async def test_equivocation_is_captured_gossiped_and_committed(autojump_clock: trio.abc.Clock,
+                                                                tmp_path: Path) -> None:
+    """Authority 3 signs two different prevotes for one (height, round): the others turn
+    the pair into a governance.evidence tx, which every node ends up committing."""
+    from medchaind import core
+    from medchaind.consensus.wire import consensus_topic, encode_consensus
+
+    c = Cluster(4, wal_dir=tmp_path, seed=9)
+    async with trio.open_nursery() as nursery:
+        await c.start(nursery)
+        chain = c.genesis.chain_id
+        await commit_txs(c, [register_tx(chain)], [0, 1, 2, 3])
+        c.nodes[3].crash()  # the byzantine node stops running honest code ...
+        c.nodes[0].submit(register_tx(chain))
+        with trio.fail_after(60):
+            while not c.nodes[0].engine.started_height:
+                await trio.sleep(0.01)  # virtual time: polls the engine's state
+        h = c.nodes[0].engine.started_height
+        signer = core.Ed25519Signer(c.keys[3].signing, chain)
+        a = signer.sign_vote(core.Vote(core.VoteKind.PREVOTE, core.Height(h), core.Round(0),
+                                       core.BlockHash(b"\x01" * 32), core.ValidatorId(c.keys[3].public_key)))
+        b = signer.sign_vote(core.Vote(core.VoteKind.PREVOTE, core.Height(h), core.Round(0),
+                                       core.BlockHash(b"\x02" * 32), core.ValidatorId(c.keys[3].public_key)))
+        # ... and publishes conflicting votes from its network endpoint (still up)
+        ep = c.nodes[3].net
+        async with trio.open_nursery() as n2:
+            await n2.start(ep.run)
+            await ep.publish(consensus_topic(chain), encode_consensus(a))
+            await ep.publish(consensus_topic(chain), encode_consensus(b))
+            with trio.fail_after(120):
+                for node in c.nodes[:3]:
+                    while not node.ledger.app.query(node.ledger.state, "governance.evidence", {}):
+                        await node.ledger.wait_height(node.height + 1)
+            n2.cancel_scope.cancel()
+        for node in c.nodes[:3]:
+            (ev,) = node.ledger.app.query(node.ledger.state, "governance.evidence", {})
+            assert ev["validator"] == "0x" + c.keys[3].public_key.hex() and ev["height"] == h
+        c.check_agreement()
+        nursery.cancel_scope.cancel()
