@@ -201,7 +201,10 @@ def dev(datadir: Path | None, n_validators: int, base_port: int, **kw: Any) -> N
 @click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), envvar="MEDCHAIND_HOME")
 @click.option("--ipc", "ipc_path", type=click.Path(path_type=Path), envvar="MEDCHAIN_IPC",
               help="IPC socket path (env MEDCHAIN_IPC).")
-def status(datadir: Path | None, ipc_path: Path | None) -> None:
+@click.option("--wait-sync", is_flag=True, help="Show sync progress and return once the node has caught up.")
+@click.option("--timeout", "timeout_s", type=float, default=3600.0, show_default=True,
+              help="With --wait-sync: give up (exit 1) after this many seconds.")
+def status(datadir: Path | None, ipc_path: Path | None, wait_sync: bool, timeout_s: float) -> None:
     """Print node_info from a running node; exit 1 if it does not answer (a health check)."""
     from ..ipc import Client
 
@@ -211,6 +214,13 @@ def status(datadir: Path | None, ipc_path: Path | None) -> None:
         try:
             ipc_path = load_config(datadir).ipc_path
         except (MedchainError, OSError) as exc:
+            _fail(exc)
+    if wait_sync:
+        from .progress import wait_synced
+
+        try:
+            wait_synced(ipc_path, timeout_s)
+        except (OSError, MedchainError) as exc:
             _fail(exc)
     try:
         with Client(ipc_path, timeout=5) as c:

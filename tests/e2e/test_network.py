@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ import pytest
 from medchaind import crypto
 from medchaind.client import Client
 from medchaind.node.init import init_testnet
-from medchaind.testing.nodeproc import NodeProcess
+from medchaind.testing.nodeproc import NodeProcess, _cmd
 from medchaind.types import Tx, sign_tx
 
 pytestmark = pytest.mark.e2e
@@ -136,6 +137,11 @@ def test_crash_one_authority_keep_committing_restart_catches_up(network: list[No
     lagging = height(nodes[0])
 
     nodes[3].start()
+    # the operator's way to wait for catch-up: `medchaind status --wait-sync`
+    res = subprocess.run(_cmd("medchaind") + ["status", "--ipc", str(nodes[3].ipc), "--wait-sync", "--timeout", "120"],
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    assert "sync height=" in res.stderr  # progress lines when not on a terminal
     wait_for(lambda: height(nodes[3]) >= lagging, 120, "the restarted authority to catch up")
     last = [register_tx() for _ in range(3)]
     submit(nodes[3], last)
