@@ -178,12 +178,11 @@ def run_bench(
                 nonces[s] += 1
                 txs.append(by_sender[s][-1])
             # each connection owns whole senders, so a sender's nonces arrive in order
-            per_conn = [[t for s in range(c, SENDERS, connections) for t in by_sender[s]]
-                        for c in range(connections)]
-            # interleave senders within a connection for realistic mixing
-            for c in range(connections):
-                mine = [by_sender[s] for s in range(c, SENDERS, connections)]
-                per_conn[c] = [lst[i] for i in range(max(map(len, mine), default=0)) for lst in mine if i < len(lst)]
+            # (senders interleaved within a connection for realistic mixing)
+            per_conn = []
+            for conn_i in range(connections):
+                mine = [by_sender[s] for s in range(conn_i, SENDERS, connections)]
+                per_conn.append([lst[i] for i in range(max(map(len, mine), default=0)) for lst in mine if i < len(lst)])
         sign_s = time.perf_counter() - t_sign
         with Client(ipcs[0], timeout=60) as c:
             start_height = c.node_info()["height"]
@@ -222,10 +221,10 @@ def run_bench(
             committed = 0
             latencies = []
             sizes = []
-            for h in range(start_height + 1, end_height + 1):
-                blk = c.block(height=h)
+            for hh in range(start_height + 1, end_height + 1):
+                blk = c.block(height=hh)
                 sizes.append(len(blk["txs"]))
-                seen_at = seen.get(h)
+                seen_at = seen.get(hh)
                 for th in blk["txs"]:
                     hb = bytes.fromhex(th[2:])
                     if hb in sent_at:
@@ -233,7 +232,7 @@ def run_bench(
                         if seen_at is not None:
                             latencies.append(seen_at - sent_at[hb])
             if committed and seen:
-                last = max(t for h, t in seen.items() if h <= end_height)
+                last = max(t for hh, t in seen.items() if hh <= end_height)
                 elapsed = min(elapsed, last - t0) if last > t0 else elapsed
         stop.set()
         after = [_proc_stats(p.pid) for p in procs]

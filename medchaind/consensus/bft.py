@@ -467,13 +467,13 @@ class BftEngine:
 
     async def _decide(self, d: Decide) -> None:
         cached = self._blocks.get(d.block_hash)
-        if cached is None or cached[1] is None:
+        block, ex = cached if cached is not None else (None, None)
+        if block is None or ex is None:
             # We never saw (a valid copy of) the decided block; sync fetches it from a
             # peer that committed it. Stay at this height until then.
             log.warning("decided a block we do not have height=%d hash=%s; waiting for sync",
                         d.height, bytes(d.block_hash).hex()[:16])
             return
-        block, ex = cached
         await self._commit(block, d.to_commit(), ex)
 
     async def _commit(self, block: Block, commit: Commit, ex: Execution) -> None:

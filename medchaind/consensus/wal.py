@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import codec
-from ..core import Message, PolkaRecord, Proposal, Vote, VoteKind
+from ..core import BlockHash, Height, Message, PolkaRecord, Proposal, Round, Vote, VoteKind
 from ..errors import DecodeError, StoreError, ValidationError
 
 _LEN = struct.Struct(">I")
@@ -52,7 +52,7 @@ def _polka_from_map(d: dict[str, Any]) -> PolkaRecord:
     for v in votes:
         if v.kind != VoteKind.PREVOTE or (v.height, v.round, v.block_hash) != (h, r, b):
             raise ValidationError("polka record: every vote must be a prevote for its (height, round, block)")
-    return PolkaRecord(h, r, b, votes)
+    return PolkaRecord(Height(h), Round(r), BlockHash(b), votes)
 
 
 def entry_from_map(d: Any) -> WALEntry:

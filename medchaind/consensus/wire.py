@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import codec
-from ..core import Message, Proposal, Vote
+from ..core import Message, Proposal
 from ..errors import DecodeError, ValidationError
 from ..types import Block, Commit, Tx, decode_block, decode_commit
 from ..types.block import MAX_BLOCK_BYTES

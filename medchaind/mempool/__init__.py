@@ -29,7 +29,6 @@ from ..chain import SigCache
 from ..errors import SignatureError, TxRejected
 from ..types import Tx
 
-
 log = logging.getLogger(__name__)
 
 REGISTER = "identity.register"

@@ -31,12 +31,12 @@ from ..consensus.bft import BftConfig, BftEngine, evidence_tx
 from ..consensus.wal import WAL
 from ..consensus.wire import block_topic, consensus_topic
 from ..core import TimeoutConfig
-from ..sync import SyncService
 from ..crypto import KeyPair, load_keystore
 from ..errors import ConfigError
 from ..ipc import Dispatcher, IPCServer
 from ..mempool import Mempool, MempoolConfig
 from ..store import LevelDBKV, open_store
+from ..sync import SyncService
 from ..types import Genesis, Tx
 from .config import Config
 from .ledger import Committed, Ledger
@@ -126,7 +126,7 @@ class Node:
             from ..net.memory import MemoryNetwork
 
             return MemoryNetwork(seed=0, limits=limits).endpoint(self.keys.public_key.hex()[:16])
-        from ..net.libp2p_net import Libp2pNetwork, peer_id_from_public_key
+        from ..net.libp2p_net import Libp2pNetwork
 
         psk = None
         if p.psk_file:

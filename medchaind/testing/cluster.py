@@ -12,9 +12,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
+
+if TYPE_CHECKING:  # trio-typing's stubs (a libp2p dependency) shadow trio's own types
+    from trio_typing import TaskStatus
+else:
+    from trio import TaskStatus
 
 from ..app import App
 from ..chain import SigCache
@@ -78,7 +83,7 @@ class ClusterNode:
             nonce += 1
         self.submit(evidence_tx(self.keys.signing, self.genesis.chain_id, nonce, ev))
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with trio.CancelScope() as scope:
             self._scope = scope
             self.running = True

@@ -1,0 +1,403 @@
+"""Records: a tamper-evident index of encrypted health records with audited access.
+
+Theory of operation
+-------------------
+Clinical content never touches the chain. A client encrypts a FHIR resource under a
+fresh data key (XChaCha20-Poly1305), stores the ciphertext off chain (the node's blob
+store), and sends ``records.add`` with
+
+* ``content_hash`` -- SHA-256 of the **ciphertext** (never of plaintext: low-entropy
+  PHI could be guessed from its hash),
+* ``size`` -- the ciphertext's length, and
+* ``envelopes`` -- the data key sealed to each recipient's X25519 key (opaque bytes).
+
+The sender is the patient, or an accredited provider that the patient's consent permits
+to ``write`` that resource type at block time (:func:`medchaind.app.consent.check`).
+The record id is ``SHA-256(tx_hash)``.
+
+Reading happens off chain (a reader fetches the ciphertext and opens its envelope), but
+a reader other than the patient or the author first records ``records.access`` -- the
+chain refuses it (``access_denied``) unless consent permits ``read`` for the stated
+purpose, so every legitimate read of someone else's record leaves an audit entry.
+``records.break_glass`` lets an accredited provider declare an emergency: it is always
+allowed, audited with ``break_glass=True``, announced with a ``records.break_glass``
+event, and opens a read window of :data:`BREAK_GLASS_MS` of block time on that record.
+
+``records.add_envelopes`` lets the patient share an existing record (the client
+re-wraps the data key for the grantee). ``records.erase`` (the patient's right to
+erasure) deletes every envelope and break-glass window of the record and turns its
+metadata into a tombstone that keeps ``content_hash``; the ``records.erased`` event
+tells every node's host to delete the ciphertext blob. An erased record refuses
+further shares and accesses (``erased``).
+
+State (namespace ``records``)::
+
+    r/<record_id>                       -> metadata {patient, author, resource_type,
+                                           content_hash, size, created_height,
+                                           created_ms, erased, erased_height, erased_ms}
+    e/<record_id><recipient>            -> sealed_key (bytes)
+    b/<record_id><provider>             -> {height, time_ms, expires_ms}   (break-glass)
+    c/<patient>                         -> {next}   (records ever added for the patient)
+    p/<patient><~seq 8B>                -> {record_id}   (index; inverted seq = newest first)
+    a/<patient><height 8B><index 4B>    -> {reader, record_id, purpose, height, time_ms,
+                                           break_glass, reason}
+
+Everything stored is a key, a hash, a sealed envelope, an integer, a boolean, a FHIR
+resource type name or a purpose/reason code -- except the break-glass ``reason``, a
+short declared text that clients must keep free of PHI (the chain cannot tell).
+
+``records.get`` is a query, not a tx: it cannot be audited on chain and its ``reader``
+is not authenticated. Its permission check is a convenience for honest clients; the
+envelope it returns is sealed to the reader and useless to anyone else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import codec, crypto
+from . import consent, identity
+from .module import Module, QueryError, TxContext, TxFailed, TxSpec, require_bytes, require_fields, require_text
+from .state import StateReader
+
+NAMESPACE = "records"
+MAX_SIZE = 4 * 1024 * 1024
+MIN_SEALED = 48
+MAX_SEALED = 256
+MAX_ENVELOPES_PER_TX = 32
+#: envelopes one record may carry in total (bounds the cost of erasure)
+MAX_ENVELOPES_PER_RECORD = 256
+MAX_REASON = 256
+BREAK_GLASS_MS = 24 * 60 * 60 * 1000
+BREAK_GLASS_PURPOSE = "ETREAT"
+_SEQ_MAX = 2**64 - 1
+
+
+def record_key(record_id: bytes) -> bytes:
+    return b"r/" + record_id
+
+
+def envelope_key(record_id: bytes, recipient: bytes) -> bytes:
+    return b"e/" + record_id + recipient
+
+
+def break_glass_key(record_id: bytes, provider: bytes) -> bytes:
+    return b"b/" + record_id + provider
+
+
+def get_record(state: StateReader, record_id: bytes) -> dict[str, Any] | None:
+    raw = state.get(NAMESPACE, record_key(record_id))
+    return None if raw is None else codec.decode(raw)
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _require_envelopes(body: dict[str, Any]) -> list[dict[str, Any]]:
+    envs = body.get("envelopes")
+    if not isinstance(envs, list) or not 1 <= len(envs) <= MAX_ENVELOPES_PER_TX:
+        raise TxFailed("invalid_body", f"envelopes must be a list of 1..{MAX_ENVELOPES_PER_TX}")
+    seen: set[bytes] = set()
+    for env in envs:
+        if not isinstance(env, dict) or set(env) != {"recipient", "sealed_key"}:
+            raise TxFailed("invalid_body", "an envelope is {recipient, sealed_key}")
+        require_bytes(env, "recipient", 32)
+        sk = env["sealed_key"]
+        if not isinstance(sk, bytes) or not MIN_SEALED <= len(sk) <= MAX_SEALED:
+            raise TxFailed("invalid_body", f"sealed_key must be {MIN_SEALED}..{MAX_SEALED} bytes")
+        if env["recipient"] in seen:
+            raise TxFailed("invalid_body", "envelope recipients must be unique")
+        seen.add(env["recipient"])
+    return envs
+
+
+def _require_purpose(body: dict[str, Any]) -> str:
+    p = body.get("purpose")
+    if not consent.is_code(p):
+        raise TxFailed("invalid_body", "purpose must be a purpose-of-use code")
+    assert isinstance(p, str)
+    return p
+
+
+def _validate_add(body: dict[str, Any]) -> None:
+    require_fields(body, {"patient", "resource_type", "content_hash", "size", "envelopes"}, {"purpose"})
+    patient = require_bytes(body, "patient", 32)
+    if not consent.is_resource_type(body["resource_type"]):
+        raise TxFailed("invalid_body", "resource_type must be a FHIR resource type name")
+    require_bytes(body, "content_hash", 32)
+    size = body["size"]
+    if type(size) is not int or not 1 <= size <= MAX_SIZE:
+        raise TxFailed("invalid_body", f"size must be 1..{MAX_SIZE} bytes")
+    envs = _require_envelopes(body)
+    if patient not in {e["recipient"] for e in envs}:
+        raise TxFailed("invalid_body", "the envelopes must include the patient")
+    if "purpose" in body:
+        _require_purpose(body)
+
+
+def _validate_add_envelopes(body: dict[str, Any]) -> None:
+    require_fields(body, {"record_id", "envelopes"})
+    require_bytes(body, "record_id", 32)
+    _require_envelopes(body)
+
+
+def _validate_access(body: dict[str, Any]) -> None:
+    require_fields(body, {"record_id", "purpose"})
+    require_bytes(body, "record_id", 32)
+    _require_purpose(body)
+
+
+def _validate_break_glass(body: dict[str, Any]) -> None:
+    require_fields(body, {"record_id", "reason"})
+    require_bytes(body, "record_id", 32)
+    require_text(body, "reason", MAX_REASON)
+
+
+def _validate_erase(body: dict[str, Any]) -> None:
+    require_fields(body, {"record_id"})
+    require_bytes(body, "record_id", 32)
+
+
+# ------------------------------------------------------------------ read permission
+
+
+def read_permission(
+    state: StateReader, record_id: bytes, meta: dict[str, Any], reader: bytes,
+    purpose: str | None, time_ms: int,
+) -> tuple[bool, str, bool]:
+    """``(allowed, reason, via_break_glass)`` for ``reader`` reading a (live) record.
+
+    The patient and the author may always read. Otherwise the reader must not be a
+    revoked identity, and either the patient's consent permits ``read`` or the reader
+    holds an unexpired break-glass window on the record.
+    """
+    patient = meta["patient"]
+    if reader == patient:
+        return True, "patient", False
+    if reader == meta["author"]:
+        return True, "author", False
+    ident = identity.get_identity(state, reader)
+    if ident is not None and ident["status"] == identity.REVOKED:
+        return False, "reader identity revoked", False
+    allowed, reason = consent.check(
+        state, patient, reader, "read", meta["resource_type"], record_id, purpose, time_ms
+    )
+    if allowed:
+        return True, reason, False
+    raw = state.get(NAMESPACE, break_glass_key(record_id, reader))
+    if raw is not None and time_ms <= codec.decode(raw)["expires_ms"]:
+        return True, "break-glass", True
+    return False, reason, False
+
+
+# ------------------------------------------------------------------ handlers
+
+
+def _live_record(ctx: TxContext, record_id: bytes) -> dict[str, Any]:
+    meta = ctx.get(record_key(record_id))
+    if meta is None:
+        raise TxFailed("unknown_record", "no such record")
+    if meta["erased"]:
+        raise TxFailed("erased", "the record has been erased")
+    return dict(meta)
+
+
+def _put_envelopes(ctx: TxContext, record_id: bytes, envs: list[dict[str, Any]]) -> None:
+    existing = {k for k, _ in ctx.iterate(b"e/" + record_id)}
+    new = {envelope_key(record_id, e["recipient"]) for e in envs}
+    if len(existing | new) > MAX_ENVELOPES_PER_RECORD:
+        raise TxFailed("too_many_envelopes", f"a record carries at most {MAX_ENVELOPES_PER_RECORD} envelopes")
+    for e in envs:
+        ctx.put(envelope_key(record_id, e["recipient"]), e["sealed_key"])
+
+
+def _add(ctx: TxContext, body: dict[str, Any]) -> None:
+    patient: bytes = body["patient"]
+    p_ident = identity.get_identity(ctx.state, patient)
+    if p_ident is None or p_ident["role"] != "patient" or p_ident["status"] != identity.ACTIVE:
+        raise TxFailed("unknown_patient", "patient is not an active patient identity")
+    if ctx.sender != patient:
+        if not identity.is_accredited(ctx.state, ctx.sender, "provider"):
+            raise TxFailed("unauthorized", "only the patient or an accredited provider adds records")
+        allowed, reason = consent.check(
+            ctx.state, patient, ctx.sender, "write", body["resource_type"], None,
+            body.get("purpose"), ctx.block.time_ms,
+        )
+        if not allowed:
+            raise TxFailed("consent_required", reason)
+    record_id = crypto.sha256(ctx.tx_hash)
+    if ctx.get(record_key(record_id)) is not None:  # pragma: no cover - tx hashes are unique
+        raise TxFailed("duplicate_record", "record id already used")
+    ctx.put(record_key(record_id), {
+        "patient": patient, "author": ctx.sender, "resource_type": body["resource_type"],
+        "content_hash": body["content_hash"], "size": body["size"],
+        "created_height": ctx.block.height, "created_ms": ctx.block.time_ms,
+        "erased": False, "erased_height": None, "erased_ms": None,
+    })
+    _put_envelopes(ctx, record_id, body["envelopes"])
+    counter = ctx.get(b"c/" + patient) or {"next": 0}
+    seq = counter["next"]
+    ctx.put(b"c/" + patient, {"next": seq + 1})
+    ctx.put(b"p/" + patient + (_SEQ_MAX - seq).to_bytes(8, "big"), {"record_id": record_id})
+    ctx.emit("added", record_id=record_id, patient=patient, author=ctx.sender,
+             resource_type=body["resource_type"], content_hash=body["content_hash"])
+
+
+def _add_envelopes(ctx: TxContext, body: dict[str, Any]) -> None:
+    record_id: bytes = body["record_id"]
+    meta = _live_record(ctx, record_id)
+    if ctx.sender != meta["patient"]:
+        raise TxFailed("unauthorized", "only the patient shares a record")
+    _put_envelopes(ctx, record_id, body["envelopes"])
+    ctx.emit("shared", record_id=record_id, patient=meta["patient"],
+             recipients=[e["recipient"] for e in body["envelopes"]])
+
+
+def _audit(ctx: TxContext, patient: bytes, entry: dict[str, Any]) -> None:
+    prefix = b"a/" + patient + ctx.block.height.to_bytes(8, "big")
+    index = sum(1 for _ in ctx.iterate(prefix))
+    ctx.put(prefix + index.to_bytes(4, "big"), entry)
+
+
+def _access(ctx: TxContext, body: dict[str, Any]) -> None:
+    record_id: bytes = body["record_id"]
+    meta = _live_record(ctx, record_id)
+    allowed, reason, via_bg = read_permission(
+        ctx.state, record_id, meta, ctx.sender, body["purpose"], ctx.block.time_ms
+    )
+    if not allowed:
+        raise TxFailed("access_denied", reason)
+    _audit(ctx, meta["patient"], {
+        "reader": ctx.sender, "record_id": record_id, "purpose": body["purpose"],
+        "height": ctx.block.height, "time_ms": ctx.block.time_ms, "break_glass": via_bg, "reason": None,
+    })
+    ctx.emit("accessed", record_id=record_id, patient=meta["patient"], reader=ctx.sender,
+             purpose=body["purpose"], break_glass=via_bg)
+
+
+def _break_glass(ctx: TxContext, body: dict[str, Any]) -> None:
+    record_id: bytes = body["record_id"]
+    if not identity.is_accredited(ctx.state, ctx.sender, "provider"):
+        raise TxFailed("unauthorized", "only an accredited provider may break the glass")
+    meta = _live_record(ctx, record_id)
+    expires_ms = ctx.block.time_ms + BREAK_GLASS_MS
+    ctx.put(break_glass_key(record_id, ctx.sender),
+            {"height": ctx.block.height, "time_ms": ctx.block.time_ms, "expires_ms": expires_ms})
+    _audit(ctx, meta["patient"], {
+        "reader": ctx.sender, "record_id": record_id, "purpose": BREAK_GLASS_PURPOSE,
+        "height": ctx.block.height, "time_ms": ctx.block.time_ms, "break_glass": True,
+        "reason": body["reason"],
+    })
+    ctx.emit("break_glass", record_id=record_id, patient=meta["patient"], provider=ctx.sender,
+             reason=body["reason"], expires_ms=expires_ms)
+
+
+def _erase(ctx: TxContext, body: dict[str, Any]) -> None:
+    record_id: bytes = body["record_id"]
+    meta = _live_record(ctx, record_id)
+    if ctx.sender != meta["patient"]:
+        raise TxFailed("unauthorized", "only the patient erases a record")
+    for k in [k for k, _ in ctx.iterate(b"e/" + record_id)] + [k for k, _ in ctx.iterate(b"b/" + record_id)]:
+        ctx.delete(k)
+    meta.update(erased=True, erased_height=ctx.block.height, erased_ms=ctx.block.time_ms)
+    ctx.put(record_key(record_id), meta)
+    ctx.emit("erased", record_id=record_id, patient=meta["patient"], content_hash=meta["content_hash"])
+
+
+# ------------------------------------------------------------------ queries
+
+
+def _hex(b: bytes | None) -> str | None:
+    return None if b is None else "0x" + b.hex()
+
+
+def record_json(record_id: bytes, m: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "record_id": _hex(record_id), "patient": _hex(m["patient"]), "author": _hex(m["author"]),
+        "resource_type": m["resource_type"], "content_hash": _hex(m["content_hash"]), "size": m["size"],
+        "created_height": m["created_height"], "created_ms": m["created_ms"], "erased": m["erased"],
+        "erased_height": m["erased_height"], "erased_ms": m["erased_ms"],
+    }
+
+
+def _param_key(params: dict[str, Any], name: str) -> bytes:
+    v = params.get(name)
+    if not isinstance(v, bytes) or len(v) != 32:
+        raise QueryError(f"{name} must be 32 bytes (0x-hex)")
+    return v
+
+
+def _param_limit(params: dict[str, Any], default: int) -> int:
+    limit = params.get("limit", default)
+    if type(limit) is not int or not 1 <= limit <= 1000:
+        raise QueryError("limit must be 1..1000")
+    return limit
+
+
+def _query_list(state: StateReader, params: dict[str, Any]) -> Any:
+    patient = _param_key(params, "patient")
+    limit = _param_limit(params, 100)
+    out = []
+    for _, raw in state.iterate(NAMESPACE, b"p/" + patient):
+        rid = codec.decode(raw)["record_id"]
+        meta = get_record(state, rid)
+        assert meta is not None
+        out.append(record_json(rid, meta))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _query_get(state: StateReader, params: dict[str, Any]) -> Any:
+    record_id = _param_key(params, "record_id")
+    reader = _param_key(params, "reader")
+    purpose = params.get("purpose")
+    if purpose is not None and not consent.is_code(purpose):
+        raise QueryError("purpose must be a purpose-of-use code")
+    time_ms = params.get("time_ms")
+    if type(time_ms) is not int or time_ms < 0:
+        raise QueryError("time_ms must be a non-negative integer")
+    meta = get_record(state, record_id)
+    if meta is None:
+        return None
+    out = record_json(record_id, meta)
+    if meta["erased"]:
+        out.update(envelope=None, access="erased")
+        return out
+    allowed, reason, _ = read_permission(state, record_id, meta, reader, purpose, time_ms)
+    if not allowed:
+        raise QueryError(f"not permitted: {reason}")
+    sealed = state.get(NAMESPACE, envelope_key(record_id, reader))
+    out.update(envelope=None if sealed is None else _hex(codec.decode(sealed)), access=reason)
+    return out
+
+
+def _query_audit(state: StateReader, params: dict[str, Any]) -> Any:
+    patient = _param_key(params, "patient")
+    limit = _param_limit(params, 1000)
+    out = []
+    for _, raw in state.iterate(NAMESPACE, b"a/" + patient):
+        e = codec.decode(raw)
+        out.append({
+            "reader": _hex(e["reader"]), "record_id": _hex(e["record_id"]), "purpose": e["purpose"],
+            "height": e["height"], "time_ms": e["time_ms"], "break_glass": e["break_glass"],
+            "reason": e["reason"],
+        })
+        if len(out) >= limit:
+            break
+    return out
+
+
+class RecordsModule(Module):
+    name = NAMESPACE
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.txs = {
+            "add": TxSpec(_validate_add, _add),
+            "add_envelopes": TxSpec(_validate_add_envelopes, _add_envelopes),
+            "access": TxSpec(_validate_access, _access),
+            "break_glass": TxSpec(_validate_break_glass, _break_glass),
+            "erase": TxSpec(_validate_erase, _erase),
+        }
+        self.queries = {"list": _query_list, "get": _query_get, "audit": _query_audit}
