@@ -20,7 +20,8 @@ itself and pass ``nonce=`` (see :meth:`Client.build_tx`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .crypto import KeyPair, SigningKey
@@ -131,6 +132,111 @@ class Client(_Transport):
         """Yield notifications of ``topic`` (``newHeads`` or ``tx``) until closed."""
         with self.subscribe({"topic": topic, **filters}) as sub:
             yield from sub
+
+
+    # --------------------------------------------------------------- records and consent
+
+    def _enc_key(self, public_key: bytes) -> bytes:
+        return bytes.fromhex(self.identity(public_key)["enc_key"][2:])
+
+    def add_record(
+        self, author: KeyPair, patient: bytes, resource: dict[str, Any] | str | bytes, *,
+        share_with: Sequence[bytes] = (), purpose: str | None = None, **kw: Any,
+    ) -> dict[str, Any]:
+        """Validate a FHIR resource, encrypt it client-side and submit ``records.add``.
+
+        The data key is sealed to the patient, the author and ``share_with`` (identity
+        keys); only the ciphertext leaves this process, as the tx's blob sidecar. The
+        returned status carries ``record_id`` once committed.
+        """
+        from . import fhir, records_crypto
+
+        resource_type, plaintext = fhir.validate_and_canonicalize(resource)
+        recipients = {pk: self._enc_key(pk) for pk in {patient, author.public_key, *share_with}}
+        enc = records_crypto.encrypt_record(plaintext, recipients)
+        body = records_crypto.records_add_body(patient, resource_type, enc)
+        if purpose is not None:
+            body["purpose"] = purpose
+        tx = self.build_tx(author.signing, "records.add", body, nonce=kw.pop("nonce", None))
+        h = self.call("tx_submit", {"tx": hexstr(tx.encoded), "blob": hexstr(enc.ciphertext)})
+        if not kw.get("wait", True):
+            return {"hash": h, "status": "pending"}
+        st = self.wait(h, timeout_ms=kw.get("timeout_ms", 30_000))
+        for ev in (st.get("receipt") or {}).get("events", []):
+            if ev.get("type") == "records.added":
+                st["record_id"] = ev["record_id"]
+        return st
+
+    def read_record(self, reader: KeyPair, record_id: bytes | str, *, purpose: str = "TREAT") -> dict[str, Any]:
+        """Fetch, decrypt and verify a record; the FHIR resource as a dict.
+
+        Reading someone else's record first commits a ``records.access`` audit event
+        (HIPAA §164.312(b)); a read the patient's consent does not allow is refused.
+        """
+        from . import records_crypto
+
+        rid = record_id if isinstance(record_id, bytes) else bytes.fromhex(record_id[2:])
+        rec = self.call("records_get", {"record_id": hexstr(rid), "reader": hexstr(reader.public_key),
+                                        "purpose": purpose})
+        if rec.get("erased"):
+            raise RPCError(-32020, "record erased", {"code": "erased"})
+        if reader.public_key.hex() not in (rec["patient"][2:], rec["author"][2:]):
+            st = self.send(reader.signing, "records.access", {"record_id": rid, "purpose": purpose})
+            if not (st.get("receipt") or {}).get("ok"):
+                raise RPCError(-32010, f"access refused: {st.get('receipt')}", st.get("receipt"))
+        if rec.get("envelope") is None or rec.get("ciphertext") is None:
+            raise RPCError(-32020, "no envelope or ciphertext for this reader yet", {"code": "unavailable"})
+        plaintext = records_crypto.open_record(reader, bytes.fromhex(rec["envelope"][2:]),
+                                               bytes.fromhex(rec["ciphertext"][2:]),
+                                               bytes.fromhex(rec["content_hash"][2:]))
+        return json.loads(plaintext)  # type: ignore[no-any-return]
+
+    def grant(
+        self, patient: KeyPair, *, actor: bytes | None = None, actor_role: str | None = None,
+        actions: Sequence[str] = ("read",), decision: str = "permit", resource_types: Sequence[str] = (),
+        purposes: Sequence[str] = (), start_ms: int | None = None, end_ms: int | None = None,
+        share_existing: bool = True, **kw: Any,
+    ) -> dict[str, Any]:
+        """``consent.grant``; with a permit for an actor key, also re-wrap the data keys of
+        the patient's existing records (of the granted types) for that actor."""
+        from . import records_crypto
+
+        body: dict[str, Any] = {"actions": list(actions), "decision": decision}
+        if actor is not None:
+            body["actor"] = actor
+        if actor_role is not None:
+            body["actor_role"] = actor_role
+        if resource_types:
+            body["resource_types"] = list(resource_types)
+        if purposes:
+            body["purposes"] = list(purposes)
+        if start_ms is not None:
+            body["start_ms"] = start_ms
+        if end_ms is not None:
+            body["end_ms"] = end_ms
+        st = self.send(patient.signing, "consent.grant", body, **kw)
+        if actor is not None and decision == "permit" and "read" in actions and share_existing:
+            grantee = {actor: self._enc_key(actor)}
+            for rec in self.call("records_list", {"patient": hexstr(patient.public_key)}):
+                if rec["erased"] or (resource_types and rec["resource_type"] not in resource_types):
+                    continue
+                mine = self.call("records_get", {"record_id": rec["record_id"], "reader": hexstr(patient.public_key)})
+                if mine.get("envelope") is None:
+                    continue
+                envs = records_crypto.rewrap(patient, bytes.fromhex(mine["envelope"][2:]), grantee)
+                rid = bytes.fromhex(rec["record_id"][2:])
+                self.send(patient.signing, "records.add_envelopes",
+                          records_crypto.records_add_envelopes_body(rid, envs))
+        return st
+
+    def revoke_consent(self, patient: KeyPair, grant_id: bytes, **kw: Any) -> dict[str, Any]:
+        return self.send(patient.signing, "consent.revoke", {"grant_id": grant_id}, **kw)
+
+    def break_glass(self, provider: KeyPair, record_id: bytes, reason: str, **kw: Any) -> dict[str, Any]:
+        return self.send(provider.signing, "records.break_glass", {"record_id": record_id, "reason": reason}, **kw)
+
+    def erase_record(self, patient: KeyPair, record_id: bytes, **kw: Any) -> dict[str, Any]:
+        return self.send(patient.signing, "records.erase", {"record_id": record_id}, **kw)
 
 
 class AsyncClient(_AsyncTransport):

@@ -29,9 +29,11 @@ from ..errors import TxRejected
 from ..types import Receipt, Tx, results_hash
 from ..types.genesis import Genesis
 from .anchor import AnchorModule
+from .consent import ConsentModule
 from .governance import GovernanceModule
 from .identity import IdentityModule, get_identity
 from .module import BlockInfo, Module, QueryError, TxContext, TxFailed, TxSpec
+from .records import RecordsModule
 from .state import StateKey, StateOverlay, StateReader
 
 NONCE_NS = "auth"
@@ -42,7 +44,7 @@ def nonce_key(sender: bytes) -> bytes:
 
 
 def default_modules() -> list[Module]:
-    return [IdentityModule(), GovernanceModule(), AnchorModule()]
+    return [IdentityModule(), GovernanceModule(), AnchorModule(), ConsentModule(), RecordsModule()]
 
 
 def writes_digest(writes: dict[StateKey, bytes | None]) -> bytes:
@@ -96,7 +98,7 @@ class App:
 
     def check_tx(
         self, state: StateReader, tx: Tx, *, expected_nonce: int | None = None,
-        registration_pending: bool = False,
+        registration_pending: bool = False, block: BlockInfo | None = None,
     ) -> None:
         """Stateful admission checks against committed ``state`` (signature checked apart).
 
@@ -105,6 +107,8 @@ class App:
         registered, not an authority, ...) is refused now with its reason instead of
         being committed as a failed receipt. ``registration_pending`` says an earlier
         pending tx of the sender registers it, so txs that need an identity may queue.
+        ``block`` is what the dry run sees as its block (the node passes the next height
+        and the last block's time, so time-bounded consents are judged sensibly).
         """
         if tx.chain != self.chain_id:
             raise TxRejected("wrong_chain", f"tx is for chain {tx.chain!r}, this node runs {self.chain_id!r}")
@@ -121,7 +125,8 @@ class App:
         if spec.requires_identity and not registration_pending and get_identity(state, tx.sender) is None:
             raise TxRejected("unregistered_sender", "register an identity before sending this tx")
         if expected_nonce is not None and tx.nonce == committed == expected_nonce:
-            ctx = self._context(StateOverlay(state), BlockInfo(self.chain_id, 0, 0, b""), tx)
+            info = block or BlockInfo(self.chain_id, 0, 0, b"")
+            ctx = self._context(StateOverlay(state), info, tx)
             try:
                 spec.handler(ctx, tx.body)
             except TxFailed as exc:

@@ -114,7 +114,8 @@ def _require_list(body: dict[str, Any], name: str, *, min_items: int = 0) -> lis
 
 def _validate_grant(body: dict[str, Any]) -> None:
     require_fields(
-        body, {"actions", "decision"},
+        body,
+        {"actions", "decision"},
         {"actor", "actor_role", "resource_types", "record_ids", "purposes", "start_ms", "end_ms"},
     )
     if ("actor" in body) == ("actor_role" in body):
@@ -177,8 +178,14 @@ def _grant(ctx: TxContext, body: dict[str, Any]) -> None:
         "revoked_ms": None,
     }
     ctx.put(grant_key(ctx.sender, grant_id), grant)
-    ctx.emit("granted", patient=ctx.sender, grant_id=grant_id, actor=grant["actor"],
-             actor_role=grant["actor_role"], decision=grant["decision"])
+    ctx.emit(
+        "granted",
+        patient=ctx.sender,
+        grant_id=grant_id,
+        actor=grant["actor"],
+        actor_role=grant["actor_role"],
+        decision=grant["decision"],
+    )
 
 
 def _validate_revoke(body: dict[str, Any]) -> None:
@@ -212,8 +219,13 @@ def grant_is_active(grant: dict[str, Any], time_ms: int) -> bool:
 
 
 def grant_matches(
-    grant: dict[str, Any], actor: bytes, actor_ident: dict[str, Any] | None, action: str,
-    resource_type: str, record_id: bytes | None, purpose: str | None,
+    grant: dict[str, Any],
+    actor: bytes,
+    actor_ident: dict[str, Any] | None,
+    action: str,
+    resource_type: str,
+    record_id: bytes | None,
+    purpose: str | None,
 ) -> bool:
     """Whether an (active) grant applies to the request; see the module docstring."""
     deny = grant["decision"] == DENY
@@ -240,8 +252,14 @@ def grant_matches(
 
 
 def check(
-    state: StateReader, patient: bytes, actor: bytes, action: str, resource_type: str,
-    record_id: bytes | None, purpose: str | None, time_ms: int,
+    state: StateReader,
+    patient: bytes,
+    actor: bytes,
+    action: str,
+    resource_type: str,
+    record_id: bytes | None,
+    purpose: str | None,
+    time_ms: int,
 ) -> tuple[bool, str]:
     """Decide whether ``actor`` may ``action`` the patient's data; ``(allowed, reason)``."""
     if actor == patient:
@@ -255,7 +273,7 @@ def check(
             continue
         if not grant_matches(grant, actor, actor_ident, action, resource_type, record_id, purpose):
             continue
-        gid = k[len(prefix):]
+        gid = k[len(prefix) :]
         if grant["decision"] == DENY:
             return False, f"denied by consent {gid.hex()}"
         if permit is None:
@@ -274,12 +292,21 @@ def _hex(b: bytes | None) -> str | None:
 
 def grant_json(patient: bytes, grant_id: bytes, g: dict[str, Any]) -> dict[str, Any]:
     return {
-        "patient": _hex(patient), "grant_id": _hex(grant_id), "actor": _hex(g["actor"]),
-        "actor_role": g["actor_role"], "actions": g["actions"], "resource_types": g["resource_types"],
-        "record_ids": [_hex(r) for r in g["record_ids"]], "purposes": g["purposes"],
-        "start_ms": g["start_ms"], "end_ms": g["end_ms"], "decision": g["decision"],
-        "created_height": g["created_height"], "created_ms": g["created_ms"],
-        "revoked_height": g["revoked_height"], "revoked_ms": g["revoked_ms"],
+        "patient": _hex(patient),
+        "grant_id": _hex(grant_id),
+        "actor": _hex(g["actor"]),
+        "actor_role": g["actor_role"],
+        "actions": g["actions"],
+        "resource_types": g["resource_types"],
+        "record_ids": [_hex(r) for r in g["record_ids"]],
+        "purposes": g["purposes"],
+        "start_ms": g["start_ms"],
+        "end_ms": g["end_ms"],
+        "decision": g["decision"],
+        "created_height": g["created_height"],
+        "created_ms": g["created_ms"],
+        "revoked_height": g["revoked_height"],
+        "revoked_ms": g["revoked_ms"],
     }
 
 
@@ -300,7 +327,7 @@ def _query_list(state: StateReader, params: dict[str, Any]) -> Any:
     for k, raw in state.iterate(NAMESPACE, prefix):
         g = codec.decode(raw)
         if include_revoked or g["revoked_height"] is None:
-            out.append(grant_json(patient, k[len(prefix):], g))
+            out.append(grant_json(patient, k[len(prefix) :], g))
     return out
 
 

@@ -162,8 +162,12 @@ def _validate_erase(body: dict[str, Any]) -> None:
 
 
 def read_permission(
-    state: StateReader, record_id: bytes, meta: dict[str, Any], reader: bytes,
-    purpose: str | None, time_ms: int,
+    state: StateReader,
+    record_id: bytes,
+    meta: dict[str, Any],
+    reader: bytes,
+    purpose: str | None,
+    time_ms: int,
 ) -> tuple[bool, str, bool]:
     """``(allowed, reason, via_break_glass)`` for ``reader`` reading a (live) record.
 
@@ -179,9 +183,7 @@ def read_permission(
     ident = identity.get_identity(state, reader)
     if ident is not None and ident["status"] == identity.REVOKED:
         return False, "reader identity revoked", False
-    allowed, reason = consent.check(
-        state, patient, reader, "read", meta["resource_type"], record_id, purpose, time_ms
-    )
+    allowed, reason = consent.check(state, patient, reader, "read", meta["resource_type"], record_id, purpose, time_ms)
     if allowed:
         return True, reason, False
     raw = state.get(NAMESPACE, break_glass_key(record_id, reader))
@@ -220,27 +222,48 @@ def _add(ctx: TxContext, body: dict[str, Any]) -> None:
         if not identity.is_accredited(ctx.state, ctx.sender, "provider"):
             raise TxFailed("unauthorized", "only the patient or an accredited provider adds records")
         allowed, reason = consent.check(
-            ctx.state, patient, ctx.sender, "write", body["resource_type"], None,
-            body.get("purpose"), ctx.block.time_ms,
+            ctx.state,
+            patient,
+            ctx.sender,
+            "write",
+            body["resource_type"],
+            None,
+            body.get("purpose"),
+            ctx.block.time_ms,
         )
         if not allowed:
             raise TxFailed("consent_required", reason)
     record_id = crypto.sha256(ctx.tx_hash)
     if ctx.get(record_key(record_id)) is not None:  # pragma: no cover - tx hashes are unique
         raise TxFailed("duplicate_record", "record id already used")
-    ctx.put(record_key(record_id), {
-        "patient": patient, "author": ctx.sender, "resource_type": body["resource_type"],
-        "content_hash": body["content_hash"], "size": body["size"],
-        "created_height": ctx.block.height, "created_ms": ctx.block.time_ms,
-        "erased": False, "erased_height": None, "erased_ms": None,
-    })
+    ctx.put(
+        record_key(record_id),
+        {
+            "patient": patient,
+            "author": ctx.sender,
+            "resource_type": body["resource_type"],
+            "content_hash": body["content_hash"],
+            "size": body["size"],
+            "created_height": ctx.block.height,
+            "created_ms": ctx.block.time_ms,
+            "erased": False,
+            "erased_height": None,
+            "erased_ms": None,
+        },
+    )
     _put_envelopes(ctx, record_id, body["envelopes"])
     counter = ctx.get(b"c/" + patient) or {"next": 0}
     seq = counter["next"]
     ctx.put(b"c/" + patient, {"next": seq + 1})
     ctx.put(b"p/" + patient + (_SEQ_MAX - seq).to_bytes(8, "big"), {"record_id": record_id})
-    ctx.emit("added", record_id=record_id, patient=patient, author=ctx.sender,
-             resource_type=body["resource_type"], content_hash=body["content_hash"])
+    ctx.emit(
+        "added",
+        record_id=record_id,
+        patient=patient,
+        author=ctx.sender,
+        resource_type=body["resource_type"],
+        content_hash=body["content_hash"],
+    )
 
 
 def _add_envelopes(ctx: TxContext, body: dict[str, Any]) -> None:
@@ -249,8 +272,9 @@ def _add_envelopes(ctx: TxContext, body: dict[str, Any]) -> None:
     if ctx.sender != meta["patient"]:
         raise TxFailed("unauthorized", "only the patient shares a record")
     _put_envelopes(ctx, record_id, body["envelopes"])
-    ctx.emit("shared", record_id=record_id, patient=meta["patient"],
-             recipients=[e["recipient"] for e in body["envelopes"]])
+    ctx.emit(
+        "shared", record_id=record_id, patient=meta["patient"], recipients=[e["recipient"] for e in body["envelopes"]]
+    )
 
 
 def _audit(ctx: TxContext, patient: bytes, entry: dict[str, Any]) -> None:
@@ -267,12 +291,27 @@ def _access(ctx: TxContext, body: dict[str, Any]) -> None:
     )
     if not allowed:
         raise TxFailed("access_denied", reason)
-    _audit(ctx, meta["patient"], {
-        "reader": ctx.sender, "record_id": record_id, "purpose": body["purpose"],
-        "height": ctx.block.height, "time_ms": ctx.block.time_ms, "break_glass": via_bg, "reason": None,
-    })
-    ctx.emit("accessed", record_id=record_id, patient=meta["patient"], reader=ctx.sender,
-             purpose=body["purpose"], break_glass=via_bg)
+    _audit(
+        ctx,
+        meta["patient"],
+        {
+            "reader": ctx.sender,
+            "record_id": record_id,
+            "purpose": body["purpose"],
+            "height": ctx.block.height,
+            "time_ms": ctx.block.time_ms,
+            "break_glass": via_bg,
+            "reason": None,
+        },
+    )
+    ctx.emit(
+        "accessed",
+        record_id=record_id,
+        patient=meta["patient"],
+        reader=ctx.sender,
+        purpose=body["purpose"],
+        break_glass=via_bg,
+    )
 
 
 def _break_glass(ctx: TxContext, body: dict[str, Any]) -> None:
@@ -281,15 +320,31 @@ def _break_glass(ctx: TxContext, body: dict[str, Any]) -> None:
         raise TxFailed("unauthorized", "only an accredited provider may break the glass")
     meta = _live_record(ctx, record_id)
     expires_ms = ctx.block.time_ms + BREAK_GLASS_MS
-    ctx.put(break_glass_key(record_id, ctx.sender),
-            {"height": ctx.block.height, "time_ms": ctx.block.time_ms, "expires_ms": expires_ms})
-    _audit(ctx, meta["patient"], {
-        "reader": ctx.sender, "record_id": record_id, "purpose": BREAK_GLASS_PURPOSE,
-        "height": ctx.block.height, "time_ms": ctx.block.time_ms, "break_glass": True,
-        "reason": body["reason"],
-    })
-    ctx.emit("break_glass", record_id=record_id, patient=meta["patient"], provider=ctx.sender,
-             reason=body["reason"], expires_ms=expires_ms)
+    ctx.put(
+        break_glass_key(record_id, ctx.sender),
+        {"height": ctx.block.height, "time_ms": ctx.block.time_ms, "expires_ms": expires_ms},
+    )
+    _audit(
+        ctx,
+        meta["patient"],
+        {
+            "reader": ctx.sender,
+            "record_id": record_id,
+            "purpose": BREAK_GLASS_PURPOSE,
+            "height": ctx.block.height,
+            "time_ms": ctx.block.time_ms,
+            "break_glass": True,
+            "reason": body["reason"],
+        },
+    )
+    ctx.emit(
+        "break_glass",
+        record_id=record_id,
+        patient=meta["patient"],
+        provider=ctx.sender,
+        reason=body["reason"],
+        expires_ms=expires_ms,
+    )
 
 
 def _erase(ctx: TxContext, body: dict[str, Any]) -> None:
@@ -313,10 +368,17 @@ def _hex(b: bytes | None) -> str | None:
 
 def record_json(record_id: bytes, m: dict[str, Any]) -> dict[str, Any]:
     return {
-        "record_id": _hex(record_id), "patient": _hex(m["patient"]), "author": _hex(m["author"]),
-        "resource_type": m["resource_type"], "content_hash": _hex(m["content_hash"]), "size": m["size"],
-        "created_height": m["created_height"], "created_ms": m["created_ms"], "erased": m["erased"],
-        "erased_height": m["erased_height"], "erased_ms": m["erased_ms"],
+        "record_id": _hex(record_id),
+        "patient": _hex(m["patient"]),
+        "author": _hex(m["author"]),
+        "resource_type": m["resource_type"],
+        "content_hash": _hex(m["content_hash"]),
+        "size": m["size"],
+        "created_height": m["created_height"],
+        "created_ms": m["created_ms"],
+        "erased": m["erased"],
+        "erased_height": m["erased_height"],
+        "erased_ms": m["erased_ms"],
     }
 
 
@@ -378,11 +440,17 @@ def _query_audit(state: StateReader, params: dict[str, Any]) -> Any:
     out = []
     for _, raw in state.iterate(NAMESPACE, b"a/" + patient):
         e = codec.decode(raw)
-        out.append({
-            "reader": _hex(e["reader"]), "record_id": _hex(e["record_id"]), "purpose": e["purpose"],
-            "height": e["height"], "time_ms": e["time_ms"], "break_glass": e["break_glass"],
-            "reason": e["reason"],
-        })
+        out.append(
+            {
+                "reader": _hex(e["reader"]),
+                "record_id": _hex(e["record_id"]),
+                "purpose": e["purpose"],
+                "height": e["height"],
+                "time_ms": e["time_ms"],
+                "break_glass": e["break_glass"],
+                "reason": e["reason"],
+            }
+        )
         if len(out) >= limit:
             break
     return out

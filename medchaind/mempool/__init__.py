@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import trio
 
-from ..app import App, StateReader
+from ..app import App, BlockInfo, StateReader
 from ..chain import SigCache
 from ..errors import SignatureError, TxRejected
 from ..types import Tx
@@ -72,7 +72,9 @@ class Mempool:
         committed: Callable[[bytes], bool],
         config: MempoolConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
+        block_info: Callable[[], BlockInfo] | None = None,
     ) -> None:
+        self._block_info = block_info
         self.app = app
         self._state = state
         self.sigs = sigs
@@ -150,7 +152,8 @@ class Mempool:
         if tx.nonce > committed_nonce + cfg.max_nonce_ahead:
             raise TxRejected("nonce_too_high", f"nonce {tx.nonce} is too far ahead (next is {committed_nonce})")
         self.app.check_tx(state, tx, expected_nonce=committed_nonce,
-                          registration_pending=self._registration_pending(tx))
+                          registration_pending=self._registration_pending(tx),
+                                      block=self._block_info() if self._block_info else None)
         victims = self._plan_evictions(tx.sender, len(tx.encoded))
         if victims is None:
             raise TxRejected("mempool_full", "the mempool is full; retry later")
@@ -284,7 +287,8 @@ class Mempool:
                 tx = self._txs[h]
                 try:
                     self.app.check_tx(state, tx, expected_nonce=committed_nonce,
-                                      registration_pending=self._registration_pending(tx))
+                                      registration_pending=self._registration_pending(tx),
+                                      block=self._block_info() if self._block_info else None)
                 except TxRejected as exc:
                     stale.append(h)
                     reasons[exc.code] = reasons.get(exc.code, 0) + 1

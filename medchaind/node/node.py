@@ -25,19 +25,22 @@ if TYPE_CHECKING:  # trio-typing's stubs (a libp2p dependency) shadow trio's own
 else:
     from trio import TaskStatus
 
-from ..app import App
+from .. import crypto
+from ..app import App, BlockInfo
 from ..chain import SigCache
 from ..consensus.bft import BftConfig, BftEngine, evidence_tx
 from ..consensus.wal import WAL
 from ..consensus.wire import block_topic, consensus_topic
 from ..core import TimeoutConfig
 from ..crypto import KeyPair, load_keystore
-from ..errors import ConfigError
+from ..errors import ConfigError, TxRejected
 from ..ipc import Dispatcher, IPCServer
 from ..mempool import Mempool, MempoolConfig
 from ..store import LevelDBKV, open_store
+from ..store.blobs import FileBlobStore
 from ..sync import SyncService
-from ..types import Genesis, Tx
+from ..types import Genesis, Tx, to_jsonable
+from .blobs import MAX_BLOB, BlobService
 from .config import Config
 from .ledger import Committed, Ledger
 from .rpc import RPC, receipt_json, tx_event
@@ -103,9 +106,11 @@ class Node:
             self.app, lambda: self.ledger.state, self.sigs, self.ledger.is_committed,
             MempoolConfig(max_txs=mc.max_txs, max_bytes=mc.max_bytes, max_per_sender=mc.max_per_sender,
                           sender_rate=float(mc.sender_rate), sender_burst=mc.sender_burst),
+            block_info=lambda: BlockInfo(self.genesis.chain_id, self.ledger.height + 1, self.ledger.tip.time_ms, b""),
         )
         self.ledger.add_listener(self._on_commit)
         self.wal = WAL(self.config.datadir / "consensus.wal")
+        self.blob_store = FileBlobStore(self.config.datadir / "blobs")
 
     def close(self) -> None:
         if self.wal is not None:
@@ -179,6 +184,7 @@ class Node:
             )
             self.sync = SyncService(self.ledger, self.engine, self.net)
             self.txgossip = TxGossip(self.net, self.mempool, self.genesis.chain_id)
+            self.blobs = BlobService(self.blob_store, self.net)
             dispatcher = Dispatcher()
             self.rpc = RPC(self)
             for name, (handler, mutating) in self.rpc.methods().items():
@@ -186,6 +192,7 @@ class Node:
             self.hub = dispatcher.hub
             self.hub.register_topic("newHeads")
             self.hub.register_topic("tx", _validate_tx_topic)
+            self.hub.register_topic("patient", _validate_patient_topic)
             group = self.config.ipc.group or None
             self.ipc_server = IPCServer(self.config.ipc_path, dispatcher, group=group)
             async with trio.open_nursery() as nursery:
@@ -198,6 +205,7 @@ class Node:
                 await nursery.start(self.txgossip.run)
                 await nursery.start(self.engine.run)
                 await nursery.start(self.sync.run)
+                await nursery.start(self.blobs.run)
                 await nursery.start(self.ipc_server.serve)
                 log.info("node ready ipc=%s height=%d peer_id=%s", self.config.ipc_path, self.ledger.height,
                          self.net.peer_id)
@@ -209,8 +217,21 @@ class Node:
 
     # ------------------------------------------------------------------ txs
 
-    def submit(self, tx: Tx) -> bool:
+    def submit(self, tx: Tx, blob: bytes | None = None) -> bool:
+        """Admit a tx (and its ciphertext sidecar, for ``records.add``)."""
+        if tx.type == "records.add":
+            body = tx.body
+            if blob is None:
+                raise TxRejected("blob_required", "records.add needs its ciphertext as the blob parameter")
+            if len(blob) > MAX_BLOB or crypto.sha256(blob) != body.get("content_hash") or len(blob) != body.get("size"):
+                raise TxRejected("blob_mismatch", "the blob does not match the tx's content_hash and size")
+        elif blob is not None:
+            raise TxRejected("unexpected_blob", f"{tx.type} takes no blob")
         new = self.mempool.add(tx)
+        if new and blob is not None:
+            # stored at admission so this node can serve it; a blob whose tx never
+            # commits is ciphertext nobody references (not yet garbage-collected)
+            self.blob_store.put_blob(crypto.sha256(blob), blob)
         if new and hasattr(self, "hub"):
             self.hub.publish("tx", tx_event(tx, "pending"), _tx_filter(tx))
             self.txgossip.queue(tx)
@@ -252,6 +273,16 @@ class Node:
                     tx_event(tx, "committed", height=c.block.height, index=i, receipt=receipt_json(r)),
                     _tx_filter(tx),
                 )
+        for r in c.receipts:
+            for event in r.events:
+                kind = event.get("type")
+                if kind == "records.added" and hasattr(self, "blobs"):
+                    self.blobs.want(event["content_hash"])
+                elif kind == "records.erased" and hasattr(self, "blobs"):
+                    self.blobs.erase(event["content_hash"])
+                if "patient" in event and hasattr(self, "hub"):
+                    self.hub.publish("patient", {"height": c.block.height, **to_jsonable(event)},
+                                     _patient_filter(event["patient"]))
         if hasattr(self, "hub"):
             self.hub.publish("newHeads", header, None)
 
@@ -268,6 +299,19 @@ def _validate_tx_topic(params: dict[str, Any]) -> dict[str, Any]:
     if extra:
         raise InvalidParams(f"unknown tx subscription filter(s) {sorted(extra)}")
     return out
+
+
+def _validate_patient_topic(params: dict[str, Any]) -> bytes:
+    from .rpc import InvalidParams, hex_bytes
+
+    extra = set(params) - {"topic", "patient"}
+    if extra:
+        raise InvalidParams(f"unknown patient subscription filter(s) {sorted(extra)}")
+    return hex_bytes(params, "patient", 32)
+
+
+def _patient_filter(patient: bytes) -> Any:
+    return lambda filt: filt == patient
 
 
 def _tx_filter(tx: Tx) -> Any:

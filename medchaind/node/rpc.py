@@ -117,6 +117,11 @@ class RPC:
             "identity_list": (self.identity_list, False),
             "governance_authorities": (self.governance_authorities, False),
             "anchor_get": (self.anchor_get, False),
+            "records_list": (self.records_list, False),
+            "records_get": (self.records_get, False),
+            "consent_list": (self.consent_list, False),
+            "consent_check": (self.consent_check, False),
+            "audit_log": (self.audit_log, False),
             "governance_pending": (self.governance_pending, False),
             "governance_scheduled": (self.governance_scheduled, False),
             "governance_evidence": (self.governance_evidence, False),
@@ -268,12 +273,13 @@ class RPC:
     async def tx_submit(self, params: Any, conn: Connection) -> Any:
         p = _obj(params)
         raw = hex_bytes(p, "tx", max_size=128 * 1024)
+        blob = hex_bytes(p, "blob", max_size=4 * 1024 * 1024) if p.get("blob") is not None else None
         try:
             tx = decode_tx(raw)
         except DecodeError as exc:
             raise RPCError(exc.rpc_code, f"malformed tx: {exc}", {"code": "malformed", "reason": str(exc)}) from None
         try:
-            self.node.submit(tx)
+            self.node.submit(tx, blob)
         except TxRejected as exc:
             raise RPCError(exc.rpc_code, str(exc), {"code": exc.code, "reason": exc.reason}) from None
         return "0x" + tx.hash.hex()
@@ -322,6 +328,54 @@ class RPC:
                 raise InvalidParams("role must be a string")
             q["role"] = p["role"]
         return self._query("identity.list", q)
+
+    # records / consent / audit: keys as 0x-hex; time defaults to the last block's time
+
+    def _module_params(self, params: Any, keys: tuple[str, ...], optional_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+        p = dict(_obj(params))
+        for k in keys:
+            p[k] = hex_bytes(p, k, 32)
+        for k in optional_keys:
+            if p.get(k) is not None:
+                p[k] = hex_bytes(p, k, 32)
+        if "time_ms" not in p:
+            p["time_ms"] = self.node.ledger.tip.time_ms
+        return p
+
+    async def records_list(self, params: Any, conn: Connection) -> Any:
+        p = self._module_params(params, ("patient",))
+        p.pop("time_ms")
+        return self._query("records.list", p)
+
+    async def records_get(self, params: Any, conn: Connection) -> Any:
+        """Metadata, the reader's sealed data key and the ciphertext, where consent allows.
+
+        Returns the ciphertext only to a reader the chain's consent state permits; the
+        data key inside ``envelope`` is sealed to ``reader``, so neither is of use to
+        anyone else. Reading is audited by the client's ``records.access`` tx.
+        """
+        p = self._module_params(params, ("record_id", "reader"))
+        rec = self._query("records.get", p)
+        if rec is None:
+            raise NotFound("no such record")
+        if rec.get("envelope") is not None:
+            blob = self.node.blob_store.get_blob(bytes.fromhex(rec["content_hash"][2:]))
+            rec["ciphertext"] = None if blob is None else "0x" + blob.hex()
+        return rec
+
+    async def consent_list(self, params: Any, conn: Connection) -> Any:
+        p = self._module_params(params, ("patient",))
+        p.pop("time_ms")
+        return self._query("consent.list", p)
+
+    async def consent_check(self, params: Any, conn: Connection) -> Any:
+        p = self._module_params(params, ("patient", "actor"), ("record_id",))
+        return self._query("consent.check", p)
+
+    async def audit_log(self, params: Any, conn: Connection) -> Any:
+        p = self._module_params(params, ("patient",))
+        p.pop("time_ms")
+        return self._query("records.audit", p)
 
     async def anchor_get(self, params: Any, conn: Connection) -> Any:
         p = _obj(params)

@@ -13,9 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from medchaind import crypto
-from medchaind.app import App, BlockInfo, DictState, Execution, default_modules
-from medchaind.app.consent import ConsentModule
-from medchaind.app.records import RecordsModule
+from medchaind.app import App, BlockInfo, DictState, Execution
 from medchaind.types import Authority, Genesis, Receipt, Tx, sign_tx
 
 CHAIN_ID = "medchain-test"
@@ -50,15 +48,19 @@ def make_genesis() -> Genesis:
 
 
 def make_app(genesis: Genesis) -> App:
-    return App(genesis, modules=default_modules() + [ConsentModule(), RecordsModule()])
+    return App(genesis)  # default_modules() includes consent and records
 
 
 # ------------------------------------------------------------------ tx bodies
 
 
 def grant_body(
-    actor: str | None = None, *, role: str | None = None, actions: Iterable[str] = ("read",),
-    decision: str = "permit", **extra: Any,
+    actor: str | None = None,
+    *,
+    role: str | None = None,
+    actions: Iterable[str] = ("read",),
+    decision: str = "permit",
+    **extra: Any,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"actions": list(actions), "decision": decision, **extra}
     if actor is not None:
@@ -73,12 +75,22 @@ def envelopes(*names: str, tag: str = "k") -> list[dict[str, Any]]:
 
 
 def add_body(
-    patient: str = "P", resource_type: str = "Observation", *, recipients: Iterable[str] | None = None,
-    tag: str = "r1", **extra: Any,
+    patient: str = "P",
+    resource_type: str = "Observation",
+    *,
+    recipients: Iterable[str] | None = None,
+    tag: str = "r1",
+    **extra: Any,
 ) -> dict[str, Any]:
     names = list(recipients) if recipients is not None else [patient]
-    return {"patient": pub(patient), "resource_type": resource_type, "content_hash": ciphertext_hash(tag),
-            "size": 1234, "envelopes": envelopes(*names, tag=tag), **extra}
+    return {
+        "patient": pub(patient),
+        "resource_type": resource_type,
+        "content_hash": ciphertext_hash(tag),
+        "size": 1234,
+        "envelopes": envelopes(*names, tag=tag),
+        **extra,
+    }
 
 
 # ------------------------------------------------------------------ a chain of DictState
@@ -101,8 +113,15 @@ class Chain:
     def standard(cls) -> Chain:
         """The cast: patients P, Q; providers D1, D2 (accredited), X (pending); pharmacy PH."""
         c = cls()
-        for name, role in [("P", "patient"), ("Q", "patient"), ("D1", "provider"), ("D2", "provider"),
-                           ("X", "provider"), ("PH", "pharmacy"), ("PH2", "pharmacy")]:
+        for name, role in [
+            ("P", "patient"),
+            ("Q", "patient"),
+            ("D1", "provider"),
+            ("D2", "provider"),
+            ("X", "provider"),
+            ("PH", "pharmacy"),
+            ("PH2", "pharmacy"),
+        ]:
             c.register(name, role)
         for name, role in [("D1", "provider"), ("D2", "provider"), ("PH", "pharmacy")]:
             r = c.send("A", "governance.accredit", {"subject": pub(name), "role": role})
@@ -114,6 +133,16 @@ class Chain:
 
     def tx(self, name: str, type_: str, body: dict[str, Any]) -> Tx:
         return sign_tx(key(name), self.app.chain_id, type_, self.nonce(name), body)
+
+    def txs(self, specs: Iterable[tuple[str, str, dict[str, Any]]]) -> list[Tx]:
+        """Txs for one block, each sender's nonces counting up from its committed one."""
+        nonces: dict[str, int] = {}
+        out = []
+        for name, type_, body in specs:
+            n = nonces.get(name, self.nonce(name))
+            nonces[name] = n + 1
+            out.append(sign_tx(key(name), self.app.chain_id, type_, n, body))
+        return out
 
     def next_block(self) -> BlockInfo:
         return BlockInfo(self.app.chain_id, self.height + 1, self.time_ms + BLOCK_INTERVAL_MS, self.proposer)
@@ -155,19 +184,38 @@ class Chain:
         return self.app.query(self.state, path, params)
 
     def get(self, record_id: bytes, reader: str, purpose: str | None = "TREAT", time_ms: int | None = None) -> Any:
-        params: dict[str, Any] = {"record_id": record_id, "reader": pub(reader),
-                                  "time_ms": self.time_ms if time_ms is None else time_ms}
+        params: dict[str, Any] = {
+            "record_id": record_id,
+            "reader": pub(reader),
+            "time_ms": self.time_ms if time_ms is None else time_ms,
+        }
         if purpose is not None:
             params["purpose"] = purpose
         return self.query("records.get", params)
 
-    def check(self, actor: str, action: str = "read", resource_type: str = "Observation", *,
-              patient: str = "P", record_id: bytes | None = None, purpose: str | None = "TREAT",
-              time_ms: int | None = None) -> tuple[bool, str]:
+    def check(
+        self,
+        actor: str,
+        action: str = "read",
+        resource_type: str = "Observation",
+        *,
+        patient: str = "P",
+        record_id: bytes | None = None,
+        purpose: str | None = "TREAT",
+        time_ms: int | None = None,
+    ) -> tuple[bool, str]:
         from medchaind.app.consent import check
 
-        return check(self.state, pub(patient), pub(actor), action, resource_type, record_id, purpose,
-                     self.time_ms + BLOCK_INTERVAL_MS if time_ms is None else time_ms)
+        return check(
+            self.state,
+            pub(patient),
+            pub(actor),
+            action,
+            resource_type,
+            record_id,
+            purpose,
+            self.time_ms + BLOCK_INTERVAL_MS if time_ms is None else time_ms,
+        )
 
     def keys(self, module: str) -> list[bytes]:
         return sorted(k for (m, k) in self.state.data if m == module)

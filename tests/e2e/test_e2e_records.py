@@ -1,0 +1,125 @@
+"""End-to-end: encrypted FHIR records under patient control, on a real dev node.
+
+A patient, two providers and an emergency: consent grants, deny over permit, expiry,
+revocation, audited reads, break-glass pushed to the patient's subscription, erasure
+(checked on disk), and a canary marker that must never reach the datadir or the log.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from medchaind import crypto
+from medchaind.client import Client, RPCError
+from medchaind.crypto import KeyPair, load_keystore
+from medchaind.records_crypto import open_envelope
+from medchaind.testing.nodeproc import NodeProcess
+
+pytestmark = pytest.mark.e2e
+
+
+def observation(marker: str) -> dict:
+    return {"resourceType": "Observation", "status": "final",
+            "code": {"text": f"glucose {marker}"}, "valueString": f"7.2 mmol/L {marker}"}
+
+
+def files_containing(root: Path, needles: list[bytes]) -> list[str]:
+    hits = []
+    for p in root.rglob("*"):
+        if p.is_file() and not p.is_socket():
+            data = p.read_bytes()
+            hits += [f"{p.name}:{n[:12]!r}" for n in needles if n in data]
+    return hits
+
+
+def ok(st: dict) -> dict:
+    assert st["status"] == "committed" and st["receipt"]["ok"], st
+    return st
+
+
+def test_patient_records_flow(node: NodeProcess) -> None:
+    marker = "CANARY" + secrets.token_hex(8)
+    P, D1, D2 = KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
+    auth = load_keystore(node.authority_key, node.authority_passphrase)
+    with node.client() as c, node.client() as watcher:
+        ok(c.register_identity(P, "patient"))
+        for d, name in ((D1, "Clinic One"), (D2, "Clinic Two")):
+            ok(c.register_identity(d, "provider", label=name))
+            ok(c.accredit(auth.signing, d.public_key, "provider"))
+        events = watcher.subscribe({"topic": "patient", "patient": "0x" + P.public_key.hex()})
+
+        # P lets D1 read and write; D1 writes an encrypted Observation for P
+        ok(c.grant(P, actor=D1.public_key, actions=["read", "write"]))
+        st = ok(c.add_record(D1, P.public_key, observation(marker)))
+        rid = bytes.fromhex(st["record_id"][2:])
+        assert c.read_record(D1, rid)["valueString"].endswith(marker)  # the author
+        assert c.read_record(P, rid)["code"]["text"].endswith(marker)  # the patient
+
+        # D2 has no consent: refused, and the ciphertext it might get elsewhere is useless
+        with pytest.raises(RPCError, match="not permitted"):
+            c.read_record(D2, rid)
+        mine = c.call("records_get", {"record_id": "0x" + rid.hex(), "reader": "0x" + P.public_key.hex()})
+        with pytest.raises(crypto.SignatureError):
+            open_envelope(D2, bytes.fromhex(mine["envelope"][2:]))
+        ciphertext = bytes.fromhex(mine["ciphertext"][2:])
+        assert marker.encode() not in ciphertext
+
+        # permit for D2 (its envelope is re-wrapped by P's client), then a deny wins
+        ok(c.grant(P, actor=D2.public_key, actions=["read"]))
+        assert c.read_record(D2, rid, purpose="TREAT")["status"] == "final"
+        ok(c.grant(P, actor=D2.public_key, actions=["read"], decision="deny"))
+        with pytest.raises(RPCError, match="not permitted"):
+            c.read_record(D2, rid)
+
+        # a permit whose period has ended does not count
+        E = KeyPair.generate()
+        ok(c.register_identity(E, "provider"))
+        ok(c.accredit(auth.signing, E.public_key, "provider"))
+        tip = c.head()["time_ms"]
+        ok(c.grant(P, actor=E.public_key, actions=["read"], end_ms=tip - 1))
+        with pytest.raises(RPCError, match="not permitted"):
+            c.read_record(E, rid)
+
+        # revoking D1 stops its access to records added after the revocation
+        grants = c.call("consent_list", {"patient": "0x" + P.public_key.hex()})
+        d1_grant = next(g for g in grants if g.get("actor") == "0x" + D1.public_key.hex())
+        ok(c.revoke_consent(P, bytes.fromhex(d1_grant["grant_id"][2:])))
+        later = ok(c.add_record(P, P.public_key, observation(marker)))
+        with pytest.raises(RPCError, match="not permitted"):
+            c.read_record(D1, bytes.fromhex(later["record_id"][2:]))
+        with pytest.raises(RPCError):
+            c.add_record(D1, P.public_key, observation(marker))
+
+        # break-glass: E (no valid consent) declares an emergency; audited, flagged, pushed to P
+        ok(c.break_glass(E, rid, "unconscious patient in the emergency department"))
+        seen = []
+        while not any(e["type"] == "records.break_glass" for e in seen):
+            seen.append(events.get(timeout=30))
+        audit = c.call("audit_log", {"patient": "0x" + P.public_key.hex()})
+        assert any(a["break_glass"] for a in audit)
+        assert any(not a["break_glass"] and a["reader"] == "0x" + D2.public_key.hex() for a in audit)
+
+        # erasure: every trace of the ciphertext leaves the node's LevelDB, the chain still verifies
+        ok(c.erase_record(P, rid))
+        with pytest.raises(RPCError, match="erased"):
+            c.read_record(P, rid)
+        needle = [ciphertext[16:80]]
+        import time
+
+        deadline = time.monotonic() + 60
+        while files_containing(node.datadir / "chaindata", needle) and time.monotonic() < deadline:
+            c.call("node_health")  # condition wait: the node compacts after erasure
+            time.sleep(0.2)
+        assert files_containing(node.datadir / "chaindata", needle) == []
+        for h in range(1, c.head()["height"] + 1):
+            b = c.block(height=h)
+            assert b["commit"]["block_hash"] == b["header"]["hash"]
+
+    # canary: the marker never appears in the datadir or the log, in plaintext or hex
+    needles = [marker.encode(), marker.encode().hex().encode(), marker.encode().hex().upper().encode()]
+    assert files_containing(node.datadir, needles) == []
+    log = node.log().encode()
+    assert not any(n in log for n in needles)
