@@ -32,6 +32,10 @@ from .module import (
 from .state import StateReader
 
 MAX_REASON = 256
+#: Voting power per authority. The weighted proposer rotation precomputes a cycle of
+#: at most 16384 slots (sum of powers / their gcd), so powers stay small.
+MAX_POWER = 100
+MAX_AUTHORITIES = 128
 
 
 def authority_powers(state: StateReader) -> dict[bytes, int]:
@@ -181,14 +185,18 @@ def _validate_add(body: dict[str, Any]) -> None:
     require_fields(body, {"public_key", "name", "power"})
     require_bytes(body, "public_key", 32)
     require_text(body, "name", 64)
-    if type(body["power"]) is not int or not 1 <= body["power"] <= 1_000_000:
-        raise TxFailed("invalid_body", "power must be an integer in 1..1000000")
+    # bounded so the proposer rotation (core/validators.py) stays small: see MAX_POWER
+    if type(body["power"]) is not int or not 1 <= body["power"] <= MAX_POWER:
+        raise TxFailed("invalid_body", f"power must be an integer in 1..{MAX_POWER}")
 
 
 def _add_authority(ctx: TxContext, body: dict[str, Any]) -> None:
     _require_authority(ctx)
-    if body["public_key"] in authority_powers(ctx.state):
+    powers = authority_powers(ctx.state)
+    if body["public_key"] in powers:
         raise TxFailed("already_authority", "that key is already an authority")
+    if len(powers) >= MAX_AUTHORITIES:
+        raise TxFailed("too_many_authorities", f"at most {MAX_AUTHORITIES} authorities")
     change = {"op": "add_authority", "public_key": body["public_key"], "name": body["name"], "power": body["power"]}
     if _vote(ctx, change):
         _schedule(ctx, change)

@@ -139,11 +139,19 @@ class Node:
                 psk = bytes.fromhex(self.config.resolve(p.psk_file).read_text().strip())
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"p2p.psk_file: cannot read a hex key ({exc})") from None
+        allow = self._allowlist()
+        bootstrap = []
+        for addr in (x.strip() for x in p.bootstrap.split(",") if x.strip()):
+            peer = addr.rsplit("/p2p/", 1)[-1]
+            if peer in allow:
+                bootstrap.append(addr)
+            else:  # e.g. an authority removed or rotated by governance since the config was written
+                log.warning("skipping bootstrap peer that is not allowed to connect peer=%s", peer)
         return Libp2pNetwork(
             key_seed=self.keys.signing.seed,
             listen=[x.strip() for x in p.listen.split(",") if x.strip()],
-            bootstrap=[x.strip() for x in p.bootstrap.split(",") if x.strip()],
-            allowlist=self._allowlist(),
+            bootstrap=bootstrap,
+            allowlist=allow,
             psk=psk,
             chain_id=self.genesis.chain_id,
             limits=limits,

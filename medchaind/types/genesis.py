@@ -146,8 +146,8 @@ class Genesis:
                 raise ConfigError(f"{source}: authority {i} repeats a public key")
             seen.add(pk)
             power = a.get("power", 1)
-            if type(power) is not int or not 1 <= power <= 1_000_000:
-                raise ConfigError(f"{source}: authority {i} power must be an integer in 1..1000000")
+            if type(power) is not int or not 1 <= power <= 100:
+                raise ConfigError(f"{source}: authority {i} power must be an integer in 1..100")
             auths.append(Authority(name, pk, power))
         p = doc.get("params", {})
         if not isinstance(p, dict):
