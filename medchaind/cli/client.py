@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -88,7 +88,7 @@ class Ctx:
         return bytes.fromhex(read_keystore_public(path)["public_key"])
 
 
-def fail(msg: str) -> Any:
+def fail(msg: str) -> NoReturn:
     click.echo(f"medchain: error: {msg}", err=True)
     sys.exit(1)
 
@@ -364,6 +364,155 @@ def governance_pending(c: Ctx) -> None:
 # ------------------------------------------------------------------ chain
 
 
+# ------------------------------------------------------------------ records and consent
+
+
+def _hash_arg(text: str, what: str) -> bytes:
+    try:
+        b = bytes.fromhex(text[2:] if text.startswith("0x") else text)
+    except ValueError:
+        fail(f"{what} must be 0x-hex")
+    if len(b) != 32:
+        fail(f"{what} must be 32 bytes")
+    return b
+
+
+@main.group(cls=_Group)
+def records() -> None:
+    """Encrypted FHIR records: add, read (audited), list, break-glass, erase."""
+
+
+@records.command("add")
+@click.option("--key", "key_ref", required=True, help="The author's key (provider or the patient).")
+@click.option("--patient", required=True, help="The patient (key name or 0x public key).")
+@click.option("--share-with", multiple=True, help="Also seal the data key to these identities.")
+@click.option("--purpose", help="Purpose of use, for consents limited to purposes (e.g. TREAT).")
+@click.argument("resource_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@pass_ctx
+def records_add(c: Ctx, key_ref: str, patient: str, share_with: tuple[str, ...], purpose: str | None,
+                resource_file: Path) -> None:
+    """Validate RESOURCE_FILE (FHIR R4B JSON), encrypt it here and submit it."""
+    pk = c.public_key(patient)
+    others = [c.public_key(x) for x in share_with]
+    kp = c.load_key(key_ref)
+    with c.client() as cl:
+        _finish(cl.add_record(kp, pk, resource_file.read_bytes(), share_with=others, purpose=purpose))
+
+
+@records.command("read")
+@click.option("--key", "key_ref", required=True, help="The reader's key.")
+@click.option("--purpose", default="TREAT", show_default=True)
+@click.argument("record_id")
+@pass_ctx
+def records_read(c: Ctx, key_ref: str, purpose: str, record_id: str) -> None:
+    """Fetch, decrypt and verify a record (reading someone else's record is audited on chain)."""
+    rid = _hash_arg(record_id, "record id")
+    kp = c.load_key(key_ref)
+    with c.client() as cl:
+        out(cl.read_record(kp, rid, purpose=purpose))
+
+
+@records.command("list")
+@click.argument("patient")
+@pass_ctx
+def records_list(c: Ctx, patient: str) -> None:
+    """A patient's records (metadata only)."""
+    with c.client() as cl:
+        out(cl.call("records_list", {"patient": "0x" + c.public_key(patient).hex()}))
+
+
+@records.command("break-glass")
+@click.option("--key", "key_ref", required=True, help="The accredited provider's key.")
+@click.option("--reason", required=True, help="The declared emergency (a code or short phrase, no PHI).")
+@click.argument("record_id")
+@WAIT
+@pass_ctx
+def records_break_glass(c: Ctx, key_ref: str, reason: str, record_id: str, wait: bool) -> None:
+    """Emergency access without consent: always audited, flagged and pushed to the patient."""
+    rid = _hash_arg(record_id, "record id")
+    kp = c.load_key(key_ref)
+    with c.client() as cl:
+        _finish(cl.break_glass(kp, rid, reason, wait=wait))
+
+
+@records.command("erase")
+@click.option("--key", "key_ref", required=True, help="The patient's key.")
+@click.argument("record_id")
+@WAIT
+@pass_ctx
+def records_erase(c: Ctx, key_ref: str, record_id: str, wait: bool) -> None:
+    """Erase a record: every node deletes its ciphertext and envelopes."""
+    rid = _hash_arg(record_id, "record id")
+    kp = c.load_key(key_ref)
+    with c.client() as cl:
+        _finish(cl.erase_record(kp, rid, wait=wait))
+
+
+@main.group(cls=_Group)
+def consent() -> None:
+    """A patient's consents (FHIR Consent semantics: permit/deny, actor, scope, purpose, period)."""
+
+
+@consent.command("grant")
+@click.option("--key", "key_ref", required=True, help="The patient's key.")
+@click.option("--actor", help="The grantee (key name or 0x public key).")
+@click.option("--actor-role", help="Or every accredited holder of this role (e.g. pharmacy).")
+@click.option("--actions", default="read", show_default=True, help="Comma-separated: read,write.")
+@click.option("--deny", is_flag=True, help="A deny rule (deny wins over permit).")
+@click.option("--types", "resource_types", default="", help="Comma-separated FHIR resource types (default all).")
+@click.option("--purposes", default="", help="Comma-separated purpose-of-use codes (default any).")
+@click.option("--start-ms", type=int, help="Valid from this block time (ms since epoch).")
+@click.option("--end-ms", type=int, help="Valid until this block time (ms since epoch).")
+@WAIT
+@pass_ctx
+def consent_grant(c: Ctx, key_ref: str, actor: str | None, actor_role: str | None, actions: str, deny: bool,
+                  resource_types: str, purposes: str, start_ms: int | None, end_ms: int | None, wait: bool) -> None:
+    """Grant (or deny) access; a permit for a person also shares the existing records with them."""
+    if (actor is None) == (actor_role is None):
+        fail("give exactly one of --actor and --actor-role")
+    who = c.public_key(actor) if actor else None
+    kp = c.load_key(key_ref)
+
+    def split(x: str) -> list[str]:
+        return [v.strip() for v in x.split(",") if v.strip()]
+
+    with c.client() as cl:
+        _finish(cl.grant(kp, actor=who, actor_role=actor_role, actions=split(actions),
+                         decision="deny" if deny else "permit", resource_types=split(resource_types),
+                         purposes=split(purposes), start_ms=start_ms, end_ms=end_ms, wait=wait))
+
+
+@consent.command("revoke")
+@click.option("--key", "key_ref", required=True, help="The patient's key.")
+@click.argument("grant_id")
+@WAIT
+@pass_ctx
+def consent_revoke(c: Ctx, key_ref: str, grant_id: str, wait: bool) -> None:
+    """Revoke a grant: no access from the next block on."""
+    gid = _hash_arg(grant_id, "grant id")
+    kp = c.load_key(key_ref)
+    with c.client() as cl:
+        _finish(cl.revoke_consent(kp, gid, wait=wait))
+
+
+@consent.command("list")
+@click.argument("patient")
+@pass_ctx
+def consent_list(c: Ctx, patient: str) -> None:
+    """A patient's grants, revoked ones included."""
+    with c.client() as cl:
+        out(cl.call("consent_list", {"patient": "0x" + c.public_key(patient).hex()}))
+
+
+@main.command()
+@click.argument("patient")
+@pass_ctx
+def audit(c: Ctx, patient: str) -> None:
+    """Who accessed a patient's records, when and why (break-glass flagged)."""
+    with c.client() as cl:
+        out(cl.call("audit_log", {"patient": "0x" + c.public_key(patient).hex()}))
+
+
 @main.command()
 @pass_ctx
 def info(c: Ctx) -> None:
@@ -405,22 +554,29 @@ def tx(c: Ctx, tx_hash: str) -> None:
 
 
 @main.command()
-@click.argument("topic", type=click.Choice(["heads", "tx"]), default="heads")
+@click.argument("topic", type=click.Choice(["heads", "tx", "patient"]), default="heads")
 @click.option("--sender", help="tx topic: only this sender (key name or 0x public key).")
 @click.option("--hash", "tx_hash", help="tx topic: only this tx.")
+@click.option("--patient", "patient_ref", help="patient topic: this patient's record, consent and access events.")
 @click.option("--count", type=int, help="Stop after this many events.")
 @pass_ctx
-def watch(c: Ctx, topic: str, sender: str | None, tx_hash: str | None, count: int | None) -> None:
+def watch(c: Ctx, topic: str, sender: str | None, tx_hash: str | None, patient_ref: str | None,
+          count: int | None) -> None:
     """Stream new heads or tx status changes, one JSON object per line."""
     filters: dict[str, Any] = {}
     if sender:
         filters["sender"] = "0x" + c.public_key(sender).hex()
     if tx_hash:
         filters["hash"] = tx_hash
+    if topic == "patient":
+        if not patient_ref:
+            fail("the patient topic needs --patient")
+        filters["patient"] = "0x" + c.public_key(patient_ref).hex()
     with c.client() as cl:
         n = 0
         try:
-            for event in cl.watch("newHeads" if topic == "heads" else "tx", **filters):
+            name = {"heads": "newHeads", "tx": "tx", "patient": "patient"}[topic]
+            for event in cl.watch(name, **filters):
                 click.echo(json.dumps(event), nl=True)
                 sys.stdout.flush()
                 n += 1

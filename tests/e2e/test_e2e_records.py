@@ -123,3 +123,40 @@ def test_patient_records_flow(node: NodeProcess) -> None:
     assert files_containing(node.datadir, needles) == []
     log = node.log().encode()
     assert not any(n in log for n in needles)
+
+
+def test_records_flow_through_the_medchain_cli(node: NodeProcess, tmp_path: Path) -> None:
+    import json as _json
+
+    from medchaind.testing.nodeproc import run_cli
+
+    env = {"MEDCHAIN_IPC": str(node.ipc), "MEDCHAIN_HOME": str(tmp_path / "home"), "MEDCHAIN_PASSPHRASE": "pw"}
+    auth_env = {**env, "MEDCHAIN_PASSPHRASE": node.authority_passphrase}
+
+    def cli(*args: str, e: dict | None = None) -> dict | list:
+        return _json.loads(run_cli(*args, env=e or env).stdout)  # type: ignore[no-any-return]
+
+    for name in ("pat", "doc"):
+        cli("keys", "new", name)
+    cli("identity", "register", "--key", "pat", "--role", "patient")
+    cli("identity", "register", "--key", "doc", "--role", "provider", "--label", "Riverside")
+    doc_pk = cli("keys", "show", "doc")["public_key"]  # type: ignore[index]
+    cli("governance", "accredit", "--key", str(node.authority_key), "--role", "provider", doc_pk, e=auth_env)
+    cli("consent", "grant", "--key", "pat", "--actor", "doc", "--actions", "read,write")
+    res = run_cli("records", "add", "--key", "doc", "--patient", "pat", "/dev/null", env=env, check=False)
+    assert res.returncode == 1 and res.stderr.startswith("medchain: error:")  # empty file: not a resource
+    f = tmp_path / "obs.json"
+    f.write_text('{"resourceType": "Observation", "status": "bogus", "code": {"text": "x"}}')
+    res = run_cli("records", "add", "--key", "doc", "--patient", "pat", str(f), env=env, check=False)
+    assert res.returncode == 1 and "status" in res.stderr  # the binding check fhir.resources lacks
+    f.write_text('{"resourceType": "Observation", "status": "final", "code": {"text": "heart rate"},'
+                 ' "valueQuantity": {"value": 72, "unit": "/min"}}')
+    added = cli("records", "add", "--key", "doc", "--patient", "pat", str(f))
+    rid = added["record_id"]  # type: ignore[index]
+    assert cli("records", "read", "--key", "doc", rid)["code"]["text"] == "heart rate"  # type: ignore[index]
+    assert cli("records", "read", "--key", "pat", rid)["valueQuantity"]["value"] == 72  # type: ignore[index]
+    assert [r["record_id"] for r in cli("records", "list", "pat")] == [rid]  # type: ignore[index,union-attr]
+    assert len(cli("consent", "list", "pat")) == 1
+    cli("records", "erase", "--key", "pat", rid)
+    res = run_cli("records", "read", "--key", "pat", rid, env=env, check=False)
+    assert res.returncode == 1 and "erased" in res.stderr
