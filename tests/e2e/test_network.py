@@ -216,3 +216,29 @@ def test_peer_not_on_the_allowlist_cannot_connect(network: list[NodeProcess]) ->
 def intruder_not_listed(node: NodeProcess) -> bool:
     peers = {p["peer_id"] for p in call(node, "node_peers")}  # type: ignore[union-attr]
     return len(peers) <= 4
+
+
+def test_record_blobs_reach_every_node_and_erasure_removes_them_everywhere(network: list[NodeProcess]) -> None:
+    from medchaind.crypto import KeyPair
+
+    nodes = network
+    patient = KeyPair.generate()
+    with Client(nodes[0].ipc, timeout=60) as c0:
+        assert c0.register_identity(patient, "patient")["receipt"]["ok"]
+        obs = {"resourceType": "Observation", "status": "final", "code": {"text": "blood pressure"}}
+        st = c0.add_record(patient, patient.public_key, obs)
+        assert st["receipt"]["ok"], st
+        rid = bytes.fromhex(st["record_id"][2:])
+        content_hash = st["receipt"]["events"][0]["content_hash"][2:]
+
+    def blob_files() -> list[bool]:
+        return [(n.datadir / "blobs" / content_hash).exists() for n in nodes]
+
+    # the ciphertext reached node0 as a sidecar; every other node fetches it by hash
+    wait_for(lambda: all(blob_files()), 60, "every node to hold the record's ciphertext")
+    with Client(nodes[3].ipc, timeout=60) as c3:
+        assert c3.read_record(patient, rid)["code"]["text"] == "blood pressure"
+    with Client(nodes[1].ipc, timeout=60) as c1:
+        assert c1.erase_record(patient, rid)["receipt"]["ok"]
+    wait_for(lambda: not any(blob_files()), 60, "every node to delete the ciphertext")
+    assert_same_chain(nodes)
