@@ -101,8 +101,8 @@ async def test_wait_for_txs_returns_at_once_when_not_empty() -> None:
         await h.pool.wait_for_txs()
 
 
-# The two xfail tests below run trio themselves (trio.run) rather than as pytest-trio
-# tests, so their AssertionError is not wrapped in an ExceptionGroup and `raises=` pins it.
+# The two tests below run trio themselves (trio.run) rather than as pytest-trio tests,
+# so a failing assertion is not wrapped in an ExceptionGroup.
 
 
 def test_wait_for_txs_is_always_a_checkpoint() -> None:
