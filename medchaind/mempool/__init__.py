@@ -43,6 +43,8 @@ class MempoolConfig:
     #: token bucket per sender: sustained txs/s and burst size
     sender_rate: float = 5_000.0
     sender_burst: int = 20_000
+    #: a tx that cannot be proposed (its predecessor nonce never came) is dropped after this
+    gap_ttl_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class Mempool:
         self._txs: dict[bytes, Tx] = {}  # arrival order
         self._by_sender: dict[bytes, dict[int, bytes]] = {}
         self._buckets: dict[bytes, _Bucket] = {}
+        self._arrived: dict[bytes, float] = {}
         #: lowest nonce of a pending identity.register per sender
         self._register_nonce: dict[bytes, int] = {}
         self._bytes = 0
@@ -185,6 +188,7 @@ class Mempool:
 
     def _insert(self, tx: Tx) -> None:
         self._txs[tx.hash] = tx
+        self._arrived[tx.hash] = self._clock()
         self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx.hash
         self._bytes += len(tx.encoded)
         if tx.type == REGISTER:
@@ -193,6 +197,7 @@ class Mempool:
 
     def _remove(self, tx_hash: bytes) -> None:
         tx = self._txs.pop(tx_hash)
+        self._arrived.pop(tx_hash, None)
         self._bytes -= len(tx.encoded)
         per = self._by_sender[tx.sender]
         del per[tx.nonce]
@@ -275,6 +280,7 @@ class Mempool:
         state = self._state()
         stale: list[bytes] = []
         reasons: dict[str, int] = {}
+        now = self._clock()
         for sender, per in self._by_sender.items():
             committed_nonce = self.app.nonce(state, sender)
             for nonce, h in per.items():
@@ -283,6 +289,9 @@ class Mempool:
                     reasons["nonce_used"] = reasons.get("nonce_used", 0) + 1
                     continue
                 if nonce != committed_nonce:
+                    if nonce > committed_nonce and now - self._arrived.get(h, now) > self.config.gap_ttl_s:
+                        stale.append(h)
+                        reasons["nonce_gap_expired"] = reasons.get("nonce_gap_expired", 0) + 1
                     continue
                 tx = self._txs[h]
                 try:

@@ -170,3 +170,15 @@ def test_signature_verified_once_between_admission_and_block_validation() -> Non
     assert all(r.ok for r in ex.receipts)
     assert h.sigs.misses == misses  # nothing verified again
     assert h.sigs.hits == hits + len(txs)
+
+
+def test_txs_stuck_behind_a_nonce_gap_expire() -> None:
+    h = Harness()
+    gapped = h.update("P", nonce=h.nonce("P") + 5)  # nonces +0..+4 never arrive
+    assert h.pool.add(gapped)
+    h.commit([])
+    assert gapped.hash in h.pool, "a young gapped tx waits for its predecessors"
+    h.clock.now += h.pool.config.gap_ttl_s + 1
+    h.commit([])
+    assert gapped.hash not in h.pool
+    assert h.pool.statistics().dropped == 1
