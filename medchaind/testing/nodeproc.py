@@ -92,3 +92,23 @@ def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = True) -
     if check and res.returncode != 0:
         raise AssertionError(f"medchain {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
     return res
+
+
+def free_port_range(n: int, start: int = 31000) -> int:
+    """A base port such that ``base .. base+n-1`` are free on 127.0.0.1 right now."""
+    import socket
+
+    for base in range(start, 60000, 97):
+        socks = []
+        try:
+            for i in range(n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", base + i))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range on 127.0.0.1")

@@ -3,38 +3,20 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 
 import pytest
 
-from medchaind.testing.nodeproc import _cmd
+from medchaind.testing.nodeproc import _cmd, free_port_range
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_base(n: int) -> int:
-    for base in range(41000, 60000, 89):
-        socks = []
-        try:
-            for i in range(n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + i))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free ports")
 
 
 @pytest.mark.parametrize(("validators", "tx_type"), [(1, "identity"), (2, "anchor")])
 def test_bench_commits_everything_it_submits(validators: int, tx_type: str) -> None:
     res = subprocess.run(
         _cmd("medchaind") + ["bench", "--validators", str(validators), "--txs", "300", "--tx-type", tx_type,
-                             "--connections", "2", "--base-port", str(_free_base(validators))],
+                             "--connections", "2", "--base-port", str(free_port_range(validators, start=41000))],
         capture_output=True, text=True, timeout=300,
     )
     assert res.returncode == 0, res.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from medchaind import crypto
-from medchaind.client import Client, RPCError
+from medchaind.client import RPCError
 from medchaind.crypto import KeyPair, load_keystore
 from medchaind.records_crypto import open_envelope
 from medchaind.testing.nodeproc import NodeProcess

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,29 +20,12 @@ import pytest
 from medchaind import crypto
 from medchaind.client import Client
 from medchaind.node.init import init_testnet
-from medchaind.testing.nodeproc import NodeProcess, _cmd
+from medchaind.testing.nodeproc import NodeProcess, _cmd, free_port_range
 from medchaind.types import Tx, sign_tx
 
 pytestmark = pytest.mark.e2e
 
 CHAIN = "medchain-e2e"
-
-
-def free_port_range(n: int) -> int:
-    for base in range(31000, 60000, 97):
-        socks = []
-        try:
-            for i in range(n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + i))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from medchaind import crypto
-from medchaind.client import Client, RPCError
-from medchaind.types import sign_tx
-
+from medchaind.client import RPCError
 from medchaind.testing.nodeproc import NodeProcess, run_cli
+from medchaind.types import sign_tx
 
 pytestmark = pytest.mark.e2e
 
