@@ -186,6 +186,7 @@ class BftEngine:
         self.started_height = 0  # the height the core is working on (0: none)
         self.evidence: list[Any] = []
         self._resends = 0
+        self._need_drain = False
         self.rounds_total = 0
 
     # ------------------------------------------------------------ public
@@ -257,8 +258,10 @@ class BftEngine:
             log.info("consensus started height=%d authorities=%d validator=%s", self.next_height,
                      len(self.ledger.tip.powers), self._is_validator())
             self._maybe_start_height(force=self._wal_has(self.next_height))
+            await self._drain_if_needed()
             async for ev in self._recv:
                 await self._handle(ev)
+                await self._drain_if_needed()
 
     # ------------------------------------------------------------ events
 
@@ -339,8 +342,14 @@ class BftEngine:
         # deliver buffered messages of this height after the start
         future, self._future = self._future, [m for m in self._future if m.message.height > h]
         self._replay = [m for m in future if m.message.height == h]
-        assert self._nursery is not None
-        self._nursery.start_soon(self._drain_own)
+        # processed by the engine task itself, right after the current event: the core
+        # and the ledger are only ever touched by that one task (no interleaved commits)
+        self._need_drain = True
+
+    async def _drain_if_needed(self) -> None:
+        while self._need_drain:
+            self._need_drain = False
+            await self._drain_own()
 
     async def _drain_own(self) -> None:
         await self._apply_pending()
@@ -499,7 +508,7 @@ class BftEngine:
             pass
 
     async def _commit_synced(self, block: Block, commit: Commit) -> None:
-        if block.height != self.next_height:
+        if block.height != self.next_height:  # consensus got there first
             return
         tip = self.ledger.tip
         try:
