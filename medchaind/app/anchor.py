@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import codec, crypto
-from .module import Module, QueryError, TxContext, TxFailed, TxSpec, require_bytes, require_fields, require_text
+from .module import Module, TxContext, TxFailed, TxSpec, query_key, require_bytes, require_fields, require_text
 from .state import StateReader
 
 MAX_META = 8 * 1024
@@ -43,9 +43,7 @@ def _commit(ctx: TxContext, body: dict[str, Any]) -> None:
 
 
 def _query_get(state: StateReader, params: dict[str, Any]) -> Any:
-    digest = params.get("digest")
-    if not isinstance(digest, bytes) or len(digest) != 32:
-        raise QueryError("digest must be 32 bytes (0x-hex)")
+    digest = query_key(params, "digest")
     raw = state.get("anchor", b"a/" + digest)
     if raw is None:
         return None

@@ -58,7 +58,17 @@ from typing import Any
 
 from .. import codec, crypto
 from . import identity
-from .module import Module, QueryError, TxContext, TxFailed, TxSpec, require_bytes, require_fields
+from .module import (
+    Module,
+    QueryError,
+    TxContext,
+    TxFailed,
+    TxSpec,
+    hex_or_none,
+    query_key,
+    require_bytes,
+    require_fields,
+)
 from .state import StateReader
 
 NAMESPACE = "consent"
@@ -286,19 +296,15 @@ def check(
 # ------------------------------------------------------------------ queries
 
 
-def _hex(b: bytes | None) -> str | None:
-    return None if b is None else "0x" + b.hex()
-
-
 def grant_json(patient: bytes, grant_id: bytes, g: dict[str, Any]) -> dict[str, Any]:
     return {
-        "patient": _hex(patient),
-        "grant_id": _hex(grant_id),
-        "actor": _hex(g["actor"]),
+        "patient": hex_or_none(patient),
+        "grant_id": hex_or_none(grant_id),
+        "actor": hex_or_none(g["actor"]),
         "actor_role": g["actor_role"],
         "actions": g["actions"],
         "resource_types": g["resource_types"],
-        "record_ids": [_hex(r) for r in g["record_ids"]],
+        "record_ids": [hex_or_none(r) for r in g["record_ids"]],
         "purposes": g["purposes"],
         "start_ms": g["start_ms"],
         "end_ms": g["end_ms"],
@@ -310,15 +316,8 @@ def grant_json(patient: bytes, grant_id: bytes, g: dict[str, Any]) -> dict[str, 
     }
 
 
-def _param_key(params: dict[str, Any], name: str) -> bytes:
-    v = params.get(name)
-    if not isinstance(v, bytes) or len(v) != 32:
-        raise QueryError(f"{name} must be 32 bytes (0x-hex)")
-    return v
-
-
 def _query_list(state: StateReader, params: dict[str, Any]) -> Any:
-    patient = _param_key(params, "patient")
+    patient = query_key(params, "patient")
     include_revoked = params.get("include_revoked", True)
     if not isinstance(include_revoked, bool):
         raise QueryError("include_revoked must be a boolean")
@@ -332,8 +331,8 @@ def _query_list(state: StateReader, params: dict[str, Any]) -> Any:
 
 
 def _query_check(state: StateReader, params: dict[str, Any]) -> Any:
-    patient = _param_key(params, "patient")
-    actor = _param_key(params, "actor")
+    patient = query_key(params, "patient")
+    actor = query_key(params, "actor")
     action: Any = params.get("action")
     if action not in ACTIONS:
         raise QueryError("action must be read or write")

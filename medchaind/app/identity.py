@@ -23,6 +23,7 @@ from .module import (
     TxContext,
     TxFailed,
     TxSpec,
+    query_key,
     require_bytes,
     require_fields,
     require_text,
@@ -129,9 +130,7 @@ def set_status(ctx: TxContext, subject: bytes, status: str) -> None:
 
 
 def _query_get(state: StateReader, params: dict[str, Any]) -> Any:
-    pk = params.get("public_key")
-    if not isinstance(pk, bytes) or len(pk) != 32:
-        raise QueryError("public_key must be 32 bytes (0x-hex)")
+    pk = query_key(params, "public_key")
     ident = get_identity(state, pk)
     return None if ident is None else identity_json(pk, ident)
 

@@ -132,3 +132,18 @@ def require_text(body: dict[str, Any], name: str, max_len: int, *, min_len: int 
     if any(ord(c) < 0x20 for c in v):
         raise TxFailed("invalid_body", f"{name} must not contain control characters")
     return v
+
+
+# ---------------------------------------------------------------- query helpers
+
+
+def query_key(params: dict[str, Any], name: str) -> bytes:
+    """A 32-byte key or hash parameter of a query (the IPC layer already un-hexed it)."""
+    v = params.get(name)
+    if not isinstance(v, bytes) or len(v) != 32:
+        raise QueryError(f"{name} must be 32 bytes (0x-hex)")
+    return v
+
+
+def hex_or_none(b: bytes | None) -> str | None:
+    return None if b is None else "0x" + b.hex()

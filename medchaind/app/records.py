@@ -57,7 +57,18 @@ from typing import Any
 
 from .. import codec, crypto
 from . import consent, identity
-from .module import Module, QueryError, TxContext, TxFailed, TxSpec, require_bytes, require_fields, require_text
+from .module import (
+    Module,
+    QueryError,
+    TxContext,
+    TxFailed,
+    TxSpec,
+    hex_or_none,
+    query_key,
+    require_bytes,
+    require_fields,
+    require_text,
+)
 from .state import StateReader
 
 NAMESPACE = "records"
@@ -362,17 +373,13 @@ def _erase(ctx: TxContext, body: dict[str, Any]) -> None:
 # ------------------------------------------------------------------ queries
 
 
-def _hex(b: bytes | None) -> str | None:
-    return None if b is None else "0x" + b.hex()
-
-
 def record_json(record_id: bytes, m: dict[str, Any]) -> dict[str, Any]:
     return {
-        "record_id": _hex(record_id),
-        "patient": _hex(m["patient"]),
-        "author": _hex(m["author"]),
+        "record_id": hex_or_none(record_id),
+        "patient": hex_or_none(m["patient"]),
+        "author": hex_or_none(m["author"]),
         "resource_type": m["resource_type"],
-        "content_hash": _hex(m["content_hash"]),
+        "content_hash": hex_or_none(m["content_hash"]),
         "size": m["size"],
         "created_height": m["created_height"],
         "created_ms": m["created_ms"],
@@ -380,13 +387,6 @@ def record_json(record_id: bytes, m: dict[str, Any]) -> dict[str, Any]:
         "erased_height": m["erased_height"],
         "erased_ms": m["erased_ms"],
     }
-
-
-def _param_key(params: dict[str, Any], name: str) -> bytes:
-    v = params.get(name)
-    if not isinstance(v, bytes) or len(v) != 32:
-        raise QueryError(f"{name} must be 32 bytes (0x-hex)")
-    return v
 
 
 def _param_limit(params: dict[str, Any], default: int) -> int:
@@ -397,7 +397,7 @@ def _param_limit(params: dict[str, Any], default: int) -> int:
 
 
 def _query_list(state: StateReader, params: dict[str, Any]) -> Any:
-    patient = _param_key(params, "patient")
+    patient = query_key(params, "patient")
     limit = _param_limit(params, 100)
     out = []
     for _, raw in state.iterate(NAMESPACE, b"p/" + patient):
@@ -411,8 +411,8 @@ def _query_list(state: StateReader, params: dict[str, Any]) -> Any:
 
 
 def _query_get(state: StateReader, params: dict[str, Any]) -> Any:
-    record_id = _param_key(params, "record_id")
-    reader = _param_key(params, "reader")
+    record_id = query_key(params, "record_id")
+    reader = query_key(params, "reader")
     purpose = params.get("purpose")
     if purpose is not None and not consent.is_code(purpose):
         raise QueryError("purpose must be a purpose-of-use code")
@@ -430,20 +430,20 @@ def _query_get(state: StateReader, params: dict[str, Any]) -> Any:
     if not allowed:
         raise QueryError(f"not permitted: {reason}")
     sealed = state.get(NAMESPACE, envelope_key(record_id, reader))
-    out.update(envelope=None if sealed is None else _hex(codec.decode(sealed)), access=reason)
+    out.update(envelope=None if sealed is None else hex_or_none(codec.decode(sealed)), access=reason)
     return out
 
 
 def _query_audit(state: StateReader, params: dict[str, Any]) -> Any:
-    patient = _param_key(params, "patient")
+    patient = query_key(params, "patient")
     limit = _param_limit(params, 1000)
     out = []
     for _, raw in state.iterate(NAMESPACE, b"a/" + patient):
         e = codec.decode(raw)
         out.append(
             {
-                "reader": _hex(e["reader"]),
-                "record_id": _hex(e["record_id"]),
+                "reader": hex_or_none(e["reader"]),
+                "record_id": hex_or_none(e["record_id"]),
                 "purpose": e["purpose"],
                 "height": e["height"],
                 "time_ms": e["time_ms"],

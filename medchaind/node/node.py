@@ -208,8 +208,8 @@ class Node:
                 consensus_in = self.net.subscribe(consensus_topic(self.genesis.chain_id),
                                                   self.engine.on_consensus_gossip)
                 blocks_in = self.net.subscribe(block_topic(self.genesis.chain_id), self.sync.on_announce)
-                nursery.start_soon(_drain, consensus_in)
-                nursery.start_soon(_drain, blocks_in)
+                nursery.start_soon(drain_subscription, consensus_in)
+                nursery.start_soon(drain_subscription, blocks_in)
                 await nursery.start(self.txgossip.run)
                 await nursery.start(self.engine.run)
                 await nursery.start(self.sync.run)
@@ -350,7 +350,7 @@ async def run_until_signal(node: Node) -> None:
                     os._exit(130)
 
 
-async def _drain(channel: trio.MemoryReceiveChannel[Any]) -> None:
+async def drain_subscription(channel: trio.MemoryReceiveChannel[Any]) -> None:
     """Consume a subscription whose validator already handled each message."""
     with channel:
         async for _ in channel:

@@ -31,6 +31,7 @@ from ..crypto import KeyPair
 from ..mempool import Mempool
 from ..net.memory import MemoryNetwork
 from ..node.ledger import Ledger
+from ..node.node import drain_subscription
 from ..node.txgossip import TxGossip
 from ..store import ChainStore, MemoryKV
 from ..sync import SyncService
@@ -93,8 +94,8 @@ class ClusterNode:
                     chain = self.genesis.chain_id
                     cin = self.net.subscribe(consensus_topic(chain), self.engine.on_consensus_gossip)
                     bin_ = self.net.subscribe(block_topic(chain), self.sync.on_announce)
-                    n.start_soon(_drain, cin)
-                    n.start_soon(_drain, bin_)
+                    n.start_soon(drain_subscription, cin)
+                    n.start_soon(drain_subscription, bin_)
                     await n.start(self.txgossip.run)
                     await n.start(self.engine.run)
                     await n.start(self.sync.run)
@@ -111,11 +112,6 @@ class ClusterNode:
         self.wal.close()
         self._build()
 
-
-async def _drain(ch: trio.MemoryReceiveChannel[Any]) -> None:
-    with ch:  # closing it on exit lets a restarted node subscribe again
-        async for _ in ch:
-            pass
 
 
 class Cluster:
