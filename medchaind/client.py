@@ -16,13 +16,19 @@ signed here with the caller's key; the node never sees a client's private key::
 Nonces: by default each send asks the node for the sender's next nonce (committed
 plus contiguous pending). A client that submits many txs quickly can keep the nonces
 itself and pass ``nonce=`` (see :meth:`Client.build_tx`).
+
+The helpers that take several round trips (send, records, consent, the custodian) are
+written once, as generators that yield :class:`_Call` requests and receive the
+results (sans-IO); :class:`Client` and :class:`AsyncClient` each only drive them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from .crypto import KeyPair, SigningKey
 from .ipc import AsyncClient as _AsyncTransport
@@ -35,6 +41,10 @@ __all__ = ["AsyncClient", "Client", "RPCError", "hexstr"]
 
 def hexstr(b: bytes | str) -> str:
     return b if isinstance(b, str) else "0x" + b.hex()
+
+
+def _unhex(s: str) -> bytes:
+    return bytes.fromhex(s[2:] if s.startswith("0x") else s)
 
 
 def _block_params(height: int | None, hash: bytes | str | None, full: bool) -> dict[str, Any]:
@@ -56,10 +66,209 @@ def _register_body(keys: KeyPair, role: str, label: str | None) -> dict[str, Any
     return body
 
 
+# ---------------------------------------------------------------------- sans-IO flows
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One JSON-RPC call a flow needs; ``wait_s`` is how long the node may hold it."""
+
+    method: str
+    params: Any = None
+    wait_s: float = 0.0
+
+
+Flow = Generator[_Call, Any, T]
+
+
+def _wait_tx_flow(tx_hash: bytes | str, timeout_ms: int) -> Flow[dict[str, Any]]:
+    status: dict[str, Any] = yield _Call(
+        "tx_wait", {"hash": hexstr(tx_hash), "timeout_ms": timeout_ms}, wait_s=timeout_ms / 1000
+    )
+    return status
+
+
+def _wait_height_flow(height: int, timeout_ms: int) -> Flow[dict[str, Any] | None]:
+    head: dict[str, Any] | None = yield _Call(
+        "chain_waitHeight", {"height": height, "timeout_ms": timeout_ms}, wait_s=timeout_ms / 1000
+    )
+    return head
+
+
+def _send_flow(
+    chain_id: str, key: SigningKey, type_: str, body: dict[str, Any], *, nonce: int | None = None,
+    wait: bool = True, timeout_ms: int = 30_000, blob: bytes | None = None,
+) -> Flow[dict[str, Any]]:
+    if nonce is None:
+        nonce = int((yield _Call("tx_nonce", {"sender": hexstr(key.public_key)}))["next"])
+    tx = sign_tx(key, chain_id, type_, nonce, body)
+    params = {"tx": hexstr(tx.encoded)}
+    if blob is not None:
+        params["blob"] = hexstr(blob)
+    h = yield _Call("tx_submit", params)
+    if not wait:
+        return {"hash": h, "status": "pending"}
+    return (yield from _wait_tx_flow(h, timeout_ms))
+
+
+def _ok(st: dict[str, Any]) -> bool:
+    return bool((st.get("receipt") or {}).get("ok"))
+
+
+def _enc_key_flow(public_key: bytes) -> Flow[bytes]:
+    ident = yield _Call("identity_get", {"public_key": hexstr(public_key)})
+    return _unhex(ident["enc_key"])
+
+
+def _add_record_flow(
+    chain_id: str, author: KeyPair, patient: bytes, resource: dict[str, Any] | str | bytes,
+    share_with: Sequence[bytes], purpose: str | None, kw: dict[str, Any],
+) -> Flow[dict[str, Any]]:
+    from . import fhir, records_crypto
+
+    resource_type, plaintext = fhir.validate_and_canonicalize(resource)
+    recipients = {}
+    for pk in dict.fromkeys([patient, author.public_key, *share_with]):
+        recipients[pk] = yield from _enc_key_flow(pk)
+    enc = records_crypto.encrypt_record(plaintext, recipients)
+    body = records_crypto.records_add_body(patient, resource_type, enc)
+    if purpose is not None:
+        body["purpose"] = purpose
+    st = yield from _send_flow(chain_id, author.signing, "records.add", body, blob=enc.ciphertext, **kw)
+    for ev in (st.get("receipt") or {}).get("events", []):
+        if ev.get("type") == "records.added":
+            st["record_id"] = ev["record_id"]
+    return st
+
+
+def _read_record_flow(
+    chain_id: str, reader: KeyPair, record_id: bytes | str, purpose: str, wait_key_s: float,
+) -> Flow[dict[str, Any]]:
+    from . import records_crypto
+
+    rid = record_id if isinstance(record_id, bytes) else _unhex(record_id)
+    get = _Call("records_get", {"record_id": hexstr(rid), "reader": hexstr(reader.public_key), "purpose": purpose})
+    rec = yield get
+    if rec.get("erased"):
+        raise RPCError(-32020, "record erased", {"code": "erased"})
+    if reader.public_key.hex() not in (rec["patient"][2:], rec["author"][2:]):
+        st = yield from _send_flow(chain_id, reader.signing, "records.access", {"record_id": rid, "purpose": purpose})
+        if not _ok(st):
+            raise RPCError(-32010, f"access refused: {st.get('receipt')}", st.get("receipt"))
+    # A permitted reader without an envelope (break-glass, role-wide consent) waits for
+    # the author's custodian to answer its key request; a blob still on its way from a
+    # peer is waited for the same way.
+    deadline = time.monotonic() + wait_key_s
+    while rec.get("envelope") is None or rec.get("ciphertext") is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            what = "no envelope for this reader yet" if rec.get("envelope") is None else "ciphertext not here yet"
+            raise RPCError(-32020, f"{what} (the record's custodian answers key requests)", {"code": "unavailable"})
+        head = yield _Call("chain_head")
+        height = 0 if head is None else head["height"]
+        step = min(remaining, 1.0 if rec.get("envelope") is not None else remaining)
+        yield _Call("chain_waitHeight", {"height": height + 1, "timeout_ms": int(step * 1000)}, wait_s=step)
+        rec = yield get
+        if rec.get("erased"):
+            raise RPCError(-32020, "record erased", {"code": "erased"})
+    plaintext = records_crypto.open_record(
+        reader, _unhex(rec["envelope"]), _unhex(rec["ciphertext"]), _unhex(rec["content_hash"])
+    )
+    return json.loads(plaintext)  # type: ignore[no-any-return]
+
+
+def _grant_flow(
+    chain_id: str, patient: KeyPair, body: dict[str, Any], share_existing: bool, kw: dict[str, Any],
+) -> Flow[dict[str, Any]]:
+    from . import records_crypto
+
+    st = yield from _send_flow(chain_id, patient.signing, "consent.grant", body, **kw)
+    actor = body.get("actor")
+    if actor is None or body["decision"] != "permit" or "read" not in body["actions"] or not share_existing:
+        return st
+    if kw.get("wait", True) and not _ok(st):
+        return st
+    # Re-wrap only for a grant in force now: keys sealed early (start_ms ahead) or late
+    # (end_ms passed) would outlive the consent. A reader whose grant starts later gets
+    # its key through a key request, answered by the record's custodian.
+    head = yield _Call("chain_head")
+    now = 0 if head is None else head["time_ms"]
+    if body.get("start_ms", now) > now or body.get("end_ms", now) < now:
+        return st
+    types = body.get("resource_types") or ()
+    grantee = {actor: (yield from _enc_key_flow(actor))}
+    for rec in (yield _Call("records_list", {"patient": hexstr(patient.public_key)})):
+        if rec["erased"] or (types and rec["resource_type"] not in types):
+            continue
+        mine = yield _Call("records_get", {"record_id": rec["record_id"], "reader": hexstr(patient.public_key)})
+        if mine.get("envelope") is None:
+            continue
+        envs = records_crypto.rewrap(patient, _unhex(mine["envelope"]), grantee)
+        share = records_crypto.records_add_envelopes_body(_unhex(rec["record_id"]), envs)
+        yield from _send_flow(chain_id, patient.signing, "records.add_envelopes", share)
+    return st
+
+
+def _grant_body(
+    actor: bytes | None, actor_role: str | None, actions: Sequence[str], decision: str,
+    resource_types: Sequence[str], purposes: Sequence[str], start_ms: int | None, end_ms: int | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"actions": list(actions), "decision": decision}
+    optional = {"actor": actor, "actor_role": actor_role, "start_ms": start_ms, "end_ms": end_ms,
+                "resource_types": list(resource_types) or None, "purposes": list(purposes) or None}
+    body.update({k: v for k, v in optional.items() if v is not None})
+    return body
+
+
+def _answer_key_requests_flow(chain_id: str, author: KeyPair, limit: int) -> Flow[list[dict[str, Any]]]:
+    """One custodian pass: re-wrap this author's data keys for permitted requesters."""
+    from . import records_crypto
+
+    requests = yield _Call("records_keyRequests", {"author": hexstr(author.public_key), "limit": limit})
+    by_record: dict[str, list[str]] = {}
+    for req in requests:
+        if req["permitted"]:
+            by_record.setdefault(req["record_id"], []).append(req["reader"])
+    answered: list[dict[str, Any]] = []
+    for rid, readers in by_record.items():
+        mine = yield _Call("records_get", {"record_id": rid, "reader": hexstr(author.public_key)})
+        if mine.get("envelope") is None:
+            continue  # erased meanwhile, or an author that never kept an envelope
+        for i in range(0, len(readers), records_crypto.MAX_ENVELOPES_PER_TX):
+            batch = readers[i : i + records_crypto.MAX_ENVELOPES_PER_TX]
+            keys = {}
+            for r in batch:
+                keys[_unhex(r)] = yield from _enc_key_flow(_unhex(r))
+            envs = records_crypto.rewrap(author, _unhex(mine["envelope"]), keys)
+            body = records_crypto.records_add_envelopes_body(_unhex(rid), envs)
+            st = yield from _send_flow(chain_id, author.signing, "records.add_envelopes", body)
+            receipt = st.get("receipt") or {}
+            answered.append({"record_id": rid, "readers": batch, "hash": st.get("hash"),
+                             "ok": bool(receipt.get("ok")), "code": receipt.get("code")})
+    return answered
+
+
 class Client(_Transport):
     """Blocking client with typed helpers over the JSON-RPC methods."""
 
     _chain_id: str | None = None
+
+    def _drive(self, flow: Flow[T]) -> T:
+        """Run a sans-IO flow over this connection."""
+        try:
+            call = next(flow)
+            while True:
+                timeout = None if self.timeout is None else max(self.timeout, call.wait_s + 5)
+                try:
+                    result = self.call(call.method, call.params, timeout=timeout if call.wait_s else None)
+                except RPCError as exc:
+                    call = flow.throw(exc)
+                else:
+                    call = flow.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     # --------------------------------------------------------------- node / chain
 
@@ -75,6 +284,10 @@ class Client(_Transport):
 
     def head(self) -> dict[str, Any] | None:
         return self.call("chain_head")  # type: ignore[no-any-return]
+
+    def wait_height(self, height: int, *, timeout_ms: int = 30_000) -> dict[str, Any] | None:
+        """Block until the chain reaches ``height`` (or the timeout passes); the head."""
+        return self._drive(_wait_height_flow(height, timeout_ms))
 
     def block(self, *, height: int | None = None, hash: bytes | str | None = None, full: bool = False) -> dict[str, Any]:
         return self.call("chain_getBlock", _block_params(height, hash, full))  # type: ignore[no-any-return]
@@ -98,19 +311,14 @@ class Client(_Transport):
 
     def wait(self, tx_hash: bytes | str, *, timeout_ms: int = 30_000) -> dict[str, Any]:
         """Wait until the tx is committed (or the timeout passes); returns its status."""
-        timeout = None if self.timeout is None else max(self.timeout, timeout_ms / 1000 + 5)
-        return self.call("tx_wait", {"hash": hexstr(tx_hash), "timeout_ms": timeout_ms}, timeout=timeout)  # type: ignore[no-any-return]
+        return self._drive(_wait_tx_flow(tx_hash, timeout_ms))
 
     def send(
         self, key: SigningKey, type_: str, body: dict[str, Any], *, nonce: int | None = None,
         wait: bool = True, timeout_ms: int = 30_000,
     ) -> dict[str, Any]:
         """Build, sign, submit; with ``wait`` return the committed status and receipt."""
-        tx = self.build_tx(key, type_, body, nonce=nonce)
-        h = self.submit(tx)
-        if not wait:
-            return {"hash": h, "status": "pending"}
-        return self.wait(h, timeout_ms=timeout_ms)
+        return self._drive(_send_flow(self.chain_id, key, type_, body, nonce=nonce, wait=wait, timeout_ms=timeout_ms))
 
     # --------------------------------------------------------------- identity / governance
 
@@ -129,15 +337,11 @@ class Client(_Transport):
     # --------------------------------------------------------------- subscriptions
 
     def watch(self, topic: str, **filters: Any) -> Iterator[Any]:
-        """Yield notifications of ``topic`` (``newHeads`` or ``tx``) until closed."""
+        """Yield notifications of ``topic`` (``newHeads``, ``tx``, ``patient``) until closed."""
         with self.subscribe({"topic": topic, **filters}) as sub:
             yield from sub
 
-
     # --------------------------------------------------------------- records and consent
-
-    def _enc_key(self, public_key: bytes) -> bytes:
-        return bytes.fromhex(self.identity(public_key)["enc_key"][2:])
 
     def add_record(
         self, author: KeyPair, patient: bytes, resource: dict[str, Any] | str | bytes, *,
@@ -149,47 +353,20 @@ class Client(_Transport):
         keys); only the ciphertext leaves this process, as the tx's blob sidecar. The
         returned status carries ``record_id`` once committed.
         """
-        from . import fhir, records_crypto
+        return self._drive(_add_record_flow(self.chain_id, author, patient, resource, share_with, purpose, kw))
 
-        resource_type, plaintext = fhir.validate_and_canonicalize(resource)
-        recipients = {pk: self._enc_key(pk) for pk in {patient, author.public_key, *share_with}}
-        enc = records_crypto.encrypt_record(plaintext, recipients)
-        body = records_crypto.records_add_body(patient, resource_type, enc)
-        if purpose is not None:
-            body["purpose"] = purpose
-        tx = self.build_tx(author.signing, "records.add", body, nonce=kw.pop("nonce", None))
-        h = self.call("tx_submit", {"tx": hexstr(tx.encoded), "blob": hexstr(enc.ciphertext)})
-        if not kw.get("wait", True):
-            return {"hash": h, "status": "pending"}
-        st = self.wait(h, timeout_ms=kw.get("timeout_ms", 30_000))
-        for ev in (st.get("receipt") or {}).get("events", []):
-            if ev.get("type") == "records.added":
-                st["record_id"] = ev["record_id"]
-        return st
-
-    def read_record(self, reader: KeyPair, record_id: bytes | str, *, purpose: str = "TREAT") -> dict[str, Any]:
+    def read_record(
+        self, reader: KeyPair, record_id: bytes | str, *, purpose: str = "TREAT", wait_key_s: float = 0.0,
+    ) -> dict[str, Any]:
         """Fetch, decrypt and verify a record; the FHIR resource as a dict.
 
         Reading someone else's record first commits a ``records.access`` audit event
-        (HIPAA §164.312(b)); a read the patient's consent does not allow is refused.
+        (HIPAA §164.312(b)); a read the patient's consent does not allow is refused. A
+        permitted reader without an envelope (break-glass, role-wide consent) leaves a
+        key request; ``wait_key_s`` is how long to wait for the author's custodian to
+        answer it.
         """
-        from . import records_crypto
-
-        rid = record_id if isinstance(record_id, bytes) else bytes.fromhex(record_id[2:])
-        rec = self.call("records_get", {"record_id": hexstr(rid), "reader": hexstr(reader.public_key),
-                                        "purpose": purpose})
-        if rec.get("erased"):
-            raise RPCError(-32020, "record erased", {"code": "erased"})
-        if reader.public_key.hex() not in (rec["patient"][2:], rec["author"][2:]):
-            st = self.send(reader.signing, "records.access", {"record_id": rid, "purpose": purpose})
-            if not (st.get("receipt") or {}).get("ok"):
-                raise RPCError(-32010, f"access refused: {st.get('receipt')}", st.get("receipt"))
-        if rec.get("envelope") is None or rec.get("ciphertext") is None:
-            raise RPCError(-32020, "no envelope or ciphertext for this reader yet", {"code": "unavailable"})
-        plaintext = records_crypto.open_record(reader, bytes.fromhex(rec["envelope"][2:]),
-                                               bytes.fromhex(rec["ciphertext"][2:]),
-                                               bytes.fromhex(rec["content_hash"][2:]))
-        return json.loads(plaintext)  # type: ignore[no-any-return]
+        return self._drive(_read_record_flow(self.chain_id, reader, record_id, purpose, wait_key_s))
 
     def grant(
         self, patient: KeyPair, *, actor: bytes | None = None, actor_role: str | None = None,
@@ -199,35 +376,8 @@ class Client(_Transport):
     ) -> dict[str, Any]:
         """``consent.grant``; with a permit for an actor key, also re-wrap the data keys of
         the patient's existing records (of the granted types) for that actor."""
-        from . import records_crypto
-
-        body: dict[str, Any] = {"actions": list(actions), "decision": decision}
-        if actor is not None:
-            body["actor"] = actor
-        if actor_role is not None:
-            body["actor_role"] = actor_role
-        if resource_types:
-            body["resource_types"] = list(resource_types)
-        if purposes:
-            body["purposes"] = list(purposes)
-        if start_ms is not None:
-            body["start_ms"] = start_ms
-        if end_ms is not None:
-            body["end_ms"] = end_ms
-        st = self.send(patient.signing, "consent.grant", body, **kw)
-        if actor is not None and decision == "permit" and "read" in actions and share_existing:
-            grantee = {actor: self._enc_key(actor)}
-            for rec in self.call("records_list", {"patient": hexstr(patient.public_key)}):
-                if rec["erased"] or (resource_types and rec["resource_type"] not in resource_types):
-                    continue
-                mine = self.call("records_get", {"record_id": rec["record_id"], "reader": hexstr(patient.public_key)})
-                if mine.get("envelope") is None:
-                    continue
-                envs = records_crypto.rewrap(patient, bytes.fromhex(mine["envelope"][2:]), grantee)
-                rid = bytes.fromhex(rec["record_id"][2:])
-                self.send(patient.signing, "records.add_envelopes",
-                          records_crypto.records_add_envelopes_body(rid, envs))
-        return st
+        body = _grant_body(actor, actor_role, actions, decision, resource_types, purposes, start_ms, end_ms)
+        return self._drive(_grant_flow(self.chain_id, patient, body, share_existing, kw))
 
     def revoke_consent(self, patient: KeyPair, grant_id: bytes, **kw: Any) -> dict[str, Any]:
         return self.send(patient.signing, "consent.revoke", {"grant_id": grant_id}, **kw)
@@ -238,11 +388,45 @@ class Client(_Transport):
     def erase_record(self, patient: KeyPair, record_id: bytes, **kw: Any) -> dict[str, Any]:
         return self.send(patient.signing, "records.erase", {"record_id": record_id}, **kw)
 
+    def key_requests(self, author: bytes, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Open key requests on records ``author`` wrote (``permitted`` ones get answered)."""
+        return self.call("records_keyRequests", {"author": hexstr(author), "limit": limit})  # type: ignore[no-any-return]
+
+    def answer_key_requests(self, author: KeyPair, *, limit: int = 100) -> list[dict[str, Any]]:
+        """One custodian pass: seal ``author``'s data keys to every permitted requester."""
+        return self._drive(_answer_key_requests_flow(self.chain_id, author, limit))
+
+    def serve_key_requests(
+        self, author: KeyPair, *, on_answer: Callable[[dict[str, Any]], None] | None = None,
+        poll_ms: int = 30_000, stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """The custodian loop: answer, then sleep until the next block; until ``stop()``."""
+        while not stop():
+            head = self.head()
+            for answer in self.answer_key_requests(author):
+                if on_answer is not None:
+                    on_answer(answer)
+            self.wait_height((0 if head is None else head["height"]) + 1, timeout_ms=poll_ms)
+
 
 class AsyncClient(_AsyncTransport):
     """anyio client with the same helpers as :class:`Client` (all ``async``)."""
 
     _chain_id: str | None = None
+
+    async def _drive(self, flow: Flow[T]) -> T:
+        try:
+            call = next(flow)
+            while True:
+                timeout = None if self.timeout is None else max(self.timeout, call.wait_s + 5)
+                try:
+                    result = await self.call(call.method, call.params, timeout=timeout if call.wait_s else None)
+                except RPCError as exc:
+                    call = flow.throw(exc)
+                else:
+                    call = flow.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     async def node_info(self) -> dict[str, Any]:
         return await self.call("node_info")  # type: ignore[no-any-return]
@@ -255,6 +439,9 @@ class AsyncClient(_AsyncTransport):
 
     async def head(self) -> dict[str, Any] | None:
         return await self.call("chain_head")  # type: ignore[no-any-return]
+
+    async def wait_height(self, height: int, *, timeout_ms: int = 30_000) -> dict[str, Any] | None:
+        return await self._drive(_wait_height_flow(height, timeout_ms))
 
     async def block(self, *, height: int | None = None, hash: bytes | str | None = None, full: bool = False) -> dict[str, Any]:
         return await self.call("chain_getBlock", _block_params(height, hash, full))  # type: ignore[no-any-return]
@@ -275,18 +462,14 @@ class AsyncClient(_AsyncTransport):
         return await self.call("tx_submit", {"tx": hexstr(raw)})  # type: ignore[no-any-return]
 
     async def wait(self, tx_hash: bytes | str, *, timeout_ms: int = 30_000) -> dict[str, Any]:
-        timeout = None if self.timeout is None else max(self.timeout, timeout_ms / 1000 + 5)
-        return await self.call("tx_wait", {"hash": hexstr(tx_hash), "timeout_ms": timeout_ms}, timeout=timeout)  # type: ignore[no-any-return]
+        return await self._drive(_wait_tx_flow(tx_hash, timeout_ms))
 
     async def send(
         self, key: SigningKey, type_: str, body: dict[str, Any], *, nonce: int | None = None,
         wait: bool = True, timeout_ms: int = 30_000,
     ) -> dict[str, Any]:
-        tx = await self.build_tx(key, type_, body, nonce=nonce)
-        h = await self.submit(tx)
-        if not wait:
-            return {"hash": h, "status": "pending"}
-        return await self.wait(h, timeout_ms=timeout_ms)
+        flow = _send_flow(await self.chain_id(), key, type_, body, nonce=nonce, wait=wait, timeout_ms=timeout_ms)
+        return await self._drive(flow)
 
     async def register_identity(self, keys: KeyPair, role: str, *, label: str | None = None, **kw: Any) -> dict[str, Any]:
         return await self.send(keys.signing, "identity.register", _register_body(keys, role, label), **kw)
@@ -299,3 +482,53 @@ class AsyncClient(_AsyncTransport):
 
     async def revoke(self, authority: SigningKey, subject: bytes, reason: str, **kw: Any) -> dict[str, Any]:
         return await self.send(authority, "governance.revoke", {"subject": subject, "reason": reason}, **kw)
+
+    # records and consent: the same flows as Client
+
+    async def add_record(
+        self, author: KeyPair, patient: bytes, resource: dict[str, Any] | str | bytes, *,
+        share_with: Sequence[bytes] = (), purpose: str | None = None, **kw: Any,
+    ) -> dict[str, Any]:
+        chain_id = await self.chain_id()
+        return await self._drive(_add_record_flow(chain_id, author, patient, resource, share_with, purpose, kw))
+
+    async def read_record(
+        self, reader: KeyPair, record_id: bytes | str, *, purpose: str = "TREAT", wait_key_s: float = 0.0,
+    ) -> dict[str, Any]:
+        return await self._drive(_read_record_flow(await self.chain_id(), reader, record_id, purpose, wait_key_s))
+
+    async def grant(
+        self, patient: KeyPair, *, actor: bytes | None = None, actor_role: str | None = None,
+        actions: Sequence[str] = ("read",), decision: str = "permit", resource_types: Sequence[str] = (),
+        purposes: Sequence[str] = (), start_ms: int | None = None, end_ms: int | None = None,
+        share_existing: bool = True, **kw: Any,
+    ) -> dict[str, Any]:
+        body = _grant_body(actor, actor_role, actions, decision, resource_types, purposes, start_ms, end_ms)
+        return await self._drive(_grant_flow(await self.chain_id(), patient, body, share_existing, kw))
+
+    async def revoke_consent(self, patient: KeyPair, grant_id: bytes, **kw: Any) -> dict[str, Any]:
+        return await self.send(patient.signing, "consent.revoke", {"grant_id": grant_id}, **kw)
+
+    async def break_glass(self, provider: KeyPair, record_id: bytes, reason: str, **kw: Any) -> dict[str, Any]:
+        body = {"record_id": record_id, "reason": reason}
+        return await self.send(provider.signing, "records.break_glass", body, **kw)
+
+    async def erase_record(self, patient: KeyPair, record_id: bytes, **kw: Any) -> dict[str, Any]:
+        return await self.send(patient.signing, "records.erase", {"record_id": record_id}, **kw)
+
+    async def key_requests(self, author: bytes, *, limit: int = 100) -> list[dict[str, Any]]:
+        return await self.call("records_keyRequests", {"author": hexstr(author), "limit": limit})  # type: ignore[no-any-return]
+
+    async def answer_key_requests(self, author: KeyPair, *, limit: int = 100) -> list[dict[str, Any]]:
+        return await self._drive(_answer_key_requests_flow(await self.chain_id(), author, limit))
+
+    async def serve_key_requests(
+        self, author: KeyPair, *, on_answer: Callable[[dict[str, Any]], None] | None = None, poll_ms: int = 30_000,
+    ) -> None:
+        """The custodian loop; runs until cancelled."""
+        while True:
+            head = await self.head()
+            for answer in await self.answer_key_requests(author):
+                if on_answer is not None:
+                    on_answer(answer)
+            await self.wait_height((0 if head is None else head["height"]) + 1, timeout_ms=poll_ms)

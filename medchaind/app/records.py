@@ -27,8 +27,28 @@ event, and opens a read window of :data:`BREAK_GLASS_MS` of block time on that r
 re-wraps the data key for the grantee). ``records.erase`` (the patient's right to
 erasure) deletes every envelope and break-glass window of the record and turns its
 metadata into a tombstone that keeps ``content_hash``; the ``records.erased`` event
-tells every node's host to delete the ciphertext blob. An erased record refuses
-further shares and accesses (``erased``).
+tells every node's host to delete the ciphertext blob (unless another live record
+commits to the same ciphertext). An erased record refuses further shares and accesses
+(``erased``).
+
+Key release (how a permitted reader without an envelope gets the data key)
+--------------------------------------------------------------------------
+Only holders of an envelope can re-wrap a data key, and the chain cannot (it never
+sees one). A reader who is *permitted* but holds no envelope -- an emergency
+(break-glass) reader, or a reader allowed by a role-wide consent that no client could
+enumerate at grant time -- therefore leaves a **key request** when its
+``records.break_glass`` or ``records.access`` commits. The request is indexed by the
+record's author, whose **custodian** (``medchain records custodian``, run by the
+author's organisation next to its node, like a hospital's integration engine answers
+emergency queries today) opens its own envelope and answers with
+``records.add_envelopes``. The chain accepts envelopes from the author only for
+recipients with an open request that is still permitted at block time (break-glass
+window unexpired, or consent still permitting the request's purpose), so the custodian
+cannot be used to hand keys to anyone else; the patient may share with anyone. The
+answered request is removed; erasure removes all of them. Trust stays where it was:
+the author already holds the plaintext. (The alternative, escrow of every data key to
+a threshold of authorities, would let any f+1 authorities read every record; it would
+also survive the author going offline. See docs/protocol.md.)
 
 State (namespace ``records``)::
 
@@ -37,6 +57,9 @@ State (namespace ``records``)::
                                            created_ms, erased, erased_height, erased_ms}
     e/<record_id><recipient>            -> sealed_key (bytes)
     b/<record_id><provider>             -> {height, time_ms, expires_ms}   (break-glass)
+    k/<author><record_id><reader>       -> {patient, purpose, height, time_ms, break_glass}
+                                           (open key request)
+    h/<content_hash><record_id>         -> True   (live records committing to a ciphertext)
     c/<patient>                         -> {next}   (records ever added for the patient)
     p/<patient><~seq 8B>                -> {record_id}   (index; inverted seq = newest first)
     a/<patient><height 8B><index 4B>    -> {reader, record_id, purpose, height, time_ms,
@@ -96,9 +119,27 @@ def break_glass_key(record_id: bytes, provider: bytes) -> bytes:
     return b"b/" + record_id + provider
 
 
+def key_request_key(author: bytes, record_id: bytes, reader: bytes) -> bytes:
+    return b"k/" + author + record_id + reader
+
+
+def content_key(content_hash: bytes, record_id: bytes) -> bytes:
+    return b"h/" + content_hash + record_id
+
+
 def get_record(state: StateReader, record_id: bytes) -> dict[str, Any] | None:
     raw = state.get(NAMESPACE, record_key(record_id))
     return None if raw is None else codec.decode(raw)
+
+
+def content_in_use(state: StateReader, content_hash: bytes) -> bool:
+    """Whether any live (not erased) record commits to the ciphertext ``content_hash``."""
+    return any(True for _ in state.iterate(NAMESPACE, b"h/" + content_hash))
+
+
+def live_content_hashes(state: StateReader) -> set[bytes]:
+    """The ciphertext hashes every node should hold a blob for (one state scan)."""
+    return {k[2:34] for k, _ in state.iterate(NAMESPACE, b"h/")}
 
 
 # ------------------------------------------------------------------ validation
@@ -263,6 +304,7 @@ def _add(ctx: TxContext, body: dict[str, Any]) -> None:
         },
     )
     _put_envelopes(ctx, record_id, body["envelopes"])
+    ctx.put(content_key(body["content_hash"], record_id), True)
     counter = ctx.get(b"c/" + patient) or {"next": 0}
     seq = counter["next"]
     ctx.put(b"c/" + patient, {"next": seq + 1})
@@ -280,11 +322,49 @@ def _add(ctx: TxContext, body: dict[str, Any]) -> None:
 def _add_envelopes(ctx: TxContext, body: dict[str, Any]) -> None:
     record_id: bytes = body["record_id"]
     meta = _live_record(ctx, record_id)
+    recipients = [e["recipient"] for e in body["envelopes"]]
     if ctx.sender != meta["patient"]:
-        raise TxFailed("unauthorized", "only the patient shares a record")
+        if ctx.sender != meta["author"]:
+            raise TxFailed("unauthorized", "only the patient or the record's author shares a record")
+        # the author answers key requests only, and only while the reader is still permitted
+        for reader in recipients:
+            request = ctx.get(key_request_key(meta["author"], record_id, reader))
+            if request is None:
+                raise TxFailed("no_key_request", f"no open key request from {reader.hex()[:16]}")
+            allowed, reason, _ = read_permission(
+                ctx.state, record_id, meta, reader, request["purpose"], ctx.block.time_ms
+            )
+            if not allowed:
+                raise TxFailed("access_denied", f"{reader.hex()[:16]}: {reason}")
     _put_envelopes(ctx, record_id, body["envelopes"])
+    for reader in recipients:
+        ctx.delete(key_request_key(meta["author"], record_id, reader))
+    ctx.emit("shared", record_id=record_id, patient=meta["patient"], sender=ctx.sender, recipients=recipients)
+
+
+def _request_key(ctx: TxContext, record_id: bytes, meta: dict[str, Any], purpose: str, break_glass: bool) -> None:
+    """Leave a key request for the author's custodian if the reader holds no envelope."""
+    reader = ctx.sender
+    if reader in (meta["patient"], meta["author"]) or ctx.get(envelope_key(record_id, reader)) is not None:
+        return
+    ctx.put(
+        key_request_key(meta["author"], record_id, reader),
+        {
+            "patient": meta["patient"],
+            "purpose": purpose,
+            "height": ctx.block.height,
+            "time_ms": ctx.block.time_ms,
+            "break_glass": break_glass,
+        },
+    )
     ctx.emit(
-        "shared", record_id=record_id, patient=meta["patient"], recipients=[e["recipient"] for e in body["envelopes"]]
+        "key_requested",
+        record_id=record_id,
+        patient=meta["patient"],
+        author=meta["author"],
+        reader=reader,
+        purpose=purpose,
+        break_glass=break_glass,
     )
 
 
@@ -323,6 +403,7 @@ def _access(ctx: TxContext, body: dict[str, Any]) -> None:
         purpose=body["purpose"],
         break_glass=via_bg,
     )
+    _request_key(ctx, record_id, meta, body["purpose"], via_bg)
 
 
 def _break_glass(ctx: TxContext, body: dict[str, Any]) -> None:
@@ -356,6 +437,7 @@ def _break_glass(ctx: TxContext, body: dict[str, Any]) -> None:
         reason=body["reason"],
         expires_ms=expires_ms,
     )
+    _request_key(ctx, record_id, meta, BREAK_GLASS_PURPOSE, True)
 
 
 def _erase(ctx: TxContext, body: dict[str, Any]) -> None:
@@ -363,11 +445,21 @@ def _erase(ctx: TxContext, body: dict[str, Any]) -> None:
     meta = _live_record(ctx, record_id)
     if ctx.sender != meta["patient"]:
         raise TxFailed("unauthorized", "only the patient erases a record")
-    for k in [k for k, _ in ctx.iterate(b"e/" + record_id)] + [k for k, _ in ctx.iterate(b"b/" + record_id)]:
+    doomed = [k for k, _ in ctx.iterate(b"e/" + record_id)]
+    doomed += [k for k, _ in ctx.iterate(b"b/" + record_id)]
+    doomed += [k for k, _ in ctx.iterate(b"k/" + meta["author"] + record_id)]
+    doomed.append(content_key(meta["content_hash"], record_id))
+    for k in doomed:
         ctx.delete(k)
     meta.update(erased=True, erased_height=ctx.block.height, erased_ms=ctx.block.time_ms)
     ctx.put(record_key(record_id), meta)
-    ctx.emit("erased", record_id=record_id, patient=meta["patient"], content_hash=meta["content_hash"])
+    ctx.emit(
+        "erased",
+        record_id=record_id,
+        patient=meta["patient"],
+        content_hash=meta["content_hash"],
+        content_in_use=any(True for _ in ctx.iterate(b"h/" + meta["content_hash"])),
+    )
 
 
 # ------------------------------------------------------------------ queries
@@ -456,6 +548,43 @@ def _query_audit(state: StateReader, params: dict[str, Any]) -> Any:
     return out
 
 
+def _query_key_requests(state: StateReader, params: dict[str, Any]) -> Any:
+    """Open key requests on records written by ``author``, oldest record first.
+
+    ``permitted`` is the reader's permission at ``time_ms`` (the custodian answers only
+    those; the chain re-checks at block time).
+    """
+    author = query_key(params, "author")
+    limit = _param_limit(params, 100)
+    time_ms = params.get("time_ms")
+    if type(time_ms) is not int or time_ms < 0:
+        raise QueryError("time_ms must be a non-negative integer")
+    out = []
+    prefix = b"k/" + author
+    for k, raw in state.iterate(NAMESPACE, prefix):
+        record_id, reader = k[len(prefix) : len(prefix) + 32], k[len(prefix) + 32 :]
+        req = codec.decode(raw)
+        meta = get_record(state, record_id)
+        assert meta is not None and not meta["erased"]
+        allowed, reason, _ = read_permission(state, record_id, meta, reader, req["purpose"], time_ms)
+        out.append(
+            {
+                "record_id": hex_or_none(record_id),
+                "reader": hex_or_none(reader),
+                "patient": hex_or_none(req["patient"]),
+                "purpose": req["purpose"],
+                "height": req["height"],
+                "time_ms": req["time_ms"],
+                "break_glass": req["break_glass"],
+                "permitted": allowed,
+                "reason": reason,
+            }
+        )
+        if len(out) >= limit:
+            break
+    return out
+
+
 class RecordsModule(Module):
     name = NAMESPACE
 
@@ -468,4 +597,9 @@ class RecordsModule(Module):
             "break_glass": TxSpec(_validate_break_glass, _break_glass),
             "erase": TxSpec(_validate_erase, _erase),
         }
-        self.queries = {"list": _query_list, "get": _query_get, "audit": _query_audit}
+        self.queries = {
+            "list": _query_list,
+            "get": _query_get,
+            "audit": _query_audit,
+            "key_requests": _query_key_requests,
+        }

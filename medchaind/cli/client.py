@@ -402,14 +402,62 @@ def records_add(c: Ctx, key_ref: str, patient: str, share_with: tuple[str, ...],
 @records.command("read")
 @click.option("--key", "key_ref", required=True, help="The reader's key.")
 @click.option("--purpose", default="TREAT", show_default=True)
+@click.option("--wait-key", "wait_key", type=click.FloatRange(0, 3600), default=60.0, show_default=True,
+              help="Seconds to wait for the author's custodian when this reader has no envelope yet.")
 @click.argument("record_id")
 @pass_ctx
-def records_read(c: Ctx, key_ref: str, purpose: str, record_id: str) -> None:
-    """Fetch, decrypt and verify a record (reading someone else's record is audited on chain)."""
+def records_read(c: Ctx, key_ref: str, purpose: str, wait_key: float, record_id: str) -> None:
+    """Fetch, decrypt and verify a record (reading someone else's record is audited on chain).
+
+    A permitted reader without an envelope (after break-glass, or under a consent for a
+    whole role) leaves a key request on chain and waits up to --wait-key seconds for the
+    author's custodian (`medchain records custodian`) to seal the data key to it.
+    """
     rid = _hash_arg(record_id, "record id")
     kp = c.load_key(key_ref)
     with c.client() as cl:
-        out(cl.read_record(kp, rid, purpose=purpose))
+        out(cl.read_record(kp, rid, purpose=purpose, wait_key_s=wait_key))
+
+
+@records.command("requests")
+@click.argument("author")
+@pass_ctx
+def records_requests(c: Ctx, author: str) -> None:
+    """Open key requests on the records AUTHOR wrote (what its custodian answers)."""
+    with c.client() as cl:
+        out(cl.key_requests(c.public_key(author)))
+
+
+@records.command("custodian")
+@click.option("--key", "key_ref", required=True, help="The author's key (a provider, or a patient for own records).")
+@click.option("--once", is_flag=True, help="Answer the open requests and exit (for cron or tests).")
+@pass_ctx
+def records_custodian(c: Ctx, key_ref: str, once: bool) -> None:
+    """Release data keys to permitted readers of the records this key wrote.
+
+    Runs until stopped (SIGINT/SIGTERM), waking at every block: for each open key request
+    whose reader is still permitted (break-glass window, or consent), it opens this key's
+    envelope and submits records.add_envelopes for the reader. Prints one JSON line per
+    answer: record id, readers, tx hash, ok -- never key material.
+    """
+    import signal
+
+    kp = c.load_key(key_ref)
+
+    def emit(answer: dict[str, Any]) -> None:
+        click.echo(json.dumps(answer))
+
+    with c.client() as cl:
+        if once:
+            for answer in cl.answer_key_requests(kp):
+                emit(answer)
+            return
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        click.echo(json.dumps({"custodian": "0x" + kp.public_key.hex(), "status": "serving"}), err=True)
+        try:
+            cl.serve_key_requests(kp, on_answer=emit)
+        except KeyboardInterrupt:
+            pass
 
 
 @records.command("list")

@@ -104,6 +104,10 @@ class Mempool:
     def get(self, tx_hash: bytes) -> Tx | None:
         return self._txs.get(tx_hash)
 
+    def txs(self) -> list[Tx]:
+        """The pending txs, in arrival order (a copy)."""
+        return list(self._txs.values())
+
     def has_nonce(self, sender: bytes, nonce: int) -> bool:
         return nonce in self._by_sender.get(sender, ())
 

@@ -6,13 +6,23 @@ ciphertext); the ciphertext itself travels as a sidecar of ``tx_submit`` and liv
 record without its blob (the tx reached it by gossip, or it synced the block) asks its
 peers over ``/medchain/<chain>/blob/1``: request = the 32-byte hash, response = the
 blob or empty. Whatever a peer answers is accepted only if it hashes to the
-commitment. When a ``records.erased`` event commits, every node deletes the blob; the
-chain keeps the hash and a tombstone, so it still verifies from genesis.
+commitment. When a ``records.erased`` event commits, every node deletes the blob
+(unless another live record commits to the same ciphertext); the chain keeps the hash
+and a tombstone, so it still verifies from genesis.
+
+:meth:`BlobService.reconcile` runs at start and every :data:`GC_INTERVAL_S`: it compares
+the store with the chain's live content hashes, asks peers for every missing blob (a
+node restarted while a fetch was pending, or whose disk lost a file) and shreds every
+orphan -- a ciphertext whose ``records.add`` never committed (rejected, expired, or its
+node crashed) -- once it is older than :data:`GC_GRACE_S` and no pending tx needs it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
@@ -33,12 +43,33 @@ log = logging.getLogger(__name__)
 BLOB_PROTOCOL = "blob/1"
 MAX_BLOB = 4 * 1024 * 1024
 RETRY_S = 2.0
+GC_INTERVAL_S = 600.0
+#: an unreferenced blob younger than this is kept: its tx may still be on its way into a block
+GC_GRACE_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    kept: int
+    missing: int
+    shredded: int
 
 
 class BlobService:
-    def __init__(self, store: FileBlobStore, net: NetworkAPI) -> None:
+    def __init__(
+        self,
+        store: FileBlobStore,
+        net: NetworkAPI,
+        *,
+        live: Callable[[], set[bytes]] = set,
+        pending: Callable[[], set[bytes]] = set,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.net = net
+        self._live = live
+        self._pending = pending
+        self._clock = clock
         self._wanted: set[bytes] = set()
         self._erased: set[bytes] = set()
         self._wake = trio.Event()
@@ -51,9 +82,34 @@ class BlobService:
         return self.store.get_blob(data) or b""
 
     def want(self, content_hash: bytes) -> None:
-        if content_hash not in self._erased and not self.store.has_blob(content_hash):
+        # a record committed after an erasure of the same ciphertext makes it live again
+        self._erased.discard(content_hash)
+        if not self.store.has_blob(content_hash):
             self._wanted.add(content_hash)
             self._wake.set()
+
+    def reconcile(self) -> Reconciled:
+        """Want every live blob this node lacks; shred old blobs nothing references."""
+        live = self._live()
+        pending = self._pending()
+        cutoff = self._clock() - GC_GRACE_S
+        kept = shredded = 0
+        present: set[bytes] = set()
+        for path, h, mtime in list(self.store.entries()):
+            if h is not None and (h in live or h in pending):
+                present.add(h)
+                kept += 1
+            elif mtime < cutoff:
+                self.store.shred(path)
+                shredded += 1
+            else:
+                kept += 1
+        missing = live - present
+        for h in missing:
+            self.want(h)
+        if missing or shredded:
+            log.info("blobs reconciled kept=%d missing=%d shredded=%d", kept, len(missing), shredded)
+        return Reconciled(kept, len(missing), shredded)
 
     def erase(self, content_hash: bytes) -> None:
         self._erased.add(content_hash)
@@ -62,8 +118,13 @@ class BlobService:
 
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.reconcile()
+        next_gc = self._clock() + GC_INTERVAL_S
         task_status.started()
         while True:
+            if self._clock() >= next_gc:
+                self.reconcile()
+                next_gc = self._clock() + GC_INTERVAL_S
             with trio.move_on_after(RETRY_S):
                 await self._wake.wait()
             self._wake = trio.Event()

@@ -27,6 +27,7 @@ else:
 
 from .. import crypto
 from ..app import App, BlockInfo
+from ..app.records import live_content_hashes
 from ..chain import SigCache
 from ..consensus.bft import BftConfig, BftEngine, evidence_tx
 from ..consensus.wal import WAL
@@ -84,6 +85,7 @@ class Node:
         self.mempool: Mempool
         self.sigs = SigCache()
         self._tx_waiters: dict[bytes, trio.Event] = {}
+        self._head_changed = trio.Event()
         self.started = trio.Event()
         self.ipc_server: IPCServer | None = None
 
@@ -192,7 +194,10 @@ class Node:
             )
             self.sync = SyncService(self.ledger, self.engine, self.net)
             self.txgossip = TxGossip(self.net, self.mempool, self.genesis.chain_id)
-            self.blobs = BlobService(self.blob_store, self.net)
+            self.blobs = BlobService(
+                self.blob_store, self.net,
+                live=lambda: live_content_hashes(self.ledger.state), pending=self._pending_blobs,
+            )
             dispatcher = Dispatcher()
             self.rpc = RPC(self)
             for name, (handler, mutating) in self.rpc.methods().items():
@@ -237,13 +242,20 @@ class Node:
             raise TxRejected("unexpected_blob", f"{tx.type} takes no blob")
         new = self.mempool.add(tx)
         if new and blob is not None:
-            # stored at admission so this node can serve it; a blob whose tx never
-            # commits is ciphertext nobody references (not yet garbage-collected)
+            # stored at admission so this node can serve it; if the tx never commits,
+            # BlobService.reconcile shreds the orphan after its grace period
             self.blob_store.put_blob(crypto.sha256(blob), blob)
         if new and hasattr(self, "hub"):
             self.hub.publish("tx", tx_event(tx, "pending"), _tx_filter(tx))
             self.txgossip.queue(tx)
         return new
+
+    def _pending_blobs(self) -> set[bytes]:
+        return {tx.body["content_hash"] for tx in self.mempool.txs() if tx.type == "records.add"}
+
+    async def wait_height(self, height: int) -> None:
+        while self.ledger.height < height:
+            await self._head_changed.wait()
 
     def _submit_evidence(self, ev: Any) -> None:
         """Put an equivocation on chain: a governance.evidence tx signed by this node."""
@@ -286,13 +298,15 @@ class Node:
                 kind = event.get("type")
                 if kind == "records.added" and hasattr(self, "blobs"):
                     self.blobs.want(event["content_hash"])
-                elif kind == "records.erased" and hasattr(self, "blobs"):
+                elif kind == "records.erased" and hasattr(self, "blobs") and not event["content_in_use"]:
                     self.blobs.erase(event["content_hash"])
                 if "patient" in event and hasattr(self, "hub"):
                     self.hub.publish("patient", {"height": c.block.height, **to_jsonable(event)},
                                      _patient_filter(event["patient"]))
         if hasattr(self, "hub"):
             self.hub.publish("newHeads", header, None)
+        self._head_changed.set()
+        self._head_changed = trio.Event()
 
 
 def _validate_tx_topic(params: dict[str, Any]) -> dict[str, Any]:

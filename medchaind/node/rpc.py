@@ -109,6 +109,7 @@ class RPC:
             "chain_getBlock": (self.chain_get_block, False),
             "chain_getCommit": (self.chain_get_commit, False),
             "chain_getTx": (self.chain_get_tx, False),
+            "chain_waitHeight": (self.chain_wait_height, False),
             "tx_submit": (self.tx_submit, True),
             "tx_wait": (self.tx_wait, False),
             "tx_nonce": (self.tx_nonce, False),
@@ -122,6 +123,7 @@ class RPC:
             "consent_list": (self.consent_list, False),
             "consent_check": (self.consent_check, False),
             "audit_log": (self.audit_log, False),
+            "records_keyRequests": (self.records_key_requests, False),
             "governance_pending": (self.governance_pending, False),
             "governance_scheduled": (self.governance_scheduled, False),
             "governance_evidence": (self.governance_evidence, False),
@@ -268,6 +270,15 @@ class RPC:
         }
         return status
 
+    async def chain_wait_height(self, params: Any, conn: Connection) -> Any:
+        """Long poll: return the head once it reaches ``height`` (or at ``timeout_ms``)."""
+        p = _obj(params)
+        height = opt_int(p, "height", 0, 0, 2**63 - 1)
+        timeout_ms = opt_int(p, "timeout_ms", 30_000, 0, MAX_WAIT_MS)
+        with trio.move_on_after(timeout_ms / 1000):
+            await self.node.wait_height(height)
+        return await self.chain_head(None, conn)
+
     # tx_*
 
     async def tx_submit(self, params: Any, conn: Connection) -> Any:
@@ -362,6 +373,10 @@ class RPC:
             blob = self.node.blob_store.get_blob(bytes.fromhex(rec["content_hash"][2:]))
             rec["ciphertext"] = None if blob is None else "0x" + blob.hex()
         return rec
+
+    async def records_key_requests(self, params: Any, conn: Connection) -> Any:
+        """Open key requests on records ``author`` wrote (what its custodian answers)."""
+        return self._query("records.key_requests", self._module_params(params, ("author",)))
 
     async def consent_list(self, params: Any, conn: Connection) -> Any:
         p = self._module_params(params, ("patient",))

@@ -11,6 +11,7 @@ fsync, then unlink. The chain keeps only the hash.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..crypto import write_private_file
@@ -39,8 +40,33 @@ class FileBlobStore:
     def has_blob(self, content_hash: bytes) -> bool:
         return self._path(content_hash).exists()
 
+    def entries(self) -> Iterator[tuple[Path, bytes | None, float]]:
+        """Every file in the store: ``(path, content hash or None, mtime)``.
+
+        The hash is None for a file that is not a finished blob (the temp file of a
+        write cut short by a crash).
+        """
+        for entry in os.scandir(self.root):
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue
+            name = entry.name
+            h: bytes | None = None
+            if len(name) == 64:
+                try:
+                    h = bytes.fromhex(name)
+                except ValueError:
+                    h = None
+            yield Path(entry.path), h, mtime
+
     def delete_blob(self, content_hash: bytes) -> None:
-        path = self._path(content_hash)
+        self.shred(self._path(content_hash))
+
+    def shred(self, path: Path) -> None:
+        """Overwrite ``path`` with zeros, fsync, unlink, fsync the directory."""
         try:
             fd = os.open(path, os.O_WRONLY)
         except FileNotFoundError:

@@ -98,8 +98,18 @@ def test_patient_records_flow(node: NodeProcess) -> None:
         seen = []
         while not any(e["type"] == "records.break_glass" for e in seen):
             seen.append(events.get(timeout=30))
+        # E holds no envelope: its read leaves a key request that D1's custodian (the author) answers
+        with pytest.raises(RPCError, match="no envelope"):
+            c.read_record(E, rid, purpose="ETREAT")
+        (req,) = c.key_requests(D1.public_key)
+        assert (req["reader"], req["break_glass"], req["permitted"]) == ("0x" + E.public_key.hex(), True, True)
+        (answer,) = c.answer_key_requests(D1)
+        assert answer["ok"] and answer["readers"] == ["0x" + E.public_key.hex()]
+        assert c.read_record(E, rid, purpose="ETREAT")["valueString"].endswith(marker)
+        assert c.key_requests(D1.public_key) == [] and c.answer_key_requests(D1) == []
         audit = c.call("audit_log", {"patient": "0x" + P.public_key.hex()})
         assert any(a["break_glass"] for a in audit)
+        assert sum(a["reader"] == "0x" + E.public_key.hex() for a in audit) == 3  # glass broken, two reads
         assert any(not a["break_glass"] and a["reader"] == "0x" + D2.public_key.hex() for a in audit)
 
         # erasure: every trace of the ciphertext leaves the node's LevelDB, the chain still verifies
@@ -157,6 +167,62 @@ def test_records_flow_through_the_medchain_cli(node: NodeProcess, tmp_path: Path
     assert cli("records", "read", "--key", "pat", rid)["valueQuantity"]["value"] == 72  # type: ignore[index]
     assert [r["record_id"] for r in cli("records", "list", "pat")] == [rid]  # type: ignore[index,union-attr]
     assert len(cli("consent", "list", "pat")) == 1
+    # an emergency: "er" breaks the glass; doc's custodian (a long-running process) releases the key
+    import subprocess
+    import sys
+
+    cli("keys", "new", "er")
+    cli("identity", "register", "--key", "er", "--role", "provider", "--label", "County ED")
+    cli("governance", "accredit", "--key", str(node.authority_key), "--role", "provider",
+        cli("keys", "show", "er")["public_key"], e=auth_env)  # type: ignore[index]
+    res = run_cli("records", "read", "--key", "er", rid, env=env, check=False)
+    assert res.returncode == 1 and "not permitted" in res.stderr
+    cli("records", "break-glass", "--key", "er", "--reason", "ED-UNRESPONSIVE", rid)
+    custodian = subprocess.Popen(
+        [sys.executable, "-m", "medchaind.cli.client", "records", "custodian", "--key", "doc"],
+        env={**__import__("os").environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        got = cli("records", "read", "--key", "er", "--purpose", "ETREAT", "--wait-key", "120", rid)
+        assert got["code"]["text"] == "heart rate"  # type: ignore[index]
+    finally:
+        custodian.terminate()
+        stdout, stderr = custodian.communicate(timeout=30)
+    answers = [_json.loads(line) for line in stdout.splitlines()]
+    assert [a["record_id"] for a in answers] == [rid] and all(a["ok"] for a in answers), (stdout, stderr)
+    assert cli("records", "requests", "doc") == []
     cli("records", "erase", "--key", "pat", rid)
     res = run_cli("records", "read", "--key", "pat", rid, env=env, check=False)
     assert res.returncode == 1 and "erased" in res.stderr
+
+
+async def test_async_client_records_and_custodian(node: NodeProcess) -> None:
+    """AsyncClient drives the same flows: add, grant with re-wrap, break-glass answered by
+    a custodian task while the emergency reader waits for its key."""
+    import trio
+
+    from medchaind.client import AsyncClient
+
+    P, D, ER = KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
+    auth = load_keystore(node.authority_key, node.authority_passphrase)
+    async with AsyncClient(node.ipc, timeout=60) as c, AsyncClient(node.ipc, timeout=60) as custodian_conn:
+        ok(await c.register_identity(P, "patient"))
+        for d in (D, ER):
+            ok(await c.register_identity(d, "provider"))
+            ok(await c.accredit(auth.signing, d.public_key, "provider"))
+        ok(await c.grant(P, actor=D.public_key, actions=["read", "write"]))
+        st = ok(await c.add_record(D, P.public_key, observation("async")))
+        rid = st["record_id"]
+        assert (await c.read_record(P, rid))["valueString"].endswith("async")
+        with pytest.raises(RPCError, match="not permitted"):
+            await c.read_record(ER, rid)
+
+        answers: list[dict] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: custodian_conn.serve_key_requests(D, on_answer=answers.append))
+            ok(await c.break_glass(ER, bytes.fromhex(rid[2:]), "ED-TRAUMA"))
+            got = await c.read_record(ER, rid, purpose="ETREAT", wait_key_s=60)
+            nursery.cancel_scope.cancel()
+        assert got["code"]["text"] == "glucose async"
+        assert [a["readers"] for a in answers] == [["0x" + ER.public_key.hex()]] and answers[0]["ok"]
+        assert await c.key_requests(D.public_key) == []

@@ -329,6 +329,98 @@ def test_break_glass(chain: Chain) -> None:
     assert chain.send("D2", "records.access", {"record_id": rid, "purpose": "ETREAT"}).code == "access_denied"
 
 
+# ------------------------------------------------------------------ key requests (custodian release)
+
+
+def _requests(chain: Chain, author: str) -> list[dict[str, Any]]:
+    return chain.query(  # type: ignore[no-any-return]
+        "records.key_requests", {"author": pub(author), "time_ms": chain.time_ms + BLOCK_INTERVAL_MS}
+    )
+
+
+def test_break_glass_leaves_a_key_request_the_author_answers(chain: Chain) -> None:
+    chain.grant("P", grant_body("D1", actions=["read", "write"]))
+    rid = chain.add("D1", add_body("P", recipients=["P", "D1"]))
+    assert _requests(chain, "D1") == []
+    # before any request, the author cannot hand the key to anyone
+    env_d2 = {"record_id": rid, "envelopes": envelopes("D2", tag="bg")}
+    assert chain.send("D1", "records.add_envelopes", env_d2).code == "no_key_request"
+
+    r = chain.ok("D2", "records.break_glass", {"record_id": rid, "reason": "EMERG"})
+    assert r.events[-1] == {
+        "type": "records.key_requested",
+        "record_id": rid,
+        "patient": pub("P"),
+        "author": pub("D1"),
+        "reader": pub("D2"),
+        "purpose": "ETREAT",
+        "break_glass": True,
+    }
+    (req,) = _requests(chain, "D1")
+    assert (req["record_id"], req["reader"], req["permitted"], req["break_glass"]) == (
+        "0x" + rid.hex(), "0x" + pub("D2").hex(), True, True,
+    )
+    assert _requests(chain, "D2") == []  # indexed by author only
+
+    # a stranger (not author, not patient) may not answer it; the author may, once, for the requester only
+    assert chain.send("D2", "records.add_envelopes", env_d2).code == "unauthorized"
+    both = {"record_id": rid, "envelopes": envelopes("D2", "PH", tag="bg")}
+    assert chain.send("D1", "records.add_envelopes", both).code == "no_key_request"
+    r = chain.ok("D1", "records.add_envelopes", env_d2)
+    assert r.events[0]["sender"] == pub("D1") and r.events[0]["recipients"] == [pub("D2")]
+    assert chain.get(rid, "D2")["envelope"] == "0x" + sealed("D2", "bg").hex()
+    assert _requests(chain, "D1") == []
+    # the answered request is gone: re-sending is refused; a reader with an envelope requests nothing
+    assert chain.send("D1", "records.add_envelopes", env_d2).code == "no_key_request"
+    r = chain.ok("D2", "records.access", {"record_id": rid, "purpose": "ETREAT"})
+    assert [e["type"] for e in r.events] == ["records.accessed"]
+
+
+def test_expired_window_or_revoked_consent_blocks_the_answer(chain: Chain) -> None:
+    rid = chain.add("P", add_body("P"))  # the patient is the author: its own custodian
+    chain.ok("D2", "records.break_glass", {"record_id": rid, "reason": "EMERG"})
+    gid = chain.grant("P", grant_body("D1"))
+    chain.ok("D1", "records.access", {"record_id": rid, "purpose": "TREAT"})  # role-less reader without envelope
+    reqs = {r["reader"]: r for r in _requests(chain, "P")}
+    assert set(reqs) == {"0x" + pub("D1").hex(), "0x" + pub("D2").hex()}
+    assert not reqs["0x" + pub("D1").hex()]["break_glass"] and reqs["0x" + pub("D1").hex()]["purpose"] == "TREAT"
+
+    chain.ok("P", "consent.revoke", {"grant_id": gid})
+    chain.advance(BREAK_GLASS_MS)
+    assert all(not r["permitted"] for r in _requests(chain, "P"))
+    # the patient may still share with anyone (its own choice); that clears the request
+    chain.ok("P", "records.add_envelopes", {"record_id": rid, "envelopes": envelopes("D1", tag="p")})
+    assert [r["reader"] for r in _requests(chain, "P")] == ["0x" + pub("D2").hex()]
+
+
+def test_author_answers_are_checked_against_permission_at_block_time(chain: Chain) -> None:
+    chain.grant("P", grant_body("D1", actions=["read", "write"]))
+    rid = chain.add("D1", add_body("P", recipients=["P", "D1"]))
+    gid = chain.grant("P", grant_body("D2", purposes=["TREAT"]))
+    chain.ok("D2", "records.access", {"record_id": rid, "purpose": "TREAT"})
+    chain.ok("P", "consent.revoke", {"grant_id": gid})
+    r = chain.send("D1", "records.add_envelopes", {"record_id": rid, "envelopes": envelopes("D2")})
+    assert r.code == "access_denied"
+    assert _requests(chain, "D1")[0]["permitted"] is False
+
+
+def test_erasure_clears_key_requests(chain: Chain) -> None:
+    rid = chain.add("P", add_body("P"))
+    chain.ok("D2", "records.break_glass", {"record_id": rid, "reason": "EMERG"})
+    assert len(_requests(chain, "P")) == 1
+    chain.ok("P", "records.erase", {"record_id": rid})
+    assert _requests(chain, "P") == []
+    with pytest.raises(QueryError, match="time_ms"):
+        chain.query("records.key_requests", {"author": pub("P")})
+
+
+def test_shared_ciphertext_is_in_use_until_its_last_record_is_erased(chain: Chain) -> None:
+    a = chain.add("P", add_body("P", tag="same"))
+    b = chain.add("P", add_body("P", tag="same"))
+    assert chain.send("P", "records.erase", {"record_id": a}).events[0]["content_in_use"] is True
+    assert chain.send("P", "records.erase", {"record_id": b}).events[0]["content_in_use"] is False
+
+
 # ------------------------------------------------------------------ erasure
 
 
@@ -343,10 +435,17 @@ def test_erasure(chain: Chain) -> None:
     assert chain.send("D1", "records.erase", {"record_id": rid}).code == "unauthorized"  # even the author
     r = chain.ok("P", "records.erase", {"record_id": rid})
     assert r.events == (
-        {"type": "records.erased", "record_id": rid, "patient": pub("P"), "content_hash": ciphertext_hash("blob")},
+        {
+            "type": "records.erased",
+            "record_id": rid,
+            "patient": pub("P"),
+            "content_hash": ciphertext_hash("blob"),
+            "content_in_use": False,
+        },
     )
     keys = chain.keys("records")
-    assert not any(k.startswith(b"e/" + rid) or k.startswith(b"b/" + rid) for k in keys)
+    assert not any(k.startswith((b"e/" + rid, b"b/" + rid, b"k/" + pub("D1") + rid)) for k in keys)
+    assert not any(k.startswith(b"h/" + ciphertext_hash("blob")) for k in keys)
     assert len(_envelope_keys(chain, keep)) == 2  # other records untouched
     assert not any(sealed(n, "blob") in v for (m, _), v in chain.state.data.items() for n in ["P", "D1", "D2", "PH"])
     meta = codec.decode(chain.state.data[("records", b"r/" + rid)])
@@ -426,6 +525,9 @@ def _check_value(ns: str, key: bytes, value: Any) -> None:
     if ns == "records" and key.startswith(b"e/"):
         assert isinstance(value, bytes) and 48 <= len(value) <= 256  # a sealed envelope
         return
+    if ns == "records" and key.startswith(b"h/"):
+        assert value is True and len(key) == 2 + 32 + 32  # content index: two hashes, no value
+        return
     assert isinstance(value, dict), (key, value)
     for name, v in value.items():
         if isinstance(v, bytes):
@@ -457,7 +559,7 @@ def test_privacy_only_keys_hashes_envelopes_and_codes_on_chain(chain: Chain) -> 
     assert seen["records"] >= 8 and seen["consent"] == 3
     # key layout: every key is a one-letter tag, '/', then fixed-size binary parts
     for k in chain.keys("records") + chain.keys("consent"):
-        assert k[1:2] == b"/" and k[:1] in b"rebcpag" and len(k) in (34, 42, 46, 66)
+        assert k[1:2] == b"/" and k[:1] in b"rebcpagkh" and len(k) in (34, 42, 46, 66, 98)
 
 
 def test_block_interval_constant_is_what_checks_assume() -> None:
