@@ -223,6 +223,24 @@ def test_record_blobs_reach_every_node_and_erasure_removes_them_everywhere(netwo
     wait_for(lambda: all(blob_files()), 60, "every node to hold the record's ciphertext")
     with Client(nodes[3].ipc, timeout=60) as c3:
         assert c3.read_record(patient, rid)["code"]["text"].endswith(marker)
+
+    # an emergency on another node: ER (accredited by 3 of 4 authorities) breaks the glass
+    # at node2; the record's custodian (here the patient, its author) answers at node1
+    from medchaind.crypto import load_keystore
+
+    er = KeyPair.generate()
+    with Client(nodes[2].ipc, timeout=60) as c2, Client(nodes[1].ipc, timeout=60) as c1:
+        assert c2.register_identity(er, "provider")["receipt"]["ok"]
+        for n in nodes[:3]:
+            auth = load_keystore(n.authority_key, n.authority_passphrase)
+            assert c2.accredit(auth.signing, er.public_key, "provider")["receipt"]["ok"]
+        assert c2.identity(er.public_key)["status"] == "accredited"
+        assert c2.break_glass(er, rid, "ED-UNRESPONSIVE")["receipt"]["ok"]
+        wait_for(lambda: c1.key_requests(patient.public_key) != [], 60, "the key request to reach node1")
+        (answer,) = c1.answer_key_requests(patient)
+        assert answer["ok"], answer
+        assert c2.read_record(er, rid, purpose="ETREAT", wait_key_s=60)["code"]["text"].endswith(marker)
+
     with Client(nodes[1].ipc, timeout=60) as c1:
         assert c1.erase_record(patient, rid)["receipt"]["ok"]
     wait_for(lambda: not any(blob_files()), 60, "every node to delete the ciphertext")
