@@ -161,18 +161,22 @@ def _read_record_flow(
     # the author's custodian to answer its key request; a blob still on its way from a
     # peer is waited for the same way.
     deadline = time.monotonic() + wait_key_s
-    while rec.get("envelope") is None or rec.get("ciphertext") is None:
+    while True:
+        # the head is read before the record, so an answer committed after this read
+        # lands at a later height and wakes the wait below (no missed wake-up)
+        head = yield _Call("chain_head")
+        height = 0 if head is None else head["height"]
+        rec = yield get
+        if rec.get("erased"):
+            raise RPCError(-32020, "record erased", {"code": "erased"})
+        if rec.get("envelope") is not None and rec.get("ciphertext") is not None:
+            break
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             what = "no envelope for this reader yet" if rec.get("envelope") is None else "ciphertext not here yet"
             raise RPCError(-32020, f"{what} (the record's custodian answers key requests)", {"code": "unavailable"})
-        head = yield _Call("chain_head")
-        height = 0 if head is None else head["height"]
         step = min(remaining, 1.0 if rec.get("envelope") is not None else remaining)
         yield _Call("chain_waitHeight", {"height": height + 1, "timeout_ms": int(step * 1000)}, wait_s=step)
-        rec = yield get
-        if rec.get("erased"):
-            raise RPCError(-32020, "record erased", {"code": "erased"})
     plaintext = records_crypto.open_record(
         reader, _unhex(rec["envelope"]), _unhex(rec["ciphertext"]), _unhex(rec["content_hash"])
     )

@@ -1,0 +1,157 @@
+"""The client's sans-IO flows (medchaind/client.py), driven by a scripted node.
+
+Each flow yields the JSON-RPC calls it needs; these tests answer them from a script and
+check the order of calls where the order is what makes the flow correct.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from medchaind import client as cl
+from medchaind.crypto import KeyPair
+from medchaind.records_crypto import encrypt_record
+
+Answer = Callable[[Any], Any]
+
+
+def drive(flow: cl.Flow[Any], script: list[tuple[str, Answer]]) -> tuple[Any, list[str]]:
+    """Run ``flow`` against ``script`` (expected method, answer(params)); the calls made."""
+    calls: list[str] = []
+    try:
+        call = next(flow)
+        while True:
+            calls.append(call.method)
+            assert script, f"unexpected call {call.method}"
+            method, answer = script.pop(0)
+            assert call.method == method, (calls, method)
+            try:
+                result = answer(call.params)
+            except cl.RPCError as exc:
+                call = flow.throw(exc)
+            else:
+                call = flow.send(result)
+    except StopIteration as done:
+        assert script == [], f"calls not made: {[m for m, _ in script]}"
+        return done.value, calls
+
+
+def _record(reader: KeyPair, patient: KeyPair, author: KeyPair) -> tuple[dict[str, Any], bytes]:
+    plaintext = json.dumps({"resourceType": "Observation", "status": "final", "code": {"text": "x"}}).encode()
+    enc = encrypt_record(plaintext, {k.public_key: k.encryption.public_key for k in (reader, patient, author)})
+    env = next(e for e in enc.envelopes if e["recipient"] == reader.public_key)
+    meta = {
+        "record_id": "0x" + "11" * 32,
+        "patient": "0x" + patient.public_key.hex(),
+        "author": "0x" + author.public_key.hex(),
+        "content_hash": "0x" + enc.content_hash.hex(),
+        "erased": False,
+    }
+    full = {**meta, "envelope": "0x" + env["sealed_key"].hex(), "ciphertext": "0x" + enc.ciphertext.hex()}
+    return {**meta, "envelope": None}, json.dumps(full).encode()
+
+
+def test_read_waits_for_the_key_without_missing_an_answer_that_already_landed() -> None:
+    reader, patient, author = KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
+    without, with_key = _record(reader, patient, author)
+    committed = {"status": "committed", "receipt": {"ok": True, "events": []}}
+    # the custodian's answer commits while the access tx is being waited for: the flow
+    # must read the head *before* re-reading the record, find the envelope and not wait
+    script: list[tuple[str, Answer]] = [
+        ("records_get", lambda p: without),
+        ("tx_nonce", lambda p: {"next": 0}),
+        ("tx_submit", lambda p: "0x" + "22" * 32),
+        ("tx_wait", lambda p: committed),
+        ("chain_head", lambda p: {"height": 7}),
+        ("records_get", lambda p: json.loads(with_key)),
+    ]
+    resource, calls = drive(cl._read_record_flow("c", reader, bytes(32), "ETREAT", 30.0), script)
+    assert resource["resourceType"] == "Observation"
+    assert "chain_waitHeight" not in calls
+
+
+def test_read_waits_for_the_next_height_then_times_out_with_a_clear_error() -> None:
+    reader, patient, author = KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
+    without, _ = _record(reader, patient, author)
+    waited: list[int] = []
+
+    def wait(p: Any) -> Any:
+        waited.append(p["height"])
+        return {"height": p["height"]}
+
+    committed = {"status": "committed", "receipt": {"ok": True, "events": []}}
+    script: list[tuple[str, Answer]] = [
+        ("records_get", lambda p: without),
+        ("tx_nonce", lambda p: {"next": 3}),
+        ("tx_submit", lambda p: "0x" + "22" * 32),
+        ("tx_wait", lambda p: committed),
+        ("chain_head", lambda p: {"height": 7}),
+        ("records_get", lambda p: without),
+        ("chain_waitHeight", wait),
+    ]
+    # a zero-length wait: one look, no sleeping; with time left it waits for height 8
+    with pytest.raises(cl.RPCError, match="no envelope"):
+        drive(cl._read_record_flow("c", reader, bytes(32), "TREAT", 0.0), script[:6])
+    with pytest.raises(AssertionError, match="unexpected call"):
+        drive(cl._read_record_flow("c", reader, bytes(32), "TREAT", 30.0), script)
+    assert waited == [8]
+
+
+def test_refused_access_is_not_decrypted() -> None:
+    reader, patient, author = KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
+    without, _ = _record(reader, patient, author)
+    refused = {"status": "committed", "receipt": {"ok": False, "code": "access_denied", "events": []}}
+    script: list[tuple[str, Answer]] = [
+        ("records_get", lambda p: without),
+        ("tx_nonce", lambda p: {"next": 0}),
+        ("tx_submit", lambda p: "0x" + "22" * 32),
+        ("tx_wait", lambda p: refused),
+    ]
+    with pytest.raises(cl.RPCError, match="access refused"):
+        drive(cl._read_record_flow("c", reader, bytes(32), "TREAT", 30.0), script)
+
+
+def test_custodian_pass_answers_permitted_requests_only_and_batches_per_record() -> None:
+    author, patient = KeyPair.generate(), KeyPair.generate()
+    readers = [KeyPair.generate() for _ in range(3)]
+    plaintext = b'{"resourceType": "Observation"}'
+    enc = encrypt_record(plaintext, {author.public_key: author.encryption.public_key})
+    mine = {"envelope": "0x" + enc.envelopes[0]["sealed_key"].hex()}
+    rid = "0x" + "33" * 32
+    requests = [
+        {"record_id": rid, "reader": "0x" + readers[0].public_key.hex(), "permitted": True},
+        {"record_id": rid, "reader": "0x" + readers[1].public_key.hex(), "permitted": True},
+        {"record_id": rid, "reader": "0x" + readers[2].public_key.hex(), "permitted": False},
+    ]
+    enc_keys = {"0x" + r.public_key.hex(): r for r in readers}
+    submitted: list[Any] = []
+
+    def submit(p: Any) -> str:
+        submitted.append(p)
+        return "0x" + "44" * 32
+
+    script: list[tuple[str, Answer]] = [
+        ("records_keyRequests", lambda p: requests),
+        ("records_get", lambda p: mine),
+        ("identity_get", lambda p: {"enc_key": "0x" + enc_keys[p["public_key"]].encryption.public_key.hex()}),
+        ("identity_get", lambda p: {"enc_key": "0x" + enc_keys[p["public_key"]].encryption.public_key.hex()}),
+        ("tx_nonce", lambda p: {"next": 5}),
+        ("tx_submit", submit),
+        ("tx_wait", lambda p: {"hash": p["hash"], "status": "committed", "receipt": {"ok": True, "code": "ok"}}),
+    ]
+    answered, _ = drive(cl._answer_key_requests_flow("c", author, 100), script)
+    assert answered == [{"record_id": rid, "readers": [requests[0]["reader"], requests[1]["reader"]],
+                         "hash": "0x" + "44" * 32, "ok": True, "code": "ok"}]
+    from medchaind.records_crypto import open_envelope
+    from medchaind.types import decode_tx
+
+    tx = decode_tx(bytes.fromhex(submitted[0]["tx"][2:]))
+    assert tx.type == "records.add_envelopes" and tx.nonce == 5
+    got = {bytes(e["recipient"]): bytes(e["sealed_key"]) for e in tx.body["envelopes"]}
+    assert set(got) == {readers[0].public_key, readers[1].public_key}
+    for r in readers[:2]:
+        assert open_envelope(r, got[r.public_key]) == enc.data_key  # each reader gets the record's key
