@@ -8,9 +8,12 @@ accepted client is a :class:`Connection` served by two tasks in its own nursery:
 * the **reader** receives bytes, frames them into JSON values with
   :class:`~medchaind.ipc.framing.JSONStreamDecoder` (newline-delimited, back-to-back or
   pretty-printed input all work), and hands each value to the :class:`Dispatcher`,
-  **one request (or batch) at a time**, in order. While a handler awaits (``tx_wait``),
-  later requests from the same connection wait in the socket buffer: a client that wants
-  parallelism opens several connections. Requests of different connections are fully
+  **one request (or batch) at a time**, in order -- except a single request for a
+  *long-poll* method (``register(..., long_poll=True)``: ``tx_wait``,
+  ``chain_waitHeight``), which runs in its own task so that later requests on the
+  connection are not held up behind it; its reply is written when it is ready (replies
+  are matched by ``id``, as JSON-RPC allows). At most ``_MAX_LONG_POLLS`` run at once
+  per connection; more run in line. Requests of different connections are fully
   independent.
 * the **writer** is the only task that writes to the socket. Everything outgoing
   (responses and notifications) goes through one bounded memory channel of
@@ -53,6 +56,7 @@ never touched, and the file is unlinked on exit if it is still ours.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import grp
 import itertools
@@ -120,6 +124,8 @@ _RECV_CHUNK = 65536
 _WRITE_COALESCE_BYTES = 256 * 1024
 #: After a client stops sending (EOF), how long queued responses may take to drain.
 _DRAIN_TIMEOUT = 10.0
+#: long-poll requests one connection may have running at once (more run in line)
+_MAX_LONG_POLLS = 16
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _INTERNAL_MESSAGE = "internal error (see the node log)"
 _JSON_SEPARATORS = (",", ":")
@@ -230,6 +236,8 @@ class Connection:
         self._closed = trio.Event()  # set once fully closed and callbacks have run
         self._on_close: list[Callable[[Connection], None]] = []
         self._after_reply: list[Callable[[], None]] = []
+        self._long_polls = 0  # long-poll requests running in their own task
+        self._poll_done = trio.Event()
 
     def __repr__(self) -> str:
         return f"<Connection id={self.id} uid={self.peer_uid} pid={self.peer_pid}>"
@@ -305,7 +313,10 @@ class Connection:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write_loop)
-                    await self._read_loop(dispatcher, max_line_bytes)
+                    await self._read_loop(dispatcher, max_line_bytes, nursery)
+                    # a half-closed client (socat) still reads the replies of its long polls
+                    while self._long_polls:
+                        await self._poll_done.wait()
                     # The client sent EOF or was cut off: stop notifications, let the
                     # writer flush queued replies (a half-closed client such as
                     # `socat` still reads them), but not forever.
@@ -321,7 +332,18 @@ class Connection:
                 _run_callback(cb, self)
             self._closed.set()
 
-    async def _read_loop(self, dispatcher: Dispatcher, max_line_bytes: int) -> None:
+    async def _long_poll(self, dispatcher: Dispatcher, message: Any) -> None:
+        try:
+            reply = await dispatcher.handle(message, self)
+            if reply is not None:  # not via _reply: the after-reply hooks belong to in-line requests
+                with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+                    await self._send.send((reply + b"\n", []))
+        finally:
+            self._long_polls -= 1
+            self._poll_done.set()
+            self._poll_done = trio.Event()
+
+    async def _read_loop(self, dispatcher: Dispatcher, max_line_bytes: int, nursery: trio.Nursery) -> None:
         decoder = JSONStreamDecoder(max_line_bytes)
         while True:
             try:
@@ -334,6 +356,10 @@ class Connection:
                 decoder.feed_eof()
             while (event := decoder.next_event()) is not None:
                 if isinstance(event, Message):
+                    if self._long_polls < _MAX_LONG_POLLS and dispatcher.is_long_poll(event.value):
+                        self._long_polls += 1
+                        nursery.start_soon(self._long_poll, dispatcher, event.value)
+                        continue
                     reply = await dispatcher.handle(event.value, self)
                     await self._reply(reply)
                 elif isinstance(event, Malformed):
@@ -429,6 +455,7 @@ def _peer_credentials(sock: trio.socket.SocketType) -> tuple[int | None, int | N
 class _Method:
     handler: Handler
     mutating: bool
+    long_poll: bool = False
 
 
 class Dispatcher:
@@ -456,15 +483,16 @@ class Dispatcher:
         #: The subscription hub; it registers ``subscribe`` and ``unsubscribe``.
         self.hub = SubscriptionHub(self, max_per_connection=max_subscriptions_per_connection)
 
-    def register(self, name: str, handler: Handler, *, mutating: bool = False) -> None:
-        """Add method ``name``. ``mutating`` methods are audited at INFO (uid, pid, outcome)."""
+    def register(self, name: str, handler: Handler, *, mutating: bool = False, long_poll: bool = False) -> None:
+        """Add method ``name``. ``mutating`` methods are audited at INFO (uid, pid, outcome);
+        ``long_poll`` methods may wait long and do not hold up the connection's next requests."""
         if not isinstance(name, str) or not name or name.startswith("rpc."):
             raise ValueError(f"invalid JSON-RPC method name {name!r}")
         if name in self._methods:
             raise ValueError(f"method {name!r} is already registered")
         if not callable(handler):
             raise TypeError(f"handler for {name!r} is not callable")
-        self._methods[name] = _Method(handler, mutating)
+        self._methods[name] = _Method(handler, mutating, long_poll)
 
     def methods(self) -> list[str]:
         """Registered method names, sorted."""
@@ -477,6 +505,13 @@ class Dispatcher:
 
     async def _rpc_modules(self, params: Params, conn: Connection) -> dict[str, str]:
         return self.rpc_modules()
+
+    def is_long_poll(self, message: Any) -> bool:
+        """Whether ``message`` is a single request for a long-poll method."""
+        if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+            return False
+        entry = self._methods.get(message["method"])
+        return entry is not None and entry.long_poll
 
     async def handle(self, message: Any, conn: Connection) -> bytes | None:
         """Process one decoded JSON value (request or batch); return the encoded reply

@@ -44,7 +44,8 @@ from ..types import Genesis, Tx, to_jsonable
 from .blobs import MAX_BLOB, BlobService
 from .config import Config
 from .ledger import Committed, Ledger
-from .rpc import RPC, receipt_json, tx_event
+from .rpc import LONG_POLL_METHODS, RPC, receipt_json, tx_event
+from .sdnotify import SdNotifier
 from .txgossip import TxGossip
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class Node:
         self.sigs = SigCache()
         self._tx_waiters: dict[bytes, trio.Event] = {}
         self._head_changed = trio.Event()
+        self._sd = SdNotifier()
         self.started = trio.Event()
         self.ipc_server: IPCServer | None = None
 
@@ -201,7 +203,7 @@ class Node:
             dispatcher = Dispatcher()
             self.rpc = RPC(self)
             for name, (handler, mutating) in self.rpc.methods().items():
-                dispatcher.register(name, handler, mutating=mutating)
+                dispatcher.register(name, handler, mutating=mutating, long_poll=name in LONG_POLL_METHODS)
             self.hub = dispatcher.hub
             self.hub.register_topic("newHeads")
             self.hub.register_topic("tx", _validate_tx_topic)
@@ -223,8 +225,11 @@ class Node:
                 log.info("node ready ipc=%s height=%d peer_id=%s", self.config.ipc_path, self.ledger.height,
                          self.net.peer_id)
                 self.started.set()
+                self._sd.notify(f"READY=1\nSTATUS=height {self.ledger.height}, ipc {self.config.ipc_path}")
+                nursery.start_soon(self._sd.watchdog)
                 task_status.started(self.config.ipc_path)
         finally:
+            self._sd.notify("STOPPING=1")
             self.close()
             log.info("node stopped")
 

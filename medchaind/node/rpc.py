@@ -73,6 +73,10 @@ def opt_int(params: dict[str, Any], name: str, default: int, lo: int, hi: int) -
     return v
 
 
+#: methods that wait for the chain; they do not hold up the connection's next requests
+LONG_POLL_METHODS = frozenset({"tx_wait", "chain_waitHeight"})
+
+
 def receipt_json(r: Receipt) -> dict[str, Any]:
     return {"code": r.code, "ok": r.ok, "reason": r.reason, "events": to_jsonable(list(r.events))}
 

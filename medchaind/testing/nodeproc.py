@@ -30,8 +30,11 @@ def _cmd(name: str) -> list[str]:
 class NodeProcess:
     """A ``medchaind dev --datadir D`` process; restartable on the same datadir."""
 
-    def __init__(self, datadir: Path, log_path: Path, *, command: str = "dev") -> None:
+    def __init__(
+        self, datadir: Path, log_path: Path, *, command: str = "dev", env: dict[str, str] | None = None
+    ) -> None:
         self.command = command
+        self.env = env or {}
         self.datadir = datadir
         self.log_path = log_path
         self.ipc = datadir / "medchaind.ipc"
@@ -42,7 +45,7 @@ class NodeProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             _cmd("medchaind") + [self.command, "--datadir", str(self.datadir)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         log.close()
         deadline = time.monotonic() + timeout

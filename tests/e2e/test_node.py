@@ -255,3 +255,31 @@ def test_hostile_socket_input_leaves_node_serving(node: NodeProcess) -> None:
     with node.client() as c:
         assert c.node_info()["chain_id"] == "medchain-dev"
     assert _commit_some(node, 1)
+
+
+def test_systemd_notify_ready_watchdog_and_stopping(short_tmp: Path) -> None:
+    """Under Type=notify: READY=1 once the socket answers, WATCHDOG=1 pings, STOPPING=1."""
+    sock_path = short_tmp / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sd:
+        sd.bind(str(sock_path))
+        sd.settimeout(30)
+        env = {"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"}  # ping every 0.2 s
+        n = NodeProcess(short_tmp / "node", short_tmp / "node.log", env=env)
+        n.start()
+        try:
+            messages = []
+            while not any(m.startswith("READY=1") for m in messages):
+                messages.append(sd.recv(4096).decode())
+            with n.client() as c:  # ready means ready: the socket answers
+                assert c.node_info()["height"] >= 0
+            pings = 0
+            while pings < 3:
+                pings += sd.recv(4096) == b"WATCHDOG=1"
+            assert n.stop(signal.SIGTERM) == 0
+            while "STOPPING=1" not in messages:
+                messages.append(sd.recv(4096).decode())
+        finally:
+            if n.proc is not None and n.proc.poll() is None:
+                n.stop(signal.SIGKILL)
+    ready = next(m for m in messages if m.startswith("READY=1"))
+    assert "STATUS=height" in ready

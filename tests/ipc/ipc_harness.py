@@ -111,6 +111,7 @@ def make_dispatcher(state: HandlerState) -> Dispatcher:
     }.items():
         d.register(name, handler)
     d.register("tx_send", send, mutating=True)
+    d.register("test_longPoll", wait, long_poll=True)
 
     def validate_filtered(params: dict[str, Any]) -> int:
         extra = set(params) - {"topic", "min"}

@@ -387,6 +387,38 @@ async def test_long_handler_does_not_block_notifications(ipc: Harness) -> None:
     assert (await c.read_json())["result"] == "released"
 
 
+async def test_long_poll_does_not_hold_up_later_requests(ipc: Harness) -> None:
+    """``tx_wait``/``chain_waitHeight`` are long polls: the same connection keeps working."""
+    c = await ipc.connect()
+    await c.send_json(req("test_longPoll", id="poll"))
+    with trio.fail_after(WAIT):
+        await ipc.state.waiting.wait()
+    assert await c.call(req("test_add", [2, 3], id=2)) == {"jsonrpc": "2.0", "id": 2, "result": 5}
+    ipc.state.gate.set()
+    assert await c.read_json() == {"jsonrpc": "2.0", "id": "poll", "result": "released"}
+
+
+async def test_in_line_wait_still_holds_up_the_connection(ipc: Harness) -> None:
+    """A method not registered as a long poll keeps the in-order semantics."""
+    c = await ipc.connect()
+    await c.send_json(req("test_wait", id=1))
+    await c.send_json(req("test_add", [1, 1], id=2))
+    with trio.fail_after(WAIT):
+        await ipc.state.waiting.wait()
+    ipc.state.gate.set()
+    assert [(await c.read_json())["id"], (await c.read_json())["id"]] == [1, 2]
+
+
+async def test_half_closed_client_gets_its_long_poll_reply(ipc: Harness) -> None:
+    c = await ipc.connect()
+    await c.send_json(req("test_longPoll", id=7))
+    await c.stream.send_eof()
+    with trio.fail_after(WAIT):
+        await ipc.state.waiting.wait()
+    ipc.state.gate.set()
+    assert await c.read_until_eof() == [{"jsonrpc": "2.0", "id": 7, "result": "released"}]
+
+
 async def test_handler_can_notify_its_connection(ipc: Harness) -> None:
     c = await ipc.connect()
     await c.send_json(req("test_notifyMe"))
