@@ -107,6 +107,7 @@ RUN_OPTIONS = [
     click.option("--log-level", "log__level", type=click.Choice(["debug", "info", "warning", "error"])),
     click.option("--log-format", "log__format", type=click.Choice(["text", "json"])),
     click.option("--create-empty-blocks/--no-create-empty-blocks", "consensus__create_empty_blocks", default=None),
+    click.option("--metrics-listen", "metrics__listen", help="Serve Prometheus metrics on host:port (e.g. 127.0.0.1:9464)."),
 ]
 
 

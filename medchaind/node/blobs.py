@@ -81,6 +81,10 @@ class BlobService:
             raise MedchainError("blob request: expected a 32-byte hash")
         return self.store.get_blob(data) or b""
 
+    @property
+    def wanted(self) -> frozenset[bytes]:
+        return frozenset(self._wanted)
+
     def want(self, content_hash: bytes) -> None:
         # a record committed after an erasure of the same ciphertext makes it live again
         self._erased.discard(content_hash)

@@ -84,6 +84,12 @@ class LogSection:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSection:
+    #: "host:port" for Prometheus (GET /metrics), e.g. "127.0.0.1:9464"; empty = off
+    listen: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     datadir: Path
     node: NodeSection = field(default_factory=NodeSection)
@@ -93,6 +99,7 @@ class Config:
     p2p: P2PSection = field(default_factory=P2PSection)
     mempool: MempoolSection = field(default_factory=MempoolSection)
     log: LogSection = field(default_factory=LogSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
 
     @property
     def ipc_path(self) -> Path:
@@ -111,7 +118,7 @@ class Config:
         return path if path.is_absolute() else self.datadir / path
 
 
-SECTIONS = ("node", "key", "ipc", "consensus", "p2p", "mempool", "log")
+SECTIONS = ("node", "key", "ipc", "consensus", "p2p", "mempool", "log", "metrics")
 
 
 def _coerce(value: Any, typ: type, where: str) -> Any:
@@ -142,6 +149,7 @@ def _field_types(cls: type) -> dict[str, type]:
 _SECTION_CLASSES: dict[str, type] = {
     "node": NodeSection, "key": KeySection, "ipc": IPCSection,
     "consensus": ConsensusSection, "p2p": P2PSection, "mempool": MempoolSection, "log": LogSection,
+    "metrics": MetricsSection,
 }
 
 
@@ -199,6 +207,10 @@ def load_config(
             )
     if not 10 <= cfg.consensus.empty_block_interval_ms <= 3_600_000:
         raise ConfigError("consensus.empty_block_interval_ms must be in 10..3600000")
+    if cfg.metrics.listen:
+        from .metrics import parse_listen
+
+        parse_listen(cfg.metrics.listen)
     if cfg.log.format not in ("text", "json"):
         raise ConfigError("log.format must be 'text' or 'json'")
     if cfg.log.level.lower() not in ("debug", "info", "warning", "error"):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +74,16 @@ def load_node_keys(cfg: Config) -> KeyPair:
     return load_keystore(cfg.resolve(cfg.key.path), read_passphrase(cfg))
 
 
+@dataclass
+class NodeCounters:
+    """Counters since start, for metrics (wall clock only here, never in the state machine)."""
+
+    last_commit_monotonic: float
+    blocks: int = 0
+    txs: int = 0
+    txs_failed: int = 0
+
+
 class Node:
     def __init__(self, config: Config, genesis: Genesis, keys: KeyPair) -> None:
         self.config = config
@@ -88,6 +100,7 @@ class Node:
         self._tx_waiters: dict[bytes, trio.Event] = {}
         self._head_changed = trio.Event()
         self._sd = SdNotifier()
+        self.counters = NodeCounters(last_commit_monotonic=time.monotonic())
         self.started = trio.Event()
         self.ipc_server: IPCServer | None = None
 
@@ -222,6 +235,10 @@ class Node:
                 await nursery.start(self.sync.run)
                 await nursery.start(self.blobs.run)
                 await nursery.start(self.ipc_server.serve)
+                if self.config.metrics.listen:
+                    from .metrics import MetricsServer
+
+                    await nursery.start(MetricsServer(self, self.config.metrics.listen).serve)
                 log.info("node ready ipc=%s height=%d peer_id=%s", self.config.ipc_path, self.ledger.height,
                          self.net.peer_id)
                 self.started.set()
@@ -282,6 +299,10 @@ class Node:
             await ev.wait()
 
     def _on_commit(self, c: Committed) -> None:
+        self.counters.blocks += 1
+        self.counters.txs += len(c.block.txs)
+        self.counters.txs_failed += sum(1 for r in c.receipts if not r.ok)
+        self.counters.last_commit_monotonic = time.monotonic()
         if self.ledger.tip.powers != self._powers_seen:
             # governance changed the authority set: the allowlist follows it
             self._powers_seen = dict(self.ledger.tip.powers)

@@ -283,3 +283,63 @@ def test_systemd_notify_ready_watchdog_and_stopping(short_tmp: Path) -> None:
                 n.stop(signal.SIGKILL)
     ready = next(m for m in messages if m.startswith("READY=1"))
     assert "STATUS=height" in ready
+
+
+def _http(port: int, raw: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(raw)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_prometheus_metrics(short_tmp: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from medchaind.testing.nodeproc import free_port_range
+
+    port = free_port_range(1, start=39000)
+    n = NodeProcess(short_tmp / "node", short_tmp / "node.log", env={"MEDCHAIND_METRICS_LISTEN": f"127.0.0.1:{port}"})
+    n.start()
+    try:
+        hashes = _commit_some(n, 5)
+        with n.client() as c:
+            head = c.head()
+            chain_id = c.chain_id
+            assert all(c.tx(h)["status"] == "committed" for h in hashes)
+        reply = _http(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        head_part, _, body = reply.partition(b"\r\n\r\n")
+        assert head_part.startswith(b"HTTP/1.0 200") and b"text/plain; version=0.0.4" in head_part
+        samples = {
+            s.name: s for fam in text_string_to_metric_families(body.decode()) for s in fam.samples
+        }
+        assert samples["medchaind_chain_height"].value == head["height"]
+        assert samples["medchaind_txs_committed_total"].value >= 5
+        assert samples["medchaind_authority"].value == 1 and samples["medchaind_authorities"].value == 1
+        assert samples["medchaind_info"].labels["chain_id"] == chain_id
+        assert samples["medchaind_last_block_age_seconds"].value >= 0
+        assert "medchaind_mempool_txs" in samples and "medchaind_ipc_connections" in samples
+        # bad input gets a clear status, and the endpoint keeps serving
+        assert _http(port, b"garbage\r\n\r\n").startswith(b"HTTP/1.0 400")
+        assert _http(port, b"POST /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 405")
+        assert _http(port, b"GET /nope HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 404")
+        assert _http(port, b"GET /x" + b"a" * 10000 + b" HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 431")
+        assert _http(port, b"GET /healthz HTTP/1.0\r\n\r\n").endswith(b"ok\n")
+        with n.client() as c:
+            assert c.node_info()["height"] == head["height"]
+    finally:
+        if n.proc is not None and n.proc.poll() is None:
+            n.stop(signal.SIGTERM)
+
+
+def test_metrics_port_in_use_is_a_clear_startup_error(short_tmp: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        n = NodeProcess(short_tmp / "node", short_tmp / "node.log",
+                        env={"MEDCHAIND_METRICS_LISTEN": f"127.0.0.1:{port}"})
+        with pytest.raises(AssertionError, match="node exited with 1"):
+            n.start()
+    assert f"metrics.listen 127.0.0.1:{port}" in n.log()

@@ -6,7 +6,6 @@ Harness: P, Q, R (patients), X (provider) registered; Z unknown.
 
 from __future__ import annotations
 
-import pytest
 import trio
 import trio.testing
 from mempool_kit import CHAIN_ID, Harness, key, pub

@@ -116,7 +116,7 @@ def test_refused_access_is_not_decrypted() -> None:
 
 
 def test_custodian_pass_answers_permitted_requests_only_and_batches_per_record() -> None:
-    author, patient = KeyPair.generate(), KeyPair.generate()
+    author = KeyPair.generate()
     readers = [KeyPair.generate() for _ in range(3)]
     plaintext = b'{"resourceType": "Observation"}'
     enc = encrypt_record(plaintext, {author.public_key: author.encryption.public_key})

@@ -12,9 +12,9 @@ import pytest
 import trio
 
 from medchaind import crypto
+from medchaind.errors import StoreError
 from medchaind.net import MemoryNetwork
 from medchaind.node.blobs import GC_GRACE_S, BlobService
-from medchaind.errors import StoreError
 from medchaind.store.blobs import FileBlobStore
 
 
