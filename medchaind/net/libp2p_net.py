@@ -99,6 +99,7 @@ import hashlib
 import logging
 import math
 import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -176,7 +177,9 @@ class _ExpectedFailureFilter(logging.Filter):
     A peer that is down makes every redial log "Failed to open TCP stream" at ERROR
     (``transport/tcp/tcp.py``), and a request for a protocol the peer does not serve logs
     a multi-line ERROR (``host/basic_host.py``); the bootstrap loop and ``request`` report
-    both at the right level. They are kept when libp2p debug logging is on.
+    both at the right level. A connection our allowlist refuses makes the swarm log
+    "failed to upgrade security" at ERROR (``network/swarm.py``); the refusal itself is
+    logged by this module. They are kept when libp2p debug logging is on.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -185,11 +188,14 @@ class _ExpectedFailureFilter(logging.Filter):
         text = str(record.msg)
         if text.startswith("Failed to open TCP stream:"):
             return False
+        if text.startswith("failed to upgrade security for peer") and "handshake failed" in text:
+            return False
         return not (text.startswith("Failed to open stream to peer") and "not supported" in text)
 
 
 logging.getLogger("libp2p.transport.tcp.tcp").addFilter(_ExpectedFailureFilter())
 logging.getLogger("libp2p.host.basic_host").addFilter(_ExpectedFailureFilter())
+logging.getLogger("libp2p.network.swarm").addFilter(_ExpectedFailureFilter())
 
 # Room for the RPC envelope around one gossip message (topic, seqno, from, signature,
 # public key, sender record): generous, the limit guards memory, not exact framing.
@@ -314,7 +320,13 @@ class _AllowlistSecurity(ISecureTransport):
         if self._net.is_allowed(PeerId(remote.to_base58())):
             return secured
         self._net._counters.connections_refused += 1
-        log.info("connection refused: peer not on allowlist peer=%s direction=%s", remote, direction)
+        # one INFO line per peer per minute: a banned peer that keeps dialling is no news
+        now = time.monotonic()
+        last = self._net._refusal_logged.get(remote)
+        level = logging.INFO if last is None or now - last >= 60 else logging.DEBUG
+        if level == logging.INFO:
+            self._net._refusal_logged[remote] = now
+        log.log(level, "connection refused: peer not on allowlist peer=%s direction=%s", remote, direction)
         try:
             await secured.close()
         except Exception as exc:  # the refusal stands whether or not the close succeeds
@@ -411,6 +423,7 @@ class Libp2pNetwork(NetworkAPI):
         self._subs: dict[str, Subscription] = {}
         self._handlers: dict[str, Handler] = {}
         self._change = trio.Event()
+        self._refusal_logged: dict[ID, float] = {}
         self._origins: dict[bytes, PeerId] = {}
         self._state: _Running | None = None
         self._serving = False
@@ -429,6 +442,7 @@ class Libp2pNetwork(NetworkAPI):
     def set_allowlist(self, allowlist: set[PeerId] | None) -> None:
         """Replace the allowlist; connected peers that are no longer allowed are disconnected."""
         self._allowlist = frozenset(allowlist) if allowlist is not None else None
+        self._changed()  # bootstrap loops waiting for a peer to be allowed again
         state = self._state
         if state is not None:
             for peer in self.connected_peers():
@@ -644,6 +658,11 @@ class Libp2pNetwork(NetworkAPI):
         while True:
             change = self._change
             if swarm.get_connections(info.peer_id):
+                delay, failures = self._tuning.reconnect_initial_s, 0
+                await change.wait()
+                continue
+            if not self.is_allowed(PeerId(info.peer_id.to_base58())):
+                # banned, or no longer an authority: dialling would only be refused
                 delay, failures = self._tuning.reconnect_initial_s, 0
                 await change.wait()
                 continue
