@@ -208,7 +208,7 @@ class Node:
                 on_evidence=self._submit_evidence,
             )
             self.sync = SyncService(self.ledger, self.engine, self.net)
-            self.txgossip = TxGossip(self.net, self.mempool, self.genesis.chain_id)
+            self.txgossip = TxGossip(self.net, self.mempool, self.genesis.chain_id, on_admitted=self._pending_from_peer)
             self.blobs = BlobService(
                 self.blob_store, self.net,
                 live=lambda: live_content_hashes(self.ledger.state), pending=self._pending_blobs,
@@ -271,6 +271,10 @@ class Node:
             self.hub.publish("tx", tx_event(tx, "pending"), _tx_filter(tx))
             self.txgossip.queue(tx)
         return new
+
+    def _pending_from_peer(self, tx: Tx) -> None:
+        if hasattr(self, "hub"):
+            self.hub.publish("tx", tx_event(tx, "pending"), _tx_filter(tx))
 
     def _pending_blobs(self) -> set[bytes]:
         return {tx.body["content_hash"] for tx in self.mempool.txs() if tx.type == "records.add"}

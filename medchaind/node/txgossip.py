@@ -10,6 +10,7 @@ from peers are not re-queued: gossipsub itself forwards the batch.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -33,9 +34,12 @@ BATCH_DELAY = 0.02
 
 
 class TxGossip:
-    def __init__(self, net: NetworkAPI, mempool: Mempool, chain_id: str) -> None:
+    def __init__(
+        self, net: NetworkAPI, mempool: Mempool, chain_id: str, on_admitted: Callable[[Tx], None] | None = None
+    ) -> None:
         self.net = net
         self.mempool = mempool
+        self._on_admitted = on_admitted
         self.topic = tx_topic(chain_id)
         self._queue: list[bytes] = []
         self._wake = trio.Event()
@@ -58,7 +62,9 @@ class TxGossip:
     def _admit(self, data: bytes) -> None:
         for raw in decode_tx_batch(data):
             try:
-                self.mempool.add(decode_tx(raw))
+                tx = decode_tx(raw)
+                if self.mempool.add(tx) and self._on_admitted is not None:
+                    self._on_admitted(tx)
                 self.received += 1
             except TxRejected:
                 self.refused += 1
