@@ -11,10 +11,12 @@ commitment. When a ``records.erased`` event commits, every node deletes the blob
 and a tombstone, so it still verifies from genesis.
 
 :meth:`BlobService.reconcile` runs at start and every :data:`GC_INTERVAL_S`: it compares
-the store with the chain's live content hashes, asks peers for every missing blob (a
-node restarted while a fetch was pending, or whose disk lost a file) and shreds every
-orphan -- a ciphertext whose ``records.add`` never committed (rejected, expired, or its
-node crashed) -- once it is older than :data:`GC_GRACE_S` and no pending tx needs it.
+the store with the chain's live content hashes and asks peers for every missing blob (a
+node restarted while a fetch was pending, or whose disk lost a file). The periodic runs
+also shred every orphan -- a ciphertext whose ``records.add`` never committed (rejected,
+expired, or its node crashed) -- once it is older than :data:`GC_GRACE_S` and no pending
+tx needs it, but never while the node is catching up (its state may predate records
+whose blobs it already holds, e.g. after restoring an old ``chaindata``).
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ class BlobService:
         live: Callable[[], set[bytes]] = set,
         pending: Callable[[], set[bytes]] = set,
         clock: Callable[[], float] = time.time,
+        may_collect: Callable[[], bool] = lambda: True,
     ) -> None:
+        self._may_collect = may_collect
         self.store = store
         self.net = net
         self._live = live
@@ -92,8 +96,8 @@ class BlobService:
             self._wanted.add(content_hash)
             self._wake.set()
 
-    def reconcile(self) -> Reconciled:
-        """Want every live blob this node lacks; shred old blobs nothing references."""
+    def reconcile(self, *, collect: bool = True) -> Reconciled:
+        """Want every live blob this node lacks; with ``collect``, shred old blobs nothing references."""
         live = self._live()
         pending = self._pending()
         cutoff = self._clock() - GC_GRACE_S
@@ -103,7 +107,7 @@ class BlobService:
             if h is not None and (h in live or h in pending):
                 present.add(h)
                 kept += 1
-            elif mtime < cutoff:
+            elif collect and mtime < cutoff:
                 self.store.shred(path)
                 shredded += 1
             else:
@@ -122,12 +126,12 @@ class BlobService:
 
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self.reconcile()
+        self.reconcile(collect=False)
         next_gc = self._clock() + GC_INTERVAL_S
         task_status.started()
         while True:
             if self._clock() >= next_gc:
-                self.reconcile()
+                self.reconcile(collect=self._may_collect())
                 next_gc = self._clock() + GC_INTERVAL_S
             with trio.move_on_after(RETRY_S):
                 await self._wake.wait()

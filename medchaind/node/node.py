@@ -212,6 +212,7 @@ class Node:
             self.blobs = BlobService(
                 self.blob_store, self.net,
                 live=lambda: live_content_hashes(self.ledger.state), pending=self._pending_blobs,
+                may_collect=lambda: not self.sync.syncing,
             )
             dispatcher = Dispatcher()
             self.rpc = RPC(self)

@@ -79,6 +79,8 @@ def test_reconcile_keeps_referenced_wants_missing_and_shreds_old_orphans(tmp_pat
 
     net = MemoryNetwork(seed=0).endpoint("a")
     svc = BlobService(store, net, live=lambda: {live_h, gone_h}, pending=lambda: {pend_h}, clock=clock)
+    assert svc.reconcile(collect=False).shredded == 0  # at start, or while catching up: nothing goes
+    assert len(list(store.entries())) == 5
     report = svc.reconcile()
 
     assert (report.kept, report.missing, report.shredded) == (3, 1, 2)
