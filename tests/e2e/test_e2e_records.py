@@ -222,6 +222,9 @@ async def test_async_client_records_and_custodian(node: NodeProcess) -> None:
             nursery.start_soon(lambda: custodian_conn.serve_key_requests(D, on_answer=answers.append))
             ok(await c.break_glass(ER, bytes.fromhex(rid[2:]), "ED-TRAUMA"))
             got = await c.read_record(ER, rid, purpose="ETREAT", wait_key_s=60)
+            with trio.fail_after(60):  # the reader may see the envelope before the custodian's tx_wait returns
+                while not answers:
+                    await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
         assert got["code"]["text"] == "glucose async"
         assert [a["readers"] for a in answers] == [["0x" + ER.public_key.hex()]] and answers[0]["ok"]
