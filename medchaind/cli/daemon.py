@@ -209,13 +209,7 @@ def status(datadir: Path | None, ipc_path: Path | None, wait_sync: bool, timeout
     """Print node_info from a running node; exit 1 if it does not answer (a health check)."""
     from ..ipc import Client
 
-    if ipc_path is None:
-        if datadir is None:
-            _fail(MedchainError("give --datadir or --ipc (or set MEDCHAIND_HOME / MEDCHAIN_IPC)"))
-        try:
-            ipc_path = load_config(datadir).ipc_path
-        except (MedchainError, OSError) as exc:
-            _fail(exc)
+    ipc_path = _socket_of(datadir, ipc_path)
     if wait_sync:
         from .progress import wait_synced
 
@@ -229,6 +223,41 @@ def status(datadir: Path | None, ipc_path: Path | None, wait_sync: bool, timeout
     except (OSError, MedchainError) as exc:
         _fail(MedchainError(f"node at {ipc_path} is not answering: {exc}"))
     click.echo(json.dumps(info, indent=2))
+
+
+def _socket_of(datadir: Path | None, ipc_path: Path | None) -> Path:
+    if ipc_path is not None:
+        return ipc_path
+    if datadir is None:
+        _fail(MedchainError("give --datadir or --ipc (or set MEDCHAIND_HOME / MEDCHAIN_IPC)"))
+    try:
+        return load_config(datadir).ipc_path
+    except (MedchainError, OSError) as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), envvar="MEDCHAIND_HOME",
+              help="The running node's datadir (to find its socket).")
+@click.option("--ipc", "ipc_path", type=click.Path(path_type=Path), envvar="MEDCHAIN_IPC",
+              help="IPC socket path (env MEDCHAIN_IPC).")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="New (or empty) directory to write the backup to; absolute or relative to here.")
+def backup(datadir: Path | None, ipc_path: Path | None, out: Path) -> None:
+    """Back up a running node without stopping it (a consistent copy of its database).
+
+    The result is a datadir: restore it with `medchaind run --datadir OUT` and the node's
+    passphrase, after the original node has stopped for good. Prints the manifest.
+    """
+    from ..ipc import Client
+
+    sock = _socket_of(datadir, ipc_path)
+    try:
+        with Client(sock, timeout=3600) as c:
+            manifest = c.call("admin_backup", {"path": str(out.resolve())})
+    except (OSError, MedchainError) as exc:
+        _fail(exc)
+    click.echo(json.dumps(manifest, indent=2))
 
 
 @main.command()

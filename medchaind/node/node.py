@@ -36,7 +36,7 @@ from ..consensus.wal import WAL
 from ..consensus.wire import block_topic, consensus_topic
 from ..core import TimeoutConfig
 from ..crypto import KeyPair, load_keystore
-from ..errors import ConfigError, TxRejected
+from ..errors import ConfigError, MedchainError, TxRejected
 from ..ipc import Dispatcher, IPCServer
 from ..mempool import Mempool, MempoolConfig
 from ..store import LevelDBKV, open_store
@@ -128,6 +128,13 @@ class Node:
         self.ledger.add_listener(self._on_commit)
         self.wal = WAL(self.config.datadir / "consensus.wal")
         self.blob_store = FileBlobStore(self.config.datadir / "blobs")
+
+    @property
+    def kv(self) -> Any:
+        """The open key-value store (for backups)."""
+        if self._kv is None:
+            raise MedchainError("the node's database is not open")
+        return self._kv
 
     def close(self) -> None:
         if self.wal is not None:

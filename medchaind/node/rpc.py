@@ -15,6 +15,7 @@ Subscriptions (``subscribe`` / ``unsubscribe``), topics:
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -74,7 +75,7 @@ def opt_int(params: dict[str, Any], name: str, default: int, lo: int, hi: int) -
 
 
 #: methods that wait for the chain; they do not hold up the connection's next requests
-LONG_POLL_METHODS = frozenset({"tx_wait", "chain_waitHeight"})
+LONG_POLL_METHODS = frozenset({"tx_wait", "chain_waitHeight", "admin_backup"})
 
 
 def receipt_json(r: Receipt) -> dict[str, Any]:
@@ -95,6 +96,8 @@ def block_json(block: Block, *, full: bool) -> dict[str, Any]:
 class RPC:
     """Handlers bound to a node; ``register`` adds them to a dispatcher."""
 
+    _backup_running = False
+
     def __init__(self, node: Node) -> None:
         self.node = node
 
@@ -109,6 +112,7 @@ class RPC:
             "node_network": (self.node_network, False),
             "admin_banPeer": (self.admin_ban_peer, True),
             "admin_unbanPeer": (self.admin_unban_peer, True),
+            "admin_backup": (self.admin_backup, True),
             "chain_head": (self.chain_head, False),
             "chain_getBlock": (self.chain_get_block, False),
             "chain_getCommit": (self.chain_get_commit, False),
@@ -192,6 +196,25 @@ class RPC:
         self.node.banned.discard(self._peer_param(params))
         self.node.refresh_allowlist()
         return True
+
+    async def admin_backup(self, params: Any, conn: Connection) -> Any:
+        """Write a consistent backup of this node to ``path`` (node/backup.py); the manifest."""
+        from .backup import BackupError, check_destination, write_backup
+
+        p = _obj(params)
+        path = p.get("path")
+        if not isinstance(path, str) or not 1 <= len(path) <= 4096:
+            raise InvalidParams("path must be an absolute directory path")
+        dest = Path(path)
+        check_destination(dest)
+        if self._backup_running:
+            raise BackupError("a backup is already running")
+        self._backup_running = True
+        try:
+            kv = self.node.kv
+            return await trio.to_thread.run_sync(write_backup, kv, self.node.config, dest)
+        finally:
+            self._backup_running = False
 
     async def consensus_status(self, params: Any, conn: Connection) -> Any:
         return self.node.engine.status()

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -343,3 +344,77 @@ def test_metrics_port_in_use_is_a_clear_startup_error(short_tmp: Path) -> None:
         with pytest.raises(AssertionError, match="node exited with 1"):
             n.start()
     assert f"metrics.listen 127.0.0.1:{port}" in n.log()
+
+
+def test_online_backup_restores_to_a_working_node(node: NodeProcess, short_tmp: Path) -> None:
+    """`medchaind backup` copies a running node consistently; the copy starts as the node."""
+    import shutil
+    import threading
+
+    from medchaind.testing.nodeproc import _cmd
+
+    before = _commit_some(node, 20)
+    stop = threading.Event()
+    during: list[str] = []
+
+    def keep_committing() -> None:  # the node keeps working while the backup runs
+        while not stop.is_set():
+            during.extend(_commit_some(node, 2))
+
+    writer = threading.Thread(target=keep_committing)
+    writer.start()
+    try:
+        out = short_tmp / "backup"
+        res = subprocess.run(_cmd("medchaind") + ["backup", "--ipc", str(node.ipc), "--out", str(out)],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        manifest = json.loads(res.stdout)
+        # a second backup into the same (now non-empty) directory is refused, nothing changes
+        again = subprocess.run(_cmd("medchaind") + ["backup", "--ipc", str(node.ipc), "--out", str(out)],
+                               capture_output=True, text=True, timeout=120)
+        assert again.returncode == 1 and "not an empty directory" in again.stderr
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    assert json.loads((out / "BACKUP.json").read_text()) == manifest
+    assert manifest["height"] >= 20 and manifest["keys"] > 0
+    assert not (out / "keys" / "node.passphrase").exists()  # never the passphrase
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(out / "keys" / "node.json").st_mode) == 0o600
+
+    with node.client() as c:
+        original = {h: c.block(height=h)["header"]["hash"] for h in range(1, manifest["height"] + 1)}
+    assert node.stop(signal.SIGTERM) == 0  # the original stops for good before its copy runs
+    shutil.copy(node.datadir / "keys" / "node.passphrase", out / "keys" / "node.passphrase")
+    restored = NodeProcess(out, short_tmp / "restored.log", command="run")
+    restored.start()
+    try:
+        with restored.client() as c:
+            head = c.head()
+            assert head["height"] >= manifest["height"]
+            assert c.block(height=manifest["height"])["header"]["hash"] == manifest["head_hash"]
+            assert all(c.block(height=h)["header"]["hash"] == original[h] for h in original)
+            assert all(c.tx(h)["status"] == "committed" for h in before)
+        more = _commit_some(restored, 3)  # and it carries on as the authority
+        with restored.client() as c:
+            assert all(c.tx(h)["status"] == "committed" for h in more)
+    finally:
+        restored.stop(signal.SIGTERM)
+
+
+def test_backup_refuses_bad_destinations(node: NodeProcess, short_tmp: Path) -> None:
+    ro = short_tmp / "readonly"
+    ro.mkdir()
+    (ro / "x").mkdir()
+    ro.chmod(0o500)
+    with node.client() as c:
+        for params, fragment in [
+            ({"path": "relative/dir"}, "absolute"),
+            ({"path": str(short_tmp / "no" / "such" / "parent")}, "not a directory"),
+            ({"path": str(ro)}, "not an empty directory"),
+            ({}, "path"),
+        ]:
+            with pytest.raises(RPCError, match=fragment):
+                c.call("admin_backup", params)
+        assert c.node_info()["height"] >= 0  # the node is unaffected
+    ro.chmod(0o700)
