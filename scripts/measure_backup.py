@@ -5,11 +5,18 @@
 Prints the chain height, the chaindata size, and the backup's wall time (including the
 CLI's start-up), key count and bytes. Uses a temporary directory.
 """
-import json, signal, subprocess, sys, tempfile, time
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
+
 from medchaind import crypto
 from medchaind.testing.nodeproc import NodeProcess, _cmd
 from medchaind.types import sign_tx
+
 root = Path(tempfile.mkdtemp(prefix="mcbk-"))
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
 n = NodeProcess(root / "node", root / "node.log")
@@ -18,7 +25,7 @@ try:
     with n.client(timeout=120) as c:
         chain = c.chain_id
         hashes = []
-        for i in range(N):
+        for _ in range(N):
             kp = crypto.KeyPair.generate()
             tx = sign_tx(kp.signing, chain, "identity.register", 0, {"role": "patient", "enc_key": kp.encryption.public_key})
             hashes.append(c.submit(tx))

@@ -166,7 +166,7 @@ def dev(datadir: Path | None, n_validators: int, base_port: int, **kw: Any) -> N
         from .devnet import run_devnet
 
         try:
-            run_devnet(n_validators, datadir, base_port)
+            run_devnet(n_validators, datadir, base_port, _overrides(**kw))
         except (MedchainError, OSError) as exc:
             _fail(exc)
         return

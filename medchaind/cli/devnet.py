@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,13 +19,24 @@ from ..errors import MedchainError
 from ..node.init import init_testnet
 
 
-def start_nodes(datadirs: list[Path], *, log_level: str = "info") -> list[subprocess.Popen[bytes]]:
+def start_nodes(
+    datadirs: list[Path], *, log_level: str = "info", settings: dict[str, str] | None = None
+) -> list[subprocess.Popen[bytes]]:
+    """Start ``medchaind run`` per datadir; ``settings`` are dotted config overrides for
+    every node (``metrics.listen`` is a base: node i listens on port + i)."""
     procs = []
-    for d in datadirs:
+    for i, d in enumerate(datadirs):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for dotted, value in (settings or {}).items():
+            if dotted == "metrics.listen" and value:
+                host, _, port = value.rpartition(":")
+                value = f"{host}:{int(port) + i}"
+            section, _, key = dotted.partition(".")
+            env[f"MEDCHAIND_{section.upper()}_{key.upper()}"] = str(value).lower() if isinstance(value, bool) else value
         log = open(d / "node.log", "ab")  # noqa: SIM115 (handed to the child)
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "medchaind.cli.daemon", "run", "--datadir", str(d), "--log-level", log_level],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=log, stderr=subprocess.STDOUT, env=env,
         ))
         log.close()
     return procs
@@ -63,7 +75,12 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_devnet(validators: int, datadir: Path | None, base_port: int) -> None:
+def run_devnet(validators: int, datadir: Path | None, base_port: int, settings: dict[str, Any] | None = None) -> None:
+    """``settings``: the run options given to ``dev`` (dotted names), applied to every node."""
+    settings = dict(settings or {})
+    if settings.pop("ipc.path", None):
+        raise MedchainError("--ipc-path names one socket; with --validators N each node uses <datadir>/nodeI/medchaind.ipc")
+    log_level = str(settings.pop("log.level", "info"))
     # Ctrl-C and SIGTERM both stop every node (even when started with SIGINT ignored,
     # as a shell does for background jobs)
     signal.signal(signal.SIGINT, _interrupt)
@@ -77,7 +94,7 @@ def run_devnet(validators: int, datadir: Path | None, base_port: int) -> None:
         if not (datadir / "node0" / "config.toml").exists():
             init_testnet(datadir, validators, chain_id="medchain-dev", base_port=base_port)
         dirs = sorted((p for p in datadir.iterdir() if (p / "config.toml").exists()), key=lambda p: p.name)
-        procs = start_nodes(dirs)
+        procs = start_nodes(dirs, log_level=log_level, settings=settings)
         wait_ready(dirs, procs)
         lines = [f"medchaind dev network: {len(dirs)} authorities, one process each{' (temporary)' if tmp else ''}"]
         for d in dirs:

@@ -6,9 +6,11 @@ deadline (heights, peer counts, round numbers), never a fixed sleep.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -266,3 +268,33 @@ def test_record_blobs_reach_every_node_and_erasure_removes_them_everywhere(netwo
             if p.is_file() and not p.is_socket():
                 data = p.read_bytes()
                 assert not any(x in data for x in needles), f"marker found in {p}"
+
+
+def test_dev_network_applies_run_options_to_every_node() -> None:
+    """`medchaind dev --validators N` passes the run options on (metrics port + i per node)."""
+    base = free_port_range(4)
+    metrics = free_port_range(2, start=base + 400)
+    root = Path(tempfile.mkdtemp(prefix="mcdev-"))
+    bad = subprocess.run(_cmd("medchaind") + ["dev", "--validators", "2", "--ipc-path", str(root / "x.ipc")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "--ipc-path names one socket" in bad.stderr
+    proc = subprocess.Popen(
+        _cmd("medchaind") + ["dev", "--validators", "2", "--datadir", str(root), "--base-port", str(base),
+                             "--metrics-listen", f"127.0.0.1:{metrics}", "--log-format", "json"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        nodes = [NodeProcess(root / f"node{i}", root / f"node{i}" / "node.log", command="run") for i in range(2)]
+        wait_for(lambda: all(n.ipc.exists() for n in nodes), 60, "both nodes' sockets")
+        wait_for(lambda: all(len(call(n, "node_peers")) >= 1 for n in nodes), 60, "the nodes to connect")  # type: ignore[arg-type]
+        for i in range(2):
+            with socket.create_connection(("127.0.0.1", metrics + i), timeout=30) as s:
+                s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+                body = b"".join(iter(lambda: s.recv(65536), b""))
+            assert b"medchaind_authorities 2.0" in body
+            first = nodes[i].log_path.read_text().splitlines()[0]
+            assert json.loads(first)["level"] in ("info", "warning")  # JSON lines, as asked
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
