@@ -71,7 +71,7 @@ from ..crypto import SigningKey
 from ..errors import InvalidBlock, MedchainError, ValidationError
 from ..mempool import Mempool
 from ..node.ledger import Ledger
-from ..types import Block, Commit, Tx, sign_tx, verify_commit
+from ..types import Block, Commit, Tx, decode_block, sign_tx, verify_commit
 from .wal import WAL
 from .wire import ConsensusMsg, block_topic, consensus_topic, decode_consensus, encode_announce, encode_consensus
 
@@ -178,6 +178,7 @@ class BftEngine:
         self._send, self._recv = trio.open_memory_channel[_Event](MAX_FUTURE_MESSAGES)
         self._own: deque[core.Input] = deque()
         self._blocks: dict[bytes, tuple[Block, Execution | None]] = {}
+        self._wal_blocks: set[bytes] = set()  # hashes whose block this height's WAL holds
         self._future: list[ConsensusMsg] = []
         self._own_msgs: list[tuple[Message, Block | None]] = []
         self.last_commit: Commit | None = ledger.store.get_commit(ledger.height) if ledger.height else None
@@ -257,6 +258,15 @@ class BftEngine:
             task_status.started()
             log.info("consensus started height=%d authorities=%d validator=%s", self.next_height,
                      len(self.ledger.tip.powers), self._is_validator())
+            wal_top = self.wal.max_height() if self.wal is not None else None
+            if wal_top is not None and wal_top > self.next_height:
+                # e.g. chaindata restored from a backup older than the WAL kept beside it
+                log.warning(
+                    "consensus.wal holds messages this key signed up to height %d, but the chain here "
+                    "ends at %d: chaindata is older than the WAL (restored from an older backup?). "
+                    "This node will not sign those heights again; it needs the missing blocks from peers",
+                    wal_top, self.ledger.height,
+                )
             self._maybe_start_height(force=self._wal_has(self.next_height))
             await self._drain_if_needed()
             async for ev in self._recv:
@@ -336,8 +346,19 @@ class BftEngine:
         self.started_height = h
         self._blocks = {k: v for k, v in self._blocks.items() if v[0].height >= h}
         self._own_msgs = []
+        self._wal_blocks = set()
         vs = ValidatorSet.from_powers(self.ledger.tip.powers)
         wal = self.wal.entries(h) if self.wal is not None else ()
+        for raw in self.wal.blocks(h) if self.wal is not None else ():
+            # blocks this node proposed or voted for before a restart: valid(v) again
+            try:
+                block = decode_block(raw, known=self.mempool.get)
+            except MedchainError as exc:
+                log.warning("ignoring an undecodable block in consensus.wal height=%d error=%s", h, exc)
+                continue
+            if block.height == h:
+                self._judge(block)
+                self._wal_blocks.add(block.hash())
         self._own.append(StartHeight(core.Height(h), vs, wal=wal))
         # deliver buffered messages of this height after the start
         future, self._future = self._future, [m for m in self._future if m.message.height > h]
@@ -387,6 +408,7 @@ class BftEngine:
     async def _effect(self, eff: core.Effect) -> None:
         if isinstance(eff, WALAppend):
             if self.wal is not None:
+                self._wal_block(eff.entry)
                 self.wal.append(eff.entry.height, eff.entry)
         elif isinstance(eff, SignVote):
             assert self.signer is not None
@@ -461,6 +483,18 @@ class BftEngine:
     async def _timer(self, kind: TimeoutKind, height: int, round_: int, ms: int) -> None:
         await trio.sleep(ms / 1000)
         await self._send.send(_Timeout(kind, height, round_))
+
+    def _wal_block(self, entry: Any) -> None:
+        """Before a signed message that names a block: that block, once, in the WAL."""
+        assert self.wal is not None
+        named = getattr(entry, "block_hash", None)
+        if named is None or bytes(named) in self._wal_blocks:
+            return
+        cached = self._blocks.get(bytes(named))
+        if cached is None:  # pragma: no cover - the core only names blocks it was given
+            return
+        self.wal.append_block(int(entry.height), cached[0].encode())
+        self._wal_blocks.add(bytes(named))
 
     def _build(self, height: int, round_: int) -> bytes:
         assert self.key is not None and height == self.next_height

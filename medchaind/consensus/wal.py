@@ -8,7 +8,13 @@ authority never signs two different messages for one (height, round, step).
 
 File format (``<datadir>/consensus.wal``): a sequence of records
 ``u32 big-endian length || canonical CBOR {"h": height, "m": message}`` where message
-is ``{"t": "vote", ...Vote.to_map()}`` or ``{"t": "proposal", ...}``. A torn last
+is ``{"t": "vote", ...Vote.to_map()}``, ``{"t": "proposal", ...}`` or ``{"t": "polka", ...}``,
+or ``{"h": height, "b": block}``: the encoded block a message of that height names,
+written (once per block) before the first message that names it; a block record has
+the top bit of its length word set (``0x80000000 | length``), so each kind keeps its
+own size limit and a damaged length is still recognised as damage. Without the block a
+restarted authority that proposed, or is locked on, a value could not propose it again
+(Tendermint re-proposes its valid value), and a single authority would halt. A torn last
 record (crash mid-write) is cut off on open; anything else malformed is an error that
 names the file and offset, because silently losing a signed message could let the node
 equivocate. Entries below the committed height are pruned by an atomic rewrite.
@@ -27,6 +33,9 @@ from ..errors import DecodeError, StoreError, ValidationError
 
 _LEN = struct.Struct(">I")
 MAX_RECORD = 1024 * 1024
+#: a block record: the largest block genesis parameters allow (max_block_bytes), plus room
+MAX_BLOCK_RECORD = 64 * 1024 * 1024
+_BLOCK_FLAG = 0x8000_0000
 
 WALEntry = Message | PolkaRecord
 
@@ -76,6 +85,7 @@ class WAL:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._entries: list[tuple[int, WALEntry]] = []
+        self._blocks: list[tuple[int, bytes]] = []
         self._file: Any = None
         self._load()
         self._file = open(self.path, "ab")  # noqa: SIM115 (owned for the node's lifetime)
@@ -90,16 +100,22 @@ class WAL:
         while off < len(data):
             if off + 4 > len(data):
                 break
-            (n,) = _LEN.unpack_from(data, off)
-            if n > MAX_RECORD:
+            (word,) = _LEN.unpack_from(data, off)
+            is_block, n = bool(word & _BLOCK_FLAG), word & ~_BLOCK_FLAG
+            if n > (MAX_BLOCK_RECORD if is_block else MAX_RECORD):
                 raise StoreError(f"{self.path}: corrupt record length {n} at offset {off}")
             if off + 4 + n > len(data):
                 break  # torn tail
             try:
-                rec = codec.decode(data[off + 4 : off + 4 + n], max_size=MAX_RECORD)
-                if not isinstance(rec, dict) or set(rec) != {"h", "m"} or type(rec["h"]) is not int:
+                rec = codec.decode(data[off + 4 : off + 4 + n], max_size=MAX_BLOCK_RECORD if is_block else MAX_RECORD)
+                if not isinstance(rec, dict) or type(rec.get("h")) is not int:
                     raise DecodeError("bad record")
-                self._entries.append((rec["h"], entry_from_map(rec["m"])))
+                if is_block and set(rec) == {"h", "b"} and isinstance(rec["b"], bytes):
+                    self._blocks.append((rec["h"], rec["b"]))
+                elif not is_block and set(rec) == {"h", "m"}:
+                    self._entries.append((rec["h"], entry_from_map(rec["m"])))
+                else:
+                    raise DecodeError("bad record")
             except (DecodeError, ValidationError) as exc:
                 raise StoreError(f"{self.path}: corrupt record at offset {off} ({exc})") from None
             off += 4 + n
@@ -109,6 +125,24 @@ class WAL:
                 f.truncate(good)
                 f.flush()
                 os.fsync(f.fileno())
+
+    def append_block(self, height: int, block: bytes) -> None:
+        """Make ``block`` (encoded) durable for ``height`` before a message names it."""
+        rec = codec.encode({"h": height, "b": block})
+        if len(rec) > MAX_BLOCK_RECORD:
+            raise StoreError(f"{self.path}: a block of {len(block)} bytes is over the WAL's limit")
+        self._file.write(_LEN.pack(_BLOCK_FLAG | len(rec)) + rec)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._blocks.append((height, block))
+
+    def blocks(self, height: int) -> tuple[bytes, ...]:
+        """The encoded blocks written for ``height``, in order."""
+        return tuple(b for h, b in self._blocks if h == height)
+
+    def max_height(self) -> int | None:
+        """The highest height with an entry, or None for an empty log."""
+        return max((h for h, _ in self._entries), default=None)
 
     def entries(self, height: int) -> tuple[WALEntry, ...]:
         return tuple(m for h, m in self._entries if h == height)
@@ -123,10 +157,14 @@ class WAL:
     def prune(self, below: int) -> None:
         """Drop entries of heights < ``below`` (they are committed), atomically."""
         keep = [(h, m) for h, m in self._entries if h >= below]
-        if len(keep) == len(self._entries):
+        keep_blocks = [(h, b) for h, b in self._blocks if h >= below]
+        if len(keep) == len(self._entries) and len(keep_blocks) == len(self._blocks):
             return
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
+            for h, b in keep_blocks:  # blocks first: a message never precedes its block
+                rec = codec.encode({"h": h, "b": b})
+                f.write(_LEN.pack(_BLOCK_FLAG | len(rec)) + rec)
             for h, m in keep:
                 rec = codec.encode({"h": h, "m": message_to_map(m)})
                 f.write(_LEN.pack(len(rec)) + rec)
@@ -141,6 +179,7 @@ class WAL:
             os.close(dfd)
         self._file = open(self.path, "ab")  # noqa: SIM115
         self._entries = keep
+        self._blocks = keep_blocks
 
     def close(self) -> None:
         if self._file is not None:

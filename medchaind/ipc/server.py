@@ -687,6 +687,11 @@ class SubscriptionHub:
         topics = self._topics.values() if topic is None else [self._topics[topic]]
         return sum(1 for t in topics for s in t.subs.values() if s.active and not s.conn.closed)
 
+    def has_subscribers(self, topic: str) -> bool:
+        """Whether ``topic`` has any subscription (lets a publisher skip building payloads)."""
+        t = self._topics.get(topic)
+        return t is not None and bool(t.subs)
+
     def publish(self, topic: str, payload: Any, filter: SubscriptionFilter | None = None) -> int:
         """Queue ``payload`` for every active subscription of ``topic`` whose
         ``filter(filter_value)`` is true (all if ``filter`` is None). Returns how many

@@ -8,8 +8,9 @@ it keeps running. It then adds what a datadir needs to start:
 
 * ``genesis.json``, ``config.toml``, ``keys/node.json`` (the *encrypted* keystore; never
   the passphrase file: keep the passphrase in a secret manager),
-* ``consensus.wal`` (the last-signed guard of the height in progress; a torn tail is
-  cut when it is read),
+* ``consensus.wal`` (the last-signed guard of the height in progress), copied *before*
+  the database so that it is never ahead of the copied chain (a torn tail is cut when
+  it is read),
 * ``blobs/``: every record ciphertext on disk (one that is no longer referenced is
   shredded by the restored node's reconciliation),
 * ``BACKUP.json``: chain id, genesis hash, the height/hash/app hash the copy holds.
@@ -83,8 +84,17 @@ def write_backup(kv: KVStore, config: Config, dest: Path) -> dict[str, Any]:
 def _write_backup(kv: KVStore, config: Config, dest: Path) -> dict[str, Any]:
     dest.mkdir(mode=0o700, exist_ok=True)
     dest.chmod(0o700)
+    size = 0
+    # The WAL first, the database after: the copy's WAL is then never *ahead* of its
+    # chain. A WAL taken later could hold votes this node signed for heights the copied
+    # database lacks, and its last-signed guard would (rightly) stop the restored node
+    # from signing those heights again: a single authority would halt. Taken first, its
+    # records are for the height after the copied head (replayed) or older (ignored).
+    wal = config.datadir / "consensus.wal"
+    if wal.exists():
+        size += _copy_private(wal, dest / "consensus.wal")
     out = LevelDBKV.open(dest / "chaindata")
-    keys = size = 0
+    keys = 0
     try:
         batch: list[tuple[bytes, bytes]] = []
         batch_bytes = 0
@@ -111,9 +121,6 @@ def _write_backup(kv: KVStore, config: Config, dest: Path) -> dict[str, Any]:
     if key_path.exists():
         size += _copy_private(key_path, dest / "keys" / "node.json")
         files += 1
-    wal = config.datadir / "consensus.wal"
-    if wal.exists():
-        size += _copy_private(wal, dest / "consensus.wal")
     blobs = 0
     src_blobs = config.datadir / "blobs"
     (dest / "blobs").mkdir(mode=0o700)

@@ -276,12 +276,13 @@ class Node:
             # BlobService.reconcile shreds the orphan after its grace period
             self.blob_store.put_blob(crypto.sha256(blob), blob)
         if new and hasattr(self, "hub"):
-            self.hub.publish("tx", tx_event(tx, "pending"), _tx_filter(tx))
+            if self.hub.has_subscribers("tx"):
+                self.hub.publish("tx", tx_event(tx, "pending"), _tx_filter(tx))
             self.txgossip.queue(tx)
         return new
 
     def _pending_from_peer(self, tx: Tx) -> None:
-        if hasattr(self, "hub"):
+        if hasattr(self, "hub") and self.hub.has_subscribers("tx"):
             self.hub.publish("tx", tx_event(tx, "pending"), _tx_filter(tx))
 
     def _pending_blobs(self) -> set[bytes]:
@@ -321,16 +322,18 @@ class Node:
             if hasattr(self, "net"):
                 self.refresh_allowlist()
         header = c.block.header.to_json()
+        tx_subscribers = hasattr(self, "hub") and self.hub.has_subscribers("tx")
         for i, (tx, r) in enumerate(zip(c.block.txs, c.receipts, strict=True)):
             ev = self._tx_waiters.pop(tx.hash, None)
             if ev is not None:
                 ev.set()
-            if hasattr(self, "hub"):
+            if tx_subscribers:  # build the payloads only for someone
                 self.hub.publish(
                     "tx",
                     tx_event(tx, "committed", height=c.block.height, index=i, receipt=receipt_json(r)),
                     _tx_filter(tx),
                 )
+        patient_subscribers = hasattr(self, "hub") and self.hub.has_subscribers("patient")
         for r in c.receipts:
             for event in r.events:
                 kind = event.get("type")
@@ -338,7 +341,7 @@ class Node:
                     self.blobs.want(event["content_hash"])
                 elif kind == "records.erased" and hasattr(self, "blobs") and not event["content_in_use"]:
                     self.blobs.erase(event["content_hash"])
-                if "patient" in event and hasattr(self, "hub"):
+                if patient_subscribers and "patient" in event:
                     self.hub.publish("patient", {"height": c.block.height, **to_jsonable(event)},
                                      _patient_filter(event["patient"]))
         if hasattr(self, "hub"):

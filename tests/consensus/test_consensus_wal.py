@@ -493,3 +493,30 @@ def test_opening_any_file_gives_a_log_or_a_store_error(data: bytes) -> None:
         w.append(9, H6[0])
         w.close()
         assert reread(p, 9) == (H6[0],)
+
+
+def test_block_records_round_trip_prune_with_their_height_and_keep_their_own_limit(path: Path) -> None:
+    """Blocks named by this node's messages are logged beside them (restart re-proposal)."""
+    w = WAL(path)
+    w.append_block(5, b"block five" * 1000)
+    fill(w)
+    w.append_block(6, b"block six")
+    w.close()
+    again = WAL(path)
+    assert again.blocks(5) == (b"block five" * 1000,) and again.blocks(6) == (b"block six",)
+    assert again.entries(5) == H5 and again.entries(6) == H6
+    assert again.max_height() == 6
+    again.prune(6)
+    again.close()
+    pruned = WAL(path)
+    assert pruned.blocks(5) == () and pruned.blocks(6) == (b"block six",) and pruned.entries(6) == H6
+    pruned.close()
+    # a block record may be larger than a message record; a message record may not
+    big = WAL(path)
+    big.append_block(6, b"x" * (MAX_RECORD + 10))
+    big.close()
+    assert WAL(path).blocks(6)[-1] == b"x" * (MAX_RECORD + 10)
+    body = codec.encode({"h": 6, "b": b"y"})
+    path.write_bytes(path.read_bytes() + struct.pack(">I", len(body)) + body)  # a block without its flag
+    with pytest.raises(StoreError, match="corrupt record"):
+        WAL(path)

@@ -400,6 +400,7 @@ def test_online_backup_restores_to_a_working_node(node: NodeProcess, short_tmp: 
             assert all(c.tx(h)["status"] == "committed" for h in more)
     finally:
         restored.stop(signal.SIGTERM)
+        print(restored.log()[-4000:])  # shown by pytest only when the test failed
 
 
 def test_backup_refuses_bad_destinations(node: NodeProcess, short_tmp: Path) -> None:

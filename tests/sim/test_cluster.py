@@ -193,3 +193,44 @@ async def test_equivocation_is_captured_gossiped_and_committed(autojump_clock: t
             assert ev["validator"] == "0x" + c.keys[3].public_key.hex() and ev["height"] == h
         c.check_agreement()
         nursery.cancel_scope.cancel()
+
+
+async def test_single_authority_crash_after_locking_resumes_with_the_same_block(
+    autojump_clock: trio.abc.Clock, tmp_path: Path
+) -> None:
+    """A lone authority that crashed after proposing and precommitting a block, before
+    committing it, must re-propose that block after restart. The WAL keeps the block next
+    to the messages naming it; without it the node halted ("cannot broadcast a proposal
+    without its block", a round change forever)."""
+    c = Cluster(1, wal_dir=tmp_path, seed=11)
+    node = c.nodes[0]
+    async with trio.open_nursery() as nursery:
+        await c.start(nursery)
+        await commit_txs(c, [register_tx(c.genesis.chain_id)], [0])
+        h = node.height
+
+        real_commit = node.ledger.commit
+        crashed = trio.Event()
+
+        async def crash_instead(*args: object, **kw: object) -> None:
+            node.crash()  # the process dies between its precommit and the block's commit
+            crashed.set()
+            await trio.sleep_forever()
+
+        node.ledger.commit = crash_instead  # type: ignore[method-assign]
+        pending = register_tx(c.genesis.chain_id)
+        node.submit(pending)
+        with trio.fail_after(60):
+            await crashed.wait()
+        signed = [m for m in node.wal.entries(h + 1)]
+        assert signed and len(node.wal.blocks(h + 1)) == 1  # its block sits in the WAL with its votes
+        proposed = next(m.block_hash for m in signed if hasattr(m, "proposer"))
+        assert node.height == h and real_commit is not None
+
+        await c.restart(0)  # a fresh engine and mempool: the tx is only in the WAL's block
+        with trio.fail_after(120):
+            await c.nodes[0].ledger.wait_height(h + 1)
+        block = c.nodes[0].ledger.store.get_block(h + 1)
+        assert block is not None and block.hash() == bytes(proposed)
+        assert c.nodes[0].ledger.is_committed(pending.hash)
+        nursery.cancel_scope.cancel()
