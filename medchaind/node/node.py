@@ -31,7 +31,8 @@ from .. import crypto
 from ..app import App, BlockInfo
 from ..app.records import live_content_hashes
 from ..chain import SigCache
-from ..consensus.bft import BftConfig, BftEngine, evidence_tx
+from ..chain.executor import next_time_ms
+from ..consensus.bft import BftConfig, BftEngine, evidence_tx, wall_clock_ms
 from ..consensus.wal import WAL
 from ..consensus.wire import block_topic, consensus_topic
 from ..core import TimeoutConfig
@@ -123,7 +124,11 @@ class Node:
             self.app, lambda: self.ledger.state, self.sigs, self.ledger.is_committed,
             MempoolConfig(max_txs=mc.max_txs, max_bytes=mc.max_bytes, max_per_sender=mc.max_per_sender,
                           sender_rate=float(mc.sender_rate), sender_burst=mc.sender_burst),
-            block_info=lambda: BlockInfo(self.genesis.chain_id, self.ledger.height + 1, self.ledger.tip.time_ms, b""),
+            # admission dry-runs txs at the time the next block would have if this node
+            # proposed it now: on an idle chain the last block's time can be hours old,
+            # and a consent that started since then must not be refused at the door
+            block_info=lambda: BlockInfo(self.genesis.chain_id, self.ledger.height + 1,
+                                         next_time_ms(self.ledger.tip, wall_clock_ms()), b""),
         )
         self.ledger.add_listener(self._on_commit)
         self.wal = WAL(self.config.datadir / "consensus.wal")

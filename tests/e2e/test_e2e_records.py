@@ -229,3 +229,27 @@ async def test_async_client_records_and_custodian(node: NodeProcess) -> None:
         assert got["code"]["text"] == "glucose async"
         assert [a["readers"] for a in answers] == [["0x" + ER.public_key.hex()]] and answers[0]["ok"]
         assert await c.key_requests(D.public_key) == []
+
+
+def test_a_consent_that_starts_while_the_chain_is_idle_admits_the_read(node: NodeProcess) -> None:
+    """Admission checks a tx at the next block's time (now), not at the last block's time:
+    an idle chain makes no blocks, so its last block time can lag the consent's start."""
+    import time
+
+    P, D = KeyPair.generate(), KeyPair.generate()
+    auth = load_keystore(node.authority_key, node.authority_passphrase)
+    with node.client() as c:
+        ok(c.register_identity(P, "patient"))
+        ok(c.register_identity(D, "provider"))
+        ok(c.accredit(auth.signing, D.public_key, "provider"))
+        rid = ok(c.add_record(P, P.public_key, observation("later")))["record_id"]
+        start_ms = int(time.time() * 1000) + 1500
+        ok(c.grant(P, actor=D.public_key, actions=["read"], start_ms=start_ms))
+        with pytest.raises(RPCError, match="not permitted"):
+            c.read_record(D, rid)  # not yet
+        idle_tip = c.head()["time_ms"]
+        while time.time() * 1000 <= start_ms + 50:  # wall time passes; the chain stays idle
+            time.sleep(0.05)
+        assert c.head()["time_ms"] == idle_tip < start_ms
+        st = c.send(D.signing, "records.access", {"record_id": bytes.fromhex(rid[2:]), "purpose": "TREAT"})
+        assert st["receipt"]["ok"], st
