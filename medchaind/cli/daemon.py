@@ -133,7 +133,7 @@ def run(datadir: Path, **kw: Any) -> None:
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for node0..nodeN-1 (must be empty or absent).")
 @click.option("--chain-id", default="medchain-testnet", show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address the nodes listen on and dial.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="IPv4 or IPv6 address the nodes listen on and dial.")
 @click.option("--base-port", default=26656, show_default=True, help="node i listens on base-port + i.")
 @click.option("--create-empty-blocks", is_flag=True)
 def testnet(n_validators: int, observers: int, output: Path, chain_id: str, host: str, base_port: int,

@@ -68,6 +68,19 @@ def init_datadir(
     return cfg, genesis, keys
 
 
+def _ip_protocol(host: str) -> str:
+    """``ip4`` or ``ip6`` for an IP address; a host name is refused with the reason."""
+    import ipaddress
+
+    try:
+        return "ip4" if ipaddress.ip_address(host).version == 4 else "ip6"
+    except ValueError:
+        raise ConfigError(
+            f"--host {host!r} is not an IP address: every node listens on it, and a name cannot be listened on. "
+            "Use an IPv4 or IPv6 address (for nodes on several hosts, edit each node's [p2p] listen and bootstrap)"
+        ) from None
+
+
 def init_testnet(
     outdir: Path,
     validators: int,
@@ -89,6 +102,7 @@ def init_testnet(
 
     if validators < 1:
         raise ConfigError("a testnet needs at least one validator")
+    proto = _ip_protocol(host)
     outdir = outdir.resolve()
     if outdir.exists() and any(outdir.iterdir()):
         raise ConfigError(f"{outdir} is not empty")
@@ -100,7 +114,7 @@ def init_testnet(
         authorities=tuple(Authority(f"node{i}", keys[i].public_key, 1) for i in range(validators)),
     )
     peer_ids = [peer_id_from_public_key(k.public_key) for k in keys]
-    addrs = [f"/ip4/{host}/tcp/{base_port + i}/p2p/{peer_ids[i]}" for i in range(total)]
+    addrs = [f"/{proto}/{host}/tcp/{base_port + i}/p2p/{peer_ids[i]}" for i in range(total)]
     observer_ids = ",".join(peer_ids[validators:])
     out = []
     for i in range(total):
@@ -109,7 +123,7 @@ def init_testnet(
         cfg = replace(
             cfg,
             p2p=P2PSection(
-                listen=f"/ip4/{host}/tcp/{base_port + i}",
+                listen=f"/{proto}/{host}/tcp/{base_port + i}",
                 bootstrap=",".join(a for j, a in enumerate(addrs) if j != i),
                 observers=observer_ids,
             ),

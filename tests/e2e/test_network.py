@@ -298,3 +298,30 @@ def test_dev_network_applies_run_options_to_every_node() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_testnet_on_ipv6_loopback_commits() -> None:
+    """`medchaind testnet --host ::1` writes /ip6 addresses, and the nodes use them."""
+    from medchaind.errors import ConfigError
+
+    root = Path(tempfile.mkdtemp(prefix="mcv6-"))
+    try:
+        with pytest.raises(ConfigError, match="not an IP address"):
+            init_testnet(root / "named", 2, host="node0.example", chain_id=CHAIN)
+        base = free_port_range(2, start=41000)
+        cfgs = init_testnet(root / "net", 2, chain_id=CHAIN, host="::1", base_port=base)
+        assert all(cfg.p2p.listen.startswith("/ip6/::1/tcp/") for cfg, _ in cfgs)
+        nodes = [NodeProcess(cfg.datadir, cfg.datadir / "node.log", command="run") for cfg, _ in cfgs]
+        try:
+            for n in nodes:
+                n.start()
+            wait_for(lambda: all(len(call(n, "node_peers")) >= 1 for n in nodes), 60, "the nodes to connect over ::1")  # type: ignore[arg-type]
+            txs = [register_tx()]
+            submit(nodes[1], txs)
+            wait_for(committed_everywhere(nodes, txs), 90, "a commit over IPv6")
+        finally:
+            for n in nodes:
+                if n.proc is not None and n.proc.poll() is None:
+                    n.stop(signal.SIGKILL)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
