@@ -176,8 +176,9 @@ class _ExpectedFailureFilter(logging.Filter):
 
     A peer that is down makes every redial log "Failed to open TCP stream" at ERROR
     (``transport/tcp/tcp.py``), and a request for a protocol the peer does not serve logs
-    a multi-line ERROR (``host/basic_host.py``); the bootstrap loop and ``request`` report
-    both at the right level. A connection our allowlist refuses makes the swarm log
+    a multi-line ERROR (``host/basic_host.py``), as does a stream to a peer that just went
+    away (a failed multistream handshake, also logged by ``multiselect_client``); the
+    bootstrap loop and ``request`` report these at the right level. A connection our allowlist refuses makes the swarm log
     "failed to upgrade security" at ERROR (``network/swarm.py``); the refusal itself is
     logged by this module. They are kept when libp2p debug logging is on.
     """
@@ -190,12 +191,17 @@ class _ExpectedFailureFilter(logging.Filter):
             return False
         if text.startswith("failed to upgrade security for peer") and "handshake failed" in text:
             return False
-        return not (text.startswith("Failed to open stream to peer") and "not supported" in text)
+        if text.startswith("MultiselectClient handshake:"):  # the peer went away; request() reports it
+            return False
+        return not (
+            text.startswith("Failed to open stream to peer") and ("not supported" in text or "handshake" in text)
+        )
 
 
 logging.getLogger("libp2p.transport.tcp.tcp").addFilter(_ExpectedFailureFilter())
 logging.getLogger("libp2p.host.basic_host").addFilter(_ExpectedFailureFilter())
 logging.getLogger("libp2p.network.swarm").addFilter(_ExpectedFailureFilter())
+logging.getLogger("libp2p.protocol_muxer.multiselect_client").addFilter(_ExpectedFailureFilter())
 
 # Room for the RPC envelope around one gossip message (topic, seqno, from, signature,
 # public key, sender record): generous, the limit guards memory, not exact framing.

@@ -21,6 +21,7 @@ import pytest
 
 from medchaind import crypto
 from medchaind.client import Client
+from medchaind.errors import MedchainError
 from medchaind.node.init import init_testnet
 from medchaind.testing.nodeproc import NodeProcess, _cmd, free_port_range
 from medchaind.types import Tx, sign_tx
@@ -325,3 +326,46 @@ def test_testnet_on_ipv6_loopback_commits() -> None:
                     n.stop(signal.SIGKILL)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_random_kills_under_load_lose_nothing_and_never_fork(network: list[NodeProcess]) -> None:
+    """Chaos, briefly: clients keep committing while a seeded schedule SIGKILLs one
+    authority at a time and restarts it. Every tx a client saw committed is committed on
+    every node afterwards, and all nodes hold the same chain."""
+    import random
+    import threading
+
+    rng = random.Random(7)
+    authorities = network[:4]
+    stop = threading.Event()
+    acked: list[Tx] = []
+
+    def load(seed: int) -> None:
+        r = random.Random(seed)
+        while not stop.is_set():
+            tx = register_tx()
+            try:
+                with Client(authorities[r.randrange(4)].ipc, timeout=15) as c:
+                    if c.wait(c.submit(tx), timeout_ms=10_000)["status"] == "committed":
+                        acked.append(tx)
+            except (OSError, MedchainError):
+                continue  # that node was just killed: try another
+
+    clients = [threading.Thread(target=load, args=(i,)) for i in range(3)]
+    for t in clients:
+        t.start()
+    try:
+        for _ in range(5):
+            victim = authorities[rng.randrange(4)]
+            wait_for(lambda: len(acked) > 0, 60, "commits while all are up")
+            victim.stop(signal.SIGKILL)
+            before = len(acked)
+            wait_for(lambda: len(acked) > before, 60, "3 of 4 authorities to keep committing")
+            victim.start()
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(timeout=60)
+    assert len(acked) >= 5
+    wait_for(committed_everywhere(network, acked), 180, "every acknowledged tx on every node")
+    assert_same_chain(network)
