@@ -360,7 +360,7 @@ def test_random_kills_under_load_lose_nothing_and_never_fork(network: list[NodeP
             wait_for(lambda: len(acked) > 0, 60, "commits while all are up")
             victim.stop(signal.SIGKILL)
             before = len(acked)
-            wait_for(lambda: len(acked) > before, 60, "3 of 4 authorities to keep committing")
+            wait_for(lambda b=before: len(acked) > b, 60, "3 of 4 authorities to keep committing")  # type: ignore[misc]
             victim.start()
     finally:
         stop.set()
