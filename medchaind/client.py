@@ -203,7 +203,14 @@ def _grant_flow(
         return st
     types = body.get("resource_types") or ()
     grantee = {actor: (yield from _enc_key_flow(actor))}
-    for rec in (yield _Call("records_list", {"patient": hexstr(patient.public_key)})):
+    records: list[dict[str, Any]] = []
+    while True:  # every record, a page at a time
+        page = yield _Call("records_list", {"patient": hexstr(patient.public_key), "limit": 1000,
+                                            "offset": len(records)})
+        records.extend(page)
+        if len(page) < 1000:
+            break
+    for rec in records:
         if rec["erased"] or (types and rec["resource_type"] not in types):
             continue
         mine = yield _Call("records_get", {"record_id": rec["record_id"], "reader": hexstr(patient.public_key)})

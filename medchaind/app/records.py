@@ -489,10 +489,16 @@ def _param_limit(params: dict[str, Any], default: int) -> int:
 
 
 def _query_list(state: StateReader, params: dict[str, Any]) -> Any:
+    """A patient's records, newest first: ``limit`` of them after skipping ``offset``."""
     patient = query_key(params, "patient")
     limit = _param_limit(params, 100)
+    offset = params.get("offset", 0)
+    if type(offset) is not int or offset < 0:
+        raise QueryError("offset must be a non-negative integer")
     out = []
-    for _, raw in state.iterate(NAMESPACE, b"p/" + patient):
+    for i, (_, raw) in enumerate(state.iterate(NAMESPACE, b"p/" + patient)):
+        if i < offset:
+            continue
         rid = codec.decode(raw)["record_id"]
         meta = get_record(state, rid)
         assert meta is not None

@@ -281,8 +281,13 @@ def test_list_newest_first_with_limit(chain: Chain) -> None:
     listed = chain.query("records.list", {"patient": pub("P")})
     assert [x["record_id"] for x in listed] == ["0x" + r.hex() for r in reversed(ids)]
     assert len(chain.query("records.list", {"patient": pub("P"), "limit": 2})) == 2
+    page2 = chain.query("records.list", {"patient": pub("P"), "limit": 2, "offset": 2})
+    assert [x["record_id"] for x in page2] == ["0x" + ids[0].hex()]
+    assert chain.query("records.list", {"patient": pub("P"), "offset": 3}) == []
     with pytest.raises(QueryError, match="limit"):
         chain.query("records.list", {"patient": pub("P"), "limit": 0})
+    with pytest.raises(QueryError, match="offset"):
+        chain.query("records.list", {"patient": pub("P"), "offset": -1})
     assert chain.query("records.get", {"record_id": b"\x07" * 32, "reader": pub("P"), "time_ms": 0}) is None
 
 

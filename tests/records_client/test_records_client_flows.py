@@ -155,3 +155,38 @@ def test_custodian_pass_answers_permitted_requests_only_and_batches_per_record()
     assert set(got) == {readers[0].public_key, readers[1].public_key}
     for r in readers[:2]:
         assert open_envelope(r, got[r.public_key]) == enc.data_key  # each reader gets the record's key
+
+
+def test_grant_shares_every_record_a_page_at_a_time() -> None:
+    patient, grantee = KeyPair.generate(), KeyPair.generate()
+    enc = encrypt_record(b'{"resourceType": "Observation"}', {patient.public_key: patient.encryption.public_key})
+    mine = {"envelope": "0x" + enc.envelopes[0]["sealed_key"].hex()}
+    erased = [{"record_id": "0x" + "55" * 32, "erased": True, "resource_type": "Observation"}] * 1000
+    oldest = {"record_id": "0x" + "66" * 32, "erased": False, "resource_type": "Observation"}
+    offsets: list[int] = []
+    submitted: list[Any] = []
+
+    def page(p: Any) -> Any:
+        offsets.append(p["offset"])
+        return erased if p["offset"] == 0 else [oldest]
+
+    def submit(p: Any) -> str:
+        submitted.append(p)
+        return "0x" + "77" * 32
+
+    ok = {"status": "committed", "receipt": {"ok": True, "events": []}}
+    script: list[tuple[str, Answer]] = [
+        ("tx_nonce", lambda p: {"next": 1}), ("tx_submit", submit), ("tx_wait", lambda p: ok),
+        ("chain_head", lambda p: {"height": 3, "time_ms": 10}),
+        ("identity_get", lambda p: {"enc_key": "0x" + grantee.encryption.public_key.hex()}),
+        ("records_list", page), ("records_list", page),
+        ("records_get", lambda p: mine),
+        ("tx_nonce", lambda p: {"next": 2}), ("tx_submit", submit), ("tx_wait", lambda p: ok),
+    ]
+    body = cl._grant_body(grantee.public_key, None, ["read"], "permit", (), (), None, None)
+    drive(cl._grant_flow("c", patient, body, True, {}), script)
+    assert offsets == [0, 1000]  # the 1,001st record was reached
+    from medchaind.types import decode_tx
+
+    share = decode_tx(bytes.fromhex(submitted[1]["tx"][2:]))
+    assert share.type == "records.add_envelopes" and share.body["record_id"] == bytes.fromhex("66" * 32)
