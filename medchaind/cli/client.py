@@ -461,12 +461,14 @@ def records_custodian(c: Ctx, key_ref: str, once: bool) -> None:
 
 
 @records.command("list")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True, help="Skip this many (newest first).")
 @click.argument("patient")
 @pass_ctx
-def records_list(c: Ctx, patient: str) -> None:
-    """A patient's records (metadata only)."""
+def records_list(c: Ctx, limit: int, offset: int, patient: str) -> None:
+    """A patient's records (metadata only), newest first."""
     with c.client() as cl:
-        out(cl.call("records_list", {"patient": "0x" + c.public_key(patient).hex()}))
+        out(cl.call("records_list", {"patient": "0x" + c.public_key(patient).hex(), "limit": limit, "offset": offset}))
 
 
 @records.command("break-glass")
