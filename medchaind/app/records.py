@@ -492,9 +492,7 @@ def _query_list(state: StateReader, params: dict[str, Any]) -> Any:
     """A patient's records, newest first: ``limit`` of them after skipping ``offset``."""
     patient = query_key(params, "patient")
     limit = _param_limit(params, 100)
-    offset = params.get("offset", 0)
-    if type(offset) is not int or offset < 0:
-        raise QueryError("offset must be a non-negative integer")
+    offset = _param_offset(params)
     out = []
     for i, (_, raw) in enumerate(state.iterate(NAMESPACE, b"p/" + patient)):
         if i < offset:
@@ -532,11 +530,22 @@ def _query_get(state: StateReader, params: dict[str, Any]) -> Any:
     return out
 
 
+def _param_offset(params: dict[str, Any]) -> int:
+    offset = params.get("offset", 0)
+    if type(offset) is not int or offset < 0:
+        raise QueryError("offset must be a non-negative integer")
+    return offset
+
+
 def _query_audit(state: StateReader, params: dict[str, Any]) -> Any:
+    """A patient's audit trail, oldest first: ``limit`` entries after skipping ``offset``."""
     patient = query_key(params, "patient")
     limit = _param_limit(params, 1000)
+    offset = _param_offset(params)
     out = []
-    for _, raw in state.iterate(NAMESPACE, b"a/" + patient):
+    for i, (_, raw) in enumerate(state.iterate(NAMESPACE, b"a/" + patient)):
+        if i < offset:
+            continue
         e = codec.decode(raw)
         out.append(
             {

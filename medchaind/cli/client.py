@@ -555,12 +555,14 @@ def consent_list(c: Ctx, patient: str) -> None:
 
 
 @main.command()
+@click.option("--limit", type=click.IntRange(1, 1000), default=1000, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True, help="Skip this many (oldest first).")
 @click.argument("patient")
 @pass_ctx
-def audit(c: Ctx, patient: str) -> None:
-    """Who accessed a patient's records, when and why (break-glass flagged)."""
+def audit(c: Ctx, limit: int, offset: int, patient: str) -> None:
+    """Who accessed a patient's records, when and why (break-glass flagged), oldest first."""
     with c.client() as cl:
-        out(cl.call("audit_log", {"patient": "0x" + c.public_key(patient).hex()}))
+        out(cl.call("audit_log", {"patient": "0x" + c.public_key(patient).hex(), "limit": limit, "offset": offset}))
 
 
 @main.command()

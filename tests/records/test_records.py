@@ -197,6 +197,18 @@ def test_shared_reader_gets_its_envelope_and_audit_entries(chain: Chain) -> None
     assert chain.query("records.audit", {"patient": pub("Q")}) == []
 
 
+def test_audit_trail_pages_with_offset(chain: Chain) -> None:
+    rid = chain.add("P", add_body("P"))
+    chain.grant("P", grant_body("D1"))
+    for purpose in ("TREAT", "HPAYMT", "TREAT"):
+        chain.ok("D1", "records.access", {"record_id": rid, "purpose": purpose})
+    trail = chain.query("records.audit", {"patient": pub("P")})
+    assert [e["purpose"] for e in trail] == ["TREAT", "HPAYMT", "TREAT"]
+    assert chain.query("records.audit", {"patient": pub("P"), "offset": 1, "limit": 1}) == trail[1:2]
+    with pytest.raises(QueryError, match="offset"):
+        chain.query("records.audit", {"patient": pub("P"), "offset": "1"})
+
+
 def test_two_accesses_in_one_block_get_distinct_audit_entries(chain: Chain) -> None:
     rid = chain.add("P", add_body("P"))
     chain.grant("P", grant_body("D1"))
