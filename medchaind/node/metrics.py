@@ -4,7 +4,9 @@ Every value is read from the node at scrape time by one collector, inside the tr
 thread, so a scrape sees a consistent snapshot and the hot paths carry no
 instrumentation. The HTTP side is a deliberately small HTTP/1.0 server on
 ``trio.serve_tcp``: ``GET /metrics`` (Prometheus text format 0.0.4), ``GET /healthz``
-(``ok``), anything else 404, malformed requests 400; a request must arrive within
+(``ok``: the event loop answers; a liveness probe), ``GET /readyz`` (200 ``ready`` once
+the node has started and is not catching up from peers, else 503 with the reason; a
+readiness probe), anything else 404, malformed requests 400; a request must arrive within
 :data:`REQUEST_TIMEOUT_S` and fit :data:`MAX_REQUEST` bytes. (prometheus_client's own
 ``start_http_server`` would serve from a thread and race the node's data structures.)
 
@@ -129,6 +131,7 @@ class NodeCollector(Collector):
 
 class MetricsServer:
     def __init__(self, node: Node, listen: str) -> None:
+        self.node = node
         self.host, self.port = parse_listen(listen)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(NodeCollector(node))
@@ -181,4 +184,11 @@ class MetricsServer:
             return "200 OK", body if method == b"GET" else b"", CONTENT_TYPE
         if target == b"/healthz":
             return "200 OK", b"ok\n", "text/plain"
+        if target == b"/readyz":
+            sync = getattr(self.node, "sync", None)
+            if not self.node.started.is_set():
+                return "503 Service Unavailable", b"starting\n", "text/plain"
+            if sync is not None and sync.syncing:
+                return "503 Service Unavailable", b"syncing\n", "text/plain"
+            return "200 OK", b"ready\n", "text/plain"
         return "404 Not Found", b"try /metrics\n", "text/plain"

@@ -327,6 +327,8 @@ def test_prometheus_metrics(short_tmp: Path) -> None:
         assert _http(port, b"GET /nope HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 404")
         assert _http(port, b"GET /x" + b"a" * 10000 + b" HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 431")
         assert _http(port, b"GET /healthz HTTP/1.0\r\n\r\n").endswith(b"ok\n")
+        ready = _http(port, b"GET /readyz HTTP/1.0\r\n\r\n")
+        assert ready.startswith(b"HTTP/1.0 200") and ready.endswith(b"ready\n")
         with n.client() as c:
             assert c.node_info()["height"] == head["height"]
     finally:
