@@ -234,7 +234,12 @@ def _grant_body(
 
 
 def _answer_key_requests_flow(chain_id: str, author: KeyPair, limit: int) -> Flow[list[dict[str, Any]]]:
-    """One custodian pass: re-wrap this author's data keys for permitted requesters."""
+    """One custodian pass: re-wrap this author's data keys for permitted requesters.
+
+    Every answer is submitted first and waited for afterwards (one block for all of
+    them, not one block each). A refused answer (the reader lost permission since the
+    query) is reported with its code; the pass carries on.
+    """
     from . import records_crypto
 
     requests = yield _Call("records_keyRequests", {"author": hexstr(author.public_key), "limit": limit})
@@ -243,6 +248,7 @@ def _answer_key_requests_flow(chain_id: str, author: KeyPair, limit: int) -> Flo
         if req["permitted"]:
             by_record.setdefault(req["record_id"], []).append(req["reader"])
     answered: list[dict[str, Any]] = []
+    submitted: list[tuple[str, list[str], str]] = []
     for rid, readers in by_record.items():
         mine = yield _Call("records_get", {"record_id": rid, "reader": hexstr(author.public_key)})
         if mine.get("envelope") is None:
@@ -254,10 +260,19 @@ def _answer_key_requests_flow(chain_id: str, author: KeyPair, limit: int) -> Flo
                 keys[_unhex(r)] = yield from _enc_key_flow(_unhex(r))
             envs = records_crypto.rewrap(author, _unhex(mine["envelope"]), keys)
             body = records_crypto.records_add_envelopes_body(_unhex(rid), envs)
-            st = yield from _send_flow(chain_id, author.signing, "records.add_envelopes", body)
-            receipt = st.get("receipt") or {}
-            answered.append({"record_id": rid, "readers": batch, "hash": st.get("hash"),
-                             "ok": bool(receipt.get("ok")), "code": receipt.get("code")})
+            try:
+                st = yield from _send_flow(chain_id, author.signing, "records.add_envelopes", body, wait=False)
+            except RPCError as exc:
+                code = exc.data.get("code") if isinstance(exc.data, dict) else None
+                answered.append({"record_id": rid, "readers": batch, "hash": None, "ok": False,
+                                 "code": code or "refused"})
+                continue
+            submitted.append((rid, batch, st["hash"]))
+    for rid, batch, h in submitted:
+        st = yield from _wait_tx_flow(h, 30_000)
+        receipt = st.get("receipt") or {}
+        answered.append({"record_id": rid, "readers": batch, "hash": h,
+                         "ok": bool(receipt.get("ok")), "code": receipt.get("code") or st.get("status")})
     return answered
 
 
@@ -414,7 +429,11 @@ class Client(_Transport):
         """The custodian loop: answer, then sleep until the next block; until ``stop()``."""
         while not stop():
             head = self.head()
-            for answer in self.answer_key_requests(author):
+            try:
+                answers = self.answer_key_requests(author)
+            except (RPCError, TimeoutError) as exc:  # a bad pass; the next block brings another
+                answers = [{"error": str(exc)}]
+            for answer in answers:
                 if on_answer is not None:
                     on_answer(answer)
             self.wait_height((0 if head is None else head["height"]) + 1, timeout_ms=poll_ms)
@@ -539,7 +558,11 @@ class AsyncClient(_AsyncTransport):
         """The custodian loop; runs until cancelled."""
         while True:
             head = await self.head()
-            for answer in await self.answer_key_requests(author):
+            try:
+                answers = await self.answer_key_requests(author)
+            except (RPCError, TimeoutError) as exc:  # a bad pass; the next block brings another
+                answers = [{"error": str(exc)}]
+            for answer in answers:
                 if on_answer is not None:
                     on_answer(answer)
             await self.wait_height((0 if head is None else head["height"]) + 1, timeout_ms=poll_ms)

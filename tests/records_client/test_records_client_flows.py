@@ -190,3 +190,27 @@ def test_grant_shares_every_record_a_page_at_a_time() -> None:
 
     share = decode_tx(bytes.fromhex(submitted[1]["tx"][2:]))
     assert share.type == "records.add_envelopes" and share.body["record_id"] == bytes.fromhex("66" * 32)
+
+
+def test_custodian_pass_reports_a_refused_answer_and_carries_on() -> None:
+    author = KeyPair.generate()
+    reader = KeyPair.generate()
+    enc = encrypt_record(b'{"resourceType": "Observation"}', {author.public_key: author.encryption.public_key})
+    mine = {"envelope": "0x" + enc.envelopes[0]["sealed_key"].hex()}
+    r1, r2 = "0x" + "81" * 32, "0x" + "82" * 32
+    requests = [{"record_id": r, "reader": "0x" + reader.public_key.hex(), "permitted": True} for r in (r1, r2)]
+    identity = {"enc_key": "0x" + reader.encryption.public_key.hex()}
+
+    def refuse(p: Any) -> Any:
+        raise cl.RPCError(-32010, "refused", {"code": "nonce_too_low"})
+
+    script: list[tuple[str, Answer]] = [
+        ("records_keyRequests", lambda p: requests),
+        ("records_get", lambda p: mine), ("identity_get", lambda p: identity),
+        ("tx_nonce", lambda p: {"next": 0}), ("tx_submit", refuse),
+        ("records_get", lambda p: mine), ("identity_get", lambda p: identity),
+        ("tx_nonce", lambda p: {"next": 0}), ("tx_submit", lambda p: "0x" + "99" * 32),
+        ("tx_wait", lambda p: {"status": "committed", "receipt": {"ok": True, "code": "ok"}}),
+    ]
+    answered, _ = drive(cl._answer_key_requests_flow("c", author, 100), script)
+    assert [(a["record_id"], a["ok"], a["code"]) for a in answered] == [(r1, False, "nonce_too_low"), (r2, True, "ok")]
