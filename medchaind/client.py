@@ -233,8 +233,14 @@ def _grant_body(
     return body
 
 
-def _answer_key_requests_flow(chain_id: str, author: KeyPair, limit: int) -> Flow[list[dict[str, Any]]]:
-    """One custodian pass: re-wrap this author's data keys for permitted requesters.
+def _answer_key_requests_flow(
+    chain_id: str, author: KeyPair, limit: int, as_: str = "author"
+) -> Flow[list[dict[str, Any]]]:
+    """One custodian pass: re-wrap this key's data keys for permitted requesters.
+
+    ``as_="author"`` answers requests on the records this key wrote; ``as_="patient"``
+    those on this patient's records (a patient's app answering while an author's
+    custodian is down; the chain lets the patient share with anyone).
 
     Every answer is submitted first and waited for afterwards (one block for all of
     them, not one block each). A refused answer (the reader lost permission since the
@@ -242,7 +248,9 @@ def _answer_key_requests_flow(chain_id: str, author: KeyPair, limit: int) -> Flo
     """
     from . import records_crypto
 
-    requests = yield _Call("records_keyRequests", {"author": hexstr(author.public_key), "limit": limit})
+    if as_ not in ("author", "patient"):
+        raise ValueError("as_ is 'author' or 'patient'")
+    requests = yield _Call("records_keyRequests", {as_: hexstr(author.public_key), "limit": limit})
     by_record: dict[str, list[str]] = {}
     for req in requests:
         if req["permitted"]:
@@ -414,23 +422,24 @@ class Client(_Transport):
     def erase_record(self, patient: KeyPair, record_id: bytes, **kw: Any) -> dict[str, Any]:
         return self.send(patient.signing, "records.erase", {"record_id": record_id}, **kw)
 
-    def key_requests(self, author: bytes, *, limit: int = 100) -> list[dict[str, Any]]:
-        """Open key requests on records ``author`` wrote (``permitted`` ones get answered)."""
-        return self.call("records_keyRequests", {"author": hexstr(author), "limit": limit})  # type: ignore[no-any-return]
+    def key_requests(self, author: bytes, *, limit: int = 100, as_: str = "author") -> list[dict[str, Any]]:
+        """Open key requests on records ``author`` wrote (or, with ``as_="patient"``, of that
+        patient); ``permitted`` ones get answered."""
+        return self.call("records_keyRequests", {as_: hexstr(author), "limit": limit})  # type: ignore[no-any-return]
 
-    def answer_key_requests(self, author: KeyPair, *, limit: int = 100) -> list[dict[str, Any]]:
-        """One custodian pass: seal ``author``'s data keys to every permitted requester."""
-        return self._drive(_answer_key_requests_flow(self.chain_id, author, limit))
+    def answer_key_requests(self, author: KeyPair, *, limit: int = 100, as_: str = "author") -> list[dict[str, Any]]:
+        """One custodian pass: seal this key's data keys to every permitted requester."""
+        return self._drive(_answer_key_requests_flow(self.chain_id, author, limit, as_))
 
     def serve_key_requests(
         self, author: KeyPair, *, on_answer: Callable[[dict[str, Any]], None] | None = None,
-        poll_ms: int = 30_000, stop: Callable[[], bool] = lambda: False,
+        poll_ms: int = 30_000, stop: Callable[[], bool] = lambda: False, as_: str = "author",
     ) -> None:
         """The custodian loop: answer, then sleep until the next block; until ``stop()``."""
         while not stop():
             head = self.head()
             try:
-                answers = self.answer_key_requests(author)
+                answers = self.answer_key_requests(author, as_=as_)
             except (RPCError, TimeoutError) as exc:  # a bad pass; the next block brings another
                 answers = [{"error": str(exc)}]
             for answer in answers:
@@ -546,20 +555,23 @@ class AsyncClient(_AsyncTransport):
     async def erase_record(self, patient: KeyPair, record_id: bytes, **kw: Any) -> dict[str, Any]:
         return await self.send(patient.signing, "records.erase", {"record_id": record_id}, **kw)
 
-    async def key_requests(self, author: bytes, *, limit: int = 100) -> list[dict[str, Any]]:
-        return await self.call("records_keyRequests", {"author": hexstr(author), "limit": limit})  # type: ignore[no-any-return]
+    async def key_requests(self, author: bytes, *, limit: int = 100, as_: str = "author") -> list[dict[str, Any]]:
+        return await self.call("records_keyRequests", {as_: hexstr(author), "limit": limit})  # type: ignore[no-any-return]
 
-    async def answer_key_requests(self, author: KeyPair, *, limit: int = 100) -> list[dict[str, Any]]:
-        return await self._drive(_answer_key_requests_flow(await self.chain_id(), author, limit))
+    async def answer_key_requests(
+        self, author: KeyPair, *, limit: int = 100, as_: str = "author"
+    ) -> list[dict[str, Any]]:
+        return await self._drive(_answer_key_requests_flow(await self.chain_id(), author, limit, as_))
 
     async def serve_key_requests(
         self, author: KeyPair, *, on_answer: Callable[[dict[str, Any]], None] | None = None, poll_ms: int = 30_000,
+        as_: str = "author",
     ) -> None:
         """The custodian loop; runs until cancelled."""
         while True:
             head = await self.head()
             try:
-                answers = await self.answer_key_requests(author)
+                answers = await self.answer_key_requests(author, as_=as_)
             except (RPCError, TimeoutError) as exc:  # a bad pass; the next block brings another
                 answers = [{"error": str(exc)}]
             for answer in answers:

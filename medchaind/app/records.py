@@ -45,7 +45,9 @@ emergency queries today) opens its own envelope and answers with
 recipients with an open request that is still permitted at block time (break-glass
 window unexpired, or consent still permitting the request's purpose), so the custodian
 cannot be used to hand keys to anyone else; the patient may share with anyone. The
-answered request is removed; erasure removes all of them. Trust stays where it was:
+answered request is removed; erasure removes all of them. The requests are indexed by
+patient too, so the patient's app can answer while an author's custodian is down.
+Trust stays where it was:
 the author already holds the plaintext. (The alternative, escrow of every data key to
 a threshold of authorities, would let any f+1 authorities read every record; it would
 also survive the author going offline. See docs/protocol.md.)
@@ -59,6 +61,7 @@ State (namespace ``records``)::
     b/<record_id><provider>             -> {height, time_ms, expires_ms}   (break-glass)
     k/<author><record_id><reader>       -> {patient, purpose, height, time_ms, break_glass}
                                            (open key request)
+    q/<patient><record_id><reader>      -> True   (the same requests, by patient)
     h/<content_hash><record_id>         -> True   (live records committing to a ciphertext)
     c/<patient>                         -> {next}   (records ever added for the patient)
     p/<patient><~seq 8B>                -> {record_id}   (index; inverted seq = newest first)
@@ -121,6 +124,10 @@ def break_glass_key(record_id: bytes, provider: bytes) -> bytes:
 
 def key_request_key(author: bytes, record_id: bytes, reader: bytes) -> bytes:
     return b"k/" + author + record_id + reader
+
+
+def patient_request_key(patient: bytes, record_id: bytes, reader: bytes) -> bytes:
+    return b"q/" + patient + record_id + reader
 
 
 def content_key(content_hash: bytes, record_id: bytes) -> bytes:
@@ -339,6 +346,7 @@ def _add_envelopes(ctx: TxContext, body: dict[str, Any]) -> None:
     _put_envelopes(ctx, record_id, body["envelopes"])
     for reader in recipients:
         ctx.delete(key_request_key(meta["author"], record_id, reader))
+        ctx.delete(patient_request_key(meta["patient"], record_id, reader))
     ctx.emit("shared", record_id=record_id, patient=meta["patient"], sender=ctx.sender, recipients=recipients)
 
 
@@ -347,6 +355,7 @@ def _request_key(ctx: TxContext, record_id: bytes, meta: dict[str, Any], purpose
     reader = ctx.sender
     if reader in (meta["patient"], meta["author"]) or ctx.get(envelope_key(record_id, reader)) is not None:
         return
+    ctx.put(patient_request_key(meta["patient"], record_id, reader), True)
     ctx.put(
         key_request_key(meta["author"], record_id, reader),
         {
@@ -448,6 +457,7 @@ def _erase(ctx: TxContext, body: dict[str, Any]) -> None:
     doomed = [k for k, _ in ctx.iterate(b"e/" + record_id)]
     doomed += [k for k, _ in ctx.iterate(b"b/" + record_id)]
     doomed += [k for k, _ in ctx.iterate(b"k/" + meta["author"] + record_id)]
+    doomed += [k for k, _ in ctx.iterate(b"q/" + meta["patient"] + record_id)]
     doomed.append(content_key(meta["content_hash"], record_id))
     for k in doomed:
         ctx.delete(k)
@@ -564,28 +574,35 @@ def _query_audit(state: StateReader, params: dict[str, Any]) -> Any:
 
 
 def _query_key_requests(state: StateReader, params: dict[str, Any]) -> Any:
-    """Open key requests on records written by ``author``, oldest record first.
+    """Open key requests on the records written by ``author``, or of ``patient`` (give one).
 
     ``permitted`` is the reader's permission at ``time_ms`` (the custodian answers only
-    those; the chain re-checks at block time).
+    those; the chain re-checks at block time). Oldest record first.
     """
-    author = query_key(params, "author")
+    if ("author" in params) == ("patient" in params):
+        raise QueryError("give exactly one of author or patient")
     limit = _param_limit(params, 100)
     time_ms = params.get("time_ms")
     if type(time_ms) is not int or time_ms < 0:
         raise QueryError("time_ms must be a non-negative integer")
+    if "author" in params:
+        prefix = b"k/" + query_key(params, "author")
+    else:
+        prefix = b"q/" + query_key(params, "patient")
     out = []
-    prefix = b"k/" + author
-    for k, raw in state.iterate(NAMESPACE, prefix):
+    for k, _ in state.iterate(NAMESPACE, prefix):
         record_id, reader = k[len(prefix) : len(prefix) + 32], k[len(prefix) + 32 :]
-        req = codec.decode(raw)
         meta = get_record(state, record_id)
         assert meta is not None and not meta["erased"]
+        raw = state.get(NAMESPACE, key_request_key(meta["author"], record_id, reader))
+        assert raw is not None
+        req = codec.decode(raw)
         allowed, reason, _ = read_permission(state, record_id, meta, reader, req["purpose"], time_ms)
         out.append(
             {
                 "record_id": hex_or_none(record_id),
                 "reader": hex_or_none(reader),
+                "author": hex_or_none(meta["author"]),
                 "patient": hex_or_none(req["patient"]),
                 "purpose": req["purpose"],
                 "height": req["height"],

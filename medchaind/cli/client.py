@@ -419,20 +419,28 @@ def records_read(c: Ctx, key_ref: str, purpose: str, wait_key: float, record_id:
         out(cl.read_record(kp, rid, purpose=purpose, wait_key_s=wait_key))
 
 
+AS_OPTION = click.option(
+    "--as", "as_", type=click.Choice(["author", "patient"]), default="author", show_default=True,
+    help="Requests on the records this key wrote (author), or on this patient's records (patient).",
+)
+
+
 @records.command("requests")
-@click.argument("author")
+@AS_OPTION
+@click.argument("who")
 @pass_ctx
-def records_requests(c: Ctx, author: str) -> None:
-    """Open key requests on the records AUTHOR wrote (what its custodian answers)."""
+def records_requests(c: Ctx, as_: str, who: str) -> None:
+    """Open key requests on the records WHO wrote (or, with --as patient, of patient WHO)."""
     with c.client() as cl:
-        out(cl.key_requests(c.public_key(author)))
+        out(cl.key_requests(c.public_key(who), as_=as_))
 
 
 @records.command("custodian")
-@click.option("--key", "key_ref", required=True, help="The author's key (a provider, or a patient for own records).")
+@click.option("--key", "key_ref", required=True, help="The author's key (or, with --as patient, the patient's).")
+@AS_OPTION
 @click.option("--once", is_flag=True, help="Answer the open requests and exit (for cron or tests).")
 @pass_ctx
-def records_custodian(c: Ctx, key_ref: str, once: bool) -> None:
+def records_custodian(c: Ctx, key_ref: str, as_: str, once: bool) -> None:
     """Release data keys to permitted readers of the records this key wrote.
 
     Runs until stopped (SIGINT/SIGTERM), waking at every block: for each open key request
@@ -449,13 +457,13 @@ def records_custodian(c: Ctx, key_ref: str, once: bool) -> None:
 
     with c.client() as cl:
         if once:
-            for answer in cl.answer_key_requests(kp):
+            for answer in cl.answer_key_requests(kp, as_=as_):
                 emit(answer)
             return
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         click.echo(json.dumps({"custodian": "0x" + kp.public_key.hex(), "status": "serving"}), err=True)
         try:
-            cl.serve_key_requests(kp, on_answer=emit)
+            cl.serve_key_requests(kp, on_answer=emit, as_=as_)
         except KeyboardInterrupt:
             pass
 

@@ -402,8 +402,11 @@ class RPC:
         return rec
 
     async def records_key_requests(self, params: Any, conn: Connection) -> Any:
-        """Open key requests on records ``author`` wrote (what its custodian answers)."""
-        return self._query("records.key_requests", self._module_params(params, ("author",)))
+        """Open key requests on records ``author`` wrote, or of ``patient`` (what a custodian answers)."""
+        p = _obj(params)
+        if ("author" in p) == ("patient" in p):
+            raise InvalidParams("give exactly one of author or patient")
+        return self._query("records.key_requests", self._module_params(params, (), ("author", "patient")))
 
     async def consent_list(self, params: Any, conn: Connection) -> Any:
         p = self._module_params(params, ("patient",))

@@ -107,10 +107,22 @@ def test_patient_records_flow(node: NodeProcess) -> None:
         assert answer["ok"] and answer["readers"] == ["0x" + E.public_key.hex()]
         assert c.read_record(E, rid, purpose="ETREAT")["valueString"].endswith(marker)
         assert c.key_requests(D1.public_key) == [] and c.answer_key_requests(D1) == []
+        # a second emergency, answered by the patient's own app (say the author's custodian is down)
+        E2 = KeyPair.generate()
+        ok(c.register_identity(E2, "provider"))
+        ok(c.accredit(auth.signing, E2.public_key, "provider"))
+        ok(c.break_glass(E2, rid, "ED-TRAUMA"))
+        (req2,) = c.key_requests(P.public_key, as_="patient")
+        assert req2["reader"] == "0x" + E2.public_key.hex() and req2["author"] == "0x" + D1.public_key.hex()
+        (answer2,) = c.answer_key_requests(P, as_="patient")
+        assert answer2["ok"]
+        assert c.read_record(E2, rid, purpose="ETREAT")["valueString"].endswith(marker)
+        assert c.key_requests(D1.public_key) == []  # one request, gone from both indexes
         audit = c.call("audit_log", {"patient": "0x" + P.public_key.hex()})
         assert any(a["break_glass"] for a in audit)
         assert sum(a["reader"] == "0x" + E.public_key.hex() for a in audit) == 3  # glass broken, two reads
         assert any(not a["break_glass"] and a["reader"] == "0x" + D2.public_key.hex() for a in audit)
+        assert sum(a["reader"] == "0x" + E2.public_key.hex() for a in audit) == 2  # glass broken, one read
 
         # erasure: every trace of the ciphertext leaves the node's LevelDB, the chain still verifies
         ok(c.erase_record(P, rid))

@@ -133,6 +133,11 @@ class KeyRelease(RuleBasedStateMachine):
             if state.get("records", records.key_request_key(pub("D1"), self.rid, pub(name))) is not None
         }
         assert open_requests == self.requested
+        by_patient = {
+            name for name in READERS
+            if state.get("records", records.patient_request_key(pub("P"), self.rid, pub(name))) is not None
+        }
+        assert by_patient == self.requested  # the patient's index agrees with the author's
 
 
 TestKeyRelease = KeyRelease.TestCase

@@ -393,6 +393,22 @@ def test_break_glass_leaves_a_key_request_the_author_answers(chain: Chain) -> No
     assert [e["type"] for e in r.events] == ["records.accessed"]
 
 
+def test_key_requests_are_listed_by_patient_too(chain: Chain) -> None:
+    chain.grant("P", grant_body("D1", actions=["read", "write"]))
+    rid = chain.add("D1", add_body("P", recipients=["P", "D1"]))
+    chain.ok("D2", "records.break_glass", {"record_id": rid, "reason": "EMERG"})
+    t = chain.time_ms + BLOCK_INTERVAL_MS
+    (by_patient,) = chain.query("records.key_requests", {"patient": pub("P"), "time_ms": t})
+    (by_author,) = chain.query("records.key_requests", {"author": pub("D1"), "time_ms": t})
+    assert by_patient == by_author and by_patient["author"] == "0x" + pub("D1").hex()
+    with pytest.raises(QueryError, match="exactly one"):
+        chain.query("records.key_requests", {"patient": pub("P"), "author": pub("D1"), "time_ms": t})
+    # the patient answers (its app, while the author's custodian is down): both indexes clear
+    chain.ok("P", "records.add_envelopes", {"record_id": rid, "envelopes": envelopes("D2", tag="p")})
+    assert chain.query("records.key_requests", {"patient": pub("P"), "time_ms": t}) == []
+    assert _requests(chain, "D1") == []
+
+
 def test_expired_window_or_revoked_consent_blocks_the_answer(chain: Chain) -> None:
     rid = chain.add("P", add_body("P"))  # the patient is the author: its own custodian
     chain.ok("D2", "records.break_glass", {"record_id": rid, "reason": "EMERG"})
@@ -427,6 +443,7 @@ def test_erasure_clears_key_requests(chain: Chain) -> None:
     assert len(_requests(chain, "P")) == 1
     chain.ok("P", "records.erase", {"record_id": rid})
     assert _requests(chain, "P") == []
+    assert not any(k.startswith(b"q/") for k in chain.keys("records"))
     with pytest.raises(QueryError, match="time_ms"):
         chain.query("records.key_requests", {"author": pub("P")})
 
@@ -545,6 +562,9 @@ def _check_value(ns: str, key: bytes, value: Any) -> None:
     if ns == "records" and key.startswith(b"h/"):
         assert value is True and len(key) == 2 + 32 + 32  # content index: two hashes, no value
         return
+    if ns == "records" and key.startswith(b"q/"):
+        assert value is True and len(key) == 2 + 32 + 32 + 32  # requests by patient: keys only
+        return
     assert isinstance(value, dict), (key, value)
     for name, v in value.items():
         if isinstance(v, bytes):
@@ -576,7 +596,7 @@ def test_privacy_only_keys_hashes_envelopes_and_codes_on_chain(chain: Chain) -> 
     assert seen["records"] >= 8 and seen["consent"] == 3
     # key layout: every key is a one-letter tag, '/', then fixed-size binary parts
     for k in chain.keys("records") + chain.keys("consent"):
-        assert k[1:2] == b"/" and k[:1] in b"rebcpagkh" and len(k) in (34, 42, 46, 66, 98)
+        assert k[1:2] == b"/" and k[:1] in b"rebcpagkhq" and len(k) in (34, 42, 46, 66, 98)
 
 
 def test_block_interval_constant_is_what_checks_assume() -> None:
