@@ -79,6 +79,8 @@ envelope it returns is sealed to the reader and useless to anyone else.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 from .. import codec, crypto
@@ -498,21 +500,22 @@ def _param_limit(params: dict[str, Any], default: int) -> int:
     return limit
 
 
+def _page(state: StateReader, prefix: bytes, params: dict[str, Any], default_limit: int) -> Iterator[bytes]:
+    """The values under ``prefix``, paged by the query's ``offset`` and ``limit``."""
+    limit = _param_limit(params, default_limit)
+    offset = _param_offset(params)
+    return (raw for _, raw in itertools.islice(state.iterate(NAMESPACE, prefix), offset, offset + limit))
+
+
 def _query_list(state: StateReader, params: dict[str, Any]) -> Any:
     """A patient's records, newest first: ``limit`` of them after skipping ``offset``."""
     patient = query_key(params, "patient")
-    limit = _param_limit(params, 100)
-    offset = _param_offset(params)
     out = []
-    for i, (_, raw) in enumerate(state.iterate(NAMESPACE, b"p/" + patient)):
-        if i < offset:
-            continue
+    for raw in _page(state, b"p/" + patient, params, 100):
         rid = codec.decode(raw)["record_id"]
         meta = get_record(state, rid)
         assert meta is not None
         out.append(record_json(rid, meta))
-        if len(out) >= limit:
-            break
     return out
 
 
@@ -550,12 +553,8 @@ def _param_offset(params: dict[str, Any]) -> int:
 def _query_audit(state: StateReader, params: dict[str, Any]) -> Any:
     """A patient's audit trail, oldest first: ``limit`` entries after skipping ``offset``."""
     patient = query_key(params, "patient")
-    limit = _param_limit(params, 1000)
-    offset = _param_offset(params)
     out = []
-    for i, (_, raw) in enumerate(state.iterate(NAMESPACE, b"a/" + patient)):
-        if i < offset:
-            continue
+    for raw in _page(state, b"a/" + patient, params, 1000):
         e = codec.decode(raw)
         out.append(
             {
@@ -568,8 +567,6 @@ def _query_audit(state: StateReader, params: dict[str, Any]) -> Any:
                 "reason": e["reason"],
             }
         )
-        if len(out) >= limit:
-            break
     return out
 
 
