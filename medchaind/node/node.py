@@ -135,7 +135,7 @@ class Node:
         self.blob_store = FileBlobStore(self.config.datadir / "blobs")
 
     @property
-    def kv(self) -> Any:
+    def kv(self) -> LevelDBKV:
         """The open key-value store (for backups)."""
         if self._kv is None:
             raise MedchainError("the node's database is not open")
