@@ -1,0 +1,165 @@
+"""Chain export and import (``medchaind export`` / ``medchaind import``).
+
+A portable copy of a chain, independent of the database: the blocks and their commits,
+in order, in canonical CBOR (docs/protocol.md §19). Import checks every block exactly as
+block sync does: its commit must carry more than 2/3 of the voting power of the
+authority set *at that height* (which the imported chain itself changes through
+governance), the block's ``last_commit`` the set before it, and the block must
+re-execute to the ``app_hash`` and ``results_hash`` in its header. A file that was
+tampered with stops the import at the first bad block with the height and the reason;
+every block before it stays committed (each one is one atomic write), so an import can
+be resumed. Record ciphertexts are not chain data and are not exported: a node fetches
+them from its peers.
+
+File format::
+
+    u32be len || enc({"format": "medchain-export", "v": 1, "chain_id", "genesis_hash",
+                      "from": first height, "to": last height})
+    then per height: u32be len || enc({"h": height, "b": block, "c": commit})
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import trio
+
+from .. import codec
+from ..app import App
+from ..chain import SigCache
+from ..chain.executor import validate_block
+from ..errors import ConfigError, InvalidBlock, MedchainError, ValidationError
+from ..store import open_store
+from ..types import Genesis, decode_block, verify_commit
+from ..types.block import decode_commit
+from .ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+FORMAT = "medchain-export"
+VERSION = 1
+_LEN = struct.Struct(">I")
+#: a record holds a block (at most max_block_bytes, 8 MiB by default) and its commit
+MAX_RECORD = 80 * 1024 * 1024
+
+
+class ChainFileError(MedchainError):
+    """A malformed, foreign or tampered chain file."""
+
+
+def _write_record(f: IO[bytes], obj: Any) -> int:
+    data = codec.encode(obj)
+    f.write(_LEN.pack(len(data)) + data)
+    return 4 + len(data)
+
+
+def _read_records(f: IO[bytes]) -> Iterator[Any]:
+    offset = 0
+    while True:
+        head = f.read(4)
+        if not head:
+            return
+        if len(head) < 4:
+            raise ChainFileError(f"truncated record length at offset {offset}")
+        (n,) = _LEN.unpack(head)
+        if n > MAX_RECORD:
+            raise ChainFileError(f"record of {n} bytes at offset {offset} is over the limit")
+        data = f.read(n)
+        if len(data) < n:
+            raise ChainFileError(f"truncated record at offset {offset}")
+        try:
+            yield codec.decode(data, max_size=MAX_RECORD)
+        except MedchainError as exc:
+            raise ChainFileError(f"malformed record at offset {offset}: {exc}") from None
+        offset += 4 + n
+
+
+def export_chain(datadir: Path, out: Path, *, first: int = 1, last: int | None = None) -> dict[str, Any]:
+    """Write blocks ``first..last`` (default: to the head) of a *stopped* node to ``out``."""
+    genesis = Genesis.load(datadir / "genesis.json")
+    kv, store = open_store(datadir)
+    try:
+        head = store.head_height()
+        last = head if last is None else last
+        if not 1 <= first <= max(last, 1) or last > head:
+            raise ConfigError(f"heights {first}..{last} are not within this chain's 1..{head}")
+        size = 0
+        with open(out, "xb") as f:
+            size += _write_record(f, {"format": FORMAT, "v": VERSION, "chain_id": genesis.chain_id,
+                                      "genesis_hash": genesis.hash(), "from": first, "to": last})
+            for h in range(first, last + 1):
+                block, commit = store.get_block(h), store.get_commit(h)
+                if block is None or commit is None:
+                    raise ConfigError(f"the store has no block or commit at height {h}")
+                size += _write_record(f, {"h": h, "b": block.encode(), "c": commit.encode()})
+    finally:
+        kv.close()
+    return {"chain_id": genesis.chain_id, "from": first, "to": last, "blocks": max(0, last - first + 1),
+            "bytes": size, "path": str(out)}
+
+
+async def _import(ledger: Ledger, records: Iterator[Any], progress: Callable[[int], None]) -> int:
+    chain_id = ledger.genesis.chain_id
+    params = ledger.genesis.params
+    sigs = SigCache()
+    prev_powers = dict(ledger.tip.powers)
+    imported = 0
+    for rec in records:
+        if not isinstance(rec, dict) or set(rec) != {"h", "b", "c"} or type(rec["h"]) is not int:
+            raise ChainFileError("a block record is {h, b, c}")
+        h = rec["h"]
+        if h <= ledger.height:
+            continue  # already here: resuming, or a file that overlaps the chain
+        if h != ledger.height + 1:
+            raise ChainFileError(f"height {h} follows {ledger.height}: the file has a gap")
+        try:
+            block = decode_block(rec["b"])
+            commit = decode_commit(rec["c"])
+            if block.height != h:
+                raise InvalidBlock(f"record for height {h} holds block {block.height}")
+            tip = ledger.tip
+            verify_commit(commit, chain_id, tip.powers, block.hash(), h)
+            if block.last_commit is not None:
+                verify_commit(block.last_commit, chain_id, prev_powers, block.header.prev_hash, h - 1)
+            ex = validate_block(ledger.app, ledger.state, tip, block, sigs,
+                                max_txs=params.max_block_txs, max_bytes=params.max_block_bytes)
+        except (InvalidBlock, ValidationError, MedchainError) as exc:
+            raise ChainFileError(f"block {h} rejected: {exc}") from None
+        prev_powers = dict(ledger.tip.powers)
+        await ledger.commit(block, commit, ex)
+        imported += 1
+        progress(h)
+    return imported
+
+
+def import_chain(datadir: Path, src: Path, *, progress: Callable[[int], None] = lambda h: None) -> dict[str, Any]:
+    """Verify and commit the blocks of ``src`` that follow this (stopped) node's head."""
+    genesis = Genesis.load(datadir / "genesis.json")
+    kv, store = open_store(datadir)
+    try:
+        ledger = Ledger(store, App(genesis), genesis, commit_in_thread=False)
+        start = ledger.height
+        with open(src, "rb") as f:
+            records = _read_records(f)
+            header = next(records, None)
+            if not isinstance(header, dict) or header.get("format") != FORMAT:
+                raise ChainFileError(f"{src} is not a medchain export")
+            if header.get("v") != VERSION:
+                raise ChainFileError(f"export format version {header.get('v')!r} is not supported (need {VERSION})")
+            if header.get("genesis_hash") != genesis.hash():
+                raise ChainFileError(
+                    f"{src} is a chain with another genesis ({header.get('chain_id')!r}); "
+                    "initialise the datadir with that chain's genesis.json"
+                )
+            try:
+                imported = trio.run(_import, ledger, records, progress)
+            except ChainFileError as exc:
+                raise ChainFileError(f"{exc}; the chain stays at height {ledger.height}") from None
+        return {"chain_id": genesis.chain_id, "from_height": start, "height": ledger.height, "imported": imported,
+                "head_hash": "0x" + ledger.tip.block_hash.hex(), "app_hash": "0x" + ledger.tip.app_hash.hex()}
+    finally:
+        kv.close()
