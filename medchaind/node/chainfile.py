@@ -33,7 +33,7 @@ from ..app import App
 from ..chain import SigCache
 from ..chain.executor import validate_block
 from ..errors import ConfigError, InvalidBlock, MedchainError, ValidationError
-from ..store import open_store
+from ..store import ChainStore, open_store
 from ..types import Genesis, decode_block, verify_commit
 from ..types.block import decode_commit
 from .ledger import Ledger
@@ -78,6 +78,18 @@ def _read_records(f: IO[bytes]) -> Iterator[Any]:
         offset += 4 + n
 
 
+def write_chain(store: ChainStore, genesis: Genesis, f: IO[bytes], first: int, last: int) -> int:
+    """Write the header and blocks ``first..last`` of ``store`` to ``f``; bytes written."""
+    size = _write_record(f, {"format": FORMAT, "v": VERSION, "chain_id": genesis.chain_id,
+                             "genesis_hash": genesis.hash(), "from": first, "to": last})
+    for h in range(first, last + 1):
+        block, commit = store.get_block(h), store.get_commit(h)
+        if block is None or commit is None:
+            raise ConfigError(f"the store has no block or commit at height {h}")
+        size += _write_record(f, {"h": h, "b": block.encode(), "c": commit.encode()})
+    return size
+
+
 def export_chain(datadir: Path, out: Path, *, first: int = 1, last: int | None = None) -> dict[str, Any]:
     """Write blocks ``first..last`` (default: to the head) of a *stopped* node to ``out``."""
     genesis = Genesis.load(datadir / "genesis.json")
@@ -87,22 +99,36 @@ def export_chain(datadir: Path, out: Path, *, first: int = 1, last: int | None =
         last = head if last is None else last
         if not 1 <= first <= max(last, 1) or last > head:
             raise ConfigError(f"heights {first}..{last} are not within this chain's 1..{head}")
-        size = 0
         with open(out, "xb") as f:
-            size += _write_record(f, {"format": FORMAT, "v": VERSION, "chain_id": genesis.chain_id,
-                                      "genesis_hash": genesis.hash(), "from": first, "to": last})
-            for h in range(first, last + 1):
-                block, commit = store.get_block(h), store.get_commit(h)
-                if block is None or commit is None:
-                    raise ConfigError(f"the store has no block or commit at height {h}")
-                size += _write_record(f, {"h": h, "b": block.encode(), "c": commit.encode()})
+            size = write_chain(store, genesis, f, first, last)
     finally:
         kv.close()
     return {"chain_id": genesis.chain_id, "from": first, "to": last, "blocks": max(0, last - first + 1),
             "bytes": size, "path": str(out)}
 
 
-async def _import(ledger: Ledger, records: Iterator[Any], progress: Callable[[int], None]) -> int:
+def read_header(records: Iterator[Any], genesis: Genesis, name: str) -> None:
+    """Consume and check the header record: a medchain export of this genesis's chain."""
+    header = next(records, None)
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ChainFileError(f"{name} is not a medchain export")
+    if header.get("v") != VERSION:
+        raise ChainFileError(f"export format version {header.get('v')!r} is not supported (need {VERSION})")
+    if header.get("genesis_hash") != genesis.hash():
+        raise ChainFileError(
+            f"{name} is a chain with another genesis ({header.get('chain_id')!r}); "
+            "initialise the datadir with that chain's genesis.json"
+        )
+
+
+def read_records(f: IO[bytes]) -> Iterator[Any]:
+    return _read_records(f)
+
+
+async def import_records(
+    ledger: Ledger, records: Iterator[Any], progress: Callable[[int], None] = lambda h: None
+) -> int:
+    """Verify and commit the block records that follow ``ledger``'s head; how many."""
     chain_id = ledger.genesis.chain_id
     params = ledger.genesis.params
     sigs = SigCache()
@@ -145,18 +171,9 @@ def import_chain(datadir: Path, src: Path, *, progress: Callable[[int], None] = 
         start = ledger.height
         with open(src, "rb") as f:
             records = _read_records(f)
-            header = next(records, None)
-            if not isinstance(header, dict) or header.get("format") != FORMAT:
-                raise ChainFileError(f"{src} is not a medchain export")
-            if header.get("v") != VERSION:
-                raise ChainFileError(f"export format version {header.get('v')!r} is not supported (need {VERSION})")
-            if header.get("genesis_hash") != genesis.hash():
-                raise ChainFileError(
-                    f"{src} is a chain with another genesis ({header.get('chain_id')!r}); "
-                    "initialise the datadir with that chain's genesis.json"
-                )
+            read_header(records, genesis, str(src))
             try:
-                imported = trio.run(_import, ledger, records, progress)
+                imported = trio.run(import_records, ledger, records, progress)
             except ChainFileError as exc:
                 raise ChainFileError(f"{exc}; the chain stays at height {ledger.height}") from None
         return {"chain_id": genesis.chain_id, "from_height": start, "height": ledger.height, "imported": imported,

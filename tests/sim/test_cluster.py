@@ -234,3 +234,57 @@ async def test_single_authority_crash_after_locking_resumes_with_the_same_block(
         assert block is not None and block.hash() == bytes(proposed)
         assert c.nodes[0].ledger.is_committed(pending.hash)
         nursery.cancel_scope.cancel()
+
+
+async def test_export_import_follows_authority_changes(autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    """An export of a chain whose authority set changed re-imports block by block, each
+    commit checked against the set of its own height; a commit signed by the old set
+    for a height the new set decides is rejected."""
+    import io
+
+    from medchaind.app import App
+    from medchaind.node.chainfile import ChainFileError, import_records, read_header, read_records, write_chain
+    from medchaind.node.ledger import Ledger
+    from medchaind.store import ChainStore, MemoryKV
+    from medchaind.types.block import Commit, decode_block
+
+    c = Cluster(4, observers=1, wal_dir=tmp_path, seed=12)
+    newcomer = c.keys[4].public_key
+    async with trio.open_nursery() as nursery:
+        await c.start(nursery)
+        chain = c.genesis.chain_id
+        votes = [sign_tx(c.keys[i].signing, chain, "governance.add_authority", 0,
+                         {"public_key": newcomer, "name": "v4", "power": 1}) for i in range(3)]
+        await commit_txs(c, votes, [0, 1, 2, 3, 4])
+        for _ in range(3):
+            await commit_txs(c, [register_tx(chain)], [0, 1, 2, 3, 4])
+        c.nodes[3].crash()  # from here a block needs the newcomer's precommit
+        await commit_txs(c, [register_tx(chain)], [0, 1, 2, 4])
+        nursery.cancel_scope.cancel()
+
+    src = c.nodes[0].ledger
+    top = src.height
+    buf = io.BytesIO()
+    write_chain(src.store, c.genesis, buf, 1, top)
+
+    def fresh() -> Ledger:
+        return Ledger(ChainStore(MemoryKV()), App(c.genesis), c.genesis, commit_in_thread=False)
+
+    copy = fresh()
+    records = read_records(io.BytesIO(buf.getvalue()))
+    read_header(records, c.genesis, "export")
+    assert await import_records(copy, records) == top
+    assert copy.tip.block_hash == src.tip.block_hash and len(copy.tip.powers) == 5
+
+    # forge the last commit: keep only the signatures of the four original authorities
+    last_block = src.store.get_block(top)
+    last_commit = src.store.get_commit(top)
+    assert last_block is not None and last_commit is not None
+    old_only = Commit(last_commit.height, last_commit.round, last_commit.block_hash,
+                      tuple(s for s in last_commit.signatures if s.validator != newcomer))
+    recs = list(read_records(io.BytesIO(buf.getvalue())))[1:]
+    recs[-1] = {"h": top, "b": last_block.encode(), "c": old_only.encode()}
+    victim = fresh()
+    with pytest.raises(ChainFileError, match=f"block {top} rejected"):
+        await import_records(victim, iter(recs))
+    assert victim.height == top - 1 and decode_block(recs[-2]["b"]).hash() == victim.tip.block_hash
