@@ -9,6 +9,7 @@ block's. A failed tx drops its layer; a finished block hands its write-set (valu
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -45,13 +46,21 @@ class DictState:
 
 
 class StateOverlay:
-    """Buffered writes over a parent reader; reads see the buffer first."""
+    """Buffered writes over a parent reader; reads see the buffer first.
 
-    __slots__ = ("parent", "writes")
+    ``writes`` is the write-set (value ``None`` = delete). Beside it, each module's
+    written keys are kept sorted (:attr:`_keys`), so a prefix scan costs
+    O(log W + matches) instead of a pass over every write of the block: a block of
+    thousands of txs that each scan a few keys (records, audit entries) would otherwise
+    be quadratic, and too slow to validate within a consensus round.
+    """
+
+    __slots__ = ("parent", "writes", "_keys")
 
     def __init__(self, parent: StateReader) -> None:
         self.parent = parent
         self.writes: dict[StateKey, bytes | None] = {}
+        self._keys: dict[str, list[bytes]] = {}
 
     def get(self, module: str, key: bytes) -> bytes | None:
         k = (module, key)
@@ -59,17 +68,27 @@ class StateOverlay:
             return self.writes[k]
         return self.parent.get(module, key)
 
+    def _put(self, module: str, key: bytes, value: bytes | None) -> None:
+        k = (module, key)
+        if k not in self.writes:
+            bisect.insort(self._keys.setdefault(module, []), key)
+        self.writes[k] = value
+
     def set(self, module: str, key: bytes, value: bytes) -> None:
-        self.writes[(module, key)] = value
+        self._put(module, key, value)
 
     def delete(self, module: str, key: bytes) -> None:
-        self.writes[(module, key)] = None
+        self._put(module, key, None)
 
     def iterate(self, module: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        mine = {k: v for (m, k), v in self.writes.items() if m == module and k.startswith(prefix)}
-        if not mine:
+        keys = self._keys.get(module, ())
+        lo = bisect.bisect_left(keys, prefix)
+        upper = _prefix_upper_bound(prefix)
+        hi = len(keys) if upper is None else bisect.bisect_left(keys, upper, lo)
+        if lo >= hi:
             yield from self.parent.iterate(module, prefix)
             return
+        mine = {k: self.writes[(module, k)] for k in keys[lo:hi]}
         merged: dict[bytes, bytes | None] = dict(self.parent.iterate(module, prefix))
         merged.update(mine)
         for k in sorted(merged):
@@ -78,4 +97,16 @@ class StateOverlay:
                 yield k, v
 
     def merge_into(self, other: StateOverlay) -> None:
-        other.writes.update(self.writes)
+        for (module, key), value in self.writes.items():
+            other._put(module, key, value)
+
+
+def _prefix_upper_bound(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with ``prefix`` (None: no bound)."""
+    p = bytearray(prefix)
+    while p and p[-1] == 0xFF:
+        p.pop()
+    if not p:
+        return None
+    p[-1] += 1
+    return bytes(p)

@@ -2,15 +2,20 @@
 
 Starts ``validators`` real ``medchaind run`` processes (a fresh ``medchaind testnet``
 on 127.0.0.1), registers a pool of sender identities, pre-signs ``n_txs`` transactions
-of about ``tx_size`` bytes (``anchor.commit`` with an opaque ``meta`` field; or
-``identity.register`` with ``--tx-type identity``), and submits them from
+of about ``tx_size`` bytes (``anchor.commit`` with an opaque ``meta`` field;
+``identity.register`` with ``--tx-type identity``; or, with ``--tx-type records``,
+``records.add`` of an encrypted FHIR Observation of about ``tx_size`` bytes whose
+ciphertext travels as the blob sidecar, each patient writing its own records), and
+submits them from
 ``connections`` client threads, spread over the nodes, as JSON-RPC batches as fast as
 the nodes accept them. A watcher subscribed to ``newHeads`` on node0 timestamps every
 committed block; submit-to-final latency of a tx is the time from sending its batch to
 seeing its block's header. Reports committed tx/s (first submit to last commit), p50 /
 p99 latency, CPU seconds and RSS per node, and, measured in the same run, the
 machine's Ed25519 verification rate and the bound it sets when every node verifies
-every tx once: ``verify_rate * cores / nodes``. Figures only: nothing here asserts.
+every tx once: ``verify_rate * cores / nodes``. For records it also reports how long
+after the last commit every node held every ciphertext (fetched from peers over
+``blob/1``). Figures only: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ def verify_rate(seconds: float = 1.0) -> float:
 
 
 def _submit_batches(path: Path, txs: list[Tx], sent_at: dict[bytes, float], errors: list[str],
-                    rate: float = 0.0) -> None:
+                    rate: float = 0.0, blobs: dict[bytes, bytes] | None = None) -> None:
     """Submit in batches; with ``rate`` > 0 (tx/s for this connection) pace the batches
     (open loop), so latency is measured below saturation rather than as queueing."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -84,7 +89,7 @@ def _submit_batches(path: Path, txs: list[Tx], sent_at: dict[bytes, float], erro
                     time.sleep(delay)
             chunk = txs[i : i + batch]
             req = [
-                {"jsonrpc": "2.0", "id": j, "method": "tx_submit", "params": {"tx": "0x" + t.encoded.hex()}}
+                {"jsonrpc": "2.0", "id": j, "method": "tx_submit", "params": _submit_params(t, blobs)}
                 for j, t in enumerate(chunk)
             ]
             now = time.perf_counter()
@@ -98,6 +103,35 @@ def _submit_batches(path: Path, txs: list[Tx], sent_at: dict[bytes, float], erro
     finally:
         f.close()
         sock.close()
+
+
+def _submit_params(tx: Tx, blobs: dict[bytes, bytes] | None) -> dict[str, str]:
+    params = {"tx": "0x" + tx.encoded.hex()}
+    if blobs is not None and tx.hash in blobs:
+        params["blob"] = "0x" + blobs[tx.hash].hex()
+    return params
+
+
+def _record_tx(patient: crypto.KeyPair, chain: str, nonce: int, size: int) -> tuple[Tx, bytes]:
+    """A ``records.add`` of an encrypted Observation (the patient writes its own record)."""
+    from ..records_crypto import encrypt_record, records_add_body
+
+    resource = {"resourceType": "Observation", "status": "final", "code": {"text": "bench"},
+                "valueString": crypto.random_bytes(max(1, size // 2)).hex()[: max(1, size - 400)]}
+    plaintext = json.dumps(resource, sort_keys=True, separators=(",", ":")).encode()
+    enc = encrypt_record(plaintext, {patient.public_key: patient.encryption.public_key})
+    return sign_tx(patient.signing, chain, "records.add", nonce,
+                   records_add_body(patient.public_key, "Observation", enc)), enc.ciphertext
+
+
+def _wait_blobs(dirs: list[Path], hashes: set[str], timeout: float = 120.0) -> float | None:
+    """Seconds until every node's ``blobs/`` holds every hash (None if not within timeout)."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if all(hashes <= {p.name for p in (d / "blobs").iterdir()} for d in dirs):
+            return time.perf_counter() - t0
+        time.sleep(0.05)
+    return None
 
 
 def _watch_heads(path: Path, seen: dict[int, float], stop: threading.Event) -> None:
@@ -149,13 +183,14 @@ def run_bench(
         chain = "medchain-bench"
         t_sign = time.perf_counter()
         txs: list[Tx] = []
+        blobs: dict[bytes, bytes] = {}
         if tx_type == "identity":
             for _ in range(n_txs):
                 k = crypto.SigningKey.generate()
                 txs.append(sign_tx(k, chain, "identity.register", 0,
                                    {"role": "patient", "enc_key": crypto.random_bytes(32)}))
             per_conn = [txs[i::connections] for i in range(connections)]
-        else:
+        else:  # anchor or records: registered senders with nonces
             senders = [crypto.KeyPair.generate() for _ in range(SENDERS)]
             with Client(ipcs[0], timeout=120) as c:
                 hashes = [c.submit(sign_tx(s.signing, chain, "identity.register", 0,
@@ -173,8 +208,13 @@ def run_bench(
             by_sender: list[list[Tx]] = [[] for _ in range(SENDERS)]
             for i in range(n_txs):
                 s = i % SENDERS
-                by_sender[s].append(sign_tx(senders[s].signing, chain, "anchor.commit", nonces[s], {
-                    "digest": crypto.random_bytes(32), "kind": "bench", "meta": crypto.random_bytes(meta_len)}))
+                if tx_type == "records":
+                    tx, blob = _record_tx(senders[s], chain, nonces[s], tx_size)
+                    blobs[tx.hash] = blob
+                    by_sender[s].append(tx)
+                else:
+                    by_sender[s].append(sign_tx(senders[s].signing, chain, "anchor.commit", nonces[s], {
+                        "digest": crypto.random_bytes(32), "kind": "bench", "meta": crypto.random_bytes(meta_len)}))
                 nonces[s] += 1
                 txs.append(by_sender[s][-1])
             # each connection owns whole senders, so a sender's nonces arrive in order
@@ -194,7 +234,8 @@ def run_bench(
         sent_at: dict[bytes, float] = {}
         errors: list[str] = []
         threads = [threading.Thread(target=_submit_batches,
-                                    args=(ipcs[i % validators], per_conn[i], sent_at, errors, rate / connections))
+                                    args=(ipcs[i % validators], per_conn[i], sent_at, errors, rate / connections,
+                                          blobs or None))
                    for i in range(connections)]
         t0 = time.perf_counter()
         for t in threads:
@@ -235,6 +276,9 @@ def run_bench(
                 last = max(t for hh, t in seen.items() if hh <= end_height)
                 elapsed = min(elapsed, last - t0) if last > t0 else elapsed
         stop.set()
+        blobs_everywhere = (
+            _wait_blobs(dirs, {crypto.sha256(b).hex() for b in blobs.values()}) if blobs and not stalled else None
+        )
         after = [_proc_stats(p.pid) for p in procs]
         vrate = verify_rate()
         cores = os.cpu_count() or 1
@@ -259,6 +303,9 @@ def run_bench(
             "blocks": len(sizes),
             "mean_txs_per_block": round(sum(sizes) / len(sizes), 1) if sizes else 0,
             "max_txs_per_block": max(sizes, default=0),
+            **({"blob_bytes_mean": round(sum(map(len, blobs.values())) / len(blobs)),
+                "blobs_on_every_node_after_last_commit_s": None if blobs_everywhere is None
+                else round(blobs_everywhere, 2)} if blobs else {}),
             "nodes": [
                 {"node": i, "cpu_seconds": round(a.get("cpu_s", 0) - b.get("cpu_s", 0), 2),
                  "rss_mib": round(a.get("VmRSS", 0), 1), "peak_rss_mib": round(a.get("VmHWM", 0), 1)}

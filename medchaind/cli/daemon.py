@@ -306,7 +306,8 @@ def import_cmd(datadir: Path, src: Path) -> None:
               help="Authorities, one process each.")
 @click.option("--txs", default=20_000, show_default=True, help="Transactions to submit.")
 @click.option("--tx-size", default=1024, show_default=True, help="Approximate encoded tx size in bytes (anchor txs).")
-@click.option("--tx-type", type=click.Choice(["anchor", "identity"]), default="anchor", show_default=True)
+@click.option("--tx-type", type=click.Choice(["anchor", "identity", "records"]), default="anchor", show_default=True,
+              help="records: records.add of an encrypted FHIR Observation, ciphertext as blob sidecar.")
 @click.option("--connections", default=8, show_default=True, help="Client connections submitting in parallel.")
 @click.option("--base-port", default=27656, show_default=True, help="First P2P port of the bench network.")
 @click.option("--datadir", type=click.Path(file_okay=False, path_type=Path),

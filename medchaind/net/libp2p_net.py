@@ -87,6 +87,18 @@ sets an event; ``_serve`` then stops our own tasks, disconnects every peer *firs
 gossipsub, pubsub and the host, and joins the seen-cache's sweeper thread (which
 py-libp2p never stops), all within ``2 * shutdown_timeout_s``.
 
+**Whole messages, contained failures** (:class:`_MedchainPubsub`). py-libp2p's yamux
+stream takes its write lock per *frame*, not per ``write()``, and gossipsub writes to a
+peer's stream from several tasks (its per-peer queue, pending-message flushes, replies to
+IWANT). Two messages larger than the send window then interleave on the wire and the
+peer reads garbage: ``google.protobuf.message.DecodeError`` in ``continuously_read_stream``,
+which ``Pubsub.stream_handler`` does not catch, so it killed the connection's swarm task
+and with it the node (seen under the records bench; earlier logged as "yamux expected
+65535 bytes but received 65481" on the other side). ``write_msg`` therefore holds a
+per-stream lock for the whole message, and ``stream_handler`` turns any failure of one
+peer's stream (a malformed RPC from a buggy or hostile peer included) into a reset of
+that stream, never an exception out of the swarm.
+
 Logging: ``import libp2p`` sets the ``libp2p`` logger to ``propagate=False``; this module
 sets it back so libp2p's warnings reach the node's handlers, minus two ERROR records for
 expected failures that this module reports itself (:class:`_ExpectedFailureFilter`).
@@ -95,11 +107,13 @@ libp2p's Prometheus metrics (a global registry) are never enabled.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
 import random
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -269,6 +283,34 @@ class _SizedQueues(dict[ID, RpcQueue]):
         queue._queue.max_size = self._max_size
         queue.max_message_size = self._max_message_size
         super().__setitem__(peer, queue)
+
+
+class _MedchainPubsub(Pubsub):
+    """Pubsub with whole-message writes and per-stream failure containment (see the module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._write_locks: weakref.WeakKeyDictionary[Any, trio.Lock] = weakref.WeakKeyDictionary()
+        self.stream_failures = 0
+
+    async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
+        lock = self._write_locks.get(stream)
+        if lock is None:
+            lock = self._write_locks[stream] = trio.Lock()
+        async with lock:
+            return await super().write_msg(stream, rpc_msg)
+
+    async def stream_handler(self, stream: INetStream) -> None:
+        try:
+            await super().stream_handler(stream)
+        except Exception as exc:  # one peer's bad stream must never end the swarm (and the node)
+            self.stream_failures += 1
+            peer_id = stream.muxed_conn.peer_id
+            log.warning("dropping a pubsub stream that failed peer=%s error=%r", peer_id, exc)
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            with contextlib.suppress(Exception):
+                self._handle_dead_peer(peer_id)
 
 
 class _MedchainGossipSub(GossipSub):
@@ -540,7 +582,7 @@ class Libp2pNetwork(NetworkAPI):
             adaptive_gossip_enabled=False,
             eclipse_protection_enabled=False,
         )
-        pubsub = Pubsub(
+        pubsub = _MedchainPubsub(
             host,
             router,
             seen_ttl=max(1, round(self._limits.seen_ttl)),

@@ -4,9 +4,12 @@ A ``records.add`` tx commits to its ciphertext by ``content_hash`` (SHA-256 of t
 ciphertext); the ciphertext itself travels as a sidecar of ``tx_submit`` and lives in
 ``<datadir>/blobs`` (:class:`~medchaind.store.blobs.FileBlobStore`), never in a block. A node that learns of a
 record without its blob (the tx reached it by gossip, or it synced the block) asks its
-peers over ``/medchain/<chain>/blob/1``: request = the 32-byte hash, response = the
-blob or empty. Whatever a peer answers is accepted only if it hashes to the
-commitment. When a ``records.erased`` event commits, every node deletes the blob
+peers for the blobs it lacks, up to :data:`BATCH` at a time, over
+``/medchain/<chain>/blobs/1``: request = the concatenated 32-byte hashes, response = a
+canonical CBOR array with one byte string per hash (empty when the peer lacks it, or
+when the response would pass :data:`MAX_BATCH_RESPONSE`). Whatever a peer answers is
+accepted only if it hashes to the commitment. (``blob/1``, one hash per request, is
+still served; one request per blob made replicating 10,000 records take minutes.) When a ``records.erased`` event commits, every node deletes the blob
 (unless another live record commits to the same ciphertext); the chain keeps the hash
 and a tombstone, so it still verifies from genesis.
 
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .. import crypto
+from .. import codec, crypto
 from ..errors import MedchainError
 
 if TYPE_CHECKING:
@@ -43,7 +46,12 @@ else:
 log = logging.getLogger(__name__)
 
 BLOB_PROTOCOL = "blob/1"
+BATCH_PROTOCOL = "blobs/1"
 MAX_BLOB = 4 * 1024 * 1024
+#: hashes per batch request
+BATCH = 64
+#: a batch response stays below this (blobs past it come back empty: ask again)
+MAX_BATCH_RESPONSE = 32 * 1024 * 1024
 RETRY_S = 2.0
 GC_INTERVAL_S = 600.0
 #: an unreferenced blob younger than this is kept: its tx may still be on its way into a block
@@ -79,11 +87,25 @@ class BlobService:
         self._wake = trio.Event()
         self.fetched = 0
         net.set_handler(BLOB_PROTOCOL, self._serve)
+        net.set_handler(BATCH_PROTOCOL, self._serve_batch)
 
     async def _serve(self, peer: PeerId, data: bytes) -> bytes:
         if len(data) != 32:
             raise MedchainError("blob request: expected a 32-byte hash")
         return self.store.get_blob(data) or b""
+
+    async def _serve_batch(self, peer: PeerId, data: bytes) -> bytes:
+        if not data or len(data) % 32 or len(data) // 32 > BATCH:
+            raise MedchainError(f"blobs request: expected 1..{BATCH} concatenated 32-byte hashes")
+        out: list[bytes] = []
+        size = 0
+        for i in range(0, len(data), 32):
+            blob = self.store.get_blob(data[i : i + 32]) or b""
+            if size + len(blob) > MAX_BATCH_RESPONSE:
+                blob = b""
+            size += len(blob)
+            out.append(blob)
+        return codec.encode(out)
 
     @property
     def wanted(self) -> frozenset[bytes]:
@@ -136,20 +158,30 @@ class BlobService:
             with trio.move_on_after(RETRY_S):
                 await self._wake.wait()
             self._wake = trio.Event()
-            for h in list(self._wanted):
-                if await self._fetch(h):
-                    self._wanted.discard(h)
+            wanted = list(self._wanted)
+            for i in range(0, len(wanted), BATCH):
+                await self._fetch_batch(wanted[i : i + BATCH])
 
-    async def _fetch(self, content_hash: bytes) -> bool:
+    async def _fetch_batch(self, hashes: list[bytes]) -> None:
+        """Ask each peer in turn for the blobs of ``hashes`` still missing; keep valid ones."""
+        missing = [h for h in hashes if h in self._wanted]
         for peer in self.net.connected_peers():
+            if not missing:
+                return
             try:
-                data = await self.net.request(peer, BLOB_PROTOCOL, content_hash, timeout=30)
+                data = await self.net.request(peer, BATCH_PROTOCOL, b"".join(missing), timeout=30)
+                blobs = codec.decode(data, max_size=MAX_BATCH_RESPONSE + 64 * BATCH)
             except MedchainError:
                 continue
-            if data and len(data) <= MAX_BLOB and crypto.sha256(data) == content_hash:
-                if content_hash in self._erased:
-                    return True
-                self.store.put_blob(content_hash, data)
-                self.fetched += 1
-                return True
-        return False
+            if not isinstance(blobs, list) or len(blobs) != len(missing):
+                continue  # a peer that answers something else is ignored
+            still = []
+            for h, blob in zip(missing, blobs, strict=True):
+                if isinstance(blob, bytes) and blob and len(blob) <= MAX_BLOB and crypto.sha256(blob) == h:
+                    if h not in self._erased and h in self._wanted:
+                        self.store.put_blob(h, blob)
+                        self.fetched += 1
+                    self._wanted.discard(h)
+                else:
+                    still.append(h)
+            missing = still

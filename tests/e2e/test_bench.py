@@ -12,7 +12,7 @@ from medchaind.testing.nodeproc import _cmd, free_port_range
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize(("validators", "tx_type"), [(1, "identity"), (2, "anchor")])
+@pytest.mark.parametrize(("validators", "tx_type"), [(1, "identity"), (2, "anchor"), (2, "records")])
 def test_bench_commits_everything_it_submits(validators: int, tx_type: str) -> None:
     res = subprocess.run(
         _cmd("medchaind") + ["bench", "--validators", str(validators), "--txs", "300", "--tx-type", tx_type,
@@ -25,3 +25,5 @@ def test_bench_commits_everything_it_submits(validators: int, tx_type: str) -> N
     assert out["rejected"] == 0 and not out["stalled"]
     assert len(out["nodes"]) == validators
     assert out["ed25519_verify_per_s_one_core"] > 0
+    if tx_type == "records":  # every node ended up holding every ciphertext
+        assert out["blobs_on_every_node_after_last_commit_s"] is not None

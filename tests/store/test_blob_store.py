@@ -14,7 +14,7 @@ import trio
 from medchaind import crypto
 from medchaind.errors import StoreError
 from medchaind.net import MemoryNetwork
-from medchaind.node.blobs import GC_GRACE_S, BlobService
+from medchaind.node.blobs import BATCH, GC_GRACE_S, BlobService
 from medchaind.store.blobs import FileBlobStore
 
 
@@ -115,6 +115,18 @@ async def test_fetch_from_peer_checks_the_hash_and_respects_erasure(tmp_path: Pa
                 await trio.sleep(0.01)
             assert b_store.get_blob(h) == data and b_svc.fetched == 1
             assert not b_store.has_blob(bad_h) and bad_h in b_svc._wanted  # refused, still wanted
+
+            # many at once: batches of BATCH hashes per request, not one request per blob
+            many = [blob(f"bulk{i}") for i in range(2 * BATCH + 7)]
+            for mh, md in many:
+                a_store.put_blob(mh, md)
+            served_before = a_net.statistics().requests_served
+            for mh, _ in many:
+                b_svc.want(mh)
+            while not all(b_store.has_blob(mh) for mh, _ in many):
+                await trio.sleep(0.01)
+            assert all(b_store.get_blob(mh) == md for mh, md in many)
+            assert a_net.statistics().requests_served - served_before <= 6  # 3 batches (+ retries of bad_h)
 
             b_svc.erase(h)
             assert not b_store.has_blob(h)
