@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 from medchaind.app import DictState, StateOverlay
 
 MODULES = ["identity", "governance"]
-# short keys over a tiny alphabet so prefixes and collisions are common
-key_st = st.binary(min_size=0, max_size=3).map(lambda b: bytes(x % 3 + 0x61 for x in b))
+# short keys over a tiny alphabet so prefixes and collisions are common; 0x00 and 0xff
+# reach the edges of the prefix-range arithmetic (a prefix of 0xff bytes has no upper bound)
+ALPHABET = (0x00, 0x61, 0xFF)
+key_st = st.binary(min_size=0, max_size=3).map(lambda b: bytes(ALPHABET[x % 3] for x in b))
 value_st = st.binary(min_size=0, max_size=4)
-prefix_st = st.binary(max_size=2).map(lambda b: bytes(x % 3 + 0x61 for x in b))
+prefix_st = st.binary(max_size=2).map(lambda b: bytes(ALPHABET[x % 3] for x in b))
 write_st = st.tuples(
     st.sampled_from(MODULES), key_st, st.one_of(st.none(), value_st)
 )  # None = delete
@@ -125,6 +127,8 @@ def test_stacked_overlays_match_a_dict_model(
     # and applying the block's write-set to the committed state reproduces the model.
     for upper, lower in zip(reversed(overlays[1:]), reversed(overlays[:-1]), strict=True):
         upper.merge_into(lower)
+    for module, prefix in queries:  # the merged block layer's own key index sees the same
+        assert list(overlays[0].iterate(module, prefix)) == _expected_iter(model, module, prefix)
     assert base.data == committed  # nothing reached the committed state yet
     base.apply(overlays[0].writes)
     assert base.data == model
