@@ -97,7 +97,8 @@ and with it the node (seen under the records bench; earlier logged as "yamux exp
 65535 bytes but received 65481" on the other side). ``write_msg`` therefore holds a
 per-stream lock for the whole message, and ``stream_handler`` turns any failure of one
 peer's stream (a malformed RPC from a buggy or hostile peer included) into a reset of
-that stream, never an exception out of the swarm.
+that stream and a disconnect of that peer (the bootstrap loops reconnect), never an
+exception out of the swarm.
 
 Logging: ``import libp2p`` sets the ``libp2p`` logger to ``propagate=False``; this module
 sets it back so libp2p's warnings reach the node's handlers, minus two ERROR records for
@@ -311,6 +312,10 @@ class _MedchainPubsub(Pubsub):
                 await stream.reset()
             with contextlib.suppress(Exception):
                 self._handle_dead_peer(peer_id)
+            # start over on a fresh connection (the bootstrap loops redial), rather than
+            # keep one whose pubsub state no longer matches the peer's
+            with contextlib.suppress(Exception):
+                await self.host.disconnect(peer_id)
 
 
 class _MedchainGossipSub(GossipSub):
