@@ -287,6 +287,11 @@ class Node:
         return new
 
     def _pending_from_peer(self, tx: Tx) -> None:
+        if tx.type == "records.add" and hasattr(self, "blobs"):
+            # fetch the ciphertext while the tx waits for its block, so the record is
+            # readable here as soon as it commits (an orphan, if it never does, is
+            # shredded by BlobService.reconcile)
+            self.blobs.want(tx.body["content_hash"])
         if hasattr(self, "hub") and self.hub.has_subscribers("tx"):
             self.hub.publish("tx", tx_event(tx, "pending"), _tx_filter(tx))
 
