@@ -79,6 +79,12 @@ class _Call:
     params: Any = None
     wait_s: float = 0.0
 
+    def timeout(self, default: float | None) -> float | None:
+        """The transport timeout: the client's default, stretched for a long poll."""
+        if not self.wait_s:
+            return None  # the client's default applies
+        return None if default is None else max(default, self.wait_s + 5)
+
 
 Flow = Generator[_Call, Any, T]
 
@@ -294,9 +300,8 @@ class Client(_Transport):
         try:
             call = next(flow)
             while True:
-                timeout = None if self.timeout is None else max(self.timeout, call.wait_s + 5)
                 try:
-                    result = self.call(call.method, call.params, timeout=timeout if call.wait_s else None)
+                    result = self.call(call.method, call.params, timeout=call.timeout(self.timeout))
                 except RPCError as exc:
                     call = flow.throw(exc)
                 else:
@@ -457,9 +462,8 @@ class AsyncClient(_AsyncTransport):
         try:
             call = next(flow)
             while True:
-                timeout = None if self.timeout is None else max(self.timeout, call.wait_s + 5)
                 try:
-                    result = await self.call(call.method, call.params, timeout=timeout if call.wait_s else None)
+                    result = await self.call(call.method, call.params, timeout=call.timeout(self.timeout))
                 except RPCError as exc:
                     call = flow.throw(exc)
                 else:

@@ -57,7 +57,7 @@ def _write_record(f: IO[bytes], obj: Any) -> int:
     return 4 + len(data)
 
 
-def _read_records(f: IO[bytes]) -> Iterator[Any]:
+def read_records(f: IO[bytes]) -> Iterator[Any]:
     offset = 0
     while True:
         head = f.read(4)
@@ -121,10 +121,6 @@ def read_header(records: Iterator[Any], genesis: Genesis, name: str) -> None:
         )
 
 
-def read_records(f: IO[bytes]) -> Iterator[Any]:
-    return _read_records(f)
-
-
 async def import_records(
     ledger: Ledger, records: Iterator[Any], progress: Callable[[int], None] = lambda h: None
 ) -> int:
@@ -170,7 +166,7 @@ def import_chain(datadir: Path, src: Path, *, progress: Callable[[int], None] = 
         ledger = Ledger(store, App(genesis), genesis, commit_in_thread=False)
         start = ledger.height
         with open(src, "rb") as f:
-            records = _read_records(f)
+            records = read_records(f)
             read_header(records, genesis, str(src))
             try:
                 imported = trio.run(import_records, ledger, records, progress)
