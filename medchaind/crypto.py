@@ -1,7 +1,8 @@
-"""Hashes, signatures, key agreement, authenticated encryption and the keystore.
+"""Hashes, signatures, key agreement, authenticated encryption and keystore encryption.
 
-The only module that imports PyNaCl. Everything here is synchronous and pure apart from
-the keystore file functions and key generation (which read the OS RNG).
+The only module that imports PyNaCl. Everything here is synchronous and does no I/O
+(keystore *files* are read and written by :mod:`medchaind.files`); key generation and
+salts read the OS RNG, which the state machine never calls.
 
 Signatures are Ed25519 over a domain-separated message::
 
@@ -15,11 +16,8 @@ against ``[a-z0-9][a-z0-9-]{0,63}`` by ``types.genesis``).
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import nacl.bindings
 import nacl.exceptions
@@ -177,43 +175,24 @@ def _derive(passphrase: bytes, salt: bytes, opslimit: int, memlimit: int) -> byt
     )
 
 
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, created 0600, fsync'd before the rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def save_keystore(
-    path: Path,
+def encrypt_keystore(
     keys: KeyPair,
     passphrase: str,
     *,
     label: str = "",
     opslimit: int = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE,
     memlimit: int = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE,
-) -> None:
-    """Encrypt ``keys`` under ``passphrase`` (argon2id -> secretbox) into a 0600 JSON file.
+) -> dict[str, Any]:
+    """The keystore document of ``keys`` under ``passphrase`` (argon2id -> secretbox).
 
-    Public keys are stored in clear so tools can list keys without the passphrase.
+    Public keys are kept in clear so tools can list keys without the passphrase. The
+    file itself is written by :mod:`medchaind.files` (this module does no I/O).
     """
     salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
     box = nacl.secret.SecretBox(_derive(passphrase.encode(), salt, opslimit, memlimit))
     secret = keys.signing.seed + keys.encryption.secret
     sealed = box.encrypt(secret)
-    doc = {
+    return {
         "version": KEYSTORE_VERSION,
         "label": label,
         "public_key": keys.signing.public_key.hex(),
@@ -222,36 +201,20 @@ def save_keystore(
         "cipher": "xsalsa20-poly1305",
         "ciphertext": bytes(sealed).hex(),
     }
-    write_private_file(path, (json.dumps(doc, indent=2) + "\n").encode())
 
 
-def read_keystore_public(path: Path) -> dict[str, str]:
-    """The clear-text fields of a keystore file (label and public keys)."""
-    doc = _read_doc(path)
-    return {
-        "label": str(doc.get("label", "")),
-        "public_key": str(doc["public_key"]),
-        "encryption_public_key": str(doc["encryption_public_key"]),
-    }
-
-
-def _read_doc(path: Path) -> dict[str, object]:
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise KeystoreError(f"{path}: no such keystore file") from None
-    except (OSError, ValueError) as exc:
-        raise KeystoreError(f"{path}: not a readable keystore ({exc})") from None
+def check_keystore(doc: object, source: str) -> dict[str, Any]:
+    """A parsed keystore document, checked for the fields every version-1 keystore has."""
     if not isinstance(doc, dict) or doc.get("version") != KEYSTORE_VERSION:
-        raise KeystoreError(f"{path}: unsupported keystore version (expected {KEYSTORE_VERSION})")
+        raise KeystoreError(f"{source}: unsupported keystore version (expected {KEYSTORE_VERSION})")
     for field in ("public_key", "encryption_public_key", "kdf", "ciphertext"):
         if field not in doc:
-            raise KeystoreError(f"{path}: keystore is missing {field!r}")
+            raise KeystoreError(f"{source}: keystore is missing {field!r}")
     return doc
 
 
-def load_keystore(path: Path, passphrase: str) -> KeyPair:
-    doc = _read_doc(path)
+def decrypt_keystore(doc: dict[str, Any], passphrase: str, source: str) -> KeyPair:
+    """The keys inside a (checked) keystore document; KeystoreError names ``source``."""
     kdf = doc["kdf"]
     try:
         if not isinstance(kdf, dict) or kdf.get("name") != "argon2id":
@@ -269,13 +232,13 @@ def load_keystore(path: Path, passphrase: str) -> KeyPair:
         if len(ciphertext) != nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES + 64:
             raise ValueError("ciphertext has the wrong length")
     except (KeyError, ValueError, TypeError) as exc:
-        raise KeystoreError(f"{path}: malformed keystore ({exc})") from None
+        raise KeystoreError(f"{source}: malformed keystore ({exc})") from None
     key = _derive(passphrase.encode(), salt, opslimit, memlimit)
     try:
         secret = nacl.secret.SecretBox(key).decrypt(ciphertext)
     except nacl.exceptions.CryptoError:
-        raise KeystoreError(f"{path}: wrong passphrase") from None
+        raise KeystoreError(f"{source}: wrong passphrase") from None
     keys = KeyPair(SigningKey(secret[:32]), EncryptionKey(secret[32:]))
     if keys.signing.public_key.hex() != doc["public_key"]:
-        raise KeystoreError(f"{path}: public key does not match the encrypted secret")
+        raise KeystoreError(f"{source}: public key does not match the encrypted secret")
     return keys

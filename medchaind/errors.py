@@ -7,6 +7,8 @@ application codes (-32000..-32099); see ``medchaind.ipc.errors``.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MedchainError(Exception):
     """Root of every medchaind error."""
@@ -68,3 +70,33 @@ class InvalidBlock(MedchainError):
     """A block that fails validation against its parent or its execution result."""
 
     rpc_code = -32060
+
+
+class RPCError(MedchainError):
+    """(Lives here, below the transport, so sans-IO client flows can catch it without
+    importing the IPC layer; :mod:`medchaind.ipc.errors` re-exports it.)
+
+    A JSON-RPC error object: ``{"code": code, "message": message, "data"?: data}``.
+
+    Raised by a handler, it becomes the error response verbatim (``data`` only if not
+    ``None``; it must be JSON-able). Raised by a client, it is the error the node sent.
+    """
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+        # Instance attribute shadows MedchainError.rpc_code, so generic code that maps
+        # MedchainError -> rpc_code gets the specific code of this error.
+        self.rpc_code = code
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-RPC ``error`` member for this error."""
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            err["data"] = self.data
+        return err
+
+    def __repr__(self) -> str:
+        return f"RPCError({self.code}, {self.message!r}, {self.data!r})"

@@ -20,7 +20,7 @@ header field.)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +28,20 @@ from .. import codec, crypto
 from ..errors import TxRejected
 from ..types import Receipt, Tx, results_hash
 from ..types.genesis import Genesis
-from .anchor import AnchorModule
-from .consent import ConsentModule
-from .governance import GovernanceModule
-from .identity import IdentityModule, get_identity
-from .module import BlockInfo, Module, QueryError, TxContext, TxFailed, TxSpec
-from .records import RecordsModule
+from .module import (
+    LANES,
+    BlockInfo,
+    HostEffect,
+    Module,
+    QueryError,
+    QuerySpec,
+    TopicSpec,
+    TxContext,
+    TxFailed,
+    TxSpec,
+    get_query,
+)
+from .schema import FieldError, decode_native_params
 from .state import StateKey, StateOverlay, StateReader
 
 NONCE_NS = "auth"
@@ -41,10 +49,6 @@ NONCE_NS = "auth"
 
 def nonce_key(sender: bytes) -> bytes:
     return b"n/" + sender
-
-
-def default_modules() -> list[Module]:
-    return [IdentityModule(), GovernanceModule(), AnchorModule(), ConsentModule(), RecordsModule()]
 
 
 def writes_digest(writes: dict[StateKey, bytes | None]) -> bytes:
@@ -65,17 +69,28 @@ class Execution:
 
 
 class App:
-    def __init__(self, genesis: Genesis, modules: Sequence[Module] | None = None) -> None:
+    """The state machine of one chain: the modules of the registry, dispatched by tx type.
+
+    ``modules`` come from :func:`medchaind.modules.load_modules` (the registry); the
+    framework never names a module.
+    """
+
+    def __init__(self, genesis: Genesis, modules: Sequence[Module]) -> None:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.modules: dict[str, Module] = {}
         self.specs: dict[str, TxSpec] = {}
-        for mod in modules if modules is not None else default_modules():
-            if mod.name in self.modules or mod.name == NONCE_NS:
+        self.topics: dict[str, TopicSpec] = {}
+        for mod in modules:
+            if not mod.name or mod.name in self.modules or mod.name == NONCE_NS:
                 raise ValueError(f"duplicate or reserved module name {mod.name!r}")
             self.modules[mod.name] = mod
             for action, spec in mod.txs.items():
                 self.specs[f"{mod.name}.{action}"] = spec
+            for topic, tspec in mod.topics.items():
+                if topic in self.topics:
+                    raise ValueError(f"two modules declare subscription topic {topic!r}")
+                self.topics[topic] = tspec
 
     # ------------------------------------------------------------------ genesis
 
@@ -87,12 +102,84 @@ class App:
                 writes[(mod.name, k)] = codec.encode(v)
         return writes, next_app_hash(self.genesis.hash(), writes)
 
-    # ------------------------------------------------------------------ nonces
+    # ------------------------------------------------------------------ capabilities
 
     @staticmethod
     def nonce(state: StateReader, sender: bytes) -> int:
         raw = state.get(NONCE_NS, nonce_key(sender))
         return 0 if raw is None else int.from_bytes(raw, "big")
+
+    def sender_registered(self, state: StateReader, sender: bytes) -> bool:
+        return any(m.sender_registered(state, sender) for m in self.modules.values())
+
+    def authority_powers(self, state: StateReader) -> dict[bytes, int]:
+        """The current authority set (from the module that keeps it; empty if none does)."""
+        for m in self.modules.values():
+            powers = m.authority_powers(state)
+            if powers is not None:
+                return powers
+        return {}
+
+    def evidence_tx(self, vote_a: dict[str, Any], vote_b: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """``(tx type, body)`` that puts an equivocation on chain, if a module takes evidence."""
+        for m in self.modules.values():
+            found = m.evidence_tx(vote_a, vote_b)
+            if found is not None:
+                return f"{m.name}.{found[0]}", found[1]
+        return None
+
+    def spec(self, tx_type: str) -> TxSpec | None:
+        return self.specs.get(tx_type)
+
+    def registers_sender(self, tx: Tx) -> bool:
+        spec = self.specs.get(tx.type)
+        return spec is not None and spec.registers_sender
+
+    def lane(self, tx: Tx) -> str:
+        spec = self.specs.get(tx.type)
+        return LANES[-1] if spec is None else spec.lane
+
+    def blob_hash(self, tx: Tx) -> bytes | None:
+        """The hash that binds ``tx``'s sidecar, if its type carries one."""
+        spec = self.specs.get(tx.type)
+        if spec is None or spec.blob is None:
+            return None
+        h = tx.body.get(spec.blob.hash_field) if isinstance(tx.body, dict) else None
+        return h if isinstance(h, bytes) and len(h) == 32 else None
+
+    def check_blob(self, tx: Tx, blob: bytes | None) -> None:
+        """Refuse a sidecar that ``tx``'s type does not take or that its body does not bind."""
+        spec = self.specs.get(tx.type)
+        bspec = None if spec is None else spec.blob
+        if bspec is None:
+            if blob is not None:
+                raise TxRejected("unexpected_blob", f"{tx.type} takes no blob")
+            return
+        if blob is None:
+            if bspec.required:
+                raise TxRejected("blob_required", f"{tx.type} needs its sidecar as the blob parameter")
+            return
+        body = tx.body if isinstance(tx.body, dict) else {}
+        size_ok = bspec.size_field is None or body.get(bspec.size_field) == len(blob)
+        if len(blob) > bspec.max_size or crypto.sha256(blob) != body.get(bspec.hash_field) or not size_ok:
+            raise TxRejected("blob_mismatch", f"the blob does not match the tx's {bspec.hash_field}"
+                             + (f" and {bspec.size_field}" if bspec.size_field else ""))
+
+    def host_effects(self, events: Iterable[dict[str, Any]]) -> list[HostEffect]:
+        """Node-side work that committed events ask for, in event order."""
+        out: list[HostEffect] = []
+        for event in events:
+            module = str(event.get("type", "")).partition(".")[0]
+            mod = self.modules.get(module)
+            if mod is not None:
+                out.extend(mod.host_effects(event))
+        return out
+
+    def live_blobs(self, state: StateReader) -> set[bytes]:
+        out: set[bytes] = set()
+        for m in self.modules.values():
+            out |= m.live_blobs(state)
+        return out
 
     # ------------------------------------------------------------------ admission
 
@@ -108,7 +195,8 @@ class App:
         being committed as a failed receipt. ``registration_pending`` says an earlier
         pending tx of the sender registers it, so txs that need an identity may queue.
         ``block`` is what the dry run sees as its block (the node passes the next height
-        and the last block's time, so time-bounded consents are judged sensibly).
+        and the time this node would propose it at, so time-bounded consents are judged
+        sensibly).
         """
         if tx.chain != self.chain_id:
             raise TxRejected("wrong_chain", f"tx is for chain {tx.chain!r}, this node runs {self.chain_id!r}")
@@ -116,19 +204,19 @@ class App:
         if spec is None:
             raise TxRejected("unknown_type", f"no module handles tx type {tx.type!r}")
         try:
-            spec.validate(tx.body)
+            body = spec.decode(tx.body)
         except TxFailed as exc:
             raise TxRejected(exc.code, exc.reason) from None
         committed = self.nonce(state, tx.sender)
         if tx.nonce < committed:
             raise TxRejected("nonce_too_low", f"nonce {tx.nonce} already used (next is {committed})")
-        if spec.requires_identity and not registration_pending and get_identity(state, tx.sender) is None:
+        if spec.requires_identity and not registration_pending and not self.sender_registered(state, tx.sender):
             raise TxRejected("unregistered_sender", "register an identity before sending this tx")
         if expected_nonce is not None and tx.nonce == committed == expected_nonce:
             info = block or BlockInfo(self.chain_id, 0, 0, b"")
             ctx = self._context(StateOverlay(state), info, tx)
             try:
-                spec.handler(ctx, tx.body)
+                spec.handler(ctx, body)
             except TxFailed as exc:
                 raise TxRejected(exc.code, exc.reason) from None
 
@@ -148,13 +236,12 @@ class App:
         if tx.nonce != expected:
             return Receipt("bad_nonce", f"nonce {tx.nonce}, expected {expected}")
         block_state.set(NONCE_NS, nonce_key(tx.sender), (expected + 1).to_bytes(8, "big"))
-        if spec.requires_identity and get_identity(block_state, tx.sender) is None:
+        if spec.requires_identity and not self.sender_registered(block_state, tx.sender):
             return Receipt("unregistered_sender", "sender has no registered identity")
         overlay = StateOverlay(block_state)
         ctx = self._context(overlay, block, tx)
         try:
-            spec.validate(tx.body)
-            spec.handler(ctx, tx.body)
+            spec.handler(ctx, spec.decode(tx.body))
         except TxFailed as exc:
             return Receipt(exc.code, exc.reason)
         overlay.merge_into(block_state)
@@ -170,9 +257,24 @@ class App:
 
     # ------------------------------------------------------------------ queries
 
-    def query(self, state: StateReader, path: str, params: dict[str, Any]) -> Any:
-        module, _, name = path.partition(".")
-        mod = self.modules.get(module)
-        if mod is None or name not in mod.queries:
-            raise QueryError(f"unknown query {path!r}")
-        return mod.queries[name](state, params)
+    def query_spec(self, path: str) -> tuple[Module, QuerySpec]:
+        return get_query(self.modules, path)
+
+    def query(self, state: StateReader, path: str, params: dict[str, Any] | None = None, *,
+              time_ms: int | None = None) -> Any:
+        """Run query ``<module>.<name>`` with Python-valued ``params`` (bytes as bytes).
+
+        A query that reads at the tip's time takes ``time_ms`` from ``params`` or else
+        from the keyword (the node passes its tip's block time).
+        """
+        _, spec = self.query_spec(path)
+        p = dict(params or {})
+        if spec.tip_time and "time_ms" not in p:
+            if time_ms is None:
+                raise QueryError(f"{path} needs time_ms")
+            p["time_ms"] = time_ms
+        try:
+            typed = decode_native_params(spec.params, p)
+        except FieldError as exc:
+            raise QueryError(str(exc)) from None
+        return spec.handler(state, typed)

@@ -1,21 +1,50 @@
-"""The module framework of the state machine.
+"""The module framework of the state machine: what a module declares, and to whom.
 
-A module owns a state namespace (its name), registers tx types (``<module>.<action>``)
-with a body validator and a handler, and read-only queries. Handlers are pure: they
-read and write state only through their :class:`TxContext`, see time only as the
-block's ``time_ms``, and fail by raising :class:`TxFailed`, which discards every write
-of that tx (the sender's nonce is still consumed). Body validators are stateless and
-run at mempool admission and again at execution.
+A module is a plug-in (DESIGN.md §2). It owns a state namespace (its ``name``) and
+declares, as data:
+
+* **tx types** ``<module>.<action>`` (:class:`TxSpec`): the typed body class
+  (:mod:`medchaind.app.schema`), the handler, whether the sender must be a registered
+  identity, whether the tx registers its sender (so the mempool lets the sender's next
+  txs queue behind it), whether it carries a **blob sidecar** (:class:`BlobSpec`: the
+  ciphertext travels beside the signed tx, bound by a hash field of the body) and its
+  mempool **lane** (``priority`` for recalls, suspect-product notices, consent revocations:
+  they are never delayed behind bulk traffic);
+* **queries** (:class:`QuerySpec`): the parameter class, whether a missing ``time_ms``
+  means the tip's block time, the message of a "not found" answer, and the JSON-RPC
+  name (``<module>_<camelCaseName>`` unless given) plus old names kept as aliases;
+* **subscription topics** it feeds (:class:`TopicSpec`): committed events carrying a
+  field are pushed to subscribers filtering on that field's value;
+* **host effects** (:meth:`Module.host_effects`): node-side work a committed event asks
+  for (fetch a blob, shred a blob), and the blobs live state needs
+  (:meth:`Module.live_blobs`);
+* capabilities the framework asks every module for: whether a key is a registered
+  sender (:meth:`Module.sender_registered`, identity answers), the authority set
+  (:meth:`Module.authority_powers`, governance answers) and the tx that puts an
+  equivocation on chain (:meth:`Module.evidence_tx`).
+
+Handlers are pure: they read and write state only through their :class:`TxContext`, see
+time only as the block's ``time_ms``, and fail by raising :class:`TxFailed`, which
+discards every write of that tx (the sender's nonce is still consumed). Body classes are
+decoded once, statelessly, at mempool admission and again at execution (a block from a
+peer may carry txs this node never saw).
+
+A module's client flows live in ``<package>.client`` (a ``HELPERS`` list of
+:func:`medchaind.flows.helper` flows) and its CLI commands in ``<package>.cli``
+(a click group named ``commands``): both are found by convention next to the module's
+state machine, imported only by clients, so the pure part never imports click or I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Any, ClassVar
 
 from .. import codec
-from ..errors import MedchainError
+from ..errors import MedchainError, NotFound
+from .schema import Bytes, Field, FieldError, decode_body
 from .state import StateOverlay, StateReader
 
 
@@ -49,7 +78,7 @@ class TxContext:
     block: BlockInfo
     sender: bytes
     tx_hash: bytes
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = dc_field(default_factory=list)
 
     # own namespace
     def get(self, key: bytes) -> Any | None:
@@ -75,27 +104,134 @@ class TxContext:
         self.events.append({"type": f"{self.module}.{kind}", **fields})
 
 
-BodyValidator = Callable[[dict[str, Any]], None]
-Handler = Callable[[TxContext, dict[str, Any]], None]
-Query = Callable[[StateReader, dict[str, Any]], Any]
+Handler = Callable[[TxContext, Any], None]
+QueryHandler = Callable[[StateReader, Any], Any]
+
+#: mempool lanes, in the order proposals take from them
+LANES = ("priority", "default")
+
+
+@dataclass(frozen=True, slots=True)
+class BlobSpec:
+    """A tx that carries a sidecar (a ciphertext) outside its signed bytes.
+
+    The body binds it: ``body.<hash_field>`` is the SHA-256 of the sidecar and, if
+    given, ``body.<size_field>`` its length. ``required``: the tx is refused without it.
+    """
+
+    hash_field: str
+    size_field: str | None = None
+    max_size: int = 4 * 1024 * 1024
+    required: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class TxSpec:
-    validate: BodyValidator
+    body: type
     handler: Handler
     #: if False, the sender need not be a registered identity (e.g. registration itself)
     requires_identity: bool = True
+    #: this tx registers its sender: later txs of the sender may queue behind it
+    registers_sender: bool = False
+    blob: BlobSpec | None = None
+    lane: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.lane not in LANES:
+            raise ValueError(f"lane must be one of {LANES}")
+
+    def decode(self, body: Any) -> Any:
+        """The typed body, or TxFailed("invalid_body") naming the field."""
+        try:
+            return decode_body(self.body, body)
+        except FieldError as exc:
+            raise TxFailed("invalid_body", str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySpec:
+    handler: QueryHandler
+    params: type
+    #: a missing ``time_ms`` parameter means the tip's block time (the node fills it in)
+    tip_time: bool = False
+    #: a ``None`` answer becomes a NotFound error with this message
+    not_found: str | None = None
+    #: JSON-RPC method name; default ``<module>_<camelCase query name>``
+    rpc: str | None = None
+    #: older JSON-RPC names that keep working
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def doc(self) -> str:
+        return (self.handler.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A subscription topic fed by committed events that carry ``field``.
+
+    A subscriber names one value (``{"topic": T, <field>: "0x…"}``); an event is pushed to
+    it when ``event[field]`` equals that value, or contains it (a list field).
+    """
+
+    field: str
+    doc: str = ""
+    #: the subscriber's filter value, decoded from JSON (default: a 32-byte key as 0x-hex)
+    param: Field = dc_field(default_factory=lambda: Bytes(32))
+
+
+@dataclass(frozen=True, slots=True)
+class WantBlob:
+    """Host effect: this node should hold the blob with this SHA-256 (fetch it from peers)."""
+
+    content_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DropBlob:
+    """Host effect: delete the blob with this SHA-256 from this node (erasure)."""
+
+    content_hash: bytes
+
+
+HostEffect = WantBlob | DropBlob
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """A query answer with a blob the host attaches, as 0x-hex under ``field`` (None if absent)."""
+
+    value: dict[str, Any]
+    content_hash: bytes
+    field: str = "ciphertext"
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w[:1].upper() + w[1:] for w in rest)
 
 
 class Module:
-    """Base class: subclasses set ``name`` and fill ``txs`` and ``queries`` in ``__init__``."""
+    """Base class: subclasses set ``name`` and fill the declarations in ``__init__``."""
 
-    name: str = ""
+    name: ClassVar[str] = ""
 
     def __init__(self) -> None:
         self.txs: dict[str, TxSpec] = {}
-        self.queries: dict[str, Query] = {}
+        self.queries: dict[str, QuerySpec] = {}
+        self.topics: dict[str, TopicSpec] = {}
+
+    def rpc_name(self, query: str) -> str:
+        spec = self.queries[query]
+        return spec.rpc or f"{self.name}_{camel(query)}"
+
+    @classmethod
+    def package(cls) -> str:
+        """The Python package holding this module (``client`` and ``cli`` live beside it)."""
+        mod = cls.__module__
+        return mod.rpartition(".")[0] if mod.endswith(".machine") else mod
+
+    # -------------------------------------------------------------- state-machine hooks
 
     def genesis_writes(self, genesis: Any) -> dict[bytes, Any]:
         """Initial state of this module's namespace (key -> CBOR value)."""
@@ -104,45 +240,44 @@ class Module:
     def end_block(self, ctx: TxContext) -> None:
         """Runs after a block's txs (e.g. scheduled changes); ``ctx.sender`` is empty."""
 
+    def sender_registered(self, state: StateReader, sender: bytes) -> bool:
+        """Whether ``sender`` is a registered identity (the identity module answers)."""
+        return False
 
-# ---------------------------------------------------------------- body validation helpers
+    def authority_powers(self, state: StateReader) -> dict[bytes, int] | None:
+        """The authority set and powers, if this module keeps it (governance)."""
+        return None
+
+    def evidence_tx(self, vote_a: dict[str, Any], vote_b: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """``(action, body)`` of the tx that commits an equivocation, if this module takes it."""
+        return None
+
+    # -------------------------------------------------------------- host hooks
+
+    def host_effects(self, event: dict[str, Any]) -> Sequence[HostEffect]:
+        """Node-side work a committed event of this module asks for."""
+        return ()
+
+    def live_blobs(self, state: StateReader) -> set[bytes]:
+        """Blob hashes that committed state needs every node to hold."""
+        return set()
 
 
-def require_fields(body: dict[str, Any], required: set[str], optional: set[str] = frozenset()) -> None:  # type: ignore[assignment]
-    keys = set(body)
-    missing = required - keys
-    if missing:
-        raise TxFailed("invalid_body", f"missing field(s) {sorted(missing)}")
-    extra = keys - required - optional
-    if extra:
-        raise TxFailed("invalid_body", f"unexpected field(s) {sorted(extra)}")
+def get_query(modules: dict[str, Module], path: str) -> tuple[Module, QuerySpec]:
+    module, _, name = path.partition(".")
+    mod = modules.get(module)
+    if mod is None or name not in mod.queries:
+        raise QueryError(f"unknown query {path!r}")
+    return mod, mod.queries[name]
 
 
-def require_bytes(body: dict[str, Any], name: str, size: int) -> bytes:
-    v = body.get(name)
-    if not isinstance(v, bytes) or len(v) != size:
-        raise TxFailed("invalid_body", f"{name} must be {size} bytes")
-    return v
-
-
-def require_text(body: dict[str, Any], name: str, max_len: int, *, min_len: int = 1) -> str:
-    v = body.get(name)
-    if not isinstance(v, str) or not min_len <= len(v) <= max_len:
-        raise TxFailed("invalid_body", f"{name} must be text of {min_len}..{max_len} characters")
-    if any(ord(c) < 0x20 for c in v):
-        raise TxFailed("invalid_body", f"{name} must not contain control characters")
-    return v
+def not_found(spec: QuerySpec, answer: Any) -> Any:
+    if answer is None and spec.not_found is not None:
+        raise NotFound(spec.not_found)
+    return answer
 
 
 # ---------------------------------------------------------------- query helpers
-
-
-def query_key(params: dict[str, Any], name: str) -> bytes:
-    """A 32-byte key or hash parameter of a query (the IPC layer already un-hexed it)."""
-    v = params.get(name)
-    if not isinstance(v, bytes) or len(v) != 32:
-        raise QueryError(f"{name} must be 32 bytes (0x-hex)")
-    return v
 
 
 def hex_or_none(b: bytes | None) -> str | None:

@@ -114,7 +114,7 @@ def _submit_params(tx: Tx, blobs: dict[bytes, bytes] | None) -> dict[str, str]:
 
 def _record_tx(patient: crypto.KeyPair, chain: str, nonce: int, size: int) -> tuple[Tx, bytes]:
     """A ``records.add`` of an encrypted Observation (the patient writes its own record)."""
-    from ..records_crypto import encrypt_record, records_add_body
+    from ..modules.records.encryption import encrypt_record, records_add_body
 
     resource = {"resourceType": "Observation", "status": "final", "code": {"text": "bench"},
                 "valueString": crypto.random_bytes(max(1, size // 2)).hex()[: max(1, size - 400)]}

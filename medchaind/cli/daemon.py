@@ -65,10 +65,11 @@ def main() -> None:
 def init(datadir: Path, chain_id: str, moniker: str, genesis_file: Path | None,
          passphrase_file: Path | None, force: bool) -> None:
     """Create a datadir: node key, genesis.json, config.toml."""
+    from ..files import load_genesis
     from ..types import Genesis
 
     try:
-        genesis = Genesis.load(genesis_file) if genesis_file else None
+        genesis = load_genesis(genesis_file) if genesis_file else None
         passphrase = passphrase_file.read_text().rstrip("\n") if passphrase_file else None
         cfg, genesis, keys = init_datadir(datadir, chain_id=chain_id, moniker=moniker, genesis=genesis,
                                           passphrase=passphrase, passphrase_file=passphrase_file, force=force)

@@ -30,6 +30,18 @@ blocks come through the same channel and are checked against the authority set
 (commit signatures, re-execution) before the ledger takes them. Each round timeout
 re-broadcasts this node's own messages of the height, so peers that missed them after
 a heal still get them.
+
+What a peer can make this node hold is bounded (:mod:`.buffers`): the gossip validator
+drops proposals that are not their signer's turn before it decodes their block, the
+bytes queued for the engine and parked for the next height are bounded in total and per
+signer, and a block is judged (executed) and cached only for a proposal the core will
+keep (:func:`core.admits_proposal`).
+
+An authority signs only while :class:`~.signguard.DoubleSignGuard` allows it: after a
+start it first looks through the commits of the last ``double_sign_check_height``
+heights for its own precommits that its WAL does not hold, and it keeps watching gossip
+and new commits for its key signing elsewhere. While signing is off the core runs
+without a key (a follower), so nothing is logged, signed or proposed.
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .. import core
+from ..app import App
 from ..chain import build_block, next_time_ms, validate_block
 from ..core import (
     BlockReady,
@@ -64,16 +77,28 @@ from ..core import (
     TimeoutKind,
     ValidatorSet,
     Vote,
+    VoteKind,
     VoteReceived,
     WALAppend,
 )
 from ..crypto import SigningKey
 from ..errors import InvalidBlock, MedchainError, ValidationError
+from ..ledger import Ledger
 from ..mempool import Mempool
-from ..node.ledger import Ledger
 from ..types import Block, Commit, Tx, decode_block, sign_tx, verify_commit
+from ..types.block import MAX_BLOCK_BYTES
+from .buffers import FutureBuffer, InboxQuota
+from .signguard import DoubleSignGuard
 from .wal import WAL
-from .wire import ConsensusMsg, block_topic, consensus_topic, decode_consensus, encode_announce, encode_consensus
+from .wire import (
+    ConsensusMsg,
+    attach_block,
+    block_topic,
+    consensus_topic,
+    decode_consensus_head,
+    encode_announce,
+    encode_consensus,
+)
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -85,14 +110,21 @@ else:
 
 log = logging.getLogger(__name__)
 
+#: capacity (in messages) of the channel from the gossip validator to the engine task;
+#: its bytes are bounded separately (BftConfig.max_inbound_bytes, buffers.InboxQuota)
 MAX_FUTURE_MESSAGES = 10_000
 PUBLISH_TIMEOUT_S = 10.0
+#: room for a proposal's own fields beside its block on the wire
+PROPOSAL_OVERHEAD = 4096
 
 
-def evidence_tx(key: SigningKey, chain_id: str, nonce: int, evidence: core.Evidence) -> Tx:
-    """The ``governance.evidence`` tx that puts an equivocation on chain."""
-    return sign_tx(key, chain_id, "governance.evidence", nonce,
-                   {"vote_a": evidence.vote_a.to_map(), "vote_b": evidence.vote_b.to_map()})
+def evidence_tx(app: App, key: SigningKey, chain_id: str, nonce: int, evidence: core.Evidence) -> Tx | None:
+    """The tx that puts an equivocation on chain (the module that takes evidence builds it)."""
+    found = app.evidence_tx(evidence.vote_a.to_map(), evidence.vote_b.to_map())
+    if found is None:
+        return None
+    tx_type, body = found
+    return sign_tx(key, chain_id, tx_type, nonce, body)
 
 
 def wall_clock_ms() -> int:
@@ -114,6 +146,20 @@ class BftConfig:
     #: genesis ``max_block_bytes``, may be larger); a proposal carries its block through
     #: gossip, so it must stay under the network's message limit
     max_proposal_bytes: int = 2 * 1024 * 1024
+    #: look back this many committed heights for this key's precommits that consensus.wal
+    #: does not hold before signing after a start, and keep this key's precommits of that
+    #: many heights in the WAL (CometBFT's double_sign_check_height; 0 turns the check and
+    #: the watch for this key signing elsewhere off; see signguard.py)
+    double_sign_check_height: int = 10
+    #: when the look-back finds precommits above what the WAL holds (a WAL copied before
+    #: its chain, a WAL of an older version), watch this long for another process signing
+    #: with this key before signing; None: one round of the base timeouts
+    double_sign_grace_ms: int | None = None
+    #: bytes of peer messages queued for the engine, and separately parked for the next
+    #: height, at most (each signer gets at most two of the largest valid proposal)
+    max_inbound_bytes: int = 64 * 1024 * 1024
+    #: messages parked for the next height at most
+    max_future_messages: int = 4096
 
 
 # ---------------------------------------------------------------- engine events
@@ -122,6 +168,8 @@ class BftConfig:
 @dataclass(frozen=True, slots=True)
 class _Peer:
     msg: ConsensusMsg
+    signer: bytes
+    size: int  # bytes on the wire, reserved in the inbox quota until the engine takes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +196,12 @@ class _Synced:
     done: trio.Event
 
 
-_Event = _Peer | _Timeout | _TxsReady | _EmptyBlockDue | _Synced
+@dataclass(frozen=True, slots=True)
+class _SigningCheck:
+    """Time to ask the double-sign guard again (a hold at start has run out)."""
+
+
+_Event = _Peer | _Timeout | _TxsReady | _EmptyBlockDue | _Synced | _SigningCheck
 
 
 class BftEngine:
@@ -173,13 +226,29 @@ class BftEngine:
         self.clock_ms = clock_ms
         self.chain_id = ledger.genesis.chain_id
         self.signer = Ed25519Signer(key, self.chain_id) if key is not None else None
-        me = core.ValidatorId(key.public_key) if key is not None else None
-        self.state = core.initial_state(me, self.config.timeouts)
+        t = self.config.timeouts
+        grace_ms = self.config.double_sign_grace_ms
+        if grace_ms is None:
+            grace_ms = t.propose_ms + t.prevote_ms + t.precommit_ms
+        self.sign_guard = DoubleSignGuard(self.config.double_sign_check_height if wal is not None else 0,
+                                          grace_ms / 1000)
+        # The core starts without a key: run() turns it on once the double-sign check
+        # at start has passed (so even a restored WAL's messages are not re-signed before).
+        self.state = core.initial_state(None, self.config.timeouts)
         self._send, self._recv = trio.open_memory_channel[_Event](MAX_FUTURE_MESSAGES)
         self._own: deque[core.Input] = deque()
         self._blocks: dict[bytes, tuple[Block, Execution | None]] = {}
         self._wal_blocks: set[bytes] = set()  # hashes whose block this height's WAL holds
-        self._future: list[ConsensusMsg] = []
+        # the largest message a peer may legitimately send: a proposal of the largest
+        # block genesis allows; each signer may hold two of them in each buffer
+        max_msg = min(ledger.genesis.params.max_block_bytes, MAX_BLOCK_BYTES) + PROPOSAL_OVERHEAD
+        total = max(self.config.max_inbound_bytes, 2 * max_msg)
+        self._inbox_quota = InboxQuota(max_bytes=total, signer_bytes=2 * max_msg)
+        self._future = FutureBuffer(max_bytes=total, max_messages=self.config.max_future_messages,
+                                    signer_bytes=2 * max_msg)
+        self._vset: tuple[int, ValidatorSet] | None = None  # (tip height, set of the next height)
+        self._replay: list[ConsensusMsg] = []
+        self._start_head = ledger.height
         self._own_msgs: list[tuple[Message, Block | None]] = []
         self.last_commit: Commit | None = ledger.store.get_commit(ledger.height) if ledger.height else None
         self._prev_powers: dict[bytes, int] = dict(ledger.tip.powers)
@@ -218,29 +287,74 @@ class BftEngine:
             "locked_round": int(s.locked_round),
             "votes": votes,
             "evidence": len(self.evidence),
+            "signing": self.signing_status(),
         }
 
+    def signing_status(self) -> dict[str, Any]:
+        """Whether this authority signs, and if not, why (double-sign guard)."""
+        return {
+            "validator": self._is_validator(),
+            "signing": self.state.me is not None,
+            "reason": None if self.state.me is not None or not self._is_validator() else self.sign_guard.reason,
+            "resume_height": self.sign_guard.resume_height(),
+        }
+
+    def statistics(self) -> dict[str, Any]:
+        """Sizes of what peers' messages hold in this engine (bounded, see buffers.py)."""
+        return {
+            "inbox": self._inbox_quota.statistics(),
+            "future": self._future.statistics(),
+            "blocks_cached": len(self._blocks),
+            "blocks_cached_bytes": sum(len(b.encode()) for b, _ in self._blocks.values()),
+        }
+
+    def _validators_of(self, height: int) -> ValidatorSet:
+        """The authority set that decides ``height`` (next height or the one after).
+
+        For the height after next this is the current set too: a change scheduled by
+        governance can make it wrong there, and a proposal dropped for that reason comes
+        again (re-broadcast, or the round after) once the height has started.
+        """
+        tip = self.ledger.tip
+        if self._vset is None or self._vset[0] != tip.height:
+            self._vset = (tip.height, ValidatorSet.from_powers(tip.powers))
+        return self._vset[1]
+
     def on_consensus_gossip(self, peer: PeerId, data: bytes) -> bool:
-        """Gossip validator: decode, check signature and authority; queue if acceptable."""
+        """Gossip validator: shape, height, authority, proposer of the round, signature;
+        then the proposal's block; queue if there is room. Cheap checks come first, so a
+        flood of messages that fail them costs no block decoding."""
         try:
-            msg = decode_consensus(data, self.mempool.get)
+            m, raw = decode_consensus_head(data)
         except (MedchainError, ValueError) as exc:
             log.debug("rejecting consensus message from %s: %s", peer, exc)
             return False
-        m = msg.message
         if m.height < self.next_height or m.height > self.next_height + 1:
             # old: useless; far future: sync will catch us up. Neither spreads further.
             return False
-        powers = self.ledger.tip.powers
         signer_key = m.proposer if isinstance(m, Proposal) else m.validator
-        if signer_key not in powers:
+        if signer_key not in self.ledger.tip.powers:
+            return False
+        if isinstance(m, Proposal) and self._validators_of(m.height).proposer(m.height, m.round) != m.proposer:
+            # not the signer's turn: the core would never keep it (L22/L28 "from
+            # proposer(h_p, round_p)"), so it is invalid, and must not cost a block decode
             return False
         ok = core.verify_proposal(self.chain_id, m) if isinstance(m, Proposal) else core.verify_vote(self.chain_id, m)
         if not ok:
             return False
         try:
-            self._send.send_nowait(_Peer(msg))
+            msg = attach_block(m, raw, self.mempool.get)
+        except (MedchainError, ValueError) as exc:
+            log.debug("rejecting a proposal from %s: %s", peer, exc)
+            return False
+        if not self._inbox_quota.try_reserve(signer_key, len(data)):
+            log.debug("consensus inbox: signer over its byte quota; dropping height=%d signer=%s",
+                      m.height, signer_key.hex()[:16])
+            return True  # valid, so it may spread; this node has no room for it now
+        try:
+            self._send.send_nowait(_Peer(msg, signer_key, len(data)))
         except trio.WouldBlock:
+            self._inbox_quota.release(signer_key, len(data))
             log.warning("consensus inbox full; dropping a message height=%d", m.height)
         return True
 
@@ -267,11 +381,12 @@ class BftEngine:
                     "This node will not sign those heights again; it needs the missing blocks from peers",
                     wal_top, self.ledger.height,
                 )
+            self._check_recent_commits()
             self._maybe_start_height(force=self._wal_has(self.next_height))
-            await self._drain_if_needed()
+            await self._settle()
             async for ev in self._recv:
                 await self._handle(ev)
-                await self._drain_if_needed()
+                await self._settle()
 
     # ------------------------------------------------------------ events
 
@@ -283,14 +398,19 @@ class BftEngine:
 
     async def _handle(self, ev: _Event) -> None:
         if isinstance(ev, _Peer):
+            self._inbox_quota.release(ev.signer, ev.size)
             m = ev.msg.message
+            if self.key is not None and ev.signer == self.key.public_key:
+                self._check_own_message(m)
             if m.height == self.next_height and not self.started_height:
                 self._maybe_start_height(force=True)
             if m.height != self.started_height:
-                if m.height > self.next_height - 1 and len(self._future) < MAX_FUTURE_MESSAGES:
-                    self._future.append(ev.msg)
+                if m.height >= self.next_height:
+                    self._future.add(ev.msg, ev.size)
                 return
             await self._feed_peer(ev.msg)
+        elif isinstance(ev, _SigningCheck):
+            pass  # _settle() asks the guard after every event
         elif isinstance(ev, _Timeout):
             if ev.height == self.started_height:
                 await self._apply(TimeoutFired(ev.kind, core.Height(ev.height), core.Round(ev.round)))
@@ -307,6 +427,12 @@ class BftEngine:
         m = msg.message
         if isinstance(m, Proposal):
             assert msg.block is not None
+            await self._apply_pending()  # a StartHeight queued by this very message comes first
+            if not core.admits_proposal(self.state, m):
+                # wrong proposer or round quota, a duplicate, an unjustified second
+                # proposal, or already decided: the core would drop it, so its block is
+                # neither executed nor cached (the bound on _blocks)
+                return
             valid = self._judge(msg.block)
             await self._apply(ProposalReceived(m, valid))
         else:
@@ -347,6 +473,10 @@ class BftEngine:
         self._blocks = {k: v for k, v in self._blocks.items() if v[0].height >= h}
         self._own_msgs = []
         self._wal_blocks = set()
+        me = self._signing_id()
+        if me != self.state.me:
+            # sign from this height on, or stop: a core without a key is a follower
+            self.state = core.initial_state(me, self.config.timeouts)
         vs = ValidatorSet.from_powers(self.ledger.tip.powers)
         wal = self.wal.entries(h) if self.wal is not None else ()
         for raw in self.wal.blocks(h) if self.wal is not None else ():
@@ -361,8 +491,7 @@ class BftEngine:
                 self._wal_blocks.add(block.hash())
         self._own.append(StartHeight(core.Height(h), vs, wal=wal))
         # deliver buffered messages of this height after the start
-        future, self._future = self._future, [m for m in self._future if m.message.height > h]
-        self._replay = [m for m in future if m.message.height == h]
+        self._replay = self._future.take(h)
         # processed by the engine task itself, right after the current event: the core
         # and the ledger are only ever touched by that one task (no interleaved commits)
         self._need_drain = True
@@ -372,9 +501,17 @@ class BftEngine:
             self._need_drain = False
             await self._drain_own()
 
+    async def _settle(self) -> None:
+        """After each event, at a point where no effects are half carried out: process
+        what the event queued, then apply a change of the double-sign guard's verdict."""
+        await self._drain_if_needed()
+        if self.started_height and self.state.me != self._signing_id():
+            self._update_signing()
+            await self._drain_if_needed()
+
     async def _drain_own(self) -> None:
         await self._apply_pending()
-        replay, self._replay = getattr(self, "_replay", []), []
+        replay, self._replay = self._replay, []
         for m in replay:
             if m.message.height == self.started_height:
                 await self._feed_peer(m)
@@ -406,15 +543,20 @@ class BftEngine:
                 await self._effect(eff)
 
     async def _effect(self, eff: core.Effect) -> None:
+        if isinstance(eff, WALAppend | SignVote | SignProposal | RequestValue) and self._signing_id() is None:
+            # The guard stopped signing while this transition's effects were being carried
+            # out (our key seen elsewhere); _settle() restarts the height without the key.
+            log.debug("not signing: %s", self.sign_guard.reason)
+            return
         if isinstance(eff, WALAppend):
             if self.wal is not None:
                 self._wal_block(eff.entry)
                 self.wal.append(eff.entry.height, eff.entry)
         elif isinstance(eff, SignVote):
-            assert self.signer is not None
+            assert self.signer is not None and self.state.me is not None  # a core without a key never asks
             self._own.append(VoteReceived(self.signer.sign_vote(eff.vote)))
         elif isinstance(eff, SignProposal):
-            assert self.signer is not None
+            assert self.signer is not None and self.state.me is not None
             signed = self.signer.sign_proposal(eff.proposal)
             entry = self._blocks.get(signed.block_hash)
             self._own.append(ProposalReceived(signed, entry is not None and entry[1] is not None))
@@ -444,6 +586,9 @@ class BftEngine:
         elif isinstance(eff, EvidenceFound):
             self.evidence.append(eff.evidence)
             log.warning("equivocation detected evidence=%r", eff.evidence)
+            if self.key is not None and eff.evidence.validator == self.key.public_key:
+                self._note_foreign(int(eff.evidence.vote_a.height),
+                                   "two different votes signed with this key for one step")
             if self.on_evidence is not None:
                 try:
                     self.on_evidence(eff.evidence)
@@ -462,6 +607,19 @@ class BftEngine:
         self._resends += 1
         for message, block in self._own_msgs[-6:]:
             self._nursery.start_soon(self._publish, message, block, self._resends)
+        # The proof of lock behind our valid value (L36, L42): its 2f+1 prevotes. The
+        # paper assumes that a message one correct node received reaches every correct
+        # node (Tendermint's gossip forwards every vote), but here a node re-sends only
+        # its own messages. If a Byzantine authority's prevote completed the POL for some
+        # nodes and it then fell silent, a node that missed that prevote (it was still
+        # catching up) could never accept the re-proposal of the locked value (L28), the
+        # locked nodes never prevote anything else (L29), and the height halts. Re-sending
+        # the POL (at most one vote per authority) restores the assumption.
+        s = self.state
+        if self.started_height and s.height == self.started_height and s.valid_value is not None:
+            for v in s.votes.votes_for(s.valid_round, VoteKind.PREVOTE, s.valid_value):
+                if v.validator != s.me:
+                    self._nursery.start_soon(self._publish, v, None, self._resends)
 
     async def _regossip(self) -> None:
         """Re-broadcast while a height is stuck, backing off 1, 2, 4, 8 intervals.
@@ -520,20 +678,123 @@ class BftEngine:
         await self._commit(block, d.to_commit(), ex)
 
     async def _commit(self, block: Block, commit: Commit, ex: Execution) -> None:
+        # before the WAL is pruned: does this block carry a precommit of ours we never made?
+        for c in (commit, block.last_commit):
+            if c is not None and self._unknown_own_precommit(c):
+                self._note_foreign(c.height, f"a commit for height {c.height} carries a precommit "
+                                             "signed with this key that consensus.wal does not hold")
         self._prev_powers = dict(self.ledger.tip.powers)
         await self.ledger.commit(block, commit, ex)
         self.last_commit = commit
         self.mempool.update(block.txs)
         if self.wal is not None:
-            self.wal.prune(block.height + 1)
+            look_back = self.sign_guard.look_back
+            self.wal.prune(block.height + 1,
+                           keep_precommits_from=block.height - look_back if look_back else None)
         self.started_height = 0
         self._blocks = {k: v for k, v in self._blocks.items() if v[0].height > block.height}
         log.info("committed block height=%d round=%d txs=%d hash=%s", block.height, commit.round,
                  len(block.txs), block.hash().hex()[:16])
         assert self._nursery is not None
         self._nursery.start_soon(self._announce, block.height, block.hash())
-        has_next = any(m.message.height == self.next_height for m in self._future)
-        self._maybe_start_height(force=has_next)
+        if self._signing_id() is not None and self.state.me is None and self._is_validator():
+            log.info("signing again height=%d: no precommit of this key by another process in the last %d "
+                     "heights", self.next_height, self.sign_guard.look_back)
+        self._maybe_start_height(force=self._future.has_height(self.next_height))
+
+    # ------------------------------------------------------------ one key, one authority
+
+    def _signing_id(self) -> core.ValidatorId | None:
+        """This node's key for the core if it may sign now, else None (a follower)."""
+        if self.key is None or not self.sign_guard.may_sign(trio.current_time(), self.ledger.height):
+            return None
+        return core.ValidatorId(self.key.public_key)
+
+    def _unknown_own_precommit(self, commit: Commit) -> bool:
+        if self.key is None or self.wal is None or not self.sign_guard.enabled:
+            return False
+        me = self.key.public_key
+        return any(s.validator == me for s in commit.signatures) and not self.wal.knows_precommit(
+            commit.height, commit.round, commit.block_hash)
+
+    def _check_recent_commits(self) -> None:
+        """Before the first signature after a start: this key's precommits in the commits
+        of the last ``double_sign_check_height`` heights must all be in the WAL."""
+        guard = self.sign_guard
+        if not guard.enabled or self.wal is None or not self._is_validator():
+            return
+        store, head = self.ledger.store, self.ledger.height
+        unknown: list[int] = []
+        for h in range(max(1, head - guard.look_back + 1), head + 1):
+            following = store.get_block(h + 1) if h < head else None
+            for c in (store.get_commit(h), following.last_commit if following is not None else None):
+                if c is not None and self._unknown_own_precommit(c):
+                    unknown.append(h)
+        if not unknown:
+            return
+        foreign, unexplained = guard.classify(unknown, wal_created=self.wal.created,
+                                              wal_precommits=self.wal.precommit_heights())
+        guard.on_start(trio.current_time(), foreign, unexplained)
+        if foreign:
+            log.error(
+                "not signing: %s. Another node may be running with this authority key (a restored backup, "
+                "a copied datadir). This node follows the chain and signs again once it has committed "
+                "height %s without seeing the key elsewhere. If you are certain no other copy runs "
+                "(e.g. consensus.wal was lost), restart with consensus.double_sign_check_height = 0",
+                guard.reason, guard.resume_height())
+        else:
+            log.warning("not signing yet: %s", guard.reason)
+            hold = guard.hold_until()
+            assert hold is not None and self._nursery is not None
+            self._nursery.start_soon(self._signing_check_at, hold)
+
+    def _check_own_message(self, m: Message) -> None:
+        """A peer relayed a message signed with our key: did we sign it?"""
+        if self.wal is None or not self.sign_guard.enabled:
+            return
+        if m.unsigned() not in self.wal.entries(m.height):
+            self._note_foreign(int(m.height), f"a {type(m).__name__.lower()} for height {m.height} "
+                                              "signed with this key arrived from the network and is "
+                                              "not in consensus.wal")
+
+    def report_key_elsewhere(self, why: str) -> None:
+        """For the network layer: this node's identity was seen connected from elsewhere.
+        Signing stops at once (before the next effect) and the height restarts without
+        the key at the next event."""
+        self._note_foreign(self.next_height, why)
+
+    def _note_foreign(self, height: int, why: str) -> None:
+        """Another process signed with our key at ``height``. Signing stops before the
+        next effect (see _effect); _settle() then restarts the height without the key."""
+        if self.sign_guard.foreign(height, why):
+            log.error("not signing: %s. Another node is running with this authority key; this node "
+                      "follows the chain and signs again once it has committed height %s without seeing "
+                      "the key elsewhere. Stop the other copy", why, self.sign_guard.resume_height())
+
+    def _update_signing(self) -> None:
+        """Apply the guard's verdict to the started height: restart it with or without
+        the key, so signing stops (or resumes) mid-height."""
+        me = self._signing_id()
+        if me == self.state.me or not self.started_height:
+            return  # an unstarted height picks the key up when it starts
+        if me is not None:
+            log.info("signing from height=%d: no other process seen signing with this key", self.next_height)
+        # Restart the height with the same message log: the WAL's entries restore the
+        # last-signed guard, so nothing signed before can be contradicted; the votes and
+        # proposals the old core held are fed again, so none has to be gossiped again.
+        old = self.state
+        self.state = core.initial_state(me, self.config.timeouts)
+        self.started_height = 0
+        self._maybe_start_height(force=True)
+        for p in old.proposals.all_proposals():
+            cached = self._blocks.get(p.block_hash)
+            self._own.append(ProposalReceived(p, cached is not None and cached[1] is not None))
+        for v in old.votes.all_votes():
+            self._own.append(VoteReceived(v))
+
+    async def _signing_check_at(self, when: float) -> None:
+        await trio.sleep_until(when)
+        await self._send.send(_SigningCheck())
 
     async def _announce(self, height: int, block_hash: bytes) -> None:
         try:

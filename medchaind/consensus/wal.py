@@ -18,6 +18,14 @@ restarted authority that proposed, or is locked on, a value could not propose it
 record (crash mid-write) is cut off on open; anything else malformed is an error that
 names the file and offset, because silently losing a signed message could let the node
 equivocate. Entries below the committed height are pruned by an atomic rewrite.
+
+Pruning may keep this key's non-nil precommits of the last few committed heights
+(``keep_precommits_from``): they are what the double-sign check after a start
+(:mod:`medchaind.consensus.signguard`) compares the precommits in recent commits with. A
+precommit of this key in a commit that the WAL does not hold was signed by something
+other than this node's history: another process running the same key, or a copy of this
+node started from a state that lacks the WAL (CometBFT's ``double_sign_check_height``).
+``created`` tells whether the file was new when opened: a new WAL knows of no signature.
 """
 
 from __future__ import annotations
@@ -87,6 +95,8 @@ class WAL:
         self._entries: list[tuple[int, WALEntry]] = []
         self._blocks: list[tuple[int, bytes]] = []
         self._file: Any = None
+        #: no file existed when opened: this log has never recorded any signature
+        self.created = not path.exists()
         self._load()
         self._file = open(self.path, "ab")  # noqa: SIM115 (owned for the node's lifetime)
 
@@ -154,9 +164,34 @@ class WAL:
         os.fsync(self._file.fileno())
         self._entries.append((height, message))
 
-    def prune(self, below: int) -> None:
-        """Drop entries of heights < ``below`` (they are committed), atomically."""
-        keep = [(h, m) for h, m in self._entries if h >= below]
+    def knows_precommit(self, height: int, round_: int, block_hash: bytes) -> bool:
+        """Whether this log holds this key's precommit for ``block_hash`` at (height, round)."""
+        return any(
+            h == height and isinstance(m, Vote) and m.kind == VoteKind.PRECOMMIT
+            and m.round == round_ and m.block_hash == block_hash
+            for h, m in self._entries
+        )
+
+    def precommit_heights(self) -> list[int]:
+        """The heights at which this log holds a non-nil precommit of this key, ascending."""
+        return sorted({h for h, m in self._entries
+                       if isinstance(m, Vote) and m.kind == VoteKind.PRECOMMIT and m.block_hash is not None})
+
+    def prune(self, below: int, *, keep_precommits_from: int | None = None) -> None:
+        """Drop entries of heights < ``below`` (they are committed), atomically.
+
+        With ``keep_precommits_from``, non-nil precommits of heights >= that bound are
+        kept too (blocks, proposals and proofs of lock below ``below`` still go): the
+        double-sign check needs them, and nothing else reads heights below ``below``.
+        """
+
+        def kept(h: int, m: WALEntry) -> bool:
+            if h >= below:
+                return True
+            return (keep_precommits_from is not None and h >= keep_precommits_from and isinstance(m, Vote)
+                    and m.kind == VoteKind.PRECOMMIT and m.block_hash is not None)
+
+        keep = [(h, m) for h, m in self._entries if kept(h, m)]
         keep_blocks = [(h, b) for h, b in self._blocks if h >= below]
         if len(keep) == len(self._entries) and len(keep_blocks) == len(self._blocks):
             return

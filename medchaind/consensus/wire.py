@@ -8,8 +8,8 @@ Topics (``<chain>`` is the chain id):
   An optional ``"resend": n`` marks the n-th periodic re-broadcast of the same message.
 * ``/medchain/<chain>/tx/1``: ``{"txs": [<tx bytes>, ...]}``, a batch of txs a node
   admitted (batched by count and time, DESIGN.md §5).
-* ``/medchain/<chain>/block/1``: ``{"height": h, "hash": <32 bytes>}``, announced after
-  each commit so a node that fell behind learns it and syncs.
+* ``/medchain/<chain>/block/1`` and the sync protocol: encoded in ``sync/wire.py``
+  (below consensus, DESIGN.md §2) and re-exported here.
 
 Every decoder here is the one boundary for its message kind: it returns a validated
 value or raises DecodeError/ValidationError, and the gossip validator rejects on error.
@@ -19,12 +19,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from .. import codec
 from ..core import Message, Proposal
 from ..errors import DecodeError, ValidationError
-from ..types import Block, Commit, Tx, decode_block, decode_commit
+from ..sync.wire import MAX_SYNC_BLOCKS as MAX_SYNC_BLOCKS
+from ..sync.wire import MAX_SYNC_BYTES as MAX_SYNC_BYTES
+from ..sync.wire import SYNC_PROTOCOL as SYNC_PROTOCOL
+from ..sync.wire import block_topic as block_topic
+from ..sync.wire import decode_announce as decode_announce
+from ..sync.wire import decode_blocks as decode_blocks
+from ..sync.wire import decode_status as decode_status
+from ..sync.wire import decode_sync_request as decode_sync_request
+from ..sync.wire import encode_announce as encode_announce
+from ..sync.wire import encode_blocks as encode_blocks
+from ..sync.wire import encode_status as encode_status
+from ..sync.wire import encode_sync_request as encode_sync_request
+from ..types import Block, Tx, decode_block
 from ..types.block import MAX_BLOCK_BYTES
 from .wal import message_from_map, message_to_map
 
@@ -42,13 +53,6 @@ def consensus_topic(chain: str) -> str:
 
 def tx_topic(chain: str) -> str:
     return "tx/1"
-
-
-def block_topic(chain: str) -> str:
-    return "block/1"
-
-
-SYNC_PROTOCOL = "sync/1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,25 +74,43 @@ def encode_consensus(message: Message, block: Block | None = None, resend: int =
     return codec.encode_unchecked(m)
 
 
-def decode_consensus(data: bytes, known: Callable[[bytes], Tx | None] | None = None) -> ConsensusMsg:
+def decode_consensus_head(data: bytes) -> tuple[Message, bytes | None]:
+    """The message and, for a proposal, its block's bytes, *not yet decoded*.
+
+    Decoding a block (every tx in it) is the expensive part of a proposal; the gossip
+    validator first checks what is cheap (height, signer, proposer of the round,
+    signature) and only then calls :func:`attach_block`, so a flood of proposals that
+    are not the signer's turn costs no block decoding.
+    """
     d = codec.decode(data, max_size=MAX_CONSENSUS_MSG)
     if not isinstance(d, dict):
         raise DecodeError("consensus message: expected a map")
     resend = d.pop("resend", 0)
     if type(resend) is not int or resend < 0:
         raise DecodeError("consensus message: resend must be a non-negative integer")
-    block = None
+    raw = None
     if d.get("t") == "proposal":
         raw = d.pop("body", None)
         if not isinstance(raw, bytes):
             raise DecodeError("proposal without its block")
-        block = decode_block(raw, known)
-    msg = message_from_map(d)
-    if isinstance(msg, Proposal):
-        assert block is not None
-        if block.hash() != msg.block_hash or block.height != msg.height:
-            raise ValidationError("proposal: block does not match the proposed hash and height")
-    return ConsensusMsg(msg, block)
+    return message_from_map(d), raw
+
+
+def attach_block(message: Message, raw: bytes | None,
+                 known: Callable[[bytes], Tx | None] | None = None) -> ConsensusMsg:
+    """Decode a proposal's block (``raw`` from :func:`decode_consensus_head`) and bind it."""
+    if not isinstance(message, Proposal):
+        return ConsensusMsg(message, None)
+    assert raw is not None
+    block = decode_block(raw, known)
+    if block.hash() != message.block_hash or block.height != message.height:
+        raise ValidationError("proposal: block does not match the proposed hash and height")
+    return ConsensusMsg(message, block)
+
+
+def decode_consensus(data: bytes, known: Callable[[bytes], Tx | None] | None = None) -> ConsensusMsg:
+    message, raw = decode_consensus_head(data)
+    return attach_block(message, raw, known)
 
 
 def encode_tx_batch(txs: list[bytes]) -> bytes:
@@ -102,69 +124,3 @@ def decode_tx_batch(data: bytes) -> list[bytes]:
     if len(d["txs"]) > MAX_TX_BATCH or not all(isinstance(t, bytes) for t in d["txs"]):
         raise DecodeError("tx batch: at most 1024 byte strings")
     return list(d["txs"])
-
-
-def encode_announce(height: int, block_hash: bytes) -> bytes:
-    return codec.encode_unchecked({"height": height, "hash": block_hash})
-
-
-def decode_announce(data: bytes) -> tuple[int, bytes]:
-    d = codec.decode(data, max_size=128)
-    if (not isinstance(d, dict) or set(d) != {"height", "hash"} or type(d["height"]) is not int
-            or d["height"] < 1 or not isinstance(d["hash"], bytes) or len(d["hash"]) != 32):
-        raise DecodeError("block announcement: expected {height, hash}")
-    return d["height"], d["hash"]
-
-
-# ---------------------------------------------------------------- sync protocol
-
-MAX_SYNC_BLOCKS = 64
-MAX_SYNC_BYTES = 48 * 1024 * 1024
-
-
-def encode_sync_request(op: str, **fields: Any) -> bytes:
-    return codec.encode({"op": op, **fields})
-
-
-def decode_sync_request(data: bytes) -> dict[str, Any]:
-    d = codec.decode(data, max_size=256)
-    if not isinstance(d, dict) or d.get("op") not in ("status", "blocks"):
-        raise DecodeError("sync request: op must be status or blocks")
-    if d["op"] == "blocks":
-        if set(d) != {"op", "from", "to"} or type(d["from"]) is not int or type(d["to"]) is not int:
-            raise DecodeError("sync blocks request: expected {op, from, to}")
-        if not 1 <= d["from"] <= d["to"]:
-            raise DecodeError("sync blocks request: need 1 <= from <= to")
-    elif set(d) != {"op"}:
-        raise DecodeError("sync status request takes no fields")
-    return d
-
-
-def encode_status(height: int, head_hash: bytes) -> bytes:
-    return codec.encode_unchecked({"height": height, "hash": head_hash})
-
-
-def decode_status(data: bytes) -> tuple[int, bytes]:
-    d = codec.decode(data, max_size=128)
-    if (not isinstance(d, dict) or set(d) != {"height", "hash"} or type(d["height"]) is not int
-            or d["height"] < 0 or not isinstance(d["hash"], bytes) or len(d["hash"]) != 32):
-        raise DecodeError("sync status: expected {height, hash}")
-    return d["height"], d["hash"]
-
-
-def encode_blocks(items: list[tuple[bytes, bytes]]) -> bytes:
-    return codec.encode_unchecked({"blocks": [[b, c] for b, c in items]})
-
-
-def decode_blocks(data: bytes) -> list[tuple[Block, Commit]]:
-    d = codec.decode(data, max_size=MAX_SYNC_BYTES, max_depth=codec.MAX_DEPTH)
-    if not isinstance(d, dict) or set(d) != {"blocks"} or not isinstance(d["blocks"], list):
-        raise DecodeError("sync blocks: expected {blocks: [[block, commit], ...]}")
-    if len(d["blocks"]) > MAX_SYNC_BLOCKS:
-        raise DecodeError(f"sync blocks: at most {MAX_SYNC_BLOCKS} per answer")
-    out = []
-    for item in d["blocks"]:
-        if not isinstance(item, list) or len(item) != 2 or not all(isinstance(x, bytes) for x in item):
-            raise DecodeError("sync blocks: each item is [block bytes, commit bytes]")
-        out.append((decode_block(item[0]), decode_commit(item[1])))
-    return out

@@ -13,6 +13,7 @@ host loop; :mod:`.round_machine` the theory of operation; :mod:`.state` the WAL 
 last-signed guard.
 """
 
+from .driver import admits_proposal as admits_proposal
 from .driver import apply as apply
 from .driver import next_event as next_event
 from .effects import Broadcast as Broadcast

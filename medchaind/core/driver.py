@@ -143,6 +143,24 @@ def _file_proposal(state: State, proposal: Proposal, valid: bool
     return state, effects, proposal.round
 
 
+def admits_proposal(state: State, proposal: Proposal) -> bool:
+    """Whether :func:`apply` would keep ``proposal`` now: a pure query for the host.
+
+    The host must answer valid(v) (L22, L28, L36, L49) before it feeds a proposal, and
+    for a block that means executing it. Asking first means a block is executed, and
+    kept in the host's cache, only for a proposal the core will file: this height, not
+    decided yet (L49 is done once step_p = commit), from proposer(h_p, r) (the paper's
+    "from proposer(h_p, round_p)", L22/L28), the first of its round or justified by a
+    polka or commit, within the catch-up-round quota (:mod:`.proposals`). Without this
+    check one Byzantine authority could make every node execute and hold any number of
+    blocks by signing proposals for rounds that are not its turn.
+    """
+    if state.step in (Step.UNSTARTED, Step.COMMIT) or proposal.height != state.height:
+        return False
+    outcome = state.proposals.classify(proposal, state.validators, state.votes, state.round)
+    return outcome in COUNTED
+
+
 # ------------------------------------------------------------------- recognising
 
 

@@ -58,8 +58,20 @@ def proposal_payload(height: int, round_: int, block_hash: bytes, pol_round: int
     )
 
 
+# Integer fields are checked with ``type(x) is int``, never ``isinstance(x, int)``: CBOR
+# ``true``/``false`` decode to Python's bool, a subclass of int with True == 1, so a
+# membership or range test alone would accept ``{"kind": true}`` as a prevote. The vote
+# would then have two encodings (``1`` and ``true``), hence two hashes and two gossip
+# ids, for one signature (docs/protocol.md: one object, one encoding).
+
+
 def _is_uint(x: object) -> bool:
     return type(x) is int and 0 <= x < 2**63
+
+
+def _is_kind(x: object) -> bool:
+    """A vote kind: the integer 1 or 2 (or the VoteKind enum built from it), never a bool."""
+    return type(x) in (int, VoteKind) and x in (VoteKind.PREVOTE, VoteKind.PRECOMMIT)
 
 
 def _check_key(x: object, what: str) -> None:
@@ -99,7 +111,7 @@ class Vote:
 
     def validate_basic(self) -> None:
         """Stateless checks; raise ValidationError on the first broken rule."""
-        if self.kind not in (VoteKind.PREVOTE, VoteKind.PRECOMMIT):
+        if not _is_kind(self.kind):
             raise ValidationError("vote: kind must be prevote (1) or precommit (2)")
         if not _is_uint(self.height) or self.height < 1:
             raise ValidationError("vote: height must be an integer >= 1")
@@ -123,7 +135,7 @@ class Vote:
         if not isinstance(m, dict) or set(m) != {"kind", "height", "round", "block",
                                                  "validator", "signature"}:
             raise ValidationError("vote: wrong fields")
-        if m["kind"] not in (VoteKind.PREVOTE, VoteKind.PRECOMMIT):
+        if not _is_kind(m["kind"]):
             raise ValidationError("vote: kind must be prevote (1) or precommit (2)")
         vote = cls(VoteKind(m["kind"]), m["height"], m["round"], m["block"], m["validator"],
                    m["signature"])

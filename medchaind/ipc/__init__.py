@@ -3,13 +3,16 @@
 Server side: :class:`Dispatcher` (method table; ``dispatcher.hub`` is the
 :class:`SubscriptionHub`), :class:`IPCServer` (socket, connections), :class:`Connection`.
 Client side: :class:`Client` (blocking) and :class:`AsyncClient` (anyio: trio or asyncio).
-Both sides share :class:`RPCError` and the error-code constants.
+Both sides share :class:`RPCError` and the error-code constants. Who may call what:
+:mod:`medchaind.ipc.access` (:class:`AccessPolicy`, :func:`grant_for`).
 """
 
 from __future__ import annotations
 
+from .access import AccessPolicy, AccessRule, Grant, grant_for, namespace_of
 from .client import AsyncClient, AsyncSubscription, Client, Subscription
 from .errors import (
+    ACCESS_DENIED,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -22,6 +25,7 @@ from .errors import (
 )
 from .server import (
     Connection,
+    ConnectionLimits,
     Dispatcher,
     IPCServer,
     IPCServerStatistics,
@@ -31,17 +35,22 @@ from .server import (
 )
 
 __all__ = [
+    "ACCESS_DENIED",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
     "LIMIT_EXCEEDED",
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
+    "AccessPolicy",
+    "AccessRule",
     "AsyncClient",
     "AsyncSubscription",
     "Client",
     "Connection",
+    "ConnectionLimits",
     "Dispatcher",
+    "Grant",
     "IPCBindError",
     "IPCServer",
     "IPCServerStatistics",
@@ -51,4 +60,6 @@ __all__ = [
     "SubscriptionOverflowError",
     "TopicSubscription",
     "bind_params",
+    "grant_for",
+    "namespace_of",
 ]

@@ -16,9 +16,8 @@ whose codes come from ``MedchainError.rpc_code`` (see :mod:`medchaind.errors`).
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..errors import MedchainError
+from ..errors import MedchainError as MedchainError
+from ..errors import RPCError as RPCError
 
 #: Invalid JSON was received (the request could not be framed or parsed).
 PARSE_ERROR = -32700
@@ -30,36 +29,13 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 #: A handler failed unexpectedly; the node log has the traceback.
 INTERNAL_ERROR = -32603
-#: A per-connection limit was hit (subscriptions per connection, connections per server).
-#: Application range; same meaning as EIP-1474's "limit exceeded".
+#: The caller's uid/gid may not call this method's namespace (``[ipc.access]``); the
+#: message names the namespace and what the caller may call. Application range.
+ACCESS_DENIED = -32004
+#: A limit was hit: subscriptions per connection, connections per server, reply size,
+#: unread output, read or idle timeout. Application range; same meaning as EIP-1474's
+#: "limit exceeded".
 LIMIT_EXCEEDED = -32005
-
-
-class RPCError(MedchainError):
-    """A JSON-RPC error object: ``{"code": code, "message": message, "data"?: data}``.
-
-    Raised by a handler, it becomes the error response verbatim (``data`` only if not
-    ``None``; it must be JSON-able). Raised by a client, it is the error the node sent.
-    """
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-        # Instance attribute shadows MedchainError.rpc_code, so generic code that maps
-        # MedchainError -> rpc_code gets the specific code of this error.
-        self.rpc_code = code
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON-RPC ``error`` member for this error."""
-        err: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            err["data"] = self.data
-        return err
-
-    def __repr__(self) -> str:
-        return f"RPCError({self.code}, {self.message!r}, {self.data!r})"
 
 
 class IPCBindError(MedchainError):

@@ -128,6 +128,12 @@ class JSONStreamDecoder:
         return len(self._buf)
 
     @property
+    def pending(self) -> bool:
+        """True while part of a value (or of a malformed line being skipped) has arrived
+        and its end has not: the server's read timeout runs only then."""
+        return bool(self._buf) or self._discarding
+
+    @property
     def failed(self) -> bool:
         """True once a fatal event was returned."""
         return self._failed

@@ -16,10 +16,9 @@ accepted client is a :class:`Connection` served by two tasks in its own nursery:
   per connection; more run in line. Requests of different connections are fully
   independent.
 * the **writer** is the only task that writes to the socket. Everything outgoing
-  (responses and notifications) goes through one bounded memory channel of
-  ``send_queue`` messages, so bytes of two messages never interleave and a handler that
-  is waiting never holds up notifications. Messages already queued are coalesced into
-  one write.
+  (responses and notifications) goes through one channel, so bytes of two messages
+  never interleave and a handler that is waiting never holds up notifications.
+  Messages already queued are coalesced into one write.
 
 When the client sends EOF (``socat`` and ``nc -q`` half-close after their request), the
 reader stops, notifications stop, and queued replies are flushed for at most
@@ -27,15 +26,42 @@ reader stops, notifications stop, and queued replies are flushed for at most
 
 Output is one compact JSON object (or batch array) plus ``\\n`` per message.
 
-Back-pressure and the slow-subscriber policy: a response waits for room in the channel
-(that only slows the connection that is not reading its own responses). A notification
-never waits: if the channel is full, the connection is dropped and logged, because the
-node must not block on a client (:meth:`SubscriptionHub.publish` is a plain ``def``).
+Memory bounds (every reply and every queue is bounded in bytes; issue 9, defects 3-4):
+
+* A reply is at most ``max_reply_bytes`` (a batch's reply in total). A single reply over
+  it becomes a ``-32005`` error; in a batch, the entry that would cross it gets that
+  error (it *was* executed, its result is dropped) and the entries after it are not
+  executed and get ``-32005`` too (``data.executed`` says which). The dispatcher yields
+  to the event loop between the entries of a batch, so one batch never freezes the node.
+* Output waiting for a client's writer task is at most ``send_queue_bytes`` and
+  ``send_queue`` messages per connection (the writer itself holds one write at a time),
+  and all unsent output (waiting or being written) at most ``send_queue_total_bytes``
+  for the whole server. Nothing ever waits for room: a connection whose output would go
+  over its bound is not reading and is closed at once (responses and notifications
+  alike; :meth:`SubscriptionHub.publish` is a plain ``def``); when the server-wide bound
+  would be crossed, the connection holding the most unsent bytes is closed. Closing a
+  connection releases its queued output at once. A client may pipeline requests, but it
+  must read its replies as they come.
+* Input: a value over ``max_line_bytes`` gets ``-32600 request too large`` and the
+  connection is closed.
+
+Slow and idle clients (defect 7): a request that has started to arrive must be complete
+within ``read_timeout`` seconds, and a connection that sends no request for
+``idle_timeout`` seconds is closed, unless it holds a subscription or a running long poll
+(it is then waiting for the node, not idle). Both send a last ``-32005`` error with
+``id: null`` that says why. Of ``max_connections``, ``reserved_connections`` can only be
+taken by owners (the node's own uid and root, see :mod:`medchaind.ipc.access`), so
+operator tools still get in when other users have filled the socket.
+
+Access control: each connection gets a :class:`~medchaind.ipc.access.Grant` from the
+server's :class:`~medchaind.ipc.access.AccessPolicy` and the peer's ``SO_PEERCRED`` uid and
+``SO_PEERGROUPS`` gids when it is accepted; a call to a namespace it may not use is
+``-32004 access denied`` naming the namespace, and ``rpc_modules`` lists only what the
+caller may call.
 
 Failure isolation: malformed JSON gets a ``-32700`` response with ``id: null`` and the
-reader resynchronises at the next newline (see :mod:`medchaind.ipc.framing`); a value over
-``max_line_bytes`` gets ``-32600 request too large`` and the connection is closed. Bad
-bytes, abrupt disconnects and handler exceptions only ever end their own connection (or
+reader resynchronises at the next newline (see :mod:`medchaind.ipc.framing`). Bad bytes,
+abrupt disconnects and handler exceptions only ever end their own connection (or
 request); nothing a client sends can raise out of :meth:`IPCServer.serve`.
 
 Errors: a handler raises :class:`RPCError` to pick the error; any other
@@ -56,7 +82,6 @@ never touched, and the file is unlinked on exit if it is still ours.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import grp
 import itertools
@@ -67,7 +92,7 @@ import secrets
 import socket
 import stat
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -80,7 +105,9 @@ else:
     from trio import TaskStatus
 
 from ..errors import MedchainError, NotFound, TxRejected
+from .access import FULL_GRANT, AccessPolicy, Grant, grant_for, namespace_of
 from .errors import (
+    ACCESS_DENIED,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -93,6 +120,7 @@ from .errors import (
 from .framing import JSONStreamDecoder, Malformed, Message, TooLarge, Unsynchronisable
 
 __all__ = [
+    "ACCESS_DENIED",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
@@ -100,6 +128,7 @@ __all__ = [
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
     "Connection",
+    "ConnectionLimits",
     "Dispatcher",
     "Handler",
     "IPCServer",
@@ -129,6 +158,20 @@ _MAX_LONG_POLLS = 16
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _INTERNAL_MESSAGE = "internal error (see the node log)"
 _JSON_SEPARATORS = (",", ":")
+#: ``SO_PEERGROUPS`` (Linux >= 4.13; not in the socket module): the peer's supplementary groups
+_SO_PEERGROUPS = 59
+_MAX_PEER_GROUPS = 256  # getsockopt() buffers are at most 1024 bytes
+
+#: Defaults of the limits (the node's ``[ipc]`` settings override them).
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_REPLY_BYTES = 32 * 1024 * 1024
+DEFAULT_SEND_QUEUE = 1024
+DEFAULT_SEND_QUEUE_BYTES = 32 * 1024 * 1024
+DEFAULT_SEND_QUEUE_TOTAL_BYTES = 256 * 1024 * 1024
+DEFAULT_READ_TIMEOUT = 30.0
+DEFAULT_IDLE_TIMEOUT = 600.0
+DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_RESERVED_CONNECTIONS = 16
 
 
 def _dumps(obj: Any) -> bytes:
@@ -136,15 +179,28 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=_JSON_SEPARATORS, allow_nan=False).encode("ascii")
 
 
+#: Error messages are cut to this many characters and error data over this many bytes is
+#: left out: an error may quote what the client sent, and must stay small.
+_MAX_ERROR_MESSAGE = 2000
+_MAX_ERROR_DATA_BYTES = 64 * 1024
+
+
 def _error_response(req_id: Any, code: int, message: str, data: Any = None) -> bytes:
+    if len(message) > _MAX_ERROR_MESSAGE:
+        message = message[:_MAX_ERROR_MESSAGE] + "…"
     err: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
         err["data"] = data
-    try:
-        return _dumps({"jsonrpc": "2.0", "id": req_id, "error": err})
-    except (TypeError, ValueError, RecursionError):
-        log.error("ipc error data not JSON-serialisable code=%d", code)
-        return _dumps({"jsonrpc": "2.0", "id": req_id, "error": {"code": code, "message": message}})
+    if data is not None:
+        try:
+            encoded = _dumps(data)
+        except (TypeError, ValueError, RecursionError):
+            log.error("ipc error data not JSON-serialisable code=%d", code)
+            del err["data"]
+        else:
+            if len(encoded) > _MAX_ERROR_DATA_BYTES:
+                del err["data"]
+    return _dumps({"jsonrpc": "2.0", "id": req_id, "error": err})
 
 
 def _error_for(exc: Exception, method: str, conn_id: int) -> tuple[int, str, Any]:
@@ -200,44 +256,116 @@ def bind_params(
 # ====================================================================== Connection
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """The per-connection limits (seconds and bytes); see the module docstring."""
+
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    send_queue: int = DEFAULT_SEND_QUEUE
+    send_queue_bytes: int = DEFAULT_SEND_QUEUE_BYTES
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if min(self.max_request_bytes, self.send_queue, self.send_queue_bytes) < 1:
+            raise ValueError("max_request_bytes, send_queue and send_queue_bytes must be positive")
+        if not (self.read_timeout > 0 and self.idle_timeout > 0):
+            raise ValueError("read_timeout and idle_timeout must be positive")
+
+
+class _SendBudget:
+    """Unsent output of all connections of one server, bounded by ``limit`` bytes.
+
+    When a message would cross the bound, the connection holding the most unsent bytes
+    is closed (which releases them): a client that does not read pays, not the one
+    that is asking. If that is the asking connection itself, :meth:`admit` says no.
+    """
+
+    def __init__(self, limit: int, connections: Callable[[], Iterable[Connection]]) -> None:
+        self.limit = limit
+        self.used = 0
+        self._connections = connections
+
+    def admit(self, conn: Connection, size: int) -> bool:
+        while self.used + size > self.limit:
+            victim = max(self._connections(), key=lambda c: c.queued_bytes, default=conn)
+            if victim is conn or victim.queued_bytes <= conn.queued_bytes + size:
+                return False
+            victim.drop_not_reading(f"server-wide output limit {self.limit} bytes reached")
+        self.used += size
+        return True
+
+    def release(self, size: int) -> None:
+        self.used -= size
+
+
 class Connection:
-    """One client connection: identity, outgoing channel, close hooks.
+    """One client connection: identity, grant, outgoing channel, close hooks.
 
     Invariants:
 
     * Only the connection's writer task writes to the socket; everything goes through
-      the bounded channel (``send_queue`` messages).
-    * :meth:`notify_nowait` never blocks; when the channel is full the connection is
-      closed (slow-subscriber policy) and it returns ``False``.
+      one channel, bounded by ``limits.send_queue`` messages and ``limits.send_queue_bytes``
+      bytes waiting for the writer. The writer holds one write at a time (coalesced
+      messages, or one message): memory per connection is at most about
+      ``send_queue_bytes`` plus one reply. The server-wide budget counts both.
+    * Queuing never blocks (:meth:`send_nowait`): a message that would cross a bound
+      while the writer is stuck in a write closes the connection (the client is not
+      reading) and is dropped.
+    * Once closing, nothing more is queued; :meth:`close` discards the queued output at
+      once and returns its bytes to the server's budget.
     * ``on_close`` callbacks run exactly once, after both tasks have stopped, from the
       connection's own task (they must not block; exceptions are logged, not raised).
     * ``after_reply`` callbacks run just before the reply to the request being handled
       is written, or right after the request if it gets no reply. Anything queued after
       they run is written after that reply (used to activate subscriptions only once the
       client has the subscription id).
+    * ``grant`` (what it may call) is fixed when the connection is accepted.
     """
 
-    def __init__(self, conn_id: int, stream: trio.SocketStream, *, send_queue: int) -> None:
+    def __init__(
+        self,
+        conn_id: int,
+        stream: trio.SocketStream,
+        *,
+        limits: ConnectionLimits | None = None,
+        grant: Grant = FULL_GRANT,
+        credentials: tuple[int | None, int | None, int | None] | None = None,
+        groups: tuple[int, ...] = (),
+        budget: _SendBudget | None = None,
+    ) -> None:
         self.id = conn_id
         self._stream = stream
+        self.limits = limits or ConnectionLimits()
         self.peer_pid: int | None
         self.peer_uid: int | None
         self.peer_gid: int | None
-        self.peer_pid, self.peer_uid, self.peer_gid = _peer_credentials(stream.socket)
+        if credentials is None:
+            credentials = _peer_credentials(stream.socket)
+        self.peer_pid, self.peer_uid, self.peer_gid = credentials
+        #: primary and supplementary gids of the peer (as far as the kernel tells)
+        self.peer_gids: tuple[int, ...] = groups
+        #: What this connection may call (:mod:`medchaind.ipc.access`).
+        self.grant = grant
         #: Free-form bookkeeping for subscription owners (the hub keys it by subscription id).
         self.subscriptions: dict[str, Any] = {}
-        #: True if this connection was dropped because it did not read its notifications.
+        #: True if this connection was dropped because it did not read its output.
         self.dropped_slow = False
         self._send, self._recv = trio.open_memory_channel[tuple[bytes, list[Callable[[], None]]]](
-            send_queue
+            self.limits.send_queue
         )
+        self._waiting_bytes = 0  # in the channel, not yet taken by the writer
+        self._writing_bytes = 0  # taken by the writer, its write not finished
+        self._budget = budget
         self._scope = trio.CancelScope()
-        self._closing = False  # no more notifications (reader done or close() called)
+        self._closing = False  # no more output is queued (reader done or close() called)
         self._closed = trio.Event()  # set once fully closed and callbacks have run
         self._on_close: list[Callable[[Connection], None]] = []
         self._after_reply: list[Callable[[], None]] = []
         self._long_polls = 0  # long-poll requests running in their own task
         self._poll_done = trio.Event()
+        self._refused_logged: set[str] = set()
+        self._reply_limit_logged = False
 
     def __repr__(self) -> str:
         return f"<Connection id={self.id} uid={self.peer_uid} pid={self.peer_pid}>"
@@ -246,6 +374,11 @@ class Connection:
     def closed(self) -> bool:
         """True once the connection is closing or closed: notifications are not sent."""
         return self._closing or self._closed.is_set()
+
+    @property
+    def queued_bytes(self) -> int:
+        """Output bytes queued or being written, not yet handed to the kernel."""
+        return self._waiting_bytes + self._writing_bytes
 
     async def wait_closed(self) -> None:
         """Wait until the connection is fully closed and its ``on_close`` callbacks ran."""
@@ -263,11 +396,29 @@ class Connection:
         self._after_reply.append(callback)
 
     def close(self, reason: str = "closed by server") -> None:
-        """Close the connection (non-blocking): cancels its tasks; queued output is lost."""
+        """Close the connection (non-blocking): cancels its tasks; queued output is discarded."""
         if not self._closing:
             log.debug("ipc connection closing conn=%d reason=%s", self.id, reason)
         self._closing = True
         self._scope.cancel()
+        self._discard_output()
+
+    def drop_not_reading(self, why: str) -> None:
+        """Close a connection whose client does not read its output (logged, counted)."""
+        if self._closing:
+            return
+        self.dropped_slow = True
+        log.warning(
+            "ipc dropping connection that does not read conn=%d uid=%s pid=%s queued_bytes=%d "
+            "queued_messages=%d reason=%s",
+            self.id,
+            self.peer_uid,
+            self.peer_pid,
+            self.queued_bytes,
+            self._send.statistics().current_buffer_used,
+            why,
+        )
+        self.close("not reading")
 
     async def notify(self, method: str, params: Any) -> bool:
         """Push a notification to this connection only; see :meth:`notify_nowait`."""
@@ -277,7 +428,7 @@ class Connection:
     def notify_nowait(self, method: str, params: Any) -> bool:
         """Queue ``{"jsonrpc":"2.0","method":method,"params":params}`` for this connection.
 
-        Returns False if the connection is closed or was just dropped for being too slow.
+        Returns False if the connection is closed or was just dropped for not reading.
         Raises ``TypeError``/``ValueError`` if ``params`` is not JSON-able (a caller bug).
         """
         return self.send_nowait(_dumps({"jsonrpc": "2.0", "method": method, "params": params}))
@@ -285,35 +436,61 @@ class Connection:
     def send_nowait(self, data: bytes) -> bool:
         """Queue one pre-encoded JSON message (no trailing newline) without blocking.
 
-        A full channel drops the connection (the slow-subscriber policy).
+        Output over the connection's bounds drops the connection (see the class doc).
         """
-        if self.closed:
+        return self._enqueue(data + b"\n", [])
+
+    def _enqueue(self, data: bytes, hooks: list[Callable[[], None]]) -> bool:
+        if self._closing:
+            return False
+        size = len(data)
+        limit = self.limits.send_queue_bytes
+        # Not reading = the writer is stuck in a write and more than the bound waits
+        # behind it. (While the writer is between writes, it has just not run yet.)
+        if self._writing_bytes and self._waiting_bytes + size > limit:
+            self.drop_not_reading(f"over {limit} unsent bytes")
+            return False
+        if self._budget is not None and not self._budget.admit(self, size):
+            self.drop_not_reading(f"server-wide output limit {self._budget.limit} bytes reached")
             return False
         try:
-            self._send.send_nowait((data + b"\n", []))
-        except trio.WouldBlock:
-            self.dropped_slow = True
-            log.warning(
-                "ipc dropping slow connection conn=%d uid=%s pid=%s queued=%d",
-                self.id,
-                self.peer_uid,
-                self.peer_pid,
-                self._send.statistics().current_buffer_used,
-            )
-            self.close("send queue full")
+            self._send.send_nowait((data, hooks))
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
+            if self._budget is not None:
+                self._budget.release(size)
+            if isinstance(exc, trio.WouldBlock):
+                self.drop_not_reading(f"over {self.limits.send_queue} unsent messages")
             return False
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
+        self._waiting_bytes += size
         return True
+
+    def _taken(self, size: int) -> None:
+        """The writer took ``size`` bytes off the channel for its next write."""
+        self._waiting_bytes -= size
+        self._writing_bytes += size
+
+    def _written(self) -> None:
+        """The writer's write finished: its bytes are the kernel's now."""
+        if self._budget is not None:
+            self._budget.release(self._writing_bytes)
+        self._writing_bytes = 0
+
+    def _discard_output(self) -> None:
+        """Drop everything queued (the memory channel's buffer) and return its bytes."""
+        self._send.close()
+        self._recv.close()  # the last receive handle closing clears the channel's buffer
+        if self._budget is not None:
+            self._budget.release(self.queued_bytes)
+        self._waiting_bytes = self._writing_bytes = 0
 
     # ------------------------------------------------------------------ tasks
 
-    async def _run(self, dispatcher: Dispatcher, max_line_bytes: int) -> None:
+    async def _run(self, dispatcher: Dispatcher) -> None:
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write_loop)
-                    await self._read_loop(dispatcher, max_line_bytes, nursery)
+                    await self._read_loop(dispatcher, nursery)
                     # a half-closed client (socat) still reads the replies of its long polls
                     while self._long_polls:
                         await self._poll_done.wait()
@@ -325,7 +502,7 @@ class Connection:
                     self._scope.deadline = trio.current_time() + _DRAIN_TIMEOUT
         finally:
             self._closing = True
-            self._send.close()
+            self._discard_output()
             self._stream.socket.close()
             callbacks, self._on_close = self._on_close, []
             for cb in callbacks:
@@ -336,56 +513,98 @@ class Connection:
         try:
             reply = await dispatcher.handle(message, self)
             if reply is not None:  # not via _reply: the after-reply hooks belong to in-line requests
-                with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-                    await self._send.send((reply + b"\n", []))
+                self._enqueue(reply + b"\n", [])
         finally:
             self._long_polls -= 1
             self._poll_done.set()
             self._poll_done = trio.Event()
 
-    async def _read_loop(self, dispatcher: Dispatcher, max_line_bytes: int, nursery: trio.Nursery) -> None:
-        decoder = JSONStreamDecoder(max_line_bytes)
+    def _waiting_for_node(self) -> bool:
+        """A connection with a subscription or a running long poll is not idle."""
+        return bool(self.subscriptions) or self._long_polls > 0
+
+    async def _read_loop(self, dispatcher: Dispatcher, nursery: trio.Nursery) -> None:
+        limits = self.limits
+        decoder = JSONStreamDecoder(limits.max_request_bytes)
+        partial_since: float | None = None  # when the value now arriving began to arrive
+        last_request = trio.current_time()
         while True:
-            try:
-                data = await self._stream.receive_some(_RECV_CHUNK)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return  # reset by peer
+            if decoder.pending:
+                assert partial_since is not None
+                deadline = partial_since + limits.read_timeout
+            else:
+                deadline = last_request + limits.idle_timeout
+            data: bytes | None = None
+            with trio.move_on_at(deadline):
+                try:
+                    data = await self._stream.receive_some(_RECV_CHUNK)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return  # reset by peer
+            now = trio.current_time()
+            if data is None:
+                if decoder.pending:
+                    log.info(
+                        "ipc request not completed in time, closing conn=%d uid=%s pid=%s timeout_s=%g",
+                        self.id, self.peer_uid, self.peer_pid, limits.read_timeout,
+                    )
+                    await self._reply(_error_response(
+                        None, LIMIT_EXCEEDED,
+                        f"request not completed within {limits.read_timeout:g} s "
+                        f"(ipc.read_timeout_ms); connection closed",
+                    ))
+                    return
+                if self._waiting_for_node():
+                    last_request = now
+                    continue
+                log.debug("ipc idle connection closed conn=%d uid=%s", self.id, self.peer_uid)
+                await self._reply(_error_response(
+                    None, LIMIT_EXCEEDED,
+                    f"no request for {limits.idle_timeout:g} s (ipc.idle_timeout_ms); connection closed",
+                ))
+                return
             if data:
                 decoder.feed(data)
             else:
                 decoder.feed_eof()
             while (event := decoder.next_event()) is not None:
+                partial_since = None
                 if isinstance(event, Message):
                     if self._long_polls < _MAX_LONG_POLLS and dispatcher.is_long_poll(event.value):
                         self._long_polls += 1
                         nursery.start_soon(self._long_poll, dispatcher, event.value)
-                        continue
-                    reply = await dispatcher.handle(event.value, self)
-                    await self._reply(reply)
+                    else:
+                        reply = await dispatcher.handle(event.value, self)
+                        await self._reply(reply)
+                    last_request = trio.current_time()
                 elif isinstance(event, Malformed):
                     log.debug("ipc parse error conn=%d reason=%s", self.id, event.reason)
                     await self._reply(
                         _error_response(None, PARSE_ERROR, f"parse error: {event.reason}")
                     )
+                    last_request = trio.current_time()
                 elif isinstance(event, TooLarge):
                     log.warning(
                         "ipc request too large, closing conn=%d uid=%s size=%d limit=%d",
                         self.id,
                         self.peer_uid,
                         event.size,
-                        max_line_bytes,
+                        limits.max_request_bytes,
                     )
                     await self._reply(
                         _error_response(
                             None,
                             INVALID_REQUEST,
-                            f"request too large (over {max_line_bytes} bytes); connection closed",
+                            f"request too large (over {limits.max_request_bytes} bytes); connection closed",
                         )
                     )
                     return
                 elif isinstance(event, Unsynchronisable):
                     log.warning("ipc unparseable input without newline, closing conn=%d", self.id)
                     return
+                if self._closing:
+                    return  # dropped (not reading) while handling: stop reading too
+            if decoder.pending and partial_since is None:
+                partial_since = now
             if not data:
                 return
 
@@ -394,16 +613,14 @@ class Connection:
         if data is None:
             for hook in hooks:
                 _run_callback(hook)
-            return
-        try:
-            await self._send.send((data + b"\n", hooks))
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+        else:
+            self._enqueue(data + b"\n", hooks)
+        await trio.lowlevel.checkpoint()
 
     async def _write_loop(self) -> None:
         # Messages already queued are coalesced into one write (fewer syscalls when a
         # client pipelines requests or a topic is busy); each message's hooks run before
-        # the write that carries it.
+        # the write that carries it. Their bytes stay counted until the write is done.
         try:
             async for data, hooks in self._recv:
                 parts = [data]
@@ -420,7 +637,12 @@ class Connection:
                     size += len(data)
                 for hook in hooks:
                     _run_callback(hook)
-                await self._stream.send_all(b"".join(parts) if len(parts) > 1 else parts[0])
+                self._taken(size)
+                out = b"".join(parts) if len(parts) > 1 else parts[0]
+                del parts, data
+                await self._stream.send_all(out)
+                del out
+                self._written()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.close("peer stopped reading")
 
@@ -433,6 +655,20 @@ def _run_callback(callback: Callable[..., None], *args: Any) -> None:
             "ipc connection callback failed callback=%s",
             getattr(callback, "__qualname__", callback),
         )
+
+
+def _peer_groups(sock: trio.socket.SocketType, primary: int | None) -> tuple[int, ...]:
+    """The peer's gids: its primary gid (``SO_PEERCRED``) and its supplementary groups
+    (``SO_PEERGROUPS``, Linux >= 4.13), as the kernel recorded them at ``connect()``.
+    A peer in more than 256 groups is known by its primary gid only."""
+    gids: list[int] = [] if primary is None else [primary]
+    if hasattr(socket, "SO_PEERCRED"):  # Linux
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, 4 * _MAX_PEER_GROUPS)
+            gids.extend(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
+        except (OSError, struct.error):
+            pass
+    return tuple(dict.fromkeys(gids))
 
 
 def _peer_credentials(sock: trio.socket.SocketType) -> tuple[int | None, int | None, int | None]:
@@ -458,6 +694,16 @@ class _Method:
     long_poll: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A structurally valid request, ready to run."""
+
+    req_id: Any
+    method: str
+    params: Params
+    notification: bool
+
+
 class Dispatcher:
     """Method table and JSON-RPC 2.0 request semantics.
 
@@ -472,13 +718,24 @@ class Dispatcher:
     are processed in order, replies in one array; an empty batch, or one over
     ``max_batch`` entries, is a single ``-32600``; a batch of only notifications gets
     no reply.
+
+    Limits: a reply (a batch's replies together) is at most ``max_reply_bytes``; see the
+    module docstring for what happens over it. A method whose namespace the calling
+    connection's grant does not allow is ``-32004`` (checked after the method exists).
     """
 
     def __init__(
-        self, *, max_batch: int = 1000, max_subscriptions_per_connection: int = 64
+        self,
+        *,
+        max_batch: int = 1000,
+        max_subscriptions_per_connection: int = 64,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ) -> None:
+        if max_batch < 1 or max_reply_bytes < 1:
+            raise ValueError("max_batch and max_reply_bytes must be positive")
         self._methods: dict[str, _Method] = {}
         self._max_batch = max_batch
+        self.max_reply_bytes = max_reply_bytes
         self.register("rpc_modules", self._rpc_modules)
         #: The subscription hub; it registers ``subscribe`` and ``unsubscribe``.
         self.hub = SubscriptionHub(self, max_per_connection=max_subscriptions_per_connection)
@@ -498,13 +755,20 @@ class Dispatcher:
         """Registered method names, sorted."""
         return sorted(self._methods)
 
-    def rpc_modules(self) -> dict[str, str]:
+    def namespaces(self) -> list[str]:
+        """Every namespace of a registered method or topic, sorted."""
+        names = {ns for m in self._methods if (ns := namespace_of(m)) is not None}
+        return sorted(names | self.hub.namespaces())
+
+    def rpc_modules(self, grant: Grant = FULL_GRANT) -> dict[str, str]:
         """``{namespace: "1.0"}`` for every ``namespace_method`` name (``chain_head`` ->
-        ``chain``). Names without ``_`` (``subscribe``) belong to no namespace."""
-        return {name.split("_", 1)[0]: "1.0" for name in sorted(self._methods) if "_" in name}
+        ``chain``) that ``grant`` allows. Names without ``_`` (``subscribe``) belong to no
+        namespace."""
+        names = {ns for m in self._methods if (ns := namespace_of(m)) is not None}
+        return {ns: "1.0" for ns in sorted(names) if grant.allows(ns)}
 
     async def _rpc_modules(self, params: Params, conn: Connection) -> dict[str, str]:
-        return self.rpc_modules()
+        return self.rpc_modules(conn.grant)
 
     def is_long_poll(self, message: Any) -> bool:
         """Whether ``message`` is a single request for a long-poll method."""
@@ -516,69 +780,103 @@ class Dispatcher:
     async def handle(self, message: Any, conn: Connection) -> bytes | None:
         """Process one decoded JSON value (request or batch); return the encoded reply
         (no trailing newline) or ``None`` when no reply is due."""
-        if isinstance(message, list):
-            if not message:
-                return _error_response(None, INVALID_REQUEST, "invalid request: empty batch")
-            if len(message) > self._max_batch:
-                return _error_response(
-                    None,
-                    INVALID_REQUEST,
-                    f"invalid request: batch of {len(message)} requests (limit {self._max_batch})",
-                )
-            parts = [part for req in message if (part := await self._call(req, conn)) is not None]
-            return b"[" + b",".join(parts) + b"]" if parts else None
-        return await self._call(message, conn)
+        if not isinstance(message, list):
+            reply, _ = await self._call(message, conn, self.max_reply_bytes)
+            return reply
+        if not message:
+            return _error_response(None, INVALID_REQUEST, "invalid request: empty batch")
+        if len(message) > self._max_batch:
+            return _error_response(
+                None,
+                INVALID_REQUEST,
+                f"invalid request: batch of {len(message)} requests (limit {self._max_batch})",
+            )
+        parts: list[bytes] = []
+        size = 2  # the brackets
+        full = False
+        for i, request in enumerate(message):
+            if i:
+                # One batch must not hold the event loop: consensus, other clients and
+                # the writer of this very connection run between its entries.
+                await trio.lowlevel.checkpoint()
+            if full:
+                part = self._not_run(request)
+            else:
+                part, full = await self._call(request, conn, self.max_reply_bytes - size - len(parts))
+            if part is not None:
+                parts.append(part)
+                size += len(part)
+        return b"[" + b",".join(parts) + b"]" if parts else None
 
-    async def _call(self, request: Any, conn: Connection) -> bytes | None:
-        if not isinstance(request, dict):
-            return _error_response(None, INVALID_REQUEST, "invalid request: expected a JSON object")
-        is_notification = "id" not in request
-        req_id = request.get("id")
-        if not _valid_id(req_id):
-            return _error_response(
-                None, INVALID_REQUEST, "invalid request: id must be a string, an integer or null"
-            )
-        if request.get("jsonrpc") != "2.0":
-            return _error_response(
-                req_id, INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"'
-            )
-        method = request.get("method")
-        if not isinstance(method, str):
-            return _error_response(
-                req_id, INVALID_REQUEST, 'invalid request: "method" must be a string'
-            )
-        params = request.get("params")
-        if params is None:
-            params = {}
-        elif not isinstance(params, dict | list):
-            return _error_response(
-                req_id, INVALID_REQUEST, 'invalid request: "params" must be an object or an array'
-            )
+    def _not_run(self, request: Any) -> bytes | None:
+        """The reply to a batch entry after the reply limit was reached (not executed)."""
+        req = _parse_request(request)
+        if isinstance(req, bytes) or req.notification:
+            return req if isinstance(req, bytes) else None
+        return _error_response(
+            req.req_id,
+            LIMIT_EXCEEDED,
+            f"not run: the batch reply reached {self.max_reply_bytes} bytes (ipc.max_reply_bytes); "
+            f"send the rest in smaller batches",
+            {"limit": self.max_reply_bytes, "executed": False},
+        )
+
+    async def _call(self, request: Any, conn: Connection, room: int) -> tuple[bytes | None, bool]:
+        """Run one request; ``(reply or None, whether its result did not fit in ``room``)``."""
+        req = _parse_request(request)
+        if isinstance(req, bytes):
+            return req, False
+        req_id, method = req.req_id, req.method
         entry = self._methods.get(method)
         if entry is None:
-            if is_notification:
-                return None
-            return _error_response(req_id, METHOD_NOT_FOUND, f"method not found: {method}")
+            if req.notification:
+                return None, False
+            shown = method if len(method) <= 100 else method[:100] + "…"
+            return _error_response(req_id, METHOD_NOT_FOUND, f"method not found: {shown}"), False
+        namespace = namespace_of(method)
+        if not conn.grant.allows(namespace):
+            assert namespace is not None
+            _log_refused(conn, method, namespace)
+            if req.notification:
+                return None, False
+            return _error_response(req_id, ACCESS_DENIED, _access_denied(conn, f"namespace {namespace!r}")), False
 
         outcome = "cancelled"
         try:
             try:
-                result = await entry.handler(params, conn)
+                result = await entry.handler(req.params, conn)
             except Exception as exc:
                 code, message, data = _error_for(exc, method, conn.id)
                 outcome = str(code)
-                return None if is_notification else _error_response(req_id, code, message, data)
-            if is_notification:
+                return (None if req.notification else _error_response(req_id, code, message, data)), False
+            if req.notification:
                 outcome = "ok"
-                return None
+                return None, False
             try:
                 reply = _dumps({"jsonrpc": "2.0", "id": req_id, "result": result})
             except (TypeError, ValueError, RecursionError):
                 outcome = str(INTERNAL_ERROR)
                 log.exception("ipc result not JSON-serialisable method=%s conn=%d", method, conn.id)
-                return _error_response(req_id, INTERNAL_ERROR, _INTERNAL_MESSAGE)
+                return _error_response(req_id, INTERNAL_ERROR, _INTERNAL_MESSAGE), False
+            del result
+            if len(reply) > room:
+                outcome = f"{LIMIT_EXCEEDED} (reply dropped)"
+                if not conn._reply_limit_logged:  # once per connection: no log flooding
+                    conn._reply_limit_logged = True
+                    log.info(
+                        "ipc reply over the limit, dropped method=%s conn=%d uid=%s size=%d limit=%d",
+                        method, conn.id, conn.peer_uid, len(reply), self.max_reply_bytes,
+                    )
+                return _error_response(
+                    req_id,
+                    LIMIT_EXCEEDED,
+                    f"reply too large: {method} produced {len(reply)} bytes and the limit for one reply "
+                    f"(a batch's replies together) is {self.max_reply_bytes} (ipc.max_reply_bytes); "
+                    f"ask for less at a time",
+                    {"limit": self.max_reply_bytes, "size": len(reply), "executed": True},
+                ), True
             outcome = "ok"
-            return reply
+            return reply, False
         finally:
             if entry.mutating:
                 log.info(
@@ -589,6 +887,53 @@ class Dispatcher:
                     conn.id,
                     outcome,
                 )
+
+
+def _parse_request(request: Any) -> _Request | bytes:
+    """A structurally valid request, or the encoded ``-32600`` error for it."""
+    if not isinstance(request, dict):
+        return _error_response(None, INVALID_REQUEST, "invalid request: expected a JSON object")
+    req_id = request.get("id")
+    if not _valid_id(req_id):
+        return _error_response(
+            None, INVALID_REQUEST, "invalid request: id must be a string, an integer or null"
+        )
+    if request.get("jsonrpc") != "2.0":
+        return _error_response(req_id, INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"')
+    method = request.get("method")
+    if not isinstance(method, str):
+        return _error_response(req_id, INVALID_REQUEST, 'invalid request: "method" must be a string')
+    params = request.get("params")
+    if params is None:
+        params = {}
+    elif not isinstance(params, dict | list):
+        return _error_response(
+            req_id, INVALID_REQUEST, 'invalid request: "params" must be an object or an array'
+        )
+    return _Request(req_id, method, params, "id" not in request)
+
+
+def _access_denied(conn: Connection, what: str) -> str:
+    return (
+        f"access denied: uid {conn.peer_uid} may not call {what} over IPC "
+        f"(it may call: {conn.grant.describe()}); the node's operator grants namespaces "
+        f"per user or group in config.toml [ipc.access.<name>]"
+    )
+
+
+def _log_refused(conn: Connection, method: str, namespace: str) -> None:
+    # once per namespace and connection: a client looping on a refused call can't flood the log
+    if namespace in conn._refused_logged:
+        return
+    conn._refused_logged.add(namespace)
+    log.info(
+        "ipc call refused method=%s namespace=%s uid=%s pid=%s conn=%d",
+        method if len(method) <= 64 else method[:64] + "…",
+        namespace[:64],
+        conn.peer_uid,
+        conn.peer_pid,
+        conn.id,
+    )
 
 
 # ====================================================================== Subscriptions
@@ -610,6 +955,7 @@ class _Topic:
     name: str
     validate: TopicValidator
     subs: dict[str, TopicSubscription]
+    namespace: str | None = None
 
 
 def _no_options(params: dict[str, Any]) -> None:
@@ -668,13 +1014,20 @@ class SubscriptionHub:
         dispatcher.register("subscribe", self._subscribe)
         dispatcher.register("unsubscribe", self._unsubscribe)
 
-    def register_topic(self, name: str, validate: TopicValidator | None = None) -> None:
-        """Add a topic. Without ``validate``, subscribing with any option is INVALID_PARAMS."""
+    def register_topic(
+        self, name: str, validate: TopicValidator | None = None, *, namespace: str | None = None
+    ) -> None:
+        """Add a topic. Without ``validate``, subscribing with any option is INVALID_PARAMS.
+        Only connections whose grant allows ``namespace`` may subscribe (None: anyone)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"invalid topic name {name!r}")
         if name in self._topics:
             raise ValueError(f"topic {name!r} is already registered")
-        self._topics[name] = _Topic(name, validate or _no_options, {})
+        self._topics[name] = _Topic(name, validate or _no_options, {}, namespace)
+
+    def namespaces(self) -> set[str]:
+        """The namespaces topics belong to."""
+        return {t.namespace for t in self._topics.values() if t.namespace is not None}
 
     def topics(self) -> list[str]:
         """Registered topic names, sorted."""
@@ -734,8 +1087,15 @@ class SubscriptionHub:
         name = options.get("topic")
         t = self._topics.get(name) if isinstance(name, str) else None
         if t is None:
+            shown = repr(name) if len(repr(name)) <= 100 else repr(name)[:100] + "…"
             raise RPCError(
-                INVALID_PARAMS, f"unknown subscription topic {name!r}; topics: {self.topics()}"
+                INVALID_PARAMS, f"unknown subscription topic {shown}; topics: {self.topics()}"
+            )
+        if not conn.grant.allows(t.namespace):
+            assert t.namespace is not None
+            _log_refused(conn, f"subscribe:{t.name}", t.namespace)
+            raise RPCError(
+                ACCESS_DENIED, _access_denied(conn, f"topic {t.name!r} (namespace {t.namespace!r})")
             )
         if len(conn.subscriptions) >= self._max_per_connection:
             raise RPCError(
@@ -791,14 +1151,25 @@ class IPCServerStatistics:
 
     connections: int  #: open now
     accepted: int  #: accepted in total (including rejected over the limit)
-    rejected: int  #: refused because ``max_connections`` were open
-    dropped_slow: int  #: closed by the slow-subscriber policy
+    rejected: int  #: refused because ``max_connections`` (or the non-reserved slots) were open
+    dropped_slow: int  #: closed because their client did not read its output
+    queued_bytes: int = 0  #: output bytes waiting for clients now, all connections together
 
 
 class IPCServer:
     """Serve a :class:`Dispatcher` on a Unix-domain socket at ``path``; see the module doc.
 
-    ``send_queue`` is the per-connection outgoing channel size in messages.
+    Limits (defaults in this module; the node passes its ``[ipc]`` settings):
+
+    * ``max_line_bytes``: largest request (JSON value);
+    * ``max_connections``, of which ``reserved_connections`` only owners may take
+      (default: 16, or a quarter of ``max_connections`` if that is less);
+    * ``send_queue`` messages and ``send_queue_bytes`` bytes of unsent output per
+      connection, ``send_queue_total_bytes`` for all of them;
+    * ``read_timeout`` / ``idle_timeout`` (seconds).
+
+    ``access`` decides what each connection may call; the default lets the server's own
+    uid and root call everything and everyone else only ``rpc_modules``.
     """
 
     def __init__(
@@ -807,19 +1178,41 @@ class IPCServer:
         dispatcher: Dispatcher,
         *,
         group: str | None = None,
-        max_line_bytes: int = 16 * 1024 * 1024,
-        max_connections: int = 256,
-        send_queue: int = 1024,
+        access: AccessPolicy | None = None,
+        max_line_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        reserved_connections: int | None = None,
+        send_queue: int = DEFAULT_SEND_QUEUE,
+        send_queue_bytes: int = DEFAULT_SEND_QUEUE_BYTES,
+        send_queue_total_bytes: int = DEFAULT_SEND_QUEUE_TOTAL_BYTES,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
-        if max_line_bytes < 1 or max_connections < 1 or send_queue < 1:
-            raise ValueError("max_line_bytes, max_connections and send_queue must be positive")
+        if max_connections < 1:
+            raise ValueError("max_connections must be positive")
+        if reserved_connections is None:
+            reserved_connections = min(DEFAULT_RESERVED_CONNECTIONS, max_connections // 4)
+        if not 0 <= reserved_connections <= max_connections:
+            raise ValueError("reserved_connections must be in 0..max_connections")
+        self.limits = ConnectionLimits(
+            max_request_bytes=max_line_bytes,
+            send_queue=send_queue,
+            send_queue_bytes=send_queue_bytes,
+            read_timeout=read_timeout,
+            idle_timeout=idle_timeout,
+        )
+        if send_queue_total_bytes < send_queue_bytes:
+            raise ValueError("send_queue_total_bytes must be at least send_queue_bytes")
         self.path = Path(path)
         self.dispatcher = dispatcher
         self.group = group
+        self.access = access or AccessPolicy(owner_uids=frozenset({os.getuid(), 0}))
         self.max_line_bytes = max_line_bytes
         self.max_connections = max_connections
+        self.reserved_connections = reserved_connections
         self.send_queue = send_queue
         self._connections: dict[int, Connection] = {}
+        self._budget = _SendBudget(send_queue_total_bytes, self._connections.values)
         self._ids = itertools.count(1)
         self._accepted = 0
         self._rejected = 0
@@ -832,6 +1225,7 @@ class IPCServer:
             accepted=self._accepted,
             rejected=self._rejected,
             dropped_slow=self._dropped_slow,
+            queued_bytes=self._budget.used,
         )
 
     def connections(self) -> list[Connection]:
@@ -877,37 +1271,63 @@ class IPCServer:
                     continue
                 raise
             self._accepted += 1
-            if len(self._connections) >= self.max_connections:
+            credentials = _peer_credentials(stream.socket)
+            groups = _peer_groups(stream.socket, credentials[2])
+            grant = grant_for(self.access, credentials[1], groups)
+            # Owners may take every slot; everyone else leaves the reserve free, so the
+            # node's operator tools still get in when other users hold the socket.
+            limit = self.max_connections if grant.owner else self.max_connections - self.reserved_connections
+            if len(self._connections) >= limit:
                 self._rejected += 1
-                nursery.start_soon(self._reject, stream)
+                nursery.start_soon(self._reject, stream, credentials[1], grant.owner)
                 continue
-            conn = Connection(next(self._ids), stream, send_queue=self.send_queue)
+            conn = Connection(
+                next(self._ids),
+                stream,
+                limits=self.limits,
+                grant=grant,
+                credentials=credentials,
+                groups=groups,
+                budget=self._budget,
+            )
             self._connections[conn.id] = conn
             nursery.start_soon(self._serve_connection, conn)
+            del conn, stream  # a closed connection must not stay reachable from here
 
     async def _serve_connection(self, conn: Connection) -> None:
         log.debug(
-            "ipc connection opened conn=%d uid=%s pid=%s", conn.id, conn.peer_uid, conn.peer_pid
+            "ipc connection opened conn=%d uid=%s pid=%s owner=%s rules=%s",
+            conn.id, conn.peer_uid, conn.peer_pid, conn.grant.owner, ",".join(conn.grant.rules),
         )
         try:
-            await conn._run(self.dispatcher, self.max_line_bytes)
+            await conn._run(self.dispatcher)
         finally:
             del self._connections[conn.id]
             if conn.dropped_slow:
                 self._dropped_slow += 1
             log.debug("ipc connection closed conn=%d", conn.id)
 
-    async def _reject(self, stream: trio.SocketStream) -> None:
-        log.warning("ipc connection refused: limit reached limit=%d", self.max_connections)
-        msg = _error_response(
-            None, LIMIT_EXCEEDED, f"too many IPC connections (limit {self.max_connections})"
-        )
+    async def _reject(self, stream: trio.SocketStream, uid: int | None, owner: bool) -> None:
+        if owner:
+            log.warning("ipc connection refused: limit reached limit=%d uid=%s", self.max_connections, uid)
+            message = f"too many IPC connections (limit {self.max_connections})"
+        else:
+            log.warning(
+                "ipc connection refused: limit reached limit=%d reserved=%d uid=%s",
+                self.max_connections, self.reserved_connections, uid,
+            )
+            message = (
+                f"too many IPC connections (limit {self.max_connections}, of which "
+                f"{self.reserved_connections} are reserved for the node's own user)"
+            )
+        msg = _error_response(None, LIMIT_EXCEEDED, message)
         with trio.move_on_after(1):
             try:
                 await stream.send_all(msg + b"\n")
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
         stream.socket.close()
+
 
     # ------------------------------------------------------------------ socket file
 

@@ -31,9 +31,6 @@ from ..types import Tx
 
 log = logging.getLogger(__name__)
 
-REGISTER = "identity.register"
-
-
 @dataclass(frozen=True, slots=True)
 class MempoolConfig:
     max_txs: int = 100_000
@@ -87,7 +84,7 @@ class Mempool:
         self._by_sender: dict[bytes, dict[int, bytes]] = {}
         self._buckets: dict[bytes, _Bucket] = {}
         self._arrived: dict[bytes, float] = {}
-        #: lowest nonce of a pending identity.register per sender
+        #: lowest nonce of a pending tx that registers its sender, per sender
         self._register_nonce: dict[bytes, int] = {}
         self._bytes = 0
         self._admitted = self._rejected = self._evicted = self._dropped = 0
@@ -195,7 +192,7 @@ class Mempool:
         self._arrived[tx.hash] = self._clock()
         self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx.hash
         self._bytes += len(tx.encoded)
-        if tx.type == REGISTER:
+        if self.app.registers_sender(tx):
             self._register_nonce[tx.sender] = min(tx.nonce, self._register_nonce.get(tx.sender, tx.nonce))
         self._inserted.set()
 
@@ -207,9 +204,9 @@ class Mempool:
         del per[tx.nonce]
         if not per:
             del self._by_sender[tx.sender]
-        if tx.type == REGISTER and self._register_nonce.get(tx.sender) == tx.nonce:
+        if self.app.registers_sender(tx) and self._register_nonce.get(tx.sender) == tx.nonce:
             del self._register_nonce[tx.sender]
-            rest = [n for n, h in per.items() if self._txs[h].type == REGISTER]
+            rest = [n for n, h in per.items() if self.app.registers_sender(self._txs[h])]
             if rest:
                 self._register_nonce[tx.sender] = min(rest)
 

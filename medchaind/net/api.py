@@ -45,6 +45,13 @@ The contract, precisely:
   (:class:`RequestTimeout`), unknown or unreachable peer (:class:`PeerUnreachable`), a
   handler error or a missing handler at the peer (:class:`RemoteError`) and a request or
   response above ``NetLimits.max_request_size`` (:class:`MessageTooLarge`).
+* **Inbound requests are admitted before they are read.** A server takes an inbound
+  request only while fewer than ``NetLimits.max_inbound_requests`` are in progress in
+  all and fewer than ``max_inbound_requests_per_peer`` from that peer; otherwise it
+  answers "busy" (:class:`RemoteError` at the requester) without reading the request.
+  An admitted request is read up to its protocol's own limit
+  (``NetLimits.request_limit(protocol)``) and no further: a larger one is answered with
+  :class:`MessageTooLarge` after reading only its length prefix.
 * **Lifecycle.** ``run()`` is a trio service: it starts, calls ``task_status.started()``,
   serves until cancelled and shuts down cleanly on cancellation. ``subscribe`` and
   ``set_handler`` may be called before or after ``run`` starts; ``publish`` and
@@ -57,6 +64,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, NewType
 
 import trio
@@ -125,20 +133,41 @@ class NetLimits:
 
     ``max_request_size`` bounds requests and responses alike; a peer enforces its own
     limits on what it receives, so a sender with larger limits gets an error back.
+
+    ``request_limits`` gives a protocol its own, smaller bound on inbound *requests*
+    (``{"sync/1": 256}``): the protocols' requests are tiny (a height range, a few
+    hashes) while their responses carry blocks, so one limit for both let a peer make a
+    node read 64 MiB before the handler's own 256-byte check. The composition root sets
+    it from the protocols' wire formats; a protocol not listed gets ``max_request_size``.
+
+    ``max_inbound_requests`` bounds inbound requests in progress (read, handled or being
+    answered) from all peers together, ``max_inbound_requests_per_peer`` from any one
+    peer, so that one peer cannot take every slot.
     """
 
     max_gossip_size: int = 4 * MiB
     max_request_size: int = 64 * MiB
     seen_ttl: float = 120.0
     max_inbound_requests: int = 64
+    max_inbound_requests_per_peer: int = 8
+    request_limits: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.max_gossip_size <= 0 or self.max_request_size <= 0:
             raise ValueError("NetLimits: size limits must be positive")
         if self.seen_ttl <= 0:
             raise ValueError("NetLimits: seen_ttl must be positive")
-        if self.max_inbound_requests <= 0:
-            raise ValueError("NetLimits: max_inbound_requests must be positive")
+        if self.max_inbound_requests <= 0 or self.max_inbound_requests_per_peer <= 0:
+            raise ValueError("NetLimits: max_inbound_requests(_per_peer) must be positive")
+        for protocol, limit in self.request_limits.items():
+            check_name("protocol", protocol)
+            if type(limit) is not int or limit <= 0:
+                raise ValueError(f"NetLimits: request limit of {protocol} must be a positive int, got {limit!r}")
+        object.__setattr__(self, "request_limits", MappingProxyType(dict(self.request_limits)))
+
+    def request_limit(self, protocol: str) -> int:
+        """The largest inbound request of ``protocol`` a server reads."""
+        return self.request_limits.get(protocol, self.max_request_size)
 
 
 @dataclass(frozen=True, slots=True)

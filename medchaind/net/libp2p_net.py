@@ -57,8 +57,15 @@ the same topic simply installs a new channel and validator.
 **Request/response.** Each protocol ``name`` is the libp2p protocol
 ``/medchain/<chain_id>/<name>``, one request per stream. Frames: the request is
 ``uvarint(len) || bytes``; the response is ``status (1 byte: 0 ok, 1 error, 2 too large)
-|| uvarint(len) || bytes`` (an error's bytes are a UTF-8 message). The server reads the
-length first and refuses a request above its ``max_request_size`` without reading it.
+|| uvarint(len) || bytes`` (an error's bytes are a UTF-8 message). The server admits a
+stream before it reads anything from it (:class:`~medchaind.net.shared.InboundRequests`:
+at most ``max_inbound_requests`` in progress, ``max_inbound_requests_per_peer`` from one
+peer; beyond that the stream gets a "busy" error, unread), then reads the length and
+refuses a request above *its protocol's* limit (``NetLimits.request_limit``: 256 bytes
+for ``sync/1``, not the 64 MiB a response may have) without reading the body. What a
+peer can make us read is therefore bounded by the request limits times the admitted
+streams. (py-libp2p's yamux still buffers up to its receive window, 256 KiB, of a
+stream we do not read.)
 
 **Connectivity.** Bootstrap peers are dialled at start and, while disconnected, redialled
 with exponential backoff (``reconnect_initial_s`` doubling to ``reconnect_max_s``). The
@@ -72,6 +79,18 @@ trims surplus connections only after a 20 s grace period and only when yet anoth
 arrives). Connects and disconnects are logged at INFO. The resource manager is built
 without its circuit breaker (five failures would deny every connection and stream for
 60 s) and without "graceful degradation" (it shrinks limits under load).
+
+**Listening is ours alone, or the node does not start.** py-libp2p 0.8 opens its TCP
+listeners with ``SO_REUSEPORT`` (for hole punching, ``transport/tcp/tcp.py``
+``_set_reuse_flags``), so a second node started on the same port also binds, both
+LISTEN and the kernel splits inbound connections between them; and when another program
+holds the port, ``Swarm.listen`` only logs the Errno 98, ``host.run`` ignores its
+result and the node carried on with no listener at all. So this module (a) sets
+``SO_REUSEADDR`` only on py-libp2p's listen sockets (we use no hole punching), which makes
+any second bind of the port fail, and (b) after ``host.run`` checks that every configured
+address has its listener, raising :class:`~medchaind.errors.ConfigError`
+(``p2p.listen /ip4/…/tcp/26656: Address already in use …``) otherwise, as the metrics
+port does. Port 0 (tests) always binds.
 
 **Private network.** ``psk`` (32 bytes) enables py-libp2p's pnet layer
 (``security/pnet/psk_conn.py``: Salsa20, 8-byte nonce). A peer with another key or none
@@ -109,10 +128,12 @@ libp2p's Prometheus metrics (a global registry) are never enabled.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import math
 import random
+import socket
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -124,6 +145,7 @@ import libp2p  # noqa: F401  (import first: it configures the "libp2p" logger, s
 logging.getLogger("libp2p").propagate = True
 
 import libp2p.pubsub.pubsub as _libp2p_pubsub  # noqa: E402
+import libp2p.transport.tcp.tcp as _libp2p_tcp  # noqa: E402
 import multiaddr  # type: ignore[import-untyped]  # noqa: E402
 import trio  # noqa: E402
 from libp2p import new_host  # noqa: E402
@@ -176,7 +198,16 @@ from .api import (  # noqa: E402
     Validator,
     check_name,
 )
-from .shared import STATUS_OK, STATUS_TOO_LARGE, Counters, Subscription, serve_request  # noqa: E402
+from .shared import (  # noqa: E402
+    STATUS_OK,
+    STATUS_TOO_LARGE,
+    Counters,
+    InboundRequests,
+    Subscription,
+    refuse,
+    serve_request,
+    too_large,
+)
 
 if TYPE_CHECKING:  # trio-typing's stubs (a libp2p dependency) shadow trio's own types
     from trio_typing import TaskStatus
@@ -217,6 +248,48 @@ logging.getLogger("libp2p.transport.tcp.tcp").addFilter(_ExpectedFailureFilter()
 logging.getLogger("libp2p.host.basic_host").addFilter(_ExpectedFailureFilter())
 logging.getLogger("libp2p.network.swarm").addFilter(_ExpectedFailureFilter())
 logging.getLogger("libp2p.protocol_muxer.multiselect_client").addFilter(_ExpectedFailureFilter())
+
+def _listen_socket_flags(sock: Any) -> None:
+    """py-libp2p's ``_set_reuse_flags`` minus ``SO_REUSEPORT`` (see "Listening" in the module doc).
+
+    ``SO_REUSEADDR`` stays: a restarted node must rebind while its old connections sit in
+    TIME_WAIT. Without ``SO_REUSEPORT`` a port that any other socket listens on fails to
+    bind (EADDRINUSE), which :meth:`Libp2pNetwork._listening_error` turns into a startup error.
+    """
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+
+if hasattr(_libp2p_tcp, "_set_reuse_flags"):  # tests/net/test_net_listen.py fails if this stops applying
+    _libp2p_tcp._set_reuse_flags = _listen_socket_flags
+
+
+def _probe_listen(maddr: multiaddr.Multiaddr) -> OSError | None:
+    """Why binding ``maddr`` (``/ip4|ip6/<addr>/tcp/<port>``) fails now, or None.
+
+    Binds a plain socket with SO_REUSEADDR and without SO_REUSEPORT, so that a socket
+    listening on that port -- with SO_REUSEPORT or not -- makes it fail.
+    """
+    try:
+        port = int(maddr.value_for_protocol("tcp"))
+    except Exception:
+        return None
+    for proto, family in (("ip4", socket.AF_INET), ("ip6", socket.AF_INET6)):
+        try:
+            host = maddr.value_for_protocol(proto)
+        except Exception:
+            continue
+        if host is None or port == 0:
+            return None
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                return exc
+        return None
+    return None
+
 
 # Room for the RPC envelope around one gossip message (topic, seqno, from, signature,
 # public key, sender record): generous, the limit guards memory, not exact framing.
@@ -480,7 +553,7 @@ class Libp2pNetwork(NetworkAPI):
         self._origins: dict[bytes, PeerId] = {}
         self._state: _Running | None = None
         self._serving = False
-        self._inbound_slots = trio.Semaphore(self._limits.max_inbound_requests)
+        self._inbound = InboundRequests(self._limits)
         _raise_subscription_channel_size(self._tuning.subscription_channel_size)
 
     # --- identity and configuration -----------------------------------------------------
@@ -561,16 +634,22 @@ class Libp2pNetwork(NetworkAPI):
         # then disconnects every peer before it stops anything else.
         stopping = trio.Event()
         self._serving = True
+        startup_error: ConfigError | None = None
         try:
             async with trio.open_nursery() as nursery:
                 try:
                     await nursery.start(self._serve, stopping)
+                except ConfigError as exc:  # e.g. the listen port: raised bare, not in a group
+                    startup_error = exc
+                else:
                     task_status.started()
                     await trio.sleep_forever()
                 finally:
                     stopping.set()
         finally:
             self._serving = False
+        if startup_error is not None:
+            raise startup_error
 
     async def _serve(self, stopping: trio.Event, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Build and run host, pubsub and router under a shield until ``stopping`` is set."""
@@ -605,32 +684,40 @@ class Libp2pNetwork(NetworkAPI):
             host.set_stream_handler(self._protocol_id(protocol), self._stream_handler(protocol))
         host.get_network().register_notifee(_ConnectionWatcher(self))
         started = False
+        listen_error: ConfigError | None = None
         with trio.CancelScope(shield=True) as shield:
             shield.deadline = trio.current_time() + self._tuning.startup_timeout_s
             try:
                 async with host.run(self._listen), background_trio_service(pubsub), background_trio_service(router):
-                    await pubsub.wait_until_ready()
-                    async with trio.open_nursery() as nursery:
-                        state = self._state = _Running(host, pubsub, router, nursery, set())
-                        for topic in self._subs:
-                            self._start_drain(state, topic)
-                        for info in self._bootstrap:
-                            nursery.start_soon(self._keep_connected, state, info)
-                        log.info("libp2p network started peer_id=%s listen=%s", self._peer_id, self.listen_addrs())
-                        self._changed()
-                        shield.deadline = math.inf
-                        task_status.started()
-                        started = True
-                        await stopping.wait()
-                        self._state = None
-                        # Everything below, context exits included, gets a bounded time.
-                        shield.deadline = trio.current_time() + 2 * self._tuning.shutdown_timeout_s
-                        nursery.cancel_scope.cancel()  # our own tasks first
-                    await self._shutdown(state)
+                    # checked here, raised below: raised inside py-libp2p's service nurseries it
+                    # would reach the caller wrapped in exception groups
+                    listen_error = self._listening_error(host)
+                    if listen_error is None:
+                        await pubsub.wait_until_ready()
+                        async with trio.open_nursery() as nursery:
+                            state = self._state = _Running(host, pubsub, router, nursery, set())
+                            for topic in self._subs:
+                                self._start_drain(state, topic)
+                            for info in self._bootstrap:
+                                nursery.start_soon(self._keep_connected, state, info)
+                            log.info("libp2p network started peer_id=%s listen=%s", self._peer_id,
+                                     self.listen_addrs())
+                            self._changed()
+                            shield.deadline = math.inf
+                            task_status.started()
+                            started = True
+                            await stopping.wait()
+                            self._state = None
+                            # Everything below, context exits included, gets a bounded time.
+                            shield.deadline = trio.current_time() + 2 * self._tuning.shutdown_timeout_s
+                            nursery.cancel_scope.cancel()  # our own tasks first
+                        await self._shutdown(state)
             finally:
                 self._state = None
                 pubsub.seen_messages.stop()  # py-libp2p never stops this sweeper thread
                 self._changed()
+        if listen_error is not None:
+            raise listen_error
         if not started:
             raise NetworkError(
                 f"libp2p network {self._peer_id} did not start within {self._tuning.startup_timeout_s}s"
@@ -638,6 +725,23 @@ class Libp2pNetwork(NetworkAPI):
         if shield.cancelled_caught:
             log.warning("libp2p shutdown exceeded its time bound peer_id=%s", self._peer_id)
         log.info("libp2p network stopped peer_id=%s", self._peer_id)
+
+    def _listening_error(self, host: IHost) -> ConfigError | None:
+        """The startup error when a configured listen address has no listener of its own."""
+        listeners = getattr(host.get_network(), "listeners", {})
+        for maddr in self._listen:
+            if str(maddr) in listeners and listeners[str(maddr)].get_addrs():
+                continue
+            error = _probe_listen(maddr)
+            if error is None:
+                return ConfigError(f"p2p.listen {maddr}: the listener did not start (see the libp2p error above)")
+            if error.errno == errno.EADDRINUSE:
+                return ConfigError(
+                    f"p2p.listen {maddr}: {error.strerror} (another program, or another "
+                    "medchaind, listens on that port); stop it or set p2p.listen to a free port"
+                )
+            return ConfigError(f"p2p.listen {maddr}: {error.strerror or error}")
+        return None
 
     def _build_host(self) -> IHost:
         noise = NoiseTransport(self._key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
@@ -861,24 +965,40 @@ class Libp2pNetwork(NetworkAPI):
 
     async def _serve_stream(self, protocol: str, stream: INetStream) -> None:
         peer = PeerId(stream.muxed_conn.peer_id.to_base58())
-        limit = self._limits.max_request_size
+        # Admission first, before a byte of the request is read: a peer over its share
+        # (or a node over its total) gets "busy" and the stream is left unread.
+        refusal = self._inbound.admit(peer)
+        if refusal is not None:
+            await self._respond(stream, protocol, peer, *refuse(self._counters, protocol, peer, refusal))
+            return
         try:
-            with trio.fail_after(self._tuning.request_read_timeout_s):
-                size = await _read_uvarint(stream)
-                if size > limit:
-                    self._counters.requests_errored += 1
-                    message = f"request of {size} bytes exceeds max_request_size={limit}".encode()
-                    await stream.write(bytes([STATUS_TOO_LARGE]) + encode_uvarint(len(message)) + message)
-                    await stream.close()
-                    return
-                data = await _read_exactly(stream, size)
+            limit = self._limits.request_limit(protocol)
+            try:
+                with trio.fail_after(self._tuning.request_read_timeout_s):
+                    size = await _read_uvarint(stream)
+                    if size > limit:  # refused on the announced length: the body is never read
+                        response = too_large(self._counters, self._limits, protocol, size)
+                        await self._respond(stream, protocol, peer, *response)
+                        return
+                    data = await _read_exactly(stream, size)
+            except Exception as exc:  # a bad peer or stream (or trio.TooSlowError) never kills the node
+                log.debug("request stream failed protocol=%s peer=%s error=%r", protocol, peer, exc)
+                await _reset_quietly(stream)
+                return
             status, payload = await serve_request(
-                self._handlers.get(protocol), peer, protocol, data, self._limits, self._inbound_slots, self._counters
+                self._handlers.get(protocol), peer, protocol, data, self._limits, self._counters
             )
+            await self._respond(stream, protocol, peer, status, payload)
+        finally:
+            self._inbound.release(peer)
+
+    async def _respond(self, stream: INetStream, protocol: str, peer: PeerId, status: int, payload: bytes) -> None:
+        """Write one response and close our side; reset the stream if that fails or stalls."""
+        try:
             with trio.fail_after(self._tuning.request_read_timeout_s):
                 await stream.write(bytes([status]) + encode_uvarint(len(payload)) + payload)
                 await stream.close()
-        except Exception as exc:  # a bad peer or stream (or trio.TooSlowError) never kills the node
+        except Exception as exc:  # the peer went away or stopped reading: never kills the node
             log.debug("request stream failed protocol=%s peer=%s error=%r", protocol, peer, exc)
             await _reset_quietly(stream)
 

@@ -68,7 +68,18 @@ from .api import (
     Validator,
     check_name,
 )
-from .shared import STATUS_ERROR, STATUS_OK, STATUS_TOO_LARGE, Counters, SeenCache, Subscription, serve_request
+from .shared import (
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_TOO_LARGE,
+    Counters,
+    InboundRequests,
+    SeenCache,
+    Subscription,
+    refuse,
+    serve_request,
+    too_large,
+)
 
 if TYPE_CHECKING:  # trio-typing's stubs (a libp2p dependency) shadow trio's own types
     from trio_typing import TaskStatus
@@ -273,7 +284,7 @@ class MemoryEndpoint(NetworkAPI):
         self._req_ids = itertools.count(1)
         self._seen = SeenCache(self._limits.seen_ttl)
         self._nursery: trio.Nursery | None = None
-        self._inbound_slots = trio.Semaphore(self._limits.max_inbound_requests)
+        self._inbound = InboundRequests(self._limits)
         self.inbox: _Inbox | None = None
 
     @property
@@ -432,15 +443,21 @@ class MemoryEndpoint(NetworkAPI):
         raise RemoteError(f"peer {peer} ({protocol}): {message}")
 
     async def _serve(self, src: str, req: _Request) -> None:
-        status, payload = await serve_request(
-            self._handlers.get(req.protocol),
-            PeerId(src),
-            req.protocol,
-            req.data,
-            self._limits,
-            self._inbound_slots,
-            self._counters,
-        )
+        # the same order as the libp2p server: admission, then the protocol's request limit
+        peer = PeerId(src)
+        refusal = self._inbound.admit(peer)
+        if refusal is not None:
+            status, payload = refuse(self._counters, req.protocol, peer, refusal)
+        else:
+            try:
+                if len(req.data) > self._limits.request_limit(req.protocol):
+                    status, payload = too_large(self._counters, self._limits, req.protocol, len(req.data))
+                else:
+                    status, payload = await serve_request(
+                        self._handlers.get(req.protocol), peer, req.protocol, req.data, self._limits, self._counters
+                    )
+            finally:
+                self._inbound.release(peer)
         response = _Response(req.req_id, status, payload, _response_key(req.key, status, payload))
         self._hub._send(self._name, src, response)
 

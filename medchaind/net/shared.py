@@ -159,47 +159,96 @@ class SeenCache:
         self._expiry.clear()
 
 
+class InboundRequests:
+    """Admission of inbound requests, decided *before* a byte of the request is read.
+
+    At most ``max_inbound_requests`` in progress in all and
+    ``max_inbound_requests_per_peer`` from one peer (NetLimits). A request holds its
+    place from admission until its response is written (or the stream fails), so a
+    peer that opens streams and trickles, or never sends, uses up its own places and
+    no one else's. Synchronous and owned by one backend instance (trio tasks only).
+    """
+
+    def __init__(self, limits: NetLimits) -> None:
+        self._limits = limits
+        self._total = 0
+        self._per_peer: dict[PeerId, int] = {}
+
+    def admit(self, peer: PeerId) -> str | None:
+        """Take a place for a request from ``peer``; the refusal text when there is none."""
+        if self._total >= self._limits.max_inbound_requests:
+            return f"busy: more than {self._limits.max_inbound_requests} requests in progress"
+        mine = self._per_peer.get(peer, 0)
+        if mine >= self._limits.max_inbound_requests_per_peer:
+            return f"busy: more than {self._limits.max_inbound_requests_per_peer} requests in progress from this peer"
+        self._total += 1
+        self._per_peer[peer] = mine + 1
+        return None
+
+    def release(self, peer: PeerId) -> None:
+        """Give back the place :meth:`admit` took for ``peer``."""
+        self._total -= 1
+        left = self._per_peer[peer] - 1
+        if left:
+            self._per_peer[peer] = left
+        else:
+            del self._per_peer[peer]
+
+    def in_progress(self, peer: PeerId | None = None) -> int:
+        return self._total if peer is None else self._per_peer.get(peer, 0)
+
+
+def refuse(counters: Counters, protocol: str, peer: PeerId, reason: str) -> tuple[int, bytes]:
+    """The error response for a request that was not admitted (counted, logged at DEBUG)."""
+    counters.requests_errored += 1
+    log.debug("inbound request refused protocol=%s peer=%s reason=%s", protocol, peer, reason)
+    return STATUS_ERROR, reason.encode()
+
+
+def too_large(counters: Counters, limits: NetLimits, protocol: str, size: int) -> tuple[int, bytes]:
+    """The response for a request whose announced or actual size is over its protocol's limit."""
+    counters.requests_errored += 1
+    if protocol in limits.request_limits:
+        text = f"request of {size} bytes exceeds the {protocol} request limit ({limits.request_limit(protocol)})"
+    else:
+        text = f"request of {size} bytes exceeds max_request_size={limits.max_request_size}"
+    return STATUS_TOO_LARGE, text.encode()
+
+
 async def serve_request(
     handler: Handler | None,
     peer: PeerId,
     protocol: str,
     data: bytes,
     limits: NetLimits,
-    slots: trio.Semaphore,
     counters: Counters,
 ) -> tuple[int, bytes]:
-    """Run one inbound request through ``handler``; return ``(status, payload)``.
+    """Run one *admitted* inbound request through ``handler``; return ``(status, payload)``.
 
     Shared by both backends so their error semantics are identical: a missing handler, a
-    full inbound queue, a handler exception, a non-bytes result and an oversize response
-    all become error responses (counted in ``requests_errored``); nothing propagates.
+    handler exception, a non-bytes result and an oversize response all become error
+    responses (counted in ``requests_errored``); nothing propagates. Admission
+    (:class:`InboundRequests`) and the request size check come first, in the backend.
     """
     status, payload = STATUS_ERROR, b""
     if handler is None:
         payload = f"no handler for protocol {protocol}".encode()
     else:
         try:
-            slots.acquire_nowait()
-        except trio.WouldBlock:
-            payload = f"busy: more than {limits.max_inbound_requests} requests in progress".encode()
+            result = await handler(peer, data)
+        except Exception as exc:  # handler errors become error responses, never crash the node
+            log.info("request handler raised protocol=%s peer=%s error=%r", protocol, peer, exc)
+            payload = f"handler error: {type(exc).__name__}: {exc}".encode()[:1024]
         else:
-            try:
-                result = await handler(peer, data)
-            except Exception as exc:  # handler errors become error responses, never crash the node
-                log.info("request handler raised protocol=%s peer=%s error=%r", protocol, peer, exc)
-                payload = f"handler error: {type(exc).__name__}: {exc}".encode()[:1024]
+            if not isinstance(result, bytes):
+                payload = f"handler returned {type(result).__name__}, not bytes".encode()
+            elif len(result) > limits.max_request_size:
+                status = STATUS_TOO_LARGE
+                payload = (
+                    f"response of {len(result)} bytes exceeds max_request_size={limits.max_request_size}"
+                ).encode()
             else:
-                if not isinstance(result, bytes):
-                    payload = f"handler returned {type(result).__name__}, not bytes".encode()
-                elif len(result) > limits.max_request_size:
-                    status = STATUS_TOO_LARGE
-                    payload = (
-                        f"response of {len(result)} bytes exceeds max_request_size={limits.max_request_size}"
-                    ).encode()
-                else:
-                    status, payload = STATUS_OK, result
-            finally:
-                slots.release()
+                status, payload = STATUS_OK, result
     if status == STATUS_OK:
         counters.requests_served += 1
     else:

@@ -21,6 +21,7 @@ File format::
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,14 +30,15 @@ from typing import IO, Any
 import trio
 
 from .. import codec
-from ..app import App
 from ..chain import SigCache
 from ..chain.executor import validate_block
 from ..errors import ConfigError, InvalidBlock, MedchainError, ValidationError
+from ..files import load_genesis
+from ..ledger import Ledger
+from ..modules import make_app
 from ..store import ChainStore, open_store
 from ..types import Genesis, decode_block, verify_commit
 from ..types.block import decode_commit
-from .ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +94,25 @@ def write_chain(store: ChainStore, genesis: Genesis, f: IO[bytes], first: int, l
 
 def export_chain(datadir: Path, out: Path, *, first: int = 1, last: int | None = None) -> dict[str, Any]:
     """Write blocks ``first..last`` (default: to the head) of a *stopped* node to ``out``."""
-    genesis = Genesis.load(datadir / "genesis.json")
+    genesis = load_genesis(datadir / "genesis.json")
     kv, store = open_store(datadir)
     try:
         head = store.head_height()
         last = head if last is None else last
         if not 1 <= first <= max(last, 1) or last > head:
             raise ConfigError(f"heights {first}..{last} are not within this chain's 1..{head}")
-        with open(out, "xb") as f:
-            size = write_chain(store, genesis, f, first, last)
+        # 0600 like every other file the node writes (the chain holds pseudonymous
+        # identifiers and commitments, not for everyone on the machine); O_EXCL: never
+        # overwrite an existing file
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                size = write_chain(store, genesis, f, first, last)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            out.unlink(missing_ok=True)  # ours (O_EXCL): no half-written export is left behind
+            raise
     finally:
         kv.close()
     return {"chain_id": genesis.chain_id, "from": first, "to": last, "blocks": max(0, last - first + 1),
@@ -160,10 +172,10 @@ async def import_records(
 
 def import_chain(datadir: Path, src: Path, *, progress: Callable[[int], None] = lambda h: None) -> dict[str, Any]:
     """Verify and commit the blocks of ``src`` that follow this (stopped) node's head."""
-    genesis = Genesis.load(datadir / "genesis.json")
+    genesis = load_genesis(datadir / "genesis.json")
     kv, store = open_store(datadir)
     try:
-        ledger = Ledger(store, App(genesis), genesis, commit_in_thread=False)
+        ledger = Ledger(store, make_app(genesis), genesis, commit_in_thread=False)
         start = ledger.height
         with open(src, "rb") as f:
             records = read_records(f)

@@ -14,8 +14,10 @@ Datadir layout (compare CometBFT's ``$CMTHOME`` and geth's datadir)::
 from __future__ import annotations
 
 import dataclasses
+import grp
 import logging
 import os
+import pwd
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..ipc.access import EVERYTHING, NAMESPACE_RE, AccessPolicy, AccessRule, unknown_namespaces
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +40,34 @@ class KeySection:
     passphrase_file: str = "keys/node.passphrase"
 
 
+#: What a caller other than the node's own user (and root) may call unless a rule grants
+#: more: the node's own read methods and tx submission (clients sign their own txs), no
+#: module queries (a patient's records, consents and audit log are granted per user or
+#: group), never ``admin``. Module names are not listed here: the node names no module.
+DEFAULT_IPC_NAMESPACES = ("node", "chain", "tx", "mempool", "consensus")
+
+
 @dataclass(frozen=True, slots=True)
 class IPCSection:
     path: str = ""  # default: <datadir>/medchaind.ipc
     group: str = ""  # if set, the socket is 0660 for this group
+    #: connections at most, of which ``reserved_connections`` only the node's own user
+    #: (and root) may take
+    max_connections: int = 256
+    reserved_connections: int = 16
+    #: largest request (one JSON value or batch)
+    max_request_bytes: int = 16 * 1024 * 1024
+    #: largest reply (a batch's replies together)
+    max_reply_bytes: int = 32 * 1024 * 1024
+    #: unsent output per connection before it is closed as not reading, and for all together
+    send_queue_bytes: int = 32 * 1024 * 1024
+    send_queue_total_bytes: int = 256 * 1024 * 1024
+    #: a request that has begun to arrive must be complete within this
+    read_timeout_ms: int = 30_000
+    #: a connection without a request (and without a subscription or long poll) is closed after this
+    idle_timeout_ms: int = 600_000
+    #: namespaces for callers no ``[ipc.access.<name>]`` rule names (see DEFAULT_IPC_NAMESPACES)
+    default_namespaces: tuple[str, ...] = DEFAULT_IPC_NAMESPACES
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +127,8 @@ class Config:
     mempool: MempoolSection = field(default_factory=MempoolSection)
     log: LogSection = field(default_factory=LogSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    #: ``[ipc.access.<name>]`` tables: who gets which namespaces besides the default
+    ipc_access: tuple[AccessRule, ...] = ()
 
     @property
     def ipc_path(self) -> Path:
@@ -121,6 +150,14 @@ class Config:
 SECTIONS = ("node", "key", "ipc", "consensus", "p2p", "mempool", "log", "metrics")
 
 
+def parse_listen(value: str, setting: str = "metrics.listen") -> tuple[str, int]:
+    """``"host:port"`` (IPv6 as ``"[::1]:9464"``) -> ``(host, port)``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{setting} must be host:port, e.g. 127.0.0.1:9464 (got {value!r})")
+    return host.strip("[]"), int(port)
+
+
 def _coerce(value: Any, typ: type, where: str) -> Any:
     if typ is bool:
         if isinstance(value, bool):
@@ -138,11 +175,17 @@ def _coerce(value: Any, typ: type, where: str) -> Any:
     elif typ is str:
         if isinstance(value, str):
             return value
+    elif typ is tuple:
+        if isinstance(value, str):
+            return tuple(x.strip() for x in value.split(",") if x.strip())
+        if isinstance(value, list) and all(isinstance(x, str) for x in value):
+            return tuple(value)
+        raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
     raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}")
 
 
 def _field_types(cls: type) -> dict[str, type]:
-    hints = {"str": str, "int": int, "bool": bool}
+    hints = {"str": str, "int": int, "bool": bool, "tuple[str, ...]": tuple}
     return {f.name: hints[f.type] if isinstance(f.type, str) else f.type for f in dataclasses.fields(cls)}
 
 
@@ -166,6 +209,7 @@ def load_config(
     """
     env = os.environ if env is None else env
     values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    access: tuple[AccessRule, ...] = ()
     path = datadir / "config.toml"
     if path.exists():
         try:
@@ -177,6 +221,9 @@ def load_config(
                 raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
             if not isinstance(body, dict):
                 raise ConfigError(f"{path}: [{section}] must be a table")
+            if section == "ipc" and "access" in body:
+                body = dict(body)
+                access = parse_ipc_access(body.pop("access"), f"{path}: ipc.access")
             types = _field_types(_SECTION_CLASSES[section])
             for k, v in body.items():
                 if k not in types:
@@ -196,7 +243,7 @@ def load_config(
         section, _, k = dotted.partition(".")
         types = _field_types(_SECTION_CLASSES[section])
         values[section][k] = _coerce(v, types[k], f"option {dotted}")
-    cfg = Config(datadir=datadir, **{s: _SECTION_CLASSES[s](**values[s]) for s in SECTIONS})
+    cfg = Config(datadir=datadir, **{s: _SECTION_CLASSES[s](**values[s]) for s in SECTIONS}, ipc_access=access)
     known_vars = {
         f"MEDCHAIND_{s.upper()}_{k.upper()}" for s, c in _SECTION_CLASSES.items() for k in _field_types(c)
     } | {"MEDCHAIND_HOME", "MEDCHAIND_KEY_PASSPHRASE"}
@@ -208,14 +255,142 @@ def load_config(
     if not 10 <= cfg.consensus.empty_block_interval_ms <= 3_600_000:
         raise ConfigError("consensus.empty_block_interval_ms must be in 10..3600000")
     if cfg.metrics.listen:
-        from .metrics import parse_listen
-
         parse_listen(cfg.metrics.listen)
     if cfg.log.format not in ("text", "json"):
         raise ConfigError("log.format must be 'text' or 'json'")
     if cfg.log.level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("log.level must be debug, info, warning or error")
+    check_ipc(cfg.ipc)
     return cfg
+
+
+# ------------------------------------------------------------------ [ipc]
+
+_IPC_RANGES: dict[str, tuple[int, int]] = {
+    "max_connections": (1, 65_536),
+    "max_request_bytes": (1024, 1 << 30),
+    "max_reply_bytes": (64 * 1024, 1 << 30),
+    "read_timeout_ms": (100, 3_600_000),
+    "idle_timeout_ms": (1000, 86_400_000),
+}
+
+
+def check_ipc(ipc: IPCSection) -> None:
+    """Range checks of the ``[ipc]`` limits, with errors that say what to set."""
+    for name, (lo, hi) in _IPC_RANGES.items():
+        v = getattr(ipc, name)
+        if not lo <= v <= hi:
+            raise ConfigError(f"ipc.{name} must be in {lo}..{hi} (got {v})")
+    if not 0 <= ipc.reserved_connections < ipc.max_connections:
+        raise ConfigError(
+            f"ipc.reserved_connections must be in 0..{ipc.max_connections - 1}, less than "
+            f"ipc.max_connections (got {ipc.reserved_connections})"
+        )
+    if not ipc.max_reply_bytes <= ipc.send_queue_bytes <= 1 << 32:
+        raise ConfigError(
+            f"ipc.send_queue_bytes must be in {ipc.max_reply_bytes}..{1 << 32}: at least "
+            f"ipc.max_reply_bytes, so one reply always fits (got {ipc.send_queue_bytes})"
+        )
+    if not ipc.send_queue_bytes <= ipc.send_queue_total_bytes <= 1 << 36:
+        raise ConfigError(
+            f"ipc.send_queue_total_bytes must be in {ipc.send_queue_bytes}..{1 << 36}: at least "
+            f"ipc.send_queue_bytes (got {ipc.send_queue_total_bytes})"
+        )
+    _check_namespaces(ipc.default_namespaces, "ipc.default_namespaces")
+
+
+def _check_namespaces(names: Any, where: str) -> frozenset[str]:
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{where}: expected a list of namespace names, e.g. [\"records\", \"consent\"]")
+    for n in names:
+        if n != EVERYTHING and not NAMESPACE_RE.fullmatch(n):
+            raise ConfigError(
+                f"{where}: {n!r} is not a namespace (the part of a method name before '_', "
+                f"e.g. \"records\" for records_get; or \"*\" for all)"
+            )
+    return frozenset(names)
+
+
+def _resolve_ids(values: Any, where: str, kind: str) -> frozenset[int]:
+    """User or group names (or numeric ids) -> numeric ids; unknown names are errors."""
+    if not isinstance(values, list):
+        raise ConfigError(f"{where}: expected a list of {kind} names or numeric ids")
+    out: set[int] = set()
+    for v in values:
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32:
+            out.add(v)
+        elif isinstance(v, str) and v.isdigit() and v.isascii():
+            out.add(int(v))
+        elif isinstance(v, str) and v:
+            try:
+                out.add(pwd.getpwnam(v).pw_uid if kind == "user" else grp.getgrnam(v).gr_gid)
+            except KeyError:
+                raise ConfigError(f"{where}: no {kind} {v!r} on this system") from None
+        else:
+            raise ConfigError(f"{where}: {v!r} is not a {kind} name or numeric id")
+    return frozenset(out)
+
+
+def parse_ipc_access(tables: Any, where: str) -> tuple[AccessRule, ...]:
+    """``[ipc.access.<name>]`` tables -> access rules (names resolved to ids now)."""
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise ConfigError(
+            f"{where}: expected tables [ipc.access.<name>] with users, groups and namespaces"
+        )
+    rules = []
+    for name, table in tables.items():
+        at = f"{where}.{name}"
+        unknown = sorted(set(table) - {"users", "groups", "namespaces"})
+        if unknown:
+            raise ConfigError(f"{at}: unknown setting(s) {unknown} (known: users, groups, namespaces)")
+        uids = _resolve_ids(table.get("users", []), f"{at}.users", "user")
+        gids = _resolve_ids(table.get("groups", []), f"{at}.groups", "group")
+        if not uids and not gids:
+            raise ConfigError(f"{at}: names no users or groups, so it would apply to nobody")
+        if "namespaces" not in table:
+            raise ConfigError(f"{at}: missing namespaces (e.g. namespaces = [\"records\", \"consent\"])")
+        namespaces = _check_namespaces(table["namespaces"], f"{at}.namespaces")
+        rules.append(AccessRule(name=name, namespaces=namespaces, uids=uids, gids=gids))
+    return tuple(rules)
+
+
+def ipc_access_policy(cfg: Config, owner_uid: int) -> AccessPolicy:
+    """The IPC access policy: ``owner_uid`` (the node's user) and root call everything."""
+    return AccessPolicy(
+        owner_uids=frozenset({owner_uid, 0}),
+        others=frozenset(cfg.ipc.default_namespaces),
+        rules=cfg.ipc_access,
+    )
+
+
+def ipc_server_options(cfg: Config, namespaces: list[str]) -> dict[str, Any]:
+    """Keyword arguments of :class:`medchaind.ipc.IPCServer` from ``[ipc]``.
+
+    ``namespaces`` are those the node serves: naming another one in the access settings
+    (a typo would silently grant or deny nothing) stops the node with a clear error.
+    """
+    policy = ipc_access_policy(cfg, os.getuid())
+    unknown = unknown_namespaces(policy, namespaces)
+    if unknown:
+        raise ConfigError(
+            f"unknown IPC namespace(s) {unknown}; this node serves: {', '.join(namespaces)}"
+        )
+    if policy.others & {EVERYTHING, "admin"}:
+        logging.getLogger(__name__).warning(
+            "ipc.default_namespaces lets every user who can open the socket call admin methods"
+        )
+    ipc = cfg.ipc
+    return {
+        "group": ipc.group or None,
+        "access": policy,
+        "max_line_bytes": ipc.max_request_bytes,
+        "max_connections": ipc.max_connections,
+        "reserved_connections": ipc.reserved_connections,
+        "send_queue_bytes": ipc.send_queue_bytes,
+        "send_queue_total_bytes": ipc.send_queue_total_bytes,
+        "read_timeout": ipc.read_timeout_ms / 1000,
+        "idle_timeout": ipc.idle_timeout_ms / 1000,
+    }
 
 
 def render_config(cfg: Config) -> str:
@@ -230,12 +405,29 @@ def render_config(cfg: Config) -> str:
         lines.append(f"[{section}]")
         for f in dataclasses.fields(obj):
             v = getattr(obj, f.name)
-            if isinstance(v, bool):
-                rendered = "true" if v else "false"
-            elif isinstance(v, int):
-                rendered = str(v)
-            else:
-                rendered = '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-            lines.append(f"{f.name} = {rendered}")
+            lines.append(f"{f.name} = {_toml_value(v)}")
         lines.append("")
+        if section == "ipc":
+            for rule in cfg.ipc_access:
+                lines.append(f"[ipc.access.{_toml_key(rule.name)}]")
+                if rule.uids:
+                    lines.append(f"users = {_toml_value(sorted(rule.uids))}")
+                if rule.gids:
+                    lines.append(f"groups = {_toml_value(sorted(rule.gids))}")
+                lines.append(f"namespaces = {_toml_value(sorted(rule.namespaces))}")
+                lines.append("")
     return "\n".join(lines)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _toml_key(name: str) -> str:
+    return name if name and all(c.isascii() and (c.isalnum() or c in "-_") for c in name) else _toml_value(name)

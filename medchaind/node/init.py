@@ -8,7 +8,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..crypto import KeyPair, save_keystore, write_private_file
+from ..crypto import KeyPair
+from ..files import save_keystore, write_private_file
 from ..errors import ConfigError
 from ..types import Authority, Genesis
 from ..types.tx import CHAIN_ID_RE

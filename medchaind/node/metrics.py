@@ -4,9 +4,9 @@ Every value is read from the node at scrape time by one collector, inside the tr
 thread, so a scrape sees a consistent snapshot and the hot paths carry no
 instrumentation. The HTTP side is a deliberately small HTTP/1.0 server on
 ``trio.serve_tcp``: ``GET /metrics`` (Prometheus text format 0.0.4), ``GET /healthz``
-(``ok``: the event loop answers; a liveness probe), ``GET /readyz`` (200 ``ready`` once
-the node has started and is not catching up from peers, else 503 with the reason; a
-readiness probe), anything else 404, malformed requests 400; a request must arrive within
+(``ok``: the event loop answers; a liveness probe), ``GET /readyz`` (200 ``ready`` when
+the node can serve and follow the chain, else 503 with the reason: :func:`assess_readiness`;
+a readiness probe), anything else 404, malformed requests 400; a request must arrive within
 :data:`REQUEST_TIMEOUT_S` and fit :data:`MAX_REQUEST` bytes. (prometheus_client's own
 ``start_http_server`` would serve from a thread and race the node's data structures.)
 
@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -28,11 +29,10 @@ from prometheus_client.registry import Collector
 
 from .. import __version__
 from ..errors import ConfigError
+from .config import parse_listen
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
-
-    from .node import Node
 else:
     from trio import TaskStatus
 
@@ -43,16 +43,96 @@ REQUEST_TIMEOUT_S = 5.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """``"host:port"`` (IPv6 as ``"[::1]:9464"``) -> ``(host, port)``."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ConfigError(f"metrics.listen must be host:port, e.g. 127.0.0.1:9464 (got {value!r})")
-    return host.strip("[]"), int(port)
+#: An authority whose height is still undecided after this many rounds is not ready.
+STALLED_ROUNDS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessInputs:
+    """What :func:`assess_readiness` looks at, read from the node at probe time."""
+
+    started: bool
+    syncing: bool
+    #: the node has a P2P network (``p2p.listen`` set); without one it decides alone
+    networked: bool
+    listening: bool
+    peers: frozenset[str]
+    #: the current authority set: public key -> voting power
+    powers: Mapping[bytes, int]
+    own_key: bytes
+    #: the peer id of each authority (public key -> peer id), for the connected power
+    authority_peers: Mapping[bytes, str]
+    #: consensus is deciding a height (there is something to commit), and which round
+    deciding: bool
+    height: int
+    round: int
+
+
+def assess_readiness(x: ReadinessInputs) -> tuple[bool, str]:
+    """``(ready, reason)``: whether the node can serve and follow the chain now.
+
+    ``/readyz`` is the readiness probe (``/healthz`` stays liveness: the event loop
+    answers). Ready means, in this order:
+
+    1. started (every service up);
+    2. listening, when it has a network (a node whose P2P listener failed does not start
+       at all; this guards the invariant);
+    3. at least one peer, when it has a network, unless it holds more than 2/3 of the
+       voting power itself (a chain it decides alone);
+    4. not catching up from peers (sync);
+    5. for an authority, **a quorum seen recently**, which is two checks:
+
+       a. *reachable now*: the authorities it is connected to, plus itself, hold more
+          than 2/3 of the voting power -- the power a commit needs. A crashed or
+          partitioned peer drops off within a connection's lifetime; and
+       b. *not stalled*: if it is deciding a height, that height has failed fewer than
+          :data:`STALLED_ROUNDS` rounds in a row. Proposers rotate by round, so with at
+          most f of 3f+1 authorities down, rounds fail one at a time at most; three in
+          a row means the quorum is gone or unreachable even where connections linger
+          (a link that drops packets keeps its TCP connection for minutes). Round
+          timeouts grow, so this fires seconds, not milliseconds, into a stall, and it
+          needs no clock: it is the consensus' own failure signal.
+
+    Why not "a commit within N block intervals": with ``create_empty_blocks = false`` an
+    idle chain commits nothing for hours while perfectly healthy. Why not "votes from
+    2/3+ recently": idle, there are no votes either. Check (b) only speaks when there is
+    something to decide; check (a) covers the idle chain. An observer has no quorum of
+    its own to check: peers and sync decide.
+    """
+    if not x.started:
+        return False, "starting"
+    if x.networked and not x.listening:
+        return False, "not listening: no P2P listener"
+    total = sum(x.powers.values())
+    own = x.powers.get(x.own_key, 0)
+    alone = total > 0 and 3 * own > 2 * total
+    if x.networked and not x.peers and not alone:
+        return False, "no peers"
+    if x.syncing:
+        return False, "syncing"
+    if own > 0:
+        reachable = own + sum(
+            power for key, power in x.powers.items() if key != x.own_key and x.authority_peers.get(key) in x.peers
+        )
+        if 3 * reachable <= 2 * total:
+            return False, (
+                f"no quorum: connected authorities hold {reachable} of {total} voting power "
+                "(more than 2/3 needed)"
+            )
+        if x.deciding and x.round >= STALLED_ROUNDS:
+            return False, f"no quorum: height {x.height} undecided after {x.round} rounds"
+    return True, "ready"
 
 
 class NodeCollector(Collector):
-    def __init__(self, node: Node) -> None:
+    """Reads the node's components at scrape time (each one a narrow source).
+
+    ``node`` is anything with the component attributes used below (``genesis``,
+    ``config``, ``keys``, ``ledger``, ``counters``, ``engine``, ``sync``, ``mempool``,
+    ``net``, ``ipc_server``, ``blobs``): the collector reads, never calls into, them.
+    """
+
+    def __init__(self, node: Any) -> None:
         self.node = node
 
     def collect(self) -> Iterator[Metric]:  # noqa: C901 - one flat list of metrics
@@ -85,15 +165,17 @@ class NodeCollector(Collector):
                     1 if n.keys.public_key in tip.powers else 0)
         yield gauge("authorities", "Authorities in the current set.", len(tip.powers))
         yield gauge("voting_power_total", "Total voting power of the current set.", sum(tip.powers.values()))
-        engine = getattr(n, "engine", None)
-        if engine is not None:
-            s = engine.status()
-            yield gauge("consensus_height", "Height being decided.", s["height"])
-            yield gauge("consensus_round", "Round of the height being decided.", s["round"])
-            yield counter("evidence", "Equivocations this node has seen since start.", s["evidence"])
-        sync = getattr(n, "sync", None)
-        if sync is not None:
-            yield gauge("syncing", "1 while catching up from peers.", 1 if sync.syncing else 0)
+        engine = n.engine
+        s = engine.status()
+        yield gauge("consensus_height", "Height being decided.", s["height"])
+        yield gauge("consensus_round", "Round of the height being decided.", s["round"])
+        yield counter("evidence", "Equivocations this node has seen since start.", s["evidence"])
+        sync = n.sync
+        yield gauge("syncing", "1 while catching up from peers.", 1 if sync.syncing else 0)
+        readiness = getattr(n, "readiness", None)
+        if readiness is not None:
+            yield gauge("ready", "1 when /readyz answers 200 (serving and following the chain).",
+                        1 if readiness()[0] else 0)
         m = n.mempool.statistics()
         yield gauge("mempool_txs", "Transactions in the mempool.", m.size)
         yield gauge("mempool_bytes", "Bytes of transactions in the mempool.", m.bytes)
@@ -101,40 +183,39 @@ class NodeCollector(Collector):
         yield counter("mempool_rejected", "Transactions refused at admission since start.", m.rejected)
         yield counter("mempool_evicted", "Transactions evicted for space since start.", m.evicted)
         yield counter("mempool_dropped", "Pending transactions invalidated by a block since start.", m.dropped)
-        net = getattr(n, "net", None)
-        if net is not None:
-            yield gauge("peers", "Connected peers.", len(net.connected_peers()))
-            ns = net.statistics()
-            for field, doc in (
-                ("published", "Gossip messages published"),
-                ("received", "Gossip messages received"),
-                ("rejected_by_validator", "Gossip messages rejected by validation"),
-                ("dropped_full_buffer", "Gossip messages dropped because a buffer was full"),
-                ("dropped_outbound", "Outbound messages dropped"),
-                ("requests_sent", "Requests sent to peers"),
-                ("requests_failed", "Requests to peers that failed"),
-                ("requests_served", "Requests served to peers"),
-                ("connections_refused", "Connections refused (not on the allowlist)"),
-            ):
-                yield counter(f"p2p_{field}", f"{doc} since start.", getattr(ns, field))
-        ipc = getattr(n, "ipc_server", None)
-        if ipc is not None:
-            st = ipc.statistics()
-            yield gauge("ipc_connections", "Open IPC connections.", st.connections)
-            yield counter("ipc_accepted", "IPC connections accepted since start.", st.accepted)
-            yield counter("ipc_rejected", "IPC connections refused over the limit since start.", st.rejected)
-        blobs = getattr(n, "blobs", None)
-        if blobs is not None:
-            yield counter("blobs_fetched", "Record ciphertexts fetched from peers since start.", blobs.fetched)
-            yield gauge("blobs_wanted", "Record ciphertexts this node lacks and is fetching.", len(blobs.wanted))
+        net = n.net
+        yield gauge("peers", "Connected peers.", len(net.connected_peers()))
+        ns = net.statistics()
+        for field, doc in (
+            ("published", "Gossip messages published"),
+            ("received", "Gossip messages received"),
+            ("rejected_by_validator", "Gossip messages rejected by validation"),
+            ("dropped_full_buffer", "Gossip messages dropped because a buffer was full"),
+            ("dropped_outbound", "Outbound messages dropped"),
+            ("requests_sent", "Requests sent to peers"),
+            ("requests_failed", "Requests to peers that failed"),
+            ("requests_served", "Requests served to peers"),
+            ("connections_refused", "Connections refused (not on the allowlist)"),
+        ):
+            yield counter(f"p2p_{field}", f"{doc} since start.", getattr(ns, field))
+        ipc = n.ipc_server
+        st = ipc.statistics()
+        yield gauge("ipc_connections", "Open IPC connections.", st.connections)
+        yield counter("ipc_accepted", "IPC connections accepted since start.", st.accepted)
+        yield counter("ipc_rejected", "IPC connections refused over the limit since start.", st.rejected)
+        blobs = n.blobs
+        yield counter("blobs_fetched", "Record ciphertexts fetched from peers since start.", blobs.fetched)
+        yield gauge("blobs_wanted", "Record ciphertexts this node lacks and is fetching.", len(blobs.wanted))
 
 
 class MetricsServer:
-    def __init__(self, node: Node, listen: str) -> None:
-        self.node = node
+    """``/metrics`` from ``collector``; ``/readyz`` asks ``ready()`` for ``(ready, reason)``."""
+
+    def __init__(self, collector: Collector, listen: str, *, ready: Callable[[], tuple[bool, str]]) -> None:
         self.host, self.port = parse_listen(listen)
+        self.ready = ready
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(NodeCollector(node))
+        self.registry.register(collector)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -185,10 +266,7 @@ class MetricsServer:
         if target == b"/healthz":
             return "200 OK", b"ok\n", "text/plain"
         if target == b"/readyz":
-            sync = getattr(self.node, "sync", None)
-            if not self.node.started.is_set():
-                return "503 Service Unavailable", b"starting\n", "text/plain"
-            if sync is not None and sync.syncing:
-                return "503 Service Unavailable", b"syncing\n", "text/plain"
-            return "200 OK", b"ready\n", "text/plain"
+            ok, reason = self.ready()
+            status = "200 OK" if ok else "503 Service Unavailable"
+            return status, reason.encode() + b"\n", "text/plain"
         return "404 Not Found", b"try /metrics\n", "text/plain"

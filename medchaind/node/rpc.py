@@ -1,7 +1,12 @@
-"""The node's JSON-RPC methods (DESIGN.md §7): parameter parsing and handlers.
+"""The node's own JSON-RPC methods (DESIGN.md §7): node, chain, tx, mempool, admin.
 
-Every handler takes ``(params, conn)`` and returns a JSON-able result; bad params
-raise :class:`InvalidParams` (JSON-RPC -32602) naming the parameter. Bytes travel as
+Module queries are not here: every module declares its own and
+:mod:`medchaind.node.queries` serves them; this file names no application module.
+Each namespace is a small class that gets only the collaborators it uses, so none of
+them reaches through the whole node.
+
+Every handler takes ``(params, conn)`` and returns a JSON-able result; bad params raise
+:class:`InvalidParams` (JSON-RPC -32602) naming the parameter. Bytes travel as
 ``0x``-hex. Nothing here logs params: they may carry personal data.
 
 Subscriptions (``subscribe`` / ``unsubscribe``), topics:
@@ -10,30 +15,37 @@ Subscriptions (``subscribe`` / ``unsubscribe``), topics:
 * ``tx``: status changes of txs; ``{"topic": "tx", "hash": "0x…"}`` for one tx, or
   ``{"topic": "tx", "sender": "0x…"}`` for one sender's txs. A notification carries
   ``{"hash", "status": "pending" | "committed", "height"?, "receipt"?}``.
+* the topics modules declare (e.g. ``patient``), fed by committed events.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from .. import __version__
-from ..errors import DecodeError, MedchainError, NotFound, TxRejected
+from ..errors import DecodeError, NotFound, TxRejected
 from ..ipc import RPCError
 from ..types import Block, Receipt, Tx, decode_tx, to_jsonable
 from ..types.merkle import merkle_proof
 
 if TYPE_CHECKING:
+    from ..app import App
     from ..ipc.server import Connection
-    from .node import Node
+    from ..ledger import Ledger
+    from ..mempool import Mempool
 
 log = logging.getLogger(__name__)
 
 INVALID_PARAMS = -32602
 MAX_WAIT_MS = 600_000
+
+Handler = Callable[[Any, "Connection"], Awaitable[Any]]
 
 
 class InvalidParams(RPCError):
@@ -44,12 +56,46 @@ class InvalidParams(RPCError):
 # ------------------------------------------------------------------ param helpers
 
 
-def _obj(params: Any) -> dict[str, Any]:
+def _shown(names: list[str]) -> str:
+    """Client-chosen names for an error message: a few, each cut short."""
+    out = [n if len(n) <= 40 else n[:40] + "…" for n in names[:5]]
+    return repr(out)[:-1] + (", …]" if len(names) > 5 else "]")
+
+
+def _obj(params: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The params object of a method that takes ``names`` (each optional here; the
+    handler says which it needs). Positional params and unknown names are -32602."""
     if params is None:
         return {}
     if not isinstance(params, dict):
         raise InvalidParams("params must be an object with named fields")
+    unknown = sorted(k for k in params if k not in names)
+    if unknown:
+        expected = f"expected {list(names)}" if names else "this method takes no params"
+        raise InvalidParams(f"unknown param(s) {_shown(unknown)}; {expected}")
     return params
+
+
+ParamsHandler = Callable[[Any, dict[str, Any], "Connection"], Awaitable[Any]]
+MethodHandler = Callable[[Any, Any, "Connection"], Awaitable[Any]]
+
+
+def takes(*names: str) -> Callable[[ParamsHandler], MethodHandler]:
+    """Declare a handler's param names: the handler gets a checked params object, and
+    the names are on the handler as ``rpc_params`` (docs, fuzzers)."""
+
+    def decorate(fn: ParamsHandler) -> MethodHandler:
+        @functools.wraps(fn)
+        async def handler(self: Any, params: Any, conn: Connection) -> Any:
+            return await fn(self, _obj(params, names), conn)
+
+        handler.rpc_params = names  # type: ignore[attr-defined]
+        return handler
+
+    return decorate
+
+
+_HEX_DIGITS = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
 
 def hex_bytes(params: dict[str, Any], name: str, size: int | None = None, *, max_size: int = 1 << 24) -> bytes:
@@ -58,10 +104,9 @@ def hex_bytes(params: dict[str, Any], name: str, size: int | None = None, *, max
         raise InvalidParams(f"{name} must be a 0x-prefixed hex string")
     if len(v) > 2 + 2 * max_size:
         raise InvalidParams(f"{name} is longer than {max_size} bytes")
-    try:
-        b = bytes.fromhex(v[2:])
-    except ValueError:
-        raise InvalidParams(f"{name} is not valid hex") from None
+    if not _HEX_DIGITS.fullmatch(v, 2):
+        raise InvalidParams(f"{name} is not valid hex (an even number of 0-9a-f digits after 0x)")
+    b = bytes.fromhex(v[2:])
     if size is not None and len(b) != size:
         raise InvalidParams(f"{name} must be {size} bytes")
     return b
@@ -90,29 +135,46 @@ def block_json(block: Block, *, full: bool) -> dict[str, Any]:
     }
 
 
-# ------------------------------------------------------------------ handlers
+def tx_event(tx: Tx, status: str, **extra: Any) -> dict[str, Any]:
+    return {"hash": "0x" + tx.hash.hex(), "sender": "0x" + tx.sender.hex(), "status": status, **extra}
 
 
-class RPC:
-    """Handlers bound to a node; ``register`` adds them to a dispatcher."""
+# ------------------------------------------------------------------ collaborators
 
-    _backup_running = False
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+class Waits(Protocol):
+    async def wait_height(self, height: int) -> None: ...
 
-    def methods(self) -> dict[str, tuple[Any, bool]]:
+    async def wait_tx(self, tx_hash: bytes) -> None: ...
+
+
+class Submitter(Protocol):
+    def submit(self, tx: Tx, blob: bytes | None = None) -> bool: ...
+
+    def next_nonce(self, sender: bytes) -> tuple[int, int]: ...
+
+
+class PeerControl(Protocol):
+    def ban(self, peer: str) -> None: ...
+
+    def unban(self, peer: str) -> None: ...
+
+
+# ------------------------------------------------------------------ chain_* and tx_*
+
+
+class ChainAPI:
+    """``chain_*``, ``tx_*`` and ``mempool_*``: the committed chain, pending txs, submission."""
+
+    def __init__(self, ledger: Ledger, mempool: Mempool, waits: Waits, submitter: Submitter) -> None:
+        self.ledger = ledger
+        self.mempool = mempool
+        self.waits = waits
+        self.submitter = submitter
+
+    def methods(self) -> dict[str, tuple[Handler, bool]]:
         """name -> (handler, mutating)."""
         return {
-            "node_info": (self.node_info, False),
-            "node_health": (self.node_health, False),
-            "node_peers": (self.node_peers, False),
-            "node_syncing": (self.node_syncing, False),
-            "consensus_status": (self.consensus_status, False),
-            "node_network": (self.node_network, False),
-            "admin_banPeer": (self.admin_ban_peer, True),
-            "admin_unbanPeer": (self.admin_unban_peer, True),
-            "admin_backup": (self.admin_backup, True),
             "chain_head": (self.chain_head, False),
             "chain_getBlock": (self.chain_get_block, False),
             "chain_getCommit": (self.chain_get_commit, False),
@@ -122,111 +184,15 @@ class RPC:
             "tx_wait": (self.tx_wait, False),
             "tx_nonce": (self.tx_nonce, False),
             "mempool_status": (self.mempool_status, False),
-            "identity_get": (self.identity_get, False),
-            "identity_list": (self.identity_list, False),
-            "governance_authorities": (self.governance_authorities, False),
-            "anchor_get": (self.anchor_get, False),
-            "records_list": (self.records_list, False),
-            "records_get": (self.records_get, False),
-            "consent_list": (self.consent_list, False),
-            "consent_check": (self.consent_check, False),
-            "audit_log": (self.audit_log, False),
-            "records_keyRequests": (self.records_key_requests, False),
-            "governance_pending": (self.governance_pending, False),
-            "governance_scheduled": (self.governance_scheduled, False),
-            "governance_evidence": (self.governance_evidence, False),
         }
 
-    # node_*
-
-    async def node_info(self, params: Any, conn: Connection) -> Any:
-        n = self.node
-        tip = n.ledger.tip
-        return {
-            "version": __version__,
-            "moniker": n.config.node.moniker,
-            "chain_id": n.genesis.chain_id,
-            "genesis_hash": "0x" + n.genesis.hash().hex(),
-            "public_key": "0x" + n.keys.public_key.hex(),
-            "is_authority": n.keys.public_key in tip.powers,
-            "height": tip.height,
-            "head_hash": "0x" + tip.block_hash.hex(),
-            "syncing": n.sync.syncing,
-            "mempool_size": len(n.mempool),
-            "peer_id": str(n.net.peer_id),
-            "peers": len(n.net.connected_peers()),
-        }
-
-    async def node_health(self, params: Any, conn: Connection) -> Any:
-        return {"ok": True, "height": self.node.ledger.height}
-
-    async def node_peers(self, params: Any, conn: Connection) -> Any:
-        return [{"peer_id": str(p)} for p in self.node.net.connected_peers()]
-
-    async def node_syncing(self, params: Any, conn: Connection) -> Any:
-        return self.node.sync.status()
-
-    async def node_network(self, params: Any, conn: Connection) -> Any:
-        s = self.node.net.statistics()
-        return {
-            "peer_id": str(self.node.net.peer_id),
-            "peers": [str(p) for p in self.node.net.connected_peers()],
-            "banned": sorted(str(p) for p in self.node.banned),
-            "published": s.published, "received": s.received,
-            "rejected_by_validator": s.rejected_by_validator, "dropped_full_buffer": s.dropped_full_buffer,
-            "dropped_outbound": s.dropped_outbound, "requests_sent": s.requests_sent,
-            "requests_failed": s.requests_failed, "requests_served": s.requests_served,
-            "connections_refused": s.connections_refused,
-        }
-
-    def _peer_param(self, params: Any) -> str:
-        p = _obj(params)
-        peer = p.get("peer_id")
-        if not isinstance(peer, str) or not 1 <= len(peer) <= 128 or not peer.isalnum():
-            raise InvalidParams("peer_id must be a base58 libp2p peer id")
-        return peer
-
-    async def admin_ban_peer(self, params: Any, conn: Connection) -> Any:
-        """Refuse and drop a peer until unbanned (operators; also how tests partition)."""
-        self.node.banned.add(self._peer_param(params))
-        self.node.refresh_allowlist()
-        return True
-
-    async def admin_unban_peer(self, params: Any, conn: Connection) -> Any:
-        self.node.banned.discard(self._peer_param(params))
-        self.node.refresh_allowlist()
-        return True
-
-    async def admin_backup(self, params: Any, conn: Connection) -> Any:
-        """Write a consistent backup of this node to ``path`` (node/backup.py); the manifest."""
-        from .backup import BackupError, check_destination, write_backup
-
-        p = _obj(params)
-        path = p.get("path")
-        if not isinstance(path, str) or not 1 <= len(path) <= 4096:
-            raise InvalidParams("path must be an absolute directory path")
-        dest = Path(path)
-        check_destination(dest)
-        if self._backup_running:
-            raise BackupError("a backup is already running")
-        self._backup_running = True
-        try:
-            kv = self.node.kv
-            return await trio.to_thread.run_sync(write_backup, kv, self.node.config, dest)
-        finally:
-            self._backup_running = False
-
-    async def consensus_status(self, params: Any, conn: Connection) -> Any:
-        return self.node.engine.status()
-
-    # chain_*
-
-    async def chain_head(self, params: Any, conn: Connection) -> Any:
-        head = self.node.ledger.store.head()
+    @takes()
+    async def chain_head(self, p: dict[str, Any], conn: Connection) -> Any:
+        head = self.ledger.store.head()
         return None if head is None else head.to_json()
 
     def _block_from(self, p: dict[str, Any]) -> Block:
-        store = self.node.ledger.store
+        store = self.ledger.store
         if "height" in p:
             h = opt_int(p, "height", 0, 1, 2**62)
             block = store.get_block(h)
@@ -238,30 +204,30 @@ class RPC:
             raise NotFound("no such block")
         return block
 
-    async def chain_get_block(self, params: Any, conn: Connection) -> Any:
-        p = _obj(params)
+    @takes("height", "hash", "full")
+    async def chain_get_block(self, p: dict[str, Any], conn: Connection) -> Any:
         full = p.get("full", False)
         if not isinstance(full, bool):
             raise InvalidParams("full must be a boolean")
         block = self._block_from(p)
         out = block_json(block, full=full)
-        commit = self.node.ledger.store.get_commit(block.height)
+        commit = self.ledger.store.get_commit(block.height)
         out["commit"] = None if commit is None else commit.to_json()
         return out
 
-    async def chain_get_commit(self, params: Any, conn: Connection) -> Any:
-        p = _obj(params)
+    @takes("height")
+    async def chain_get_commit(self, p: dict[str, Any], conn: Connection) -> Any:
         h = opt_int(p, "height", 0, 1, 2**62)
-        commit = self.node.ledger.store.get_commit(h)
+        commit = self.ledger.store.get_commit(h)
         if commit is None:
             raise NotFound("no commit at that height")
         return commit.to_json()
 
     def tx_status(self, tx_hash: bytes) -> dict[str, Any]:
-        store = self.node.ledger.store
+        store = self.ledger.store
         loc = store.get_tx_location(tx_hash)
         if loc is None:
-            if tx_hash in self.node.mempool:
+            if tx_hash in self.mempool:
                 return {"hash": "0x" + tx_hash.hex(), "status": "pending"}
             return {"hash": "0x" + tx_hash.hex(), "status": "unknown"}
         height, index = loc
@@ -272,18 +238,18 @@ class RPC:
             "receipt": receipt_json(receipt),
         }
 
-    async def chain_get_tx(self, params: Any, conn: Connection) -> Any:
-        p = _obj(params)
+    @takes("hash")
+    async def chain_get_tx(self, p: dict[str, Any], conn: Connection) -> Any:
         h = hex_bytes(p, "hash", 32)
         status = self.tx_status(h)
         if status["status"] == "unknown":
             raise NotFound("unknown tx")
         if status["status"] == "pending":
-            tx = self.node.mempool.get(h)
+            tx = self.mempool.get(h)
             assert tx is not None
             status["tx"] = tx.to_json()
             return status
-        block = self.node.ledger.store.get_block(status["height"])
+        block = self.ledger.store.get_block(status["height"])
         assert block is not None
         idx = status["index"]
         tx = block.txs[idx]
@@ -297,19 +263,17 @@ class RPC:
         }
         return status
 
-    async def chain_wait_height(self, params: Any, conn: Connection) -> Any:
+    @takes("height", "timeout_ms")
+    async def chain_wait_height(self, p: dict[str, Any], conn: Connection) -> Any:
         """Long poll: return the head once it reaches ``height`` (or at ``timeout_ms``)."""
-        p = _obj(params)
         height = opt_int(p, "height", 0, 0, 2**63 - 1)
         timeout_ms = opt_int(p, "timeout_ms", 30_000, 0, MAX_WAIT_MS)
         with trio.move_on_after(timeout_ms / 1000):
-            await self.node.wait_height(height)
+            await self.waits.wait_height(height)
         return await self.chain_head(None, conn)
 
-    # tx_*
-
-    async def tx_submit(self, params: Any, conn: Connection) -> Any:
-        p = _obj(params)
+    @takes("tx", "blob")
+    async def tx_submit(self, p: dict[str, Any], conn: Connection) -> Any:
         raw = hex_bytes(p, "tx", max_size=128 * 1024)
         blob = hex_bytes(p, "blob", max_size=4 * 1024 * 1024) if p.get("blob") is not None else None
         try:
@@ -317,130 +281,187 @@ class RPC:
         except DecodeError as exc:
             raise RPCError(exc.rpc_code, f"malformed tx: {exc}", {"code": "malformed", "reason": str(exc)}) from None
         try:
-            self.node.submit(tx, blob)
+            self.submitter.submit(tx, blob)
         except TxRejected as exc:
             raise RPCError(exc.rpc_code, str(exc), {"code": exc.code, "reason": exc.reason}) from None
         return "0x" + tx.hash.hex()
 
-    async def tx_wait(self, params: Any, conn: Connection) -> Any:
-        p = _obj(params)
+    @takes("hash", "timeout_ms")
+    async def tx_wait(self, p: dict[str, Any], conn: Connection) -> Any:
         h = hex_bytes(p, "hash", 32)
         timeout_ms = opt_int(p, "timeout_ms", 30_000, 0, MAX_WAIT_MS)
         with trio.move_on_after(timeout_ms / 1000):
-            await self.node.wait_tx(h)
+            await self.waits.wait_tx(h)
         return self.tx_status(h)
 
-    async def tx_nonce(self, params: Any, conn: Connection) -> Any:
-        p = _obj(params)
+    @takes("sender")
+    async def tx_nonce(self, p: dict[str, Any], conn: Connection) -> Any:
         sender = hex_bytes(p, "sender", 32)
-        committed, pending_next = self.node.next_nonce(sender)
+        committed, pending_next = self.submitter.next_nonce(sender)
         return {"committed": committed, "next": pending_next}
 
-    async def mempool_status(self, params: Any, conn: Connection) -> Any:
-        s = self.node.mempool.statistics()
+    @takes()
+    async def mempool_status(self, p: dict[str, Any], conn: Connection) -> Any:
+        s = self.mempool.statistics()
         return {"size": s.size, "bytes": s.bytes, "admitted": s.admitted, "rejected": s.rejected,
                 "evicted": s.evicted, "dropped": s.dropped}
 
-    # module queries
 
-    def _query(self, path: str, params: dict[str, Any]) -> Any:
+# ------------------------------------------------------------------ node_* and consensus_*
+
+
+class NodeAPI:
+    """``node_*`` and ``consensus_status``: what this node is and how it is doing."""
+
+    def __init__(self, info: Callable[[], dict[str, Any]], network: Callable[[], dict[str, Any]],
+                 peers: Callable[[], list[str]], syncing: Callable[[], dict[str, Any]],
+                 consensus: Callable[[], dict[str, Any]], height: Callable[[], int]) -> None:
+        self._info = info
+        self._network = network
+        self._peers = peers
+        self._syncing = syncing
+        self._consensus = consensus
+        self._height = height
+
+    def methods(self) -> dict[str, tuple[Handler, bool]]:
+        return {
+            "node_info": (self.node_info, False),
+            "node_health": (self.node_health, False),
+            "node_peers": (self.node_peers, False),
+            "node_syncing": (self.node_syncing, False),
+            "node_network": (self.node_network, False),
+            "consensus_status": (self.consensus_status, False),
+        }
+
+    @takes()
+    async def node_info(self, p: dict[str, Any], conn: Connection) -> Any:
+        return self._info()
+
+    @takes()
+    async def node_health(self, p: dict[str, Any], conn: Connection) -> Any:
+        return {"ok": True, "height": self._height()}
+
+    @takes()
+    async def node_peers(self, p: dict[str, Any], conn: Connection) -> Any:
+        return [{"peer_id": peer} for peer in self._peers()]
+
+    @takes()
+    async def node_syncing(self, p: dict[str, Any], conn: Connection) -> Any:
+        return self._syncing()
+
+    @takes()
+    async def node_network(self, p: dict[str, Any], conn: Connection) -> Any:
+        return self._network()
+
+    @takes()
+    async def consensus_status(self, p: dict[str, Any], conn: Connection) -> Any:
+        return self._consensus()
+
+
+# ------------------------------------------------------------------ admin_*
+
+#: base58btc (Bitcoin alphabet), as libp2p writes peer ids
+_PEER_ID = re.compile(r"[1-9A-HJ-NP-Za-km-z]{1,128}")
+_MAX_PATH_CHARS = 4096
+
+
+def backup_path(p: dict[str, Any]) -> Path:
+    """The ``path`` param of ``admin_backup``: an absolute path the OS can take.
+
+    NUL cannot be in a path, and a lone surrogate (valid in JSON's ``\\udXXX`` escapes,
+    not in UTF-8) cannot be encoded for the file system: both are -32602 here, before
+    any file-system call sees them.
+    """
+    path = p.get("path")
+    if not isinstance(path, str) or not 1 <= len(path) <= _MAX_PATH_CHARS:
+        raise InvalidParams(
+            f"path must be an absolute directory path (a string of 1..{_MAX_PATH_CHARS} characters)"
+        )
+    if "\0" in path:
+        raise InvalidParams("path must not contain a NUL character")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidParams("path must be valid Unicode (it has a lone surrogate escape)") from None
+    if not path.startswith("/"):
+        raise InvalidParams("path must be absolute (it is resolved by the node, not by the client)")
+    return Path(path)
+
+
+class AdminAPI:
+    """``admin_*``: peer bans and online backups."""
+
+    _backup_running = False
+
+    def __init__(self, peers: PeerControl, backup: Callable[[Path], dict[str, Any]]) -> None:
+        self.peers = peers
+        self.backup = backup
+
+    def methods(self) -> dict[str, tuple[Handler, bool]]:
+        return {
+            "admin_banPeer": (self.admin_ban_peer, True),
+            "admin_unbanPeer": (self.admin_unban_peer, True),
+            "admin_backup": (self.admin_backup, True),
+        }
+
+    @staticmethod
+    def _peer_param(p: dict[str, Any]) -> str:
+        peer = p.get("peer_id")
+        if not isinstance(peer, str) or not _PEER_ID.fullmatch(peer):
+            raise InvalidParams(
+                "peer_id must be a base58 libp2p peer id (1..128 characters of 1-9, A-Z, a-z "
+                "without 0, O, I and l; e.g. 12D3KooW…)"
+            )
+        return peer
+
+    @takes("peer_id")
+    async def admin_ban_peer(self, p: dict[str, Any], conn: Connection) -> Any:
+        """Refuse and drop a peer until unbanned (operators; also how tests partition)."""
+        self.peers.ban(self._peer_param(p))
+        return True
+
+    @takes("peer_id")
+    async def admin_unban_peer(self, p: dict[str, Any], conn: Connection) -> Any:
+        self.peers.unban(self._peer_param(p))
+        return True
+
+    @takes("path")
+    async def admin_backup(self, p: dict[str, Any], conn: Connection) -> Any:
+        """Write a consistent backup of this node to ``path`` (node/backup.py); the manifest."""
+        from .backup import BackupError, check_destination
+
+        dest = backup_path(p)
         try:
-            return self.node.app.query(self.node.ledger.state, path, params)
-        except MedchainError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidParams(f"bad query params: {exc}") from None
-
-    async def identity_get(self, params: Any, conn: Connection) -> Any:
-        p = _obj(params)
-        ident = self._query("identity.get", {"public_key": hex_bytes(p, "public_key", 32)})
-        if ident is None:
-            raise NotFound("no identity registered for that key")
-        return ident
-
-    async def identity_list(self, params: Any, conn: Connection) -> Any:
-        p = _obj(params)
-        q: dict[str, Any] = {"limit": opt_int(p, "limit", 100, 1, 1000)}
-        if "role" in p:
-            if not isinstance(p["role"], str):
-                raise InvalidParams("role must be a string")
-            q["role"] = p["role"]
-        return self._query("identity.list", q)
-
-    # records / consent / audit: keys as 0x-hex; time defaults to the last block's time
-
-    def _module_params(self, params: Any, keys: tuple[str, ...], optional_keys: tuple[str, ...] = ()) -> dict[str, Any]:
-        p = dict(_obj(params))
-        for k in keys:
-            p[k] = hex_bytes(p, k, 32)
-        for k in optional_keys:
-            if p.get(k) is not None:
-                p[k] = hex_bytes(p, k, 32)
-        if "time_ms" not in p:
-            p["time_ms"] = self.node.ledger.tip.time_ms
-        return p
-
-    async def records_list(self, params: Any, conn: Connection) -> Any:
-        p = self._module_params(params, ("patient",))
-        p.pop("time_ms")
-        return self._query("records.list", p)
-
-    async def records_get(self, params: Any, conn: Connection) -> Any:
-        """Metadata, the reader's sealed data key and the ciphertext, where consent allows.
-
-        Returns the ciphertext only to a reader the chain's consent state permits; the
-        data key inside ``envelope`` is sealed to ``reader``, so neither is of use to
-        anyone else. Reading is audited by the client's ``records.access`` tx.
-        """
-        p = self._module_params(params, ("record_id", "reader"))
-        rec = self._query("records.get", p)
-        if rec is None:
-            raise NotFound("no such record")
-        if rec.get("envelope") is not None:
-            blob = self.node.blob_store.get_blob(bytes.fromhex(rec["content_hash"][2:]))
-            rec["ciphertext"] = None if blob is None else "0x" + blob.hex()
-        return rec
-
-    async def records_key_requests(self, params: Any, conn: Connection) -> Any:
-        """Open key requests on records ``author`` wrote, or of ``patient`` (what a custodian answers)."""
-        p = _obj(params)
-        if ("author" in p) == ("patient" in p):
-            raise InvalidParams("give exactly one of author or patient")
-        return self._query("records.key_requests", self._module_params(params, (), ("author", "patient")))
-
-    async def consent_list(self, params: Any, conn: Connection) -> Any:
-        p = self._module_params(params, ("patient",))
-        p.pop("time_ms")
-        return self._query("consent.list", p)
-
-    async def consent_check(self, params: Any, conn: Connection) -> Any:
-        p = self._module_params(params, ("patient", "actor"), ("record_id",))
-        return self._query("consent.check", p)
-
-    async def audit_log(self, params: Any, conn: Connection) -> Any:
-        p = self._module_params(params, ("patient",))
-        p.pop("time_ms")
-        return self._query("records.audit", p)
-
-    async def anchor_get(self, params: Any, conn: Connection) -> Any:
-        p = _obj(params)
-        a = self._query("anchor.get", {"digest": hex_bytes(p, "digest", 32)})
-        if a is None:
-            raise NotFound("that digest is not anchored")
-        return a
-
-    async def governance_authorities(self, params: Any, conn: Connection) -> Any:
-        return self._query("governance.authorities", {})
-
-    async def governance_pending(self, params: Any, conn: Connection) -> Any:
-        return self._query("governance.pending", {})
-
-    async def governance_scheduled(self, params: Any, conn: Connection) -> Any:
-        return self._query("governance.scheduled", {})
-
-    async def governance_evidence(self, params: Any, conn: Connection) -> Any:
-        return self._query("governance.evidence", {})
+            check_destination(dest)
+        except BackupError as exc:
+            raise InvalidParams(f"path: {exc}") from None
+        except (OSError, ValueError) as exc:  # e.g. a name over NAME_MAX: ENAMETOOLONG
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise InvalidParams(f"path cannot be used as a backup directory ({reason})") from None
+        if self._backup_running:
+            raise BackupError("a backup is already running")
+        self._backup_running = True
+        try:
+            return await trio.to_thread.run_sync(self.backup, dest)
+        finally:
+            self._backup_running = False
 
 
-def tx_event(tx: Tx, status: str, **extra: Any) -> dict[str, Any]:
-    return {"hash": "0x" + tx.hash.hex(), "sender": "0x" + tx.sender.hex(), "status": status, **extra}
+# ------------------------------------------------------------------ all of them
+
+
+def method_params(app: App) -> dict[str, tuple[str, ...]]:
+    """Every IPC method a node running ``app`` serves and its param names (the node's own
+    from their ``@takes``, the modules' from their query declarations): for fuzzers and
+    reference checks. ``rpc_modules``, ``subscribe`` and ``unsubscribe`` are the IPC
+    layer's."""
+    from .queries import param_docs, query_methods
+
+    out: dict[str, tuple[str, ...]] = {}
+    for api in (NodeAPI, ChainAPI, AdminAPI):
+        for name, (handler, _) in api.__new__(api).methods().items():
+            out[name] = tuple(getattr(handler, "rpc_params", ()))
+    for m in query_methods(app):
+        out[m.name] = tuple(p["name"] for p in param_docs(m.spec))
+    out["rpc_modules"] = ()
+    return out

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..crypto import write_private_file
+from ..files import write_private_file
 from ..errors import StoreError
 
 

@@ -24,6 +24,16 @@ Before block 1, :meth:`ChainStore.init_genesis` writes the genesis state togethe
 the genesis hash and genesis app hash (meta ``genesis_hash``, ``genesis_app_hash``), in
 one batch as well, so a datadir either has its genesis entirely or not at all.
 
+A store is *not* always written block by block: an online backup copies every key of a
+live store into a new one, in key order, over many batches. Such a copy is incomplete
+until its last batch lands, and key order puts blocks before metadata and metadata before
+state, so a copy cut short can hold blocks without a head or genesis record, or a head
+without the state it implies. The copier therefore marks the new store with meta
+``incomplete`` (:data:`INCOMPLETE_KEY`) before its first batch and deletes the mark in its
+last one; :class:`ChainStore` refuses to open a marked store, and one whose blocks have no
+head record, with :class:`IncompleteStoreError` saying what to do. (The ledger adds the
+other half: chain data without a genesis record is never "a new datadir".)
+
 Invariants this class keeps (it must be the only writer of these namespaces):
 
 * ``head_height() == 0`` iff no block has been committed; otherwise blocks
@@ -67,10 +77,23 @@ HEAD_META = "head"
 #: Meta names written by :meth:`ChainStore.init_genesis`.
 GENESIS_HASH_META = "genesis_hash"
 GENESIS_APP_HASH_META = "genesis_app_hash"
-#: Maintained by ChainStore itself; ``put_meta`` refuses them.
-RESERVED_META = frozenset({HEAD_META, GENESIS_HASH_META, GENESIS_APP_HASH_META})
+#: Meta name of the mark of a copy in progress (see the module docstring).
+INCOMPLETE_META = "incomplete"
+#: The key of that mark: a copier puts it before its first batch and deletes it in its last.
+INCOMPLETE_KEY = schema.meta_key(INCOMPLETE_META)
+#: Maintained by ChainStore itself (or by a copier); ``put_meta`` refuses them.
+RESERVED_META = frozenset({HEAD_META, GENESIS_HASH_META, GENESIS_APP_HASH_META, INCOMPLETE_META})
 
 StateWrites = Mapping[tuple[str, bytes], bytes | None]
+
+
+class IncompleteStoreError(StoreError):
+    """The database is an unfinished copy or lacks records every complete store has."""
+
+
+def _where(kv: KVStore) -> str:
+    path = getattr(kv, "path", None)
+    return str(path) if path is not None else "the database"
 
 
 class ChainStore:
@@ -81,8 +104,25 @@ class ChainStore:
         self._kv = kv
         #: (height, header) of the head, replaced as one value. (0, None) when empty.
         self._head_state: tuple[int, Header | None] = (0, None)
+        mark = kv.get(INCOMPLETE_KEY)
+        if mark is not None:
+            raise IncompleteStoreError(
+                f"{_where(kv)} is an incomplete copy ({mark.decode('utf-8', 'replace')[:200]}): it was "
+                "cut off before it finished, so it may lack blocks, state or its head. Do not run "
+                "a node on it: take a new backup, restore a complete one (with BACKUP.json), or "
+                "start from an empty chaindata to resync from peers"
+            )
         raw = kv.get(schema.meta_key(HEAD_META))
-        if raw is not None:
+        if raw is None:
+            first = next(kv.iterate(schema.BLOCK_PREFIX), None)
+            if first is not None:
+                raise IncompleteStoreError(
+                    f"{_where(kv)} holds blocks but no head record, so it is not a complete "
+                    "database (an interrupted copy?). "
+                    "Do not run a node on it: restore a complete backup (with BACKUP.json), or move "
+                    "chaindata aside and start from an empty one to resync from peers"
+                )
+        else:
             height = self._decode(schema.meta_key(HEAD_META), raw, schema.decode_height)
             block = self.get_block(height)
             if block is None:
@@ -290,6 +330,10 @@ class ChainStore:
         puts.append((schema.meta_key(GENESIS_APP_HASH_META), app_hash))
         self._kv.write(puts, deletes, sync=True)
         log.info("genesis state written state_writes=%d", len(state_writes))
+
+    def is_empty(self) -> bool:
+        """True when the store holds no key at all of the chain schema (a brand-new datadir)."""
+        return next(self._kv.iterate(schema.VERSION_PREFIX), None) is None
 
     # -- metadata ---------------------------------------------------------------------------
 

@@ -61,7 +61,8 @@ class LevelDBKV(KVStore):
         the database is corrupt or unreadable.
         """
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            # owner-only when we create it (LevelDB then creates its files inside it)
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(
                 f"{path}: cannot create the database directory ({exc.strerror or exc})"

@@ -4,24 +4,44 @@ Request/response protocol ``/medchain/<chain>/sync/1`` (``docs/protocol.md`` §1
 ``{"op": "status"}`` -> ``{"height", "hash"}``; ``{"op": "blocks", "from", "to"}`` ->
 ``{"blocks": [[block, commit], ...]}`` (at most 64 blocks and 48 MiB per answer).
 
-The catch-up loop runs every ``interval`` and at once when a block announcement or a
-consensus message shows a peer ahead of us. It asks every connected peer for its
-status, then pulls blocks from the highest peer in ranges and hands each to the
-consensus engine (:meth:`BftEngine.submit_synced`), which verifies the commit against
-the authority set of that height and re-executes the block before the ledger takes it.
-A peer that serves an invalid block is skipped for a while. Nothing here trusts a peer:
-the worst a lying peer can do is waste our time.
+Theory of operation
+-------------------
+The catch-up loop runs every ``interval`` and at once when a block announcement shows a
+peer ahead of us (at most ten rounds per interval, so a flood of announcements cannot
+keep it busy). A round:
+
+1. asks every connected peer that is not banned for its status; each answer, like each
+   announcement, is only a *claim* (:mod:`.peers`);
+2. probes, in the background, claims that no one corroborates: the claimer must serve
+   its claimed head block with a commit for that height; a wrong or missing head is a
+   fault (ban), a commit that verifies against the authority set proves the claim;
+3. pulls blocks in ranges of 64 from the peers that claim more than we have, best
+   ranked first, *hedged*: if the first peer has not answered well within ``hedge_s``
+   (or answered badly), the next is asked too, up to ``fanout`` at once, and the first
+   good answer wins. An empty or broken answer from a peer that claimed those blocks is
+   a fault. Each block goes to the consensus engine (:meth:`BftEngine.submit_synced`),
+   which verifies its commit against the authority set of that height and re-executes
+   it before the ledger takes it; an invalid block is a fault of its server.
+
+The target a node reports (``node_syncing``) is never one peer's word: its own height,
+the (f+1)-th highest claim, or a claim proven by a verified commit. So one Byzantine
+peer, an authority included, can neither hold sync on itself nor make honest nodes
+report its 2^62 (issue 9, defect 1); the worst it can do is cost a hedge delay per
+range until its score puts it last. Nothing here trusts a peer.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import math
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..consensus.wire import (
+from ..errors import DecodeError, MedchainError, ValidationError
+from ..types import Block, Commit, verify_commit
+from .peers import PeerBook
+from .wire import (
     MAX_SYNC_BLOCKS,
     MAX_SYNC_BYTES,
     SYNC_PROTOCOL,
@@ -33,33 +53,41 @@ from ..consensus.wire import (
     encode_status,
     encode_sync_request,
 )
-from ..errors import MedchainError
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
     from ..consensus.bft import BftEngine
+    from ..ledger import Ledger
     from ..net.api import NetworkAPI, PeerId
-    from ..node.ledger import Ledger
 else:
     from trio import TaskStatus
 
 log = logging.getLogger(__name__)
 
-BAN_SECONDS = 30.0
+_Answer = list[tuple[Block, Commit]]
 
 
 class SyncService:
-    def __init__(self, ledger: Ledger, engine: BftEngine, net: NetworkAPI, *, interval: float = 1.0) -> None:
+    def __init__(self, ledger: Ledger, engine: BftEngine, net: NetworkAPI, *, interval: float = 1.0,
+                 fanout: int = 3, hedge_s: float = 2.0, status_timeout_s: float = 5.0,
+                 blocks_timeout_s: float = 30.0) -> None:
         self.ledger = ledger
         self.engine = engine
         self.net = net
         self.interval = interval
+        #: peers asked for one range at once, at most
+        self.fanout = fanout
+        #: ask the next peer when the ones asked have not answered well within this
+        self.hedge_s = hedge_s
+        self.status_timeout_s = status_timeout_s
+        self.blocks_timeout_s = blocks_timeout_s
         self.target_height = 0
         self.syncing = False
         self.blocks_synced = 0
+        self.book = PeerBook()
         self._poke = trio.Event()
-        self._banned: dict[str, float] = {}
+        self._probing: set[str] = set()
         net.set_handler(SYNC_PROTOCOL, self._serve)
 
     def status(self) -> dict[str, Any]:
@@ -69,6 +97,9 @@ class SyncService:
             "target_height": max(self.target_height, self.ledger.height),
             "blocks_synced": self.blocks_synced,
         }
+
+    def statistics(self) -> dict[str, Any]:
+        return {"peer_faults": self.book.faults_total, "blocks_synced": self.blocks_synced}
 
     # ------------------------------------------------------------ serving
 
@@ -92,13 +123,15 @@ class SyncService:
         return encode_blocks(items)
 
     def on_announce(self, peer: PeerId, data: bytes) -> bool:
-        """Gossip validator of the block topic: note heights ahead of ours."""
+        """Gossip validator of the block topic: a claim by its publisher, and a wake-up.
+
+        It never sets the target by itself (see the module docstring)."""
         try:
-            height, _ = decode_announce(data)
+            height, block_hash = decode_announce(data)
         except MedchainError:
             return False
+        self.book.note_announce(peer, height, block_hash)
         if height > self.ledger.height + 1:
-            self.target_height = max(self.target_height, height)
             self._poke.set()
         return True
 
@@ -108,64 +141,193 @@ class SyncService:
     # ------------------------------------------------------------ catching up
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            with trio.move_on_after(self.interval):
-                await self._poke.wait()
-            self._poke = trio.Event()
-            try:
-                await self.catch_up()
-            except MedchainError as exc:
-                log.warning("sync round failed: %s", exc)
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                with trio.move_on_after(self.interval):
+                    await self._poke.wait()
+                self._poke = trio.Event()
+                try:
+                    await self.catch_up(nursery)
+                except MedchainError as exc:
+                    log.warning("sync round failed: %s", exc)
+                # however many announcements arrive, at most ten rounds per interval
+                await trio.sleep(self.interval / 10)
 
-    async def _peer_status(self, peer: PeerId, out: dict[PeerId, int]) -> None:
+    def _quorum_of_claims(self) -> int:
+        """How many peers must claim a height before it is the target: f+1 of the
+        authority set (one of them is honest), and never fewer than two."""
+        f = (len(self.ledger.tip.powers) - 1) // 3
+        return max(f + 1, 2)
+
+    def _refresh_target(self, peers: list[PeerId]) -> int:
+        corroborated = self.book.corroborated(peers, self._quorum_of_claims())
+        self.target_height = max(self.ledger.height, corroborated, self.book.proven(peers))
+        return corroborated
+
+    async def _peer_status(self, peer: PeerId) -> None:
         try:
-            raw = await self.net.request(peer, SYNC_PROTOCOL, encode_sync_request("status"), timeout=5)
-            out[peer] = decode_status(raw)[0]
+            raw = await self.net.request(peer, SYNC_PROTOCOL, encode_sync_request("status"),
+                                         timeout=self.status_timeout_s)
+            height, head = decode_status(raw)
+        except DecodeError as exc:
+            self._fault(peer, f"malformed status answer ({exc})")
         except MedchainError:
-            pass
+            self.book.slow(peer)
+        else:
+            self.book.note_claim(peer, height, head)
 
-    async def catch_up(self) -> None:
-        now = time.monotonic()
-        peers = [p for p in self.net.connected_peers() if self._banned.get(p, 0) < now]
+    async def catch_up(self, background: trio.Nursery | None = None) -> None:
+        """One round: statuses, probes of uncorroborated claims, then fetching."""
+        now = trio.current_time()
+        connected = self.net.connected_peers()
+        self.book.forget(connected)
+        peers = [p for p in connected if not self.book.banned(p, now)]
         if not peers:
+            self._refresh_target([])
             return
-        heights: dict[PeerId, int] = {}
         async with trio.open_nursery() as n:
             for p in peers:
-                n.start_soon(self._peer_status, p, heights)
-        if not heights:
-            return
-        best_peer = max(heights, key=lambda p: heights[p])
-        best = heights[best_peer]
-        self.target_height = max(self.target_height, best)
-        # One block behind is normal while a height is being decided; consensus will
-        # deliver it. Further behind, or stuck, we fetch.
-        if best <= self.ledger.height:
-            return
-        self.syncing = True
+                n.start_soon(self._peer_status, p)
+        peers = [p for p in peers if not self.book.banned(p, trio.current_time())]  # a bad status bans
+        corroborated = self._refresh_target(peers)
+        if background is not None:
+            for p in peers:
+                claim = self.book.claim(p)
+                if (claim is not None and claim.height > max(corroborated, self.ledger.height) + 1
+                        and not self.book.backed(p, corroborated) and p not in self._probing):
+                    self._probing.add(p)
+                    background.start_soon(self._probe, p, claim.height, claim.block_hash)
         try:
-            while self.ledger.height < best:
+            while True:
+                now = trio.current_time()
+                usable = [p for p in peers if not self.book.banned(p, now)]
+                corroborated = self._refresh_target(usable)
+                ranked = self.book.ranked(usable, self.ledger.height, corroborated)
+                if not ranked:
+                    return
+                if self.book.backed(ranked[0], corroborated):
+                    self.syncing = True
                 start = self.ledger.height + 1
-                end = min(best, start + MAX_SYNC_BLOCKS - 1)
-                raw = await self.net.request(best_peer, SYNC_PROTOCOL,
-                                             encode_sync_request("blocks", **{"from": start, "to": end}),
-                                             timeout=30)
-                items = decode_blocks(raw)
-                if not items:
+                if not await self._fetch_range(start, ranked):
                     return
-                for block, commit in items:
-                    if block.height != self.ledger.height + 1:
-                        continue
-                    try:
-                        await self.engine.submit_synced(block, commit)
-                    except MedchainError:
-                        self._banned[best_peer] = time.monotonic() + BAN_SECONDS
-                        log.warning("sync: peer served an invalid block; skipping it peer=%s", best_peer)
-                        return
-                    self.blocks_synced += 1
-                if self.ledger.height < start:
-                    return
-                log.info("sync progress height=%d target=%d", self.ledger.height, best)
+                self.syncing = True
+                log.info("sync progress height=%d target=%d", self.ledger.height, self.target_height)
         finally:
             self.syncing = False
+            self._refresh_target([p for p in peers if not self.book.banned(p, trio.current_time())])
+
+    async def _probe(self, peer: PeerId, height: int, head: bytes) -> None:
+        """A claim no one corroborates must be backed by its head block and a commit."""
+        try:
+            raw = await self.net.request(peer, SYNC_PROTOCOL,
+                                         encode_sync_request("blocks", **{"from": height, "to": height}),
+                                         timeout=self.status_timeout_s)
+            items = decode_blocks(raw)
+        except DecodeError as exc:
+            self._fault(peer, f"malformed answer for its claimed head {height} ({exc})")
+            return
+        except MedchainError:
+            self.book.slow(peer)  # silent or slow: it stays uncorroborated, so it changes nothing
+            return
+        finally:
+            self._probing.discard(peer)
+        if len(items) != 1:
+            self._fault(peer, f"claimed height {height} but did not serve that block")
+            return
+        block, commit = items[0]
+        if (block.height != height or block.hash() != head or commit.height != height
+                or commit.block_hash != block.hash()):
+            self._fault(peer, f"claimed head {height} but served another block or commit")
+            return
+        try:
+            # Against the set we know: right unless the set changed since our head, in
+            # which case the claim stays unproven (not a fault)
+            verify_commit(commit, self.ledger.genesis.chain_id, self.ledger.tip.powers, block.hash(), height)
+        except ValidationError:
+            return
+        self.book.verified(peer, height)
+        self._poke.set()
+
+    def _fault(self, peer: PeerId, why: str) -> None:
+        ban = self.book.fault(peer, trio.current_time())
+        log.warning("sync: peer fault, banned for %.0f s peer=%s reason=%s", ban, peer, why)
+
+    def _check_answer(self, peer: PeerId, start: int, result: _Answer | MedchainError) -> _Answer | None:
+        """A blocks answer from a peer that claimed height >= start: usable, or a verdict."""
+        if isinstance(result, DecodeError):
+            self._fault(peer, f"malformed blocks answer ({result})")
+            return None
+        if isinstance(result, MedchainError):
+            self.book.slow(peer)
+            return None
+        if not result:
+            self._fault(peer, f"claimed height >= {start} but served no block from {start}")
+            return None
+        for i, (block, commit) in enumerate(result):
+            if block.height != start + i or commit.height != block.height or commit.block_hash != block.hash():
+                self._fault(peer, "served blocks out of order or with a commit for another block")
+                return None
+        return result
+
+    async def _fetch_range(self, start: int, ranked: list[PeerId]) -> bool:
+        """Fetch blocks from ``start`` from the ranked peers (hedged); True on progress."""
+        request = encode_sync_request("blocks", **{"from": start, "to": start + MAX_SYNC_BLOCKS - 1})
+        send, recv = trio.open_memory_channel["tuple[PeerId, _Answer | MedchainError]"](len(ranked))
+        winner: tuple[PeerId, _Answer] | None = None
+        asked: list[PeerId] = []
+        answered: set[PeerId] = set()
+
+        async def ask(peer: PeerId) -> None:
+            result: _Answer | MedchainError
+            try:
+                raw = await self.net.request(peer, SYNC_PROTOCOL, request, timeout=self.blocks_timeout_s)
+                result = decode_blocks(raw)
+            except MedchainError as exc:
+                result = exc
+            await send.send((peer, result))
+
+        async with trio.open_nursery() as n:
+
+            def launch() -> None:
+                peer = ranked[len(asked)]
+                asked.append(peer)
+                n.start_soon(ask, peer)
+
+            launch()
+            while len(answered) < len(asked):
+                pending = len(asked) - len(answered)
+                can_hedge = len(asked) < len(ranked) and pending < self.fanout
+                with trio.move_on_after(self.hedge_s if can_hedge else math.inf):
+                    peer, result = await recv.receive()
+                    answered.add(peer)
+                    items = self._check_answer(peer, start, result)
+                    if items is not None:
+                        winner = (peer, items)
+                        n.cancel_scope.cancel()
+                        break
+                    if len(asked) < len(ranked):
+                        launch()  # a bad answer: ask the next one at once
+                    continue
+                launch()  # nobody answered well within hedge_s: ask one more
+        for peer in asked:
+            if peer not in answered:
+                self.book.slow(peer)  # lost the race without answering
+        if winner is None:
+            return False
+        peer, items = winner
+        for block, commit in items:
+            if block.height <= self.ledger.height:
+                continue  # consensus got there first
+            if block.height != self.ledger.height + 1:
+                break
+            try:
+                await self.engine.submit_synced(block, commit)
+            except MedchainError as exc:
+                self._fault(peer, f"served an invalid block at height {block.height} ({exc})")
+                break
+            self.blocks_synced += 1
+        if self.ledger.height >= start:
+            self.book.reward(peer)
+            return True
+        return False

@@ -21,16 +21,16 @@ if TYPE_CHECKING:  # trio-typing's stubs (a libp2p dependency) shadow trio's own
 else:
     from trio import TaskStatus
 
-from ..app import App
 from ..chain import SigCache
 from ..consensus.bft import BftConfig, BftEngine, evidence_tx
 from ..consensus.wal import WAL
 from ..consensus.wire import block_topic, consensus_topic
 from ..core import TimeoutConfig
 from ..crypto import KeyPair
+from ..ledger import Ledger
 from ..mempool import Mempool
+from ..modules import make_app
 from ..net.memory import MemoryNetwork
-from ..node.ledger import Ledger
 from ..node.node import drain_subscription
 from ..node.txgossip import TxGossip
 from ..store import ChainStore, MemoryKV
@@ -53,10 +53,11 @@ class ClusterNode:
         self.config = config
         self._scope: trio.CancelScope | None = None
         self.running = False
+        self._stopped = trio.Event()
         self._build()
 
     def _build(self) -> None:
-        app = App(self.genesis)
+        app = make_app(self.genesis)
         self.ledger = Ledger(ChainStore(self.kv), app, self.genesis, commit_in_thread=False)
         self.mempool = Mempool(app, lambda: self.ledger.state, SigCache(), self.ledger.is_committed)
         self.wal = WAL(self.wal_path)
@@ -82,12 +83,15 @@ class ClusterNode:
         nonce = self.ledger.app.nonce(self.ledger.state, pk)
         while self.mempool.has_nonce(pk, nonce):
             nonce += 1
-        self.submit(evidence_tx(self.keys.signing, self.genesis.chain_id, nonce, ev))
+        tx = evidence_tx(self.ledger.app, self.keys.signing, self.genesis.chain_id, nonce, ev)
+        if tx is not None:
+            self.submit(tx)
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with trio.CancelScope() as scope:
             self._scope = scope
             self.running = True
+            self._stopped = trio.Event()
             try:
                 async with trio.open_nursery() as n:
                     await n.start(self.net.run)
@@ -102,10 +106,19 @@ class ClusterNode:
                     task_status.started()
             finally:
                 self.running = False
+                self._stopped.set()
 
     def crash(self) -> None:
+        """Cancel every task of the node at once (its endpoint goes down with it)."""
         assert self._scope is not None
         self._scope.cancel()
+
+    async def wait_stopped(self) -> None:
+        """Until every task of the node has exited (after :meth:`crash`), its endpoint included."""
+        if self.running:
+            await self._stopped.wait()
+        else:
+            await trio.lowlevel.checkpoint()
 
     def restart_state(self) -> None:
         """After a crash: rebuild the in-memory parts from the persisted store and WAL."""

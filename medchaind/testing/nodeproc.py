@@ -1,7 +1,7 @@
 """Real ``medchaind`` processes for end-to-end tests and benchmarks.
 
-Every wait is on a condition (the socket answers, the process exits) with a deadline;
-nothing sleeps for a fixed time to synchronise.
+Every wait is on a condition (the socket answers, the process exits) with a deadline
+(:func:`medchaind.testing.wait.wait_until`); nothing sleeps for a fixed time to synchronise.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from ..client import Client
 from ..errors import MedchainError
+from .wait import WaitTimeout, wait_until
 
 BIN = Path(sys.executable).parent
 
@@ -48,19 +48,25 @@ class NodeProcess:
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"node exited with {self.proc.returncode}:\n{self.log()}")
-            if self.ipc.exists():
-                try:
-                    with Client(self.ipc, timeout=5) as c:
-                        c.node_info()
-                    return self
-                except (OSError, MedchainError):
-                    pass
-            time.sleep(0.02)  # polling interval of a condition wait, not a synchronisation sleep
-        raise AssertionError(f"node did not answer on {self.ipc} within {timeout}s:\n{self.log()}")
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"node exited with {proc.returncode}:\n{self.log()}")
+            if not self.ipc.exists():
+                return False
+            try:
+                with Client(self.ipc, timeout=5) as c:
+                    c.node_info()
+            except (OSError, MedchainError):
+                return False
+            return True
+
+        try:
+            wait_until(answers, timeout=timeout, what=f"the node to answer on {self.ipc}", interval=0.02)
+        except WaitTimeout as exc:
+            raise AssertionError(f"{exc}:\n{self.log()}") from None
+        return self
 
     def client(self, timeout: float = 30.0) -> Client:
         return Client(self.ipc, timeout=timeout)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .. import codec, crypto
@@ -96,14 +95,6 @@ class Genesis:
             "params": self.params.to_map(),
         }
         return json.dumps(doc, indent=2) + "\n"
-
-    @classmethod
-    def load(cls, path: Path) -> Genesis:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read genesis ({exc.strerror})") from None
-        return cls.from_json(text, source=str(path))
 
     @classmethod
     def from_json(cls, text: str, source: str = "genesis.json") -> Genesis:

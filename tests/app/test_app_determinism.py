@@ -24,7 +24,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from medchaind import codec
-from medchaind.app.identity import ROLES
+from medchaind.modules.identity.machine import ROLES
 from medchaind.types import Tx, decode_tx
 
 AUTHORITIES = {"A": 2, "B": 1}  # A alone has 2/3, not more: accreditation needs both

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from app_kit import Chain, enc_key, pub, register_body, update_body
 
-from medchaind.app.identity import ACCREDITED_ROLES, ROLES
+from medchaind.modules.identity.machine import ACCREDITED_ROLES, ROLES
 from medchaind.errors import TxRejected
 
 E = enc_key("1")

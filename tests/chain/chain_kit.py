@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from medchaind import crypto
-from medchaind.app import App, DictState, Execution
+from medchaind.app import DictState, Execution
 from medchaind.chain import SigCache, Tip, build_block, validate_block
+from medchaind.modules import make_app
 from medchaind.types import Authority, Block, Commit, Genesis, Tx, sign_commit_vote, sign_tx
 
 CHAIN_ID = "medchain-test"
@@ -45,7 +46,7 @@ class Node:
 
     def __init__(self, genesis: Genesis, sigs: SigCache | None = None) -> None:
         self.genesis = genesis
-        self.app = App(genesis)
+        self.app = make_app(genesis)
         writes, app_hash = self.app.genesis_state()
         self.state = DictState()
         self.state.apply(writes)

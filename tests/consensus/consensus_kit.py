@@ -12,8 +12,9 @@ import hashlib
 from dataclasses import dataclass
 
 from medchaind import core, crypto
-from medchaind.app import App, DictState
+from medchaind.app import DictState
 from medchaind.chain import Tip, build_block
+from medchaind.modules import make_app
 from medchaind.types import Authority, Block, Commit, Genesis, Tx, sign_commit_vote, sign_tx
 
 CHAIN_ID = "medchain-test"
@@ -74,7 +75,7 @@ def build_chain(n: int = 2) -> list[Built]:
     previous block's commit as ``last_commit``.
     """
     genesis = Genesis(CHAIN_ID, GENESIS_TIME_MS, (Authority("A", pub("A"), 1),))
-    app = App(genesis)
+    app = make_app(genesis)
     writes, app_hash = app.genesis_state()
     state = DictState()
     state.apply(writes)

@@ -10,7 +10,6 @@ A failure message carries the seed and the command that replays it.
 
 from __future__ import annotations
 
-import ast
 import os
 import subprocess
 import sys
@@ -162,25 +161,5 @@ def test_cli_reports_a_failure_with_its_replay_command(
     assert "last events:" in err and " decides h" in err
 
 
-# ------------------------------------------------------------------------- purity
-
-FORBIDDEN_IMPORTS = {"trio", "socket", "time", "random", "os", "threading", "asyncio",
-                     "datetime", "secrets", "plyvel", "libp2p", "pathlib", "logging"}
-
-
-@pytest.mark.parametrize("path", sorted((ROOT / "medchaind" / "core").glob("*.py")),
-                         ids=lambda p: p.name)
-def test_core_is_pure(path: Path) -> None:
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [a.name.split(".")[0] for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            names = [(node.module or "").split(".")[0]] if node.level == 0 else []
-        else:
-            names = []
-        assert not FORBIDDEN_IMPORTS & set(names), f"{path.name} imports {names}"
-        assert not (isinstance(node, ast.Constant) and isinstance(node.value, float)), (
-            f"{path.name}:{node.lineno}: float literal")
-        assert not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id in {"open", "print", "input"}), f"{path.name}: I/O call"
+# The core's purity (no trio, sockets, clock, disk, randomness, logging, floats or I/O
+# calls) is checked with every other pure layer in tests/unit/test_layers.py.

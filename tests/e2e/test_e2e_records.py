@@ -14,9 +14,11 @@ import pytest
 
 from medchaind import crypto
 from medchaind.client import RPCError
-from medchaind.crypto import KeyPair, load_keystore
-from medchaind.records_crypto import open_envelope
+from medchaind.crypto import KeyPair
+from medchaind.files import load_keystore
+from medchaind.modules.records.encryption import open_envelope
 from medchaind.testing.nodeproc import NodeProcess
+from medchaind.testing.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -129,12 +131,12 @@ def test_patient_records_flow(node: NodeProcess) -> None:
         with pytest.raises(RPCError, match="erased"):
             c.read_record(P, rid)
         needle = [ciphertext[16:80]]
-        import time
 
-        deadline = time.monotonic() + 60
-        while files_containing(node.datadir / "chaindata", needle) and time.monotonic() < deadline:
-            c.call("node_health")  # condition wait: the node compacts after erasure
-            time.sleep(0.2)
+        def compacted() -> bool:  # the node compacts LevelDB after an erasure, in its own time
+            c.call("node_health")
+            return not files_containing(node.datadir / "chaindata", needle)
+
+        wait_until(compacted, timeout=60, what="the erased ciphertext to leave chaindata", interval=0.2)
         assert files_containing(node.datadir / "chaindata", needle) == []
         for h in range(1, c.head()["height"] + 1):
             b = c.block(height=h)
@@ -230,13 +232,18 @@ async def test_async_client_records_and_custodian(node: NodeProcess) -> None:
             await c.read_record(ER, rid)
 
         answers: list[dict] = []
+        answered = trio.Event()
+
+        def on_answer(answer: dict) -> None:
+            answers.append(answer)
+            answered.set()
+
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: custodian_conn.serve_key_requests(D, on_answer=answers.append))
+            nursery.start_soon(lambda: custodian_conn.serve_key_requests(D, on_answer=on_answer))
             ok(await c.break_glass(ER, bytes.fromhex(rid[2:]), "ED-TRAUMA"))
             got = await c.read_record(ER, rid, purpose="ETREAT", wait_key_s=60)
             with trio.fail_after(60):  # the reader may see the envelope before the custodian's tx_wait returns
-                while not answers:
-                    await trio.sleep(0.01)
+                await answered.wait()
             nursery.cancel_scope.cancel()
         assert got["code"]["text"] == "glucose async"
         assert [a["readers"] for a in answers] == [["0x" + ER.public_key.hex()]] and answers[0]["ok"]
@@ -260,8 +267,10 @@ def test_a_consent_that_starts_while_the_chain_is_idle_admits_the_read(node: Nod
         with pytest.raises(RPCError, match="not permitted"):
             c.read_record(D, rid)  # not yet
         idle_tip = c.head()["time_ms"]
-        while time.time() * 1000 <= start_ms + 50:  # wall time passes; the chain stays idle
-            time.sleep(0.05)
+        # the condition is the wall clock itself: sleep until just past the consent's start
+        # (re-read, in case the clock was stepped); the chain stays idle meanwhile
+        while (left := (start_ms + 50) / 1000 - time.time()) >= 0:
+            time.sleep(left + 0.001)
         assert c.head()["time_ms"] == idle_tip < start_ms
         st = c.send(D.signing, "records.access", {"record_id": bytes.fromhex(rid[2:]), "purpose": "TREAT"})
         assert st["receipt"]["ok"], st

@@ -13,8 +13,8 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -24,20 +24,12 @@ from medchaind.client import Client
 from medchaind.errors import MedchainError
 from medchaind.node.init import init_testnet
 from medchaind.testing.nodeproc import NodeProcess, _cmd, free_port_range
+from medchaind.testing.wait import wait_until
 from medchaind.types import Tx, sign_tx
 
 pytestmark = pytest.mark.e2e
 
 CHAIN = "medchain-e2e"
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)  # polling interval of a condition wait
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def call(node: NodeProcess, method: str, params: dict | None = None) -> object:
@@ -89,7 +81,8 @@ def network() -> Iterator[list[NodeProcess]]:
     try:
         for n in nodes:
             n.start()
-        wait_for(lambda: all(len(call(n, "node_peers")) >= 3 for n in nodes[:4]), 60, "authorities to connect")  # type: ignore[arg-type]
+        wait_until(lambda: all(len(call(n, "node_peers")) >= 3 for n in nodes[:4]),  # type: ignore[arg-type]
+                   timeout=60, what="authorities to connect")
         yield nodes
     finally:
         for n in nodes:
@@ -113,13 +106,13 @@ def test_crash_one_authority_keep_committing_restart_catches_up(network: list[No
     nodes = network
     txs = [register_tx() for _ in range(5)]
     submit(nodes[4], txs)  # at the observer: gossiped to the authorities
-    wait_for(committed_everywhere(nodes, txs), 90, "txs submitted at the observer to commit everywhere")
+    wait_until(committed_everywhere(nodes, txs), timeout=90, what="txs submitted at the observer to commit everywhere")
 
     nodes[3].stop(signal.SIGKILL)
     more = [register_tx() for _ in range(5)]
     submit(nodes[0], more)
     alive = nodes[:3] + nodes[4:]
-    wait_for(committed_everywhere(alive, more), 120, "3 of 4 authorities to keep committing")
+    wait_until(committed_everywhere(alive, more), timeout=120, what="3 of 4 authorities to keep committing")
     lagging = height(nodes[0])
 
     nodes[3].start()
@@ -128,10 +121,10 @@ def test_crash_one_authority_keep_committing_restart_catches_up(network: list[No
                          capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr
     assert "sync height=" in res.stderr  # progress lines when not on a terminal
-    wait_for(lambda: height(nodes[3]) >= lagging, 120, "the restarted authority to catch up")
+    wait_until(lambda: height(nodes[3]) >= lagging, timeout=120, what="the restarted authority to catch up")
     last = [register_tx() for _ in range(3)]
     submit(nodes[3], last)
-    wait_for(committed_everywhere(nodes, last), 120, "the restarted authority to take part again")
+    wait_until(committed_everywhere(nodes, last), timeout=120, what="the restarted authority to take part again")
     assert_same_chain(nodes)
 
 
@@ -140,7 +133,7 @@ def test_two_two_partition_halts_without_forking_and_resumes(network: list[NodeP
     ids = [call(n, "node_info")["peer_id"] for n in nodes]  # type: ignore[index]
     first = [register_tx()]
     submit(nodes[0], first)
-    wait_for(committed_everywhere(nodes[:4], first), 90, "a first commit")
+    wait_until(committed_everywhere(nodes[:4], first), timeout=90, what="a first commit")
     h0 = height(nodes[0])
 
     # The observer relays gossip, so it goes with one half: {0, 1, observer} | {2, 3}.
@@ -149,7 +142,8 @@ def test_two_two_partition_halts_without_forking_and_resumes(network: list[NodeP
         for i in mine:
             for j in other:
                 call(nodes[i], "admin_banPeer", {"peer_id": ids[j]})
-    wait_for(lambda: all(len(call(nodes[i], "node_peers")) <= 2 for i in range(5)), 60, "the partition")  # type: ignore[arg-type]
+    wait_until(lambda: all(len(call(nodes[i], "node_peers")) <= 2 for i in range(5)),  # type: ignore[arg-type]
+               timeout=60, what="the partition")
     pending = [register_tx(), register_tx()]
     submit(nodes[0], pending[:1])
     submit(nodes[2], pending[1:])
@@ -159,7 +153,8 @@ def test_two_two_partition_halts_without_forking_and_resumes(network: list[NodeP
         s = call(nodes[i], "consensus_status")
         return bool(s["started"]) and s["step"] in ("prevote", "precommit") and len(s["votes"]["prevote"]) >= 2  # type: ignore[index]
 
-    wait_for(lambda: all(stuck_in_prevote(i) for i in range(4)), 180, "both halves to cast their prevotes")
+    wait_until(lambda: all(stuck_in_prevote(i) for i in range(4)), timeout=180,
+               what="both halves to cast their prevotes")
     heights = [height(nodes[i]) for i in range(4)]
     assert heights == [h0] * 4, f"no half may commit without 2/3+ of the power: {heights} vs {h0}"
 
@@ -167,7 +162,7 @@ def test_two_two_partition_halts_without_forking_and_resumes(network: list[NodeP
         for i in mine:
             for j in other:
                 call(nodes[i], "admin_unbanPeer", {"peer_id": ids[j]})
-    wait_for(committed_everywhere(nodes, pending), 180, "commits after the partition heals")
+    wait_until(committed_everywhere(nodes, pending), timeout=180, what="commits after the partition heals")
     assert_same_chain(nodes)
 
 
@@ -183,14 +178,18 @@ def test_peer_not_on_the_allowlist_cannot_connect(network: list[NodeProcess]) ->
     target = f"{listen}/p2p/{info['peer_id']}"  # type: ignore[index]
     refused_before = int(call(node0, "node_network")["connections_refused"])  # type: ignore[index]
 
+    def refused() -> bool:
+        return int(call(node0, "node_network")["connections_refused"]) > refused_before  # type: ignore[index]
+
     async def intrude() -> list[str]:
         intruder = Libp2pNetwork(crypto.SigningKey.generate().seed, ["/ip4/127.0.0.1/tcp/0"], bootstrap=[target],
                                  chain_id=CHAIN)
         async with trio.open_nursery() as n:
             await n.start(intruder.run)
-            with trio.fail_after(60):
-                while int(call(node0, "node_network")["connections_refused"]) <= refused_before:  # type: ignore[index]
-                    await trio.sleep(0.1)
+            # the node is another process: poll it from a worker thread, so the intruder's
+            # own tasks keep running here meanwhile
+            await trio.to_thread.run_sync(partial(wait_until, refused, timeout=60, what="node0 to refuse the intruder",
+                                                  interval=0.1))
             peers = [str(p) for p in intruder.connected_peers()]
             n.cancel_scope.cancel()
         return peers
@@ -225,13 +224,13 @@ def test_record_blobs_reach_every_node_and_erasure_removes_them_everywhere(netwo
         return [(n.datadir / "blobs" / content_hash).exists() for n in nodes]
 
     # the ciphertext reached node0 as a sidecar; every other node fetches it by hash
-    wait_for(lambda: all(blob_files()), 60, "every node to hold the record's ciphertext")
+    wait_until(lambda: all(blob_files()), timeout=60, what="every node to hold the record's ciphertext")
     with Client(nodes[3].ipc, timeout=60) as c3:
         assert c3.read_record(patient, rid)["code"]["text"].endswith(marker)
 
     # an emergency on another node: ER (accredited by 3 of 4 authorities) breaks the glass
     # at node2; the record's custodian (here the patient, its author) answers at node1
-    from medchaind.crypto import load_keystore
+    from medchaind.files import load_keystore
 
     er = KeyPair.generate()
     with Client(nodes[2].ipc, timeout=60) as c2, Client(nodes[1].ipc, timeout=60) as c1:
@@ -241,14 +240,15 @@ def test_record_blobs_reach_every_node_and_erasure_removes_them_everywhere(netwo
             assert c2.accredit(auth.signing, er.public_key, "provider")["receipt"]["ok"]
         assert c2.identity(er.public_key)["status"] == "accredited"
         assert c2.break_glass(er, rid, "ED-UNRESPONSIVE")["receipt"]["ok"]
-        wait_for(lambda: c1.key_requests(patient.public_key) != [], 60, "the key request to reach node1")
+        wait_until(lambda: c1.key_requests(patient.public_key) != [], timeout=60,
+                   what="the key request to reach node1")
         (answer,) = c1.answer_key_requests(patient)
         assert answer["ok"], answer
         assert c2.read_record(er, rid, purpose="ETREAT", wait_key_s=60)["code"]["text"].endswith(marker)
 
     with Client(nodes[1].ipc, timeout=60) as c1:
         assert c1.erase_record(patient, rid)["receipt"]["ok"]
-    wait_for(lambda: not any(blob_files()), 60, "every node to delete the ciphertext")
+    wait_until(lambda: not any(blob_files()), timeout=60, what="every node to delete the ciphertext")
     assert_same_chain(nodes)
 
     # the chain still verifies from genesis: a wiped observer syncs every block again,
@@ -259,7 +259,7 @@ def test_record_blobs_reach_every_node_and_erasure_removes_them_everywhere(netwo
     shutil.rmtree(observer.datadir / "chaindata")
     (observer.datadir / "consensus.wal").unlink(missing_ok=True)
     observer.start()
-    wait_for(lambda: height(observer) >= top, 120, "a wiped node to re-verify the chain from genesis")
+    wait_until(lambda: height(observer) >= top, timeout=120, what="a wiped node to re-verify the chain from genesis")
     assert_same_chain(nodes)
 
     # canary: no node's datadir or log holds the marker, in plaintext or hex
@@ -286,8 +286,9 @@ def test_dev_network_applies_run_options_to_every_node() -> None:
     )
     try:
         nodes = [NodeProcess(root / f"node{i}", root / f"node{i}" / "node.log", command="run") for i in range(2)]
-        wait_for(lambda: all(n.ipc.exists() for n in nodes), 60, "both nodes' sockets")
-        wait_for(lambda: all(len(call(n, "node_peers")) >= 1 for n in nodes), 60, "the nodes to connect")  # type: ignore[arg-type]
+        wait_until(lambda: all(n.ipc.exists() for n in nodes), timeout=60, what="both nodes' sockets")
+        wait_until(lambda: all(len(call(n, "node_peers")) >= 1 for n in nodes),  # type: ignore[arg-type]
+                   timeout=60, what="the nodes to connect")
         for i in range(2):
             with socket.create_connection(("127.0.0.1", metrics + i), timeout=30) as s:
                 s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
@@ -316,10 +317,11 @@ def test_testnet_on_ipv6_loopback_commits() -> None:
         try:
             for n in nodes:
                 n.start()
-            wait_for(lambda: all(len(call(n, "node_peers")) >= 1 for n in nodes), 60, "the nodes to connect over ::1")  # type: ignore[arg-type]
+            wait_until(lambda: all(len(call(n, "node_peers")) >= 1 for n in nodes),  # type: ignore[arg-type]
+                       timeout=60, what="the nodes to connect over ::1")
             txs = [register_tx()]
             submit(nodes[1], txs)
-            wait_for(committed_everywhere(nodes, txs), 90, "a commit over IPv6")
+            wait_until(committed_everywhere(nodes, txs), timeout=90, what="a commit over IPv6")
         finally:
             for n in nodes:
                 if n.proc is not None and n.proc.poll() is None:
@@ -339,6 +341,7 @@ def test_random_kills_under_load_lose_nothing_and_never_fork(network: list[NodeP
     authorities = network[:4]
     stop = threading.Event()
     acked: list[Tx] = []
+    new_ack = threading.Condition()  # notified by the clients on each acknowledged commit
 
     def load(seed: int) -> None:
         r = random.Random(seed)
@@ -347,9 +350,15 @@ def test_random_kills_under_load_lose_nothing_and_never_fork(network: list[NodeP
             try:
                 with Client(authorities[r.randrange(4)].ipc, timeout=15) as c:
                     if c.wait(c.submit(tx), timeout_ms=10_000)["status"] == "committed":
-                        acked.append(tx)
+                        with new_ack:
+                            acked.append(tx)
+                            new_ack.notify_all()
             except (OSError, MedchainError):
                 continue  # that node was just killed: try another
+
+    def wait_acked(more_than: int, what: str) -> None:
+        with new_ack:
+            assert new_ack.wait_for(lambda: len(acked) > more_than, timeout=60), f"timed out waiting for {what}"
 
     clients = [threading.Thread(target=load, args=(i,)) for i in range(3)]
     for t in clients:
@@ -357,15 +366,16 @@ def test_random_kills_under_load_lose_nothing_and_never_fork(network: list[NodeP
     try:
         for _ in range(5):
             victim = authorities[rng.randrange(4)]
-            wait_for(lambda: len(acked) > 0, 60, "commits while all are up")
+            wait_acked(0, "commits while all are up")
             victim.stop(signal.SIGKILL)
-            before = len(acked)
-            wait_for(lambda b=before: len(acked) > b, 60, "3 of 4 authorities to keep committing")  # type: ignore[misc]
+            with new_ack:
+                before = len(acked)
+            wait_acked(before, "3 of 4 authorities to keep committing")
             victim.start()
     finally:
         stop.set()
         for t in clients:
             t.join(timeout=60)
     assert len(acked) >= 5
-    wait_for(committed_everywhere(network, acked), 180, "every acknowledged tx on every node")
+    wait_until(committed_everywhere(network, acked), timeout=180, what="every acknowledged tx on every node")
     assert_same_chain(network)

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -15,15 +14,9 @@ from typing import Any
 
 import pytest
 import trio
+from ipc_harness import HandlerState, Harness, make_dispatcher
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-# The venv's editable install may lack its .pth file: make the checkout importable.
-if str(_REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(_REPO_ROOT))
-
-from ipc_harness import HandlerState, Harness, make_dispatcher  # noqa: E402
-
-from medchaind.ipc import IPCServer  # noqa: E402
+from medchaind.ipc import IPCServer
 
 StartServer = Callable[..., Awaitable[Harness]]
 

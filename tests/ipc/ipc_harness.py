@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from medchaind.ipc import (
     SubscriptionHub,
     bind_params,
 )
+from medchaind.testing.wait import wait_for
 
 #: Upper bound for any single wait in these tests (seconds).
 WAIT = 5.0
@@ -147,17 +147,28 @@ class Harness:
             conn.stream.socket.close()
 
     async def wait_connections(self, n: int) -> None:
-        """Wait until the server has exactly ``n`` open connections."""
-        await wait_for(lambda: self.server.statistics().connections == n)
+        """Wait until the server is down to ``n`` open connections (clients closed theirs).
 
+        Re-checked each time one of the server's connections has fully closed
+        (``Connection.wait_closed``), bounded by ``WAIT``. The server has no event for a
+        new connection, and these tests only ever wait for closures.
+        """
+        with trio.fail_after(WAIT):
+            await wait_for(lambda: self.server.statistics().connections == n, self._one_closed)
 
-async def wait_for(predicate: Callable[[], bool]) -> None:
-    """Wait for a condition the server reaches on its own, with no event to wait on
-    (its bookkeeping after a peer vanished): re-check every millisecond, bounded by
-    ``WAIT``. The test proceeds as soon as the condition holds, never after a fixed delay."""
-    with trio.fail_after(WAIT):
-        while not predicate():  # noqa: ASYNC110 - no event exists for this condition
-            await trio.sleep(0.001)
+    async def _one_closed(self) -> None:
+        """Until one of the server's open connections has fully closed."""
+        open_now = self.server.connections()
+        if not open_now:
+            raise AssertionError("waiting for a closure, but the server has no connection open")
+        async with trio.open_nursery() as nursery:
+
+            async def closed(conn: Connection) -> None:
+                await conn.wait_closed()
+                nursery.cancel_scope.cancel()
+
+            for conn in open_now:
+                nursery.start_soon(closed, conn)
 
 
 class RawConn:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import trio
-from ipc_harness import WAIT, Harness, req, wait_for
+from ipc_harness import WAIT, Harness, req
 
 from medchaind.ipc import (
     INTERNAL_ERROR,
@@ -456,7 +456,7 @@ async def test_max_connections(start_server: Any) -> None:
     (msg,) = await refused.read_until_eof()
     assert "too many IPC connections" in msg["error"]["message"]
     await a.aclose()
-    await wait_for(lambda: ipc.server.statistics().connections == 1)
+    await ipc.wait_connections(1)
     c = await ipc.connect()
     assert (await c.call(req("test_add", [1, 2])))["result"] == 3
     assert ipc.server.statistics().rejected == 1

@@ -17,6 +17,7 @@ from medchaind import crypto
 from medchaind.app import App, BlockInfo, DictState, Execution
 from medchaind.chain import SigCache, Tip
 from medchaind.mempool import Mempool, MempoolConfig
+from medchaind.modules import make_app
 from medchaind.types import Authority, Genesis, Tx, sign_tx
 from medchaind.types.tx import tx_from_map
 
@@ -61,7 +62,7 @@ class Harness:
         self.genesis = Genesis(
             CHAIN_ID, GENESIS_TIME_MS, tuple(Authority(n, pub(n), p) for n, p in auths.items())
         )
-        self.app = App(self.genesis)
+        self.app = make_app(self.genesis)
         writes, self.app_hash = self.app.genesis_state()
         self.state = DictState()
         self.state.apply(writes)

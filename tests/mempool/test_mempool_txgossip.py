@@ -5,13 +5,30 @@ that into a ``pending`` notification), and refused or malformed input is only co
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 from mempool_kit import Harness, forge
 
 from medchaind.consensus.wire import encode_tx_batch, tx_topic
 from medchaind.net import MemoryNetwork
 from medchaind.node.txgossip import TxGossip
+from medchaind.testing.wait import Changes
 from medchaind.types import Tx
+
+
+class WatchedGossip(TxGossip):
+    """TxGossip that notifies after each batch it takes in: its counters have no event."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches = Changes()
+
+    def _admit(self, data: bytes) -> None:
+        try:
+            super()._admit(data)
+        finally:
+            self.batches.notify()
 
 
 async def test_gossiped_txs_are_admitted_and_announced_once() -> None:
@@ -20,7 +37,7 @@ async def test_gossiped_txs_are_admitted_and_announced_once() -> None:
     net_a, net_b = hub.endpoint("a"), hub.endpoint("b")
     announced: list[Tx] = []
     gossip_a = TxGossip(net_a, a.pool, a.genesis.chain_id)
-    gossip_b = TxGossip(net_b, b.pool, b.genesis.chain_id, on_admitted=announced.append)
+    gossip_b = WatchedGossip(net_b, b.pool, b.genesis.chain_id, on_admitted=announced.append)
     txs = [a.update("P", tag="1"), a.update("Q", tag="2")]
     bad = forge(a.update("R", tag="3"))
     with trio.fail_after(15):
@@ -34,12 +51,10 @@ async def test_gossiped_txs_are_admitted_and_announced_once() -> None:
                 assert a.pool.add(tx)
                 gossip_a.queue(tx)
             gossip_a.queue(bad)  # a peer may relay garbage: refused on admission, counted
-            while gossip_b.received + gossip_b.refused < 3:
-                await trio.sleep(0.01)
+            await gossip_b.batches.wait_for(lambda: gossip_b.received + gossip_b.refused >= 3)
             # the same batch again (a re-gossip): admitted already, not announced again
             await net_a.publish(tx_topic(a.genesis.chain_id), encode_tx_batch([t.encoded for t in txs]))
-            while gossip_b.received < 4:
-                await trio.sleep(0.01)
+            await gossip_b.batches.wait_for(lambda: gossip_b.received >= 4)
             nursery.cancel_scope.cancel()
     assert [t.hash for t in announced] == [t.hash for t in txs]
     assert all(t.hash in b.pool for t in txs) and bad.hash not in b.pool

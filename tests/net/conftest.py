@@ -7,18 +7,9 @@ the real clock, so its waits are conditions bounded by ``trio.fail_after``.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from net_kit import BACKENDS, Backend
 from trio.testing import MockClock
-
-ROOT = Path(__file__).resolve().parents[2]
-if importlib.util.find_spec("medchaind") is None:  # pragma: no cover - environment guard
-    sys.path.insert(0, str(ROOT))
-
-from net_kit import BACKENDS, Backend  # noqa: E402
 
 
 @pytest.fixture(params=BACKENDS)

@@ -121,12 +121,6 @@ def unknown_peer(backend: Backend) -> PeerId:
     return peer_id_from_public_key(SigningKey(node_seed(999, "unknown")).public_key)
 
 
-async def wait_until(predicate: Callable[[], bool], *, interval: float = 0.01) -> None:
-    """Poll ``predicate`` until true (for counters, which have no change event)."""
-    while not predicate():  # noqa: ASYNC110 (counters have no change event)
-        await trio.sleep(interval)
-
-
 async def receive_n(
     channel: trio.MemoryReceiveChannel[tuple[PeerId, bytes]], n: int
 ) -> list[tuple[PeerId, bytes]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import trio
-from net_kit import TIMEOUT, Backend, cluster, receive_n, unknown_peer, wait_until
+from net_kit import TIMEOUT, Backend, cluster, receive_n, unknown_peer
 
 from medchaind.net import (
     MessageTooLarge,
@@ -19,6 +19,7 @@ from medchaind.net import (
     RemoteError,
     RequestTimeout,
 )
+from medchaind.testing.wait import poll_until
 
 TOPIC = "tx/1"
 SMALL = NetLimits(max_gossip_size=64 * 1024, max_request_size=256 * 1024)
@@ -233,7 +234,7 @@ async def test_full_subscriber_buffer_drops_are_counted(backend: Backend, backen
             return stats.received + stats.dropped_full_buffer == 50
 
         with trio.fail_after(TIMEOUT):
-            await wait_until(accounted)
+            await poll_until(accounted)
         stats = c[1].statistics()
         assert (stats.received, stats.dropped_full_buffer) == (10, 40)
         assert stats.topics[TOPIC].dropped_full_buffer == 40
@@ -266,7 +267,7 @@ async def test_peers_and_wait_peers(backend: Backend, backend_clock: object) -> 
             assert node.connected_peers() == sorted(p for j, p in enumerate(c.ids) if j != i)
         await c.stop(3)
         with trio.fail_after(TIMEOUT):
-            await wait_until(lambda: all(c.ids[3] not in node.connected_peers() for node in c.nodes[:3]))
+            await poll_until(lambda: all(c.ids[3] not in node.connected_peers() for node in c.nodes[:3]))
         assert c[3].connected_peers() == []
         await c.start(3)
         with trio.fail_after(TIMEOUT):

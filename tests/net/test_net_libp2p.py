@@ -13,12 +13,13 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
-from net_kit import CHAIN, TIMEOUT, Cluster, node_seed, wait_until
+from net_kit import CHAIN, TIMEOUT, Cluster, node_seed
 
 from medchaind.crypto import SigningKey
 from medchaind.errors import ConfigError
 from medchaind.net import MessageTooLarge, NetLimits, NetworkError, PeerId, PeerUnreachable
 from medchaind.net.libp2p_net import Libp2pNetwork, peer_id_from_public_key
+from medchaind.testing.wait import poll_until
 
 LOCAL = ["/ip4/127.0.0.1/tcp/0"]
 TOPIC = "block/1"
@@ -78,7 +79,7 @@ async def test_allowlist_refuses_other_peers_in_both_directions() -> None:
         with trio.fail_after(TIMEOUT):
             await a.wait_peers(1)
             # Inbound: the outsider keeps dialling (bootstrap) and is refused at the handshake.
-            await wait_until(lambda: a.statistics().connections_refused >= 2)
+            await poll_until(lambda: a.statistics().connections_refused >= 2)
         assert a.connected_peers() == [b.peer_id]
         assert outsider.connected_peers() == []
         with pytest.raises(PeerUnreachable, match="allowlist"):
@@ -92,7 +93,7 @@ async def test_allowlist_refuses_other_peers_in_both_directions() -> None:
         with trio.fail_after(TIMEOUT):
             await d.wait_peers(1)
             d.set_allowlist({b.peer_id})
-            await wait_until(lambda: not d.connected_peers())
+            await poll_until(lambda: not d.connected_peers())
         assert outsider.peer_id not in d.connected_peers()
         assert d.statistics().connections_refused == 0  # no redial against its own allowlist
         with trio.fail_after(TIMEOUT):
@@ -129,7 +130,7 @@ async def test_bootstrap_reconnects_after_the_peer_restarts() -> None:
             await b.wait_peers(1)
         await c.stop(0)
         with trio.fail_after(TIMEOUT):
-            await wait_until(lambda: not b.connected_peers())
+            await poll_until(lambda: not b.connected_peers())
         # Same key, same port: the bootstrap address b holds is valid again.
         restarted = Libp2pNetwork(node_seed(1, "libp2p"), [f"/ip4/127.0.0.1/tcp/{port}"], chain_id=CHAIN)
         c.nodes[0] = restarted
@@ -294,7 +295,7 @@ async def test_a_malformed_pubsub_rpc_resets_that_stream_and_nothing_else() -> N
         await stream.write(b"\x05\xff\xff\xff\xff\xff")  # a varint length, then bytes that are not an RPC
         pubsub = a._state.pubsub  # type: ignore[union-attr]
         with trio.fail_after(TIMEOUT):
-            await wait_until(lambda: pubsub.stream_failures >= 1)
+            await poll_until(lambda: pubsub.stream_failures >= 1)
         # a is still running and still hears b on its ordinary streams
         with trio.fail_after(TIMEOUT):
             await a.wait_peers(1)

@@ -15,9 +15,9 @@ from records_kit import BLOCK_INTERVAL_MS, HOUR_MS, Chain, grant_body, pub
 
 from medchaind import codec
 from medchaind.app import DictState, QueryError
-from medchaind.app import consent as consent_mod
-from medchaind.app.consent import check
-from medchaind.app.identity import ACCREDITED
+from medchaind.modules.consent import machine as consent_mod
+from medchaind.modules.consent.machine import check
+from medchaind.modules.identity.machine import ACCREDITED
 
 R1 = b"\x01" * 32
 R2 = b"\x02" * 32

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from records_kit import HOUR_MS, Chain, add_body, envelopes, grant_body, pub
 
-from medchaind.app import records
+from medchaind.modules.records import machine as records
 
 READERS = ("D2", "PH", "X", "Q")
 _BASE: Chain | None = None

@@ -1,4 +1,4 @@
-"""medchaind.records_crypto: record encryption, envelopes, commitments, re-wrapping, tx bodies."""
+"""medchaind.modules.records.encryption: record encryption, envelopes, commitments, re-wrapping, tx bodies."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from records_client_kit import MARKER, keypair, recipients, resource
 
 from medchaind import codec
+from medchaind.app.schema import decode_body
 from medchaind.crypto import KeyPair
 from medchaind.errors import SignatureError, ValidationError
-from medchaind.fhir import validate_and_canonicalize
-from medchaind.records_crypto import (
+from medchaind.modules.records.encryption import (
     RECORD_AAD,
     SEALED_KEY_SIZE,
     EncryptedRecord,
@@ -28,6 +28,7 @@ from medchaind.records_crypto import (
     records_add_envelopes_body,
     rewrap,
 )
+from medchaind.modules.records.fhir import validate_and_canonicalize
 
 PATIENT, DOCTOR, NURSE, STRANGER, GRANTEE = (keypair(n) for n in ("patient", "doctor", "nurse", "stranger", "grantee"))
 
@@ -268,18 +269,18 @@ def test_records_add_body_limits_envelopes(plaintext: bytes) -> None:
 
 
 def test_records_add_body_passes_the_chain_validator(enc: EncryptedRecord) -> None:
-    from medchaind.app import records as chain_records
+    from medchaind.modules.records import machine as chain_records
 
-    chain_records._validate_add(records_add_body(PATIENT.public_key, "Observation", enc))
+    decode_body(chain_records.Add, records_add_body(PATIENT.public_key, "Observation", enc))
 
 
 def test_records_add_envelopes_body(enc: EncryptedRecord) -> None:
-    from medchaind.app import records as chain_records
+    from medchaind.modules.records import machine as chain_records
 
     new = rewrap(PATIENT, _envelope_for(enc, PATIENT), recipients(GRANTEE))
     body = records_add_envelopes_body(b"\x07" * 32, new)
     assert body == {"record_id": b"\x07" * 32, "envelopes": [dict(e) for e in new]}
-    chain_records._validate_add_envelopes(body)
+    decode_body(chain_records.AddEnvelopes, body)
     with pytest.raises(ValidationError):
         records_add_envelopes_body(b"\x07" * 31, new)
     with pytest.raises(ValidationError, match="unique"):

@@ -1,4 +1,4 @@
-"""medchaind.fhir: strict JSON, R4B structural validation, binding checks, canonical JSON."""
+"""medchaind.modules.records.fhir: strict JSON, R4B structural validation, binding checks, canonical JSON."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from records_client_kit import MARKER, MINIMAL, resource
 
 from medchaind.errors import MedchainError
-from medchaind.fhir import (
+from medchaind.modules.records.fhir import (
     CODE_BINDINGS,
     CONCEPT_BINDINGS,
     MAX_RESOURCE_BYTES,

@@ -1,4 +1,4 @@
-"""The client's sans-IO flows (medchaind/client.py), driven by a scripted node.
+"""The records module's client flows (medchaind/modules/records/client.py), driven by a scripted node.
 
 Each flow yields the JSON-RPC calls it needs; these tests answer them from a script and
 check the order of calls where the order is what makes the flow correct.
@@ -12,14 +12,15 @@ from typing import Any
 
 import pytest
 
-from medchaind import client as cl
 from medchaind.crypto import KeyPair
-from medchaind.records_crypto import encrypt_record
+from medchaind.flows import Flow, RPCError
+from medchaind.modules.records import client as rc
+from medchaind.modules.records.encryption import encrypt_record
 
 Answer = Callable[[Any], Any]
 
 
-def drive(flow: cl.Flow[Any], script: list[tuple[str, Answer]]) -> tuple[Any, list[str]]:
+def drive(flow: Flow[Any], script: list[tuple[str, Answer]]) -> tuple[Any, list[str]]:
     """Run ``flow`` against ``script`` (expected method, answer(params)); the calls made."""
     calls: list[str] = []
     try:
@@ -31,7 +32,7 @@ def drive(flow: cl.Flow[Any], script: list[tuple[str, Answer]]) -> tuple[Any, li
             assert call.method == method, (calls, method)
             try:
                 result = answer(call.params)
-            except cl.RPCError as exc:
+            except RPCError as exc:
                 call = flow.throw(exc)
             else:
                 call = flow.send(result)
@@ -69,7 +70,7 @@ def test_read_waits_for_the_key_without_missing_an_answer_that_already_landed() 
         ("chain_head", lambda p: {"height": 7}),
         ("records_get", lambda p: json.loads(with_key)),
     ]
-    resource, calls = drive(cl._read_record_flow("c", reader, bytes(32), "ETREAT", 30.0), script)
+    resource, calls = drive(rc.read_record("c", reader, bytes(32), purpose="ETREAT", wait_key_s=30.0), script)
     assert resource["resourceType"] == "Observation"
     assert "chain_waitHeight" not in calls
 
@@ -94,10 +95,10 @@ def test_read_waits_for_the_next_height_then_times_out_with_a_clear_error() -> N
         ("chain_waitHeight", wait),
     ]
     # a zero-length wait: one look, no sleeping; with time left it waits for height 8
-    with pytest.raises(cl.RPCError, match="no envelope"):
-        drive(cl._read_record_flow("c", reader, bytes(32), "TREAT", 0.0), script[:6])
+    with pytest.raises(RPCError, match="no envelope"):
+        drive(rc.read_record("c", reader, bytes(32), wait_key_s=0.0), script[:6])
     with pytest.raises(AssertionError, match="unexpected call"):
-        drive(cl._read_record_flow("c", reader, bytes(32), "TREAT", 30.0), script)
+        drive(rc.read_record("c", reader, bytes(32), wait_key_s=30.0), script)
     assert waited == [8]
 
 
@@ -111,8 +112,8 @@ def test_refused_access_is_not_decrypted() -> None:
         ("tx_submit", lambda p: "0x" + "22" * 32),
         ("tx_wait", lambda p: refused),
     ]
-    with pytest.raises(cl.RPCError, match="access refused"):
-        drive(cl._read_record_flow("c", reader, bytes(32), "TREAT", 30.0), script)
+    with pytest.raises(RPCError, match="access refused"):
+        drive(rc.read_record("c", reader, bytes(32), wait_key_s=30.0), script)
 
 
 def test_custodian_pass_answers_permitted_requests_only_and_batches_per_record() -> None:
@@ -143,10 +144,10 @@ def test_custodian_pass_answers_permitted_requests_only_and_batches_per_record()
         ("tx_submit", submit),
         ("tx_wait", lambda p: {"hash": p["hash"], "status": "committed", "receipt": {"ok": True, "code": "ok"}}),
     ]
-    answered, _ = drive(cl._answer_key_requests_flow("c", author, 100), script)
+    answered, _ = drive(rc.answer_key_requests("c", author, limit=100), script)
     assert answered == [{"record_id": rid, "readers": [requests[0]["reader"], requests[1]["reader"]],
                          "hash": "0x" + "44" * 32, "ok": True, "code": "ok"}]
-    from medchaind.records_crypto import open_envelope
+    from medchaind.modules.records.encryption import open_envelope
     from medchaind.types import decode_tx
 
     tx = decode_tx(bytes.fromhex(submitted[0]["tx"][2:]))
@@ -183,8 +184,7 @@ def test_grant_shares_every_record_a_page_at_a_time() -> None:
         ("records_get", lambda p: mine),
         ("tx_nonce", lambda p: {"next": 2}), ("tx_submit", submit), ("tx_wait", lambda p: ok),
     ]
-    body = cl._grant_body(grantee.public_key, None, ["read"], "permit", (), (), None, None)
-    drive(cl._grant_flow("c", patient, body, True, {}), script)
+    drive(rc.grant("c", patient, actor=grantee.public_key), script)
     assert offsets == [0, 1000]  # the 1,001st record was reached
     from medchaind.types import decode_tx
 
@@ -202,7 +202,7 @@ def test_custodian_pass_reports_a_refused_answer_and_carries_on() -> None:
     identity = {"enc_key": "0x" + reader.encryption.public_key.hex()}
 
     def refuse(p: Any) -> Any:
-        raise cl.RPCError(-32010, "refused", {"code": "nonce_too_low"})
+        raise RPCError(-32010, "refused", {"code": "nonce_too_low"})
 
     script: list[tuple[str, Answer]] = [
         ("records_keyRequests", lambda p: requests),
@@ -212,5 +212,5 @@ def test_custodian_pass_reports_a_refused_answer_and_carries_on() -> None:
         ("tx_nonce", lambda p: {"next": 0}), ("tx_submit", lambda p: "0x" + "99" * 32),
         ("tx_wait", lambda p: {"status": "committed", "receipt": {"ok": True, "code": "ok"}}),
     ]
-    answered, _ = drive(cl._answer_key_requests_flow("c", author, 100), script)
+    answered, _ = drive(rc.answer_key_requests("c", author, limit=100), script)
     assert [(a["record_id"], a["ok"], a["code"]) for a in answered] == [(r1, False, "nonce_too_low"), (r2, True, "ok")]

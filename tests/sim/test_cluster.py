@@ -4,13 +4,16 @@ virtual time; nothing sleeps to synchronise."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
 
 from medchaind import crypto
-from medchaind.testing.cluster import Cluster
+from medchaind.testing.cluster import Cluster, ClusterNode
+from medchaind.testing.wait import wait_for
 from medchaind.types import Tx, sign_tx
 
 
@@ -26,9 +29,20 @@ async def commit_txs(c: Cluster, txs: list[Tx], nodes: list[int], *, via: list[i
         c.nodes[via[i % len(via)]].submit(tx)
     with trio.fail_after(deadline):
         for i in nodes:
-            n = c.nodes[i]
-            while not all(n.ledger.is_committed(t.hash) for t in txs):
-                await n.ledger.wait_height(n.height + 1)
+            await wait_committed(c.nodes[i], txs)
+
+
+async def wait_block_by_block(node: ClusterNode, predicate: Callable[[], bool]) -> None:
+    """Until ``predicate()`` holds, re-checked after each block ``node`` commits."""
+    await wait_for(predicate, lambda: node.ledger.wait_height(node.height + 1))
+
+
+async def wait_committed(node: ClusterNode, txs: list[Tx]) -> None:
+    await wait_block_by_block(node, lambda: all(node.ledger.is_committed(t.hash) for t in txs))
+
+
+def has_evidence(node: ClusterNode) -> bool:
+    return bool(node.ledger.app.query(node.ledger.state, "governance.evidence", {}))
 
 
 async def add_observer_as_authority(c: Cluster) -> None:
@@ -122,8 +136,7 @@ async def test_two_two_partition_halts_without_fork_then_resumes(autojump_clock:
         c.hub.heal()
         with trio.fail_after(300):
             for n in c.nodes:
-                while not (n.ledger.is_committed(pending[0].hash) and n.ledger.is_committed(pending[1].hash)):
-                    await n.ledger.wait_height(n.height + 1)
+                await wait_committed(n, pending[:2])
         c.check_agreement()
         nursery.cancel_scope.cancel()
 
@@ -173,11 +186,13 @@ async def test_equivocation_is_captured_gossiped_and_committed(autojump_clock: t
         chain = c.genesis.chain_id
         await commit_txs(c, [register_tx(chain)], [0, 1, 2, 3])
         c.nodes[3].crash()  # the byzantine node stops running honest code ...
-        c.nodes[0].submit(register_tx(chain))
         with trio.fail_after(60):
-            while not c.nodes[0].engine.started_height:
-                await trio.sleep(0.01)  # virtual time: polls the engine's state
-        h = c.nodes[0].engine.started_height
+            await c.nodes[3].wait_stopped()
+        # The others go on to the next height: every node committed the same last block,
+        # and no virtual time passes before the conflicting votes are out, so no block can
+        # commit in between (the evidence's height is checked below).
+        h = c.nodes[0].height + 1
+        c.nodes[0].submit(register_tx(chain))
         signer = core.Ed25519Signer(c.keys[3].signing, chain)
         a = signer.sign_vote(core.Vote(core.VoteKind.PREVOTE, core.Height(h), core.Round(0),
                                        core.BlockHash(b"\x01" * 32), core.ValidatorId(c.keys[3].public_key)))
@@ -191,8 +206,7 @@ async def test_equivocation_is_captured_gossiped_and_committed(autojump_clock: t
             await ep.publish(consensus_topic(chain), encode_consensus(b))
             with trio.fail_after(120):
                 for node in c.nodes[:3]:
-                    while not node.ledger.app.query(node.ledger.state, "governance.evidence", {}):
-                        await node.ledger.wait_height(node.height + 1)
+                    await wait_block_by_block(node, partial(has_evidence, node))
             n2.cancel_scope.cancel()
         for node in c.nodes[:3]:
             (ev,) = node.ledger.app.query(node.ledger.state, "governance.evidence", {})
@@ -248,9 +262,9 @@ async def test_export_import_follows_authority_changes(autojump_clock: trio.abc.
     for a height the new set decides is rejected."""
     import io
 
-    from medchaind.app import App
+    from medchaind.ledger import Ledger
+    from medchaind.modules import make_app
     from medchaind.node.chainfile import ChainFileError, import_records, read_header, read_records, write_chain
-    from medchaind.node.ledger import Ledger
     from medchaind.store import ChainStore, MemoryKV
     from medchaind.types.block import Commit, decode_block
 
@@ -270,7 +284,7 @@ async def test_export_import_follows_authority_changes(autojump_clock: trio.abc.
     write_chain(src.store, c.genesis, buf, 1, top)
 
     def fresh() -> Ledger:
-        return Ledger(ChainStore(MemoryKV()), App(c.genesis), c.genesis, commit_in_thread=False)
+        return Ledger(ChainStore(MemoryKV()), make_app(c.genesis), c.genesis, commit_in_thread=False)
 
     copy = fresh()
     records = read_records(io.BytesIO(buf.getvalue()))

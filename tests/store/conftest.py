@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from store_factories import BACKENDS, new_kv
+
+from medchaind.store import KVStore
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-# The venv's editable install of medchaind has no .pth file, so `.venv/bin/pytest` would
-# not find the package; make the checkout importable (harmless when it already is).
-if str(_REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(_REPO_ROOT))
-
-from store_factories import BACKENDS, new_kv  # noqa: E402
-
-from medchaind.store import KVStore  # noqa: E402
 
 
 @pytest.fixture(params=BACKENDS)

@@ -16,6 +16,7 @@ from medchaind.errors import StoreError
 from medchaind.net import MemoryNetwork
 from medchaind.node.blobs import BATCH, GC_GRACE_S, BlobService
 from medchaind.store.blobs import FileBlobStore
+from medchaind.testing.wait import Changes
 
 
 def blob(tag: str) -> tuple[bytes, bytes]:
@@ -92,10 +93,22 @@ def test_reconcile_keeps_referenced_wants_missing_and_shreds_old_orphans(tmp_pat
     assert svc.reconcile().shredded == 1 and not store.has_blob(young_h)
 
 
+class WatchedBlobStore(FileBlobStore):
+    """A FileBlobStore that notifies after each stored blob (the service has no event)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.stored = Changes()
+
+    def put_blob(self, content_hash: bytes, data: bytes) -> None:
+        super().put_blob(content_hash, data)
+        self.stored.notify()
+
+
 async def test_fetch_from_peer_checks_the_hash_and_respects_erasure(tmp_path: Path) -> None:
     hub = MemoryNetwork(seed=1)
     a_net, b_net = hub.endpoint("a"), hub.endpoint("b")
-    a_store, b_store = FileBlobStore(tmp_path / "a"), FileBlobStore(tmp_path / "b")
+    a_store, b_store = FileBlobStore(tmp_path / "a"), WatchedBlobStore(tmp_path / "b")
     h, data = blob("shared")
     a_store.put_blob(h, data)
     bad_h, _ = blob("lie")
@@ -107,12 +120,10 @@ async def test_fetch_from_peer_checks_the_hash_and_respects_erasure(tmp_path: Pa
                 await nursery.start(net.run)
             for svc in (a_svc, b_svc):
                 await nursery.start(svc.run)
-            while not b_net.connected_peers():
-                await trio.sleep(0.01)
+            await b_net.wait_peers(1)
             b_svc.want(h)
             b_svc.want(bad_h)
-            while not b_store.has_blob(h):
-                await trio.sleep(0.01)
+            await b_store.stored.wait_for(lambda: b_store.has_blob(h))
             assert b_store.get_blob(h) == data and b_svc.fetched == 1
             assert not b_store.has_blob(bad_h) and bad_h in b_svc._wanted  # refused, still wanted
 
@@ -123,8 +134,7 @@ async def test_fetch_from_peer_checks_the_hash_and_respects_erasure(tmp_path: Pa
             served_before = a_net.statistics().requests_served
             for mh, _ in many:
                 b_svc.want(mh)
-            while not all(b_store.has_blob(mh) for mh, _ in many):
-                await trio.sleep(0.01)
+            await b_store.stored.wait_for(lambda: all(b_store.has_blob(mh) for mh, _ in many))
             assert all(b_store.get_blob(mh) == md for mh, md in many)
             assert a_net.statistics().requests_served - served_before <= 6  # 3 batches (+ retries of bad_h)
 
@@ -132,6 +142,5 @@ async def test_fetch_from_peer_checks_the_hash_and_respects_erasure(tmp_path: Pa
             assert not b_store.has_blob(h)
             # a later record committing to the same ciphertext makes it wanted again
             b_svc.want(h)
-            while not b_store.has_blob(h):
-                await trio.sleep(0.01)
+            await b_store.stored.wait_for(lambda: b_store.has_blob(h))
             nursery.cancel_scope.cancel()

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from medchaind import crypto
+from medchaind import crypto, files
 from medchaind.errors import KeystoreError, SignatureError
 
 SEED = bytes(range(32))
@@ -242,12 +242,12 @@ def pair() -> crypto.KeyPair:
 @pytest.fixture
 def keyfile(tmp_path: Path, pair: crypto.KeyPair) -> Path:
     path = tmp_path / "keys" / "node.json"
-    crypto.save_keystore(path, pair, "correct horse", label="node0", **FAST_KDF)
+    files.save_keystore(path, pair, "correct horse", label="node0", **FAST_KDF)
     return path
 
 
 def test_keystore_round_trip(keyfile: Path, pair: crypto.KeyPair) -> None:
-    loaded = crypto.load_keystore(keyfile, "correct horse")
+    loaded = files.load_keystore(keyfile, "correct horse")
     assert loaded.signing.seed == pair.signing.seed
     assert loaded.encryption.secret == pair.encryption.secret
     assert loaded.public_key == pair.public_key
@@ -256,11 +256,11 @@ def test_keystore_round_trip(keyfile: Path, pair: crypto.KeyPair) -> None:
 
 def test_keystore_default_kdf_parameters_round_trip(tmp_path: Path, pair: crypto.KeyPair) -> None:
     path = tmp_path / "k.json"
-    crypto.save_keystore(path, pair, "pw")
+    files.save_keystore(path, pair, "pw")
     doc = json.loads(path.read_text())
     assert doc["kdf"]["opslimit"] == nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
     assert doc["kdf"]["memlimit"] == nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
-    assert crypto.load_keystore(path, "pw").public_key == pair.public_key
+    assert files.load_keystore(path, "pw").public_key == pair.public_key
 
 
 def test_keystore_file_mode_is_0600(keyfile: Path) -> None:
@@ -275,9 +275,9 @@ def test_keystore_overwrite_replaces_a_world_readable_file(
     path = tmp_path / "k.json"
     path.write_text("old")
     os.chmod(path, 0o644)
-    crypto.save_keystore(path, pair, "pw", **FAST_KDF)
+    files.save_keystore(path, pair, "pw", **FAST_KDF)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert crypto.load_keystore(path, "pw").public_key == pair.public_key
+    assert files.load_keystore(path, "pw").public_key == pair.public_key
 
 
 def test_keystore_format(keyfile: Path, pair: crypto.KeyPair) -> None:
@@ -313,13 +313,13 @@ def test_keystore_never_contains_secret_material(keyfile: Path, pair: crypto.Key
 
 def test_keystore_wrong_passphrase(keyfile: Path) -> None:
     with pytest.raises(KeystoreError, match="wrong passphrase"):
-        crypto.load_keystore(keyfile, "Correct horse")
+        files.load_keystore(keyfile, "Correct horse")
     with pytest.raises(KeystoreError, match="wrong passphrase"):
-        crypto.load_keystore(keyfile, "")
+        files.load_keystore(keyfile, "")
 
 
 def test_read_keystore_public_needs_no_passphrase(keyfile: Path, pair: crypto.KeyPair) -> None:
-    pub = crypto.read_keystore_public(keyfile)
+    pub = files.read_keystore_public(keyfile)
     assert pub == {
         "label": "node0",
         "public_key": pair.public_key.hex(),
@@ -353,7 +353,7 @@ def _rewrite(path: Path, mutate: object) -> None:
 def test_keystore_malformed_fields(keyfile: Path, mutate: object, msg: str) -> None:
     _rewrite(keyfile, mutate)
     with pytest.raises(KeystoreError, match=msg):
-        crypto.load_keystore(keyfile, "correct horse")
+        files.load_keystore(keyfile, "correct horse")
 
 
 def test_keystore_flipped_ciphertext_fails(keyfile: Path) -> None:
@@ -363,7 +363,7 @@ def test_keystore_flipped_ciphertext_fails(keyfile: Path) -> None:
     doc["ciphertext"] = ct.hex()
     keyfile.write_text(json.dumps(doc))
     with pytest.raises(KeystoreError):
-        crypto.load_keystore(keyfile, "correct horse")
+        files.load_keystore(keyfile, "correct horse")
 
 
 @pytest.mark.parametrize(
@@ -373,16 +373,16 @@ def test_keystore_corrupted_files(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "k.json"
     path.write_bytes(content)
     with pytest.raises(KeystoreError):
-        crypto.load_keystore(path, "pw")
+        files.load_keystore(path, "pw")
     with pytest.raises(KeystoreError):
-        crypto.read_keystore_public(path)
+        files.read_keystore_public(path)
 
 
 def test_keystore_missing_file_and_directory(tmp_path: Path) -> None:
     with pytest.raises(KeystoreError, match="no such keystore"):
-        crypto.load_keystore(tmp_path / "absent.json", "pw")
+        files.load_keystore(tmp_path / "absent.json", "pw")
     with pytest.raises(KeystoreError):
-        crypto.load_keystore(tmp_path, "pw")
+        files.load_keystore(tmp_path, "pw")
 
 
 @pytest.mark.parametrize(
@@ -400,5 +400,5 @@ def test_keystore_malformed_kdf_is_not_reported_as_wrong_passphrase(
 ) -> None:
     _rewrite(keyfile, mutate)
     with pytest.raises(KeystoreError) as info:
-        crypto.load_keystore(keyfile, "correct horse")
+        files.load_keystore(keyfile, "correct horse")
     assert "wrong passphrase" not in str(info.value)

@@ -12,6 +12,7 @@ import pytest
 
 from medchaind import codec, crypto
 from medchaind.errors import ConfigError
+from medchaind.files import load_genesis
 from medchaind.types import Genesis
 from medchaind.types.genesis import Authority, Params
 
@@ -64,12 +65,12 @@ def test_to_json_round_trip() -> None:
 def test_load(tmp_path: Path) -> None:
     p = tmp_path / "genesis.json"
     p.write_text(json.dumps(doc()))
-    assert Genesis.load(p) == parse(doc())
+    assert load_genesis(p) == parse(doc())
     with pytest.raises(ConfigError, match="cannot read genesis"):
-        Genesis.load(tmp_path / "missing.json")
+        load_genesis(tmp_path / "missing.json")
     p.write_text("{")
     with pytest.raises(ConfigError, match=f"{p}: not valid JSON"):
-        Genesis.load(p)
+        load_genesis(p)
 
 
 def test_hash_is_sha256_of_canonical_cbor() -> None:

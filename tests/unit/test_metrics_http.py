@@ -9,6 +9,7 @@ import trio
 import trio.testing
 
 from medchaind.node.metrics import MetricsServer
+from medchaind.node.node import Node
 
 
 async def ask(server: MetricsServer, raw: bytes) -> bytes:
@@ -23,9 +24,13 @@ async def ask(server: MetricsServer, raw: bytes) -> bytes:
 
 
 async def test_readyz_follows_start_and_sync() -> None:
-    node = SimpleNamespace(started=trio.Event(), sync=SimpleNamespace(syncing=False))
+    node = SimpleNamespace(  # a lone authority without a P2P network (tests/unit/test_readiness.py: the rest)
+        started=trio.Event(), sync=SimpleNamespace(syncing=False), net=SimpleNamespace(connected_peers=lambda: []),
+        ledger=SimpleNamespace(tip=SimpleNamespace(powers={b"k": 1})), keys=SimpleNamespace(public_key=b"k"),
+        engine=SimpleNamespace(status=lambda: {"started": False, "height": 1, "round": 0}),
+    )
     server = MetricsServer.__new__(MetricsServer)
-    server.node = node  # type: ignore[assignment]
+    server.ready = lambda: Node.readiness(node)  # type: ignore[arg-type]  # the node's own rule
     get = b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"
     assert (await ask(server, get)).startswith(b"HTTP/1.0 503") and (await ask(server, get)).endswith(b"starting\n")
     node.started.set()

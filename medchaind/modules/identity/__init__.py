@@ -1,0 +1,3 @@
+"""Identity: who is who on the chain (see :mod:`.machine`)."""
+
+from .machine import IdentityModule as IdentityModule

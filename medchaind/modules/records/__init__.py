@@ -1,0 +1,3 @@
+"""Records: encrypted FHIR records with patient consent and audited access (see :mod:`.machine`)."""
+
+from .machine import RecordsModule as RecordsModule

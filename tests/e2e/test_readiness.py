@@ -1,0 +1,80 @@
+"""End-to-end: ``/readyz`` follows the quorum on real processes (issue 9, readiness gap).
+
+Found by use: with two of four authorities down, the survivors' ``/readyz`` still
+answered 200 although no block could be committed. Four ``medchaind run`` authorities on
+127.0.0.1; node 0 serves metrics. Every wait is a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from medchaind.node.init import init_testnet
+from medchaind.testing.nodeproc import NodeProcess, free_port_range
+from medchaind.testing.wait import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def readyz(port: int) -> tuple[int, str]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /readyz HTTP/1.0\r\n\r\n")
+        reply = b""
+        while chunk := s.recv(4096):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode().strip()
+
+
+def healthz(port: int) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        return int(s.recv(4096).split()[1])
+
+
+@pytest.fixture
+def four() -> Iterator[tuple[list[NodeProcess], int]]:
+    root = Path(tempfile.mkdtemp(prefix="mcready-"))
+    base = free_port_range(4, start=42000)
+    metrics = free_port_range(1, start=43000)
+    cfgs = init_testnet(root / "net", 4, chain_id="medchain-ready", base_port=base)
+    nodes = [
+        NodeProcess(cfg.datadir, cfg.datadir / "node.log", command="run",
+                    env={"MEDCHAIND_METRICS_LISTEN": f"127.0.0.1:{metrics}"} if i == 0 else None)
+        for i, (cfg, _) in enumerate(cfgs)
+    ]
+    try:
+        for n in nodes:
+            n.start()
+        yield nodes, metrics
+    finally:
+        for n in nodes:
+            if n.proc is not None and n.proc.poll() is None:
+                n.stop(signal.SIGKILL)
+        for i, n in enumerate(nodes):  # shown by pytest only when the test failed
+            print(f"---- node{i} log (tail) ----\n" + "\n".join(n.log().splitlines()[-20:]))
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_readyz_turns_503_when_the_quorum_is_lost_and_200_when_it_returns(
+    four: tuple[list[NodeProcess], int],
+) -> None:
+    nodes, port = four
+    wait_until(lambda: readyz(port) == (200, "ready"), timeout=60, what="node 0 ready with all four up")
+
+    for n in nodes[2:]:
+        n.stop(signal.SIGKILL)  # 2 of 4 left: no commit is possible any more
+    wait_until(lambda: readyz(port)[0] == 503, timeout=60, what="/readyz to notice the lost quorum")
+    status, reason = readyz(port)
+    assert reason == "no quorum: connected authorities hold 2 of 4 voting power (more than 2/3 needed)"
+    assert healthz(port) == 200  # liveness is unaffected: the process is fine, restarting it helps nobody
+
+    nodes[2].start()  # 3 of 4: a quorum again
+    wait_until(lambda: readyz(port) == (200, "ready"), timeout=60, what="/readyz to recover with 3 of 4")

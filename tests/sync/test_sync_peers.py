@@ -1,0 +1,65 @@
+"""The peer book of sync (sync/peers.py): claims are claims, faults ban, and no single
+peer sets the target."""
+
+from __future__ import annotations
+
+from medchaind.sync.peers import BAN_S, MAX_BAN_S, PeerBook
+
+H = b"\x11" * 32
+LIE = 2**62
+
+
+def test_the_target_is_the_k_th_highest_claim_so_one_liar_cannot_set_it() -> None:
+    book = PeerBook()
+    for p, h in (("a", 25), ("b", 25), ("c", 24), ("liar", LIE)):
+        book.note_claim(p, h, H)
+    peers = ["a", "b", "c", "liar"]
+    assert book.corroborated(peers, 2) == 25
+    assert book.corroborated(["a", "liar"], 2) == 25
+    assert book.corroborated(["liar"], 2) == 0  # alone, a claim is not corroborated
+    assert book.corroborated(peers, 3) == 25 and book.corroborated(peers, 4) == 24
+
+
+def test_an_announcement_raises_a_claim_a_status_replaces_it() -> None:
+    book = PeerBook()
+    book.note_announce("a", 10, H)
+    book.note_announce("a", 8, H)
+    assert book.claim("a").height == 10  # type: ignore[union-attr]
+    book.note_claim("a", 9, H)
+    assert book.claim("a").height == 9  # type: ignore[union-attr]
+
+
+def test_a_fault_bans_for_longer_each_time_and_forgets_the_claim() -> None:
+    book = PeerBook()
+    book.note_claim("liar", LIE, H)
+    assert book.fault("liar", now=100.0) == BAN_S
+    assert book.banned("liar", 100.0 + BAN_S - 1) and not book.banned("liar", 100.0 + BAN_S)
+    assert book.claim("liar") is None
+    assert book.fault("liar", now=200.0) == 2 * BAN_S
+    for _ in range(20):
+        ban = book.fault("liar", now=300.0)
+    assert ban == MAX_BAN_S and book.faults_total == 22
+
+
+def test_ranking_puts_backed_claims_first_then_score_and_rotates_equals() -> None:
+    book = PeerBook()
+    for p, h in (("a", 30), ("b", 30), ("c", 30), ("liar", LIE)):
+        book.note_claim(p, h, H)
+    firsts = set()
+    for _ in range(6):
+        ranked = book.ranked(["a", "b", "c", "liar"], above=20, corroborated=30)
+        assert ranked[-1] == "liar"  # unbacked: asked last
+        firsts.add(ranked[0])
+    assert firsts == {"a", "b", "c"}  # equals take turns
+    book.slow("a")
+    book.slow("b")
+    assert book.ranked(["a", "b", "c", "liar"], above=20, corroborated=30)[0] == "c"
+    # a verified commit backs a claim no one else makes
+    book.verified("liar", LIE)
+    assert book.backed("liar", 30)
+
+
+def test_peers_at_or_below_our_height_are_not_candidates() -> None:
+    book = PeerBook()
+    book.note_claim("a", 5, H)
+    assert book.ranked(["a"], above=5, corroborated=5) == []
