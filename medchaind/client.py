@@ -29,6 +29,8 @@ module from elsewhere (a test's example module) calls :func:`add_helpers` itself
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .app import Module
 from .crypto import SigningKey
-from .flows import Flow, Helper, helper, hexstr, send_flow, wait_height_flow, wait_tx_flow
+from .flows import Call, Flow, Helper, helper, hexstr, send_flow, wait_height_flow, wait_tx_flow
 from .ipc import AsyncClient as _AsyncTransport
 from .ipc import Client as _Transport
 from .ipc import RPCError as RPCError
@@ -62,9 +64,20 @@ def _block_params(height: int | None, hash: bytes | str | None, full: bool) -> d
 
 
 class Client(_Transport):
-    """Blocking client with typed helpers over the JSON-RPC methods."""
+    """Blocking client with typed helpers over the JSON-RPC methods.
+
+    Two knobs for interactive tools (the ``medchain`` CLI sets both):
+
+    * ``tx_wait_ms``: when set, every wait of a helper for its tx to commit
+      (``tx_wait``) lasts this long instead of the helper's default;
+    * ``on_wait``: called with the :class:`~medchaind.flows.Call` around every call the
+      node may hold (a long poll: a tx wait, a wait for the next block); it returns a
+      context manager, e.g. a spinner on a terminal.
+    """
 
     _chain_id: str | None = None
+    tx_wait_ms: int | None = None
+    on_wait: Callable[[Call], contextlib.AbstractContextManager[Any]] | None = None
 
     if TYPE_CHECKING:
         # the module helpers are attached at import (add_helpers), unknown to a checker
@@ -75,14 +88,24 @@ class Client(_Transport):
         try:
             call = next(flow)
             while True:
+                call = self._adjust(call)
+                waiting = self.on_wait(call) if call.wait_s and self.on_wait is not None else contextlib.nullcontext()
                 try:
-                    result = self.call(call.method, call.params, timeout=call.timeout(self.timeout))
+                    with waiting:
+                        result = self.call(call.method, call.params, timeout=call.timeout(self.timeout))
                 except Exception as exc:  # RPCError, TimeoutError, ConnectionError: the flow decides
                     call = flow.throw(exc)
                 else:
                     call = flow.send(result)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+
+    def _adjust(self, call: Call) -> Call:
+        """Apply ``tx_wait_ms`` to a helper's wait for its tx."""
+        if self.tx_wait_ms is None or call.method != "tx_wait" or not isinstance(call.params, dict):
+            return call
+        return dataclasses.replace(call, params={**call.params, "timeout_ms": self.tx_wait_ms},
+                                   wait_s=self.tx_wait_ms / 1000)
 
     # --------------------------------------------------------------- node / chain
 

@@ -20,10 +20,12 @@ The contract a command relies on:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -57,6 +59,9 @@ class Ctx:
         self.ipc = ipc
         self.home = home
         self.passphrase_file = passphrase_file
+        #: set by ``--wait/--no-wait`` and ``--timeout`` on the commands that send a tx
+        self.wait = True
+        self.timeout_s: float | None = None
 
     @property
     def keydir(self) -> Path:
@@ -71,9 +76,14 @@ class Ctx:
                 fail("no node socket given: use --ipc PATH or set MEDCHAIN_IPC")
             self.ipc = DEFAULT_IPC
         try:
-            return Client(self.ipc)
+            cl = Client(self.ipc)
         except OSError as exc:
             fail(str(exc))
+        if self.timeout_s is not None:
+            cl.tx_wait_ms = int(self.timeout_s * 1000)
+        if sys.stderr.isatty():
+            cl.on_wait = _spinner
+        return cl
 
     def passphrase(self, *, confirm: bool = False) -> str:
         if self.passphrase_file is not None:
@@ -137,15 +147,62 @@ class Group(click.Group):
             fail(f"lost the connection to the node: {exc}")
 
 
-WAIT = click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the tx is committed.")
+DEFAULT_TIMEOUT_S = 30.0
+
+
+def _record_wait(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    c = ctx.find_object(Ctx)
+    if c is not None:
+        setattr(c, "wait" if param.name == "wait" else "timeout_s", value)
+    return value
+
+
+def WAIT(f: Any) -> Any:  # noqa: N802  (a decorator used like a constant: @WAIT)
+    """``--wait/--no-wait`` (passed to the command as ``wait``) and ``--timeout SECONDS``.
+
+    A command that waits and sees its tx still pending when the timeout ends exits 3
+    with a message (:func:`finish`), never 0.
+    """
+    f = click.option("--timeout", "timeout_s", type=click.FloatRange(0.1, 3600), default=DEFAULT_TIMEOUT_S,
+                     show_default=True, expose_value=False, callback=_record_wait, is_eager=False,
+                     help="Seconds to wait for the tx to commit.")(f)
+    return click.option("--wait/--no-wait", default=True, show_default=True, callback=_record_wait,
+                        help="Wait until the tx is committed.")(f)
+
+
+@contextlib.contextmanager
+def _spinner(call: Any) -> Iterator[None]:
+    """A spinner on stderr while the node holds a long poll (terminals only)."""
+    from rich.console import Console
+
+    what = {"tx_wait": "waiting for the tx to commit", "chain_waitHeight": "waiting for the next block"}
+    label = what.get(call.method, f"waiting for {call.method}")
+    with Console(stderr=True).status(f"{label} (up to {call.wait_s:.0f} s)"):
+        yield
 
 
 def finish(result: dict[str, Any]) -> None:
-    """Print a tx result; exit 2 if its receipt says the tx failed."""
+    """Print a tx result; exit 2 if its receipt says the tx failed, 3 if a wait timed out.
+
+    Exit codes of tx commands: 0 committed and ok (or submitted, with ``--no-wait``),
+    1 refused or another error, 2 committed but failed, 3 still pending when the wait
+    ended (it may commit later: ``medchain tx HASH`` tells).
+    """
     out(result)
     receipt = result.get("receipt")
     if receipt is not None and not receipt.get("ok"):
         sys.exit(2)
+    ctx = click.get_current_context(silent=True)
+    c = ctx.find_object(Ctx) if ctx is not None else None
+    if receipt is None and result.get("status") != "committed" and (c is None or c.wait):
+        timeout = c.timeout_s if c is not None and c.timeout_s is not None else DEFAULT_TIMEOUT_S
+        click.echo(
+            f"medchain: error: tx {result.get('hash')} not committed after {timeout:g} s "
+            f"(status {result.get('status')}; a chain without quorum makes no blocks). It may still "
+            f"commit: check with `medchain tx {result.get('hash')}`, or wait longer with --timeout.",
+            err=True,
+        )
+        sys.exit(3)
 
 
 def hash_arg(text: str, what: str) -> bytes:
@@ -162,3 +219,21 @@ def hash_arg(text: str, what: str) -> bytes:
 def public_key_hex(c: Ctx, ref: str) -> str:
     """``Ctx.public_key`` as the 0x-hex a JSON-RPC parameter takes."""
     return "0x" + c.public_key(ref).hex()
+
+
+def version_text() -> str:
+    """``--version`` of both CLIs: release, wire protocol versions and the git commit."""
+    import subprocess
+
+    from . import __version__
+    from .types.tx import TX_VERSION
+
+    commit = "unknown"
+    root = Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        try:
+            commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                    text=True, timeout=5, check=True).stdout.strip() or commit
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return f"%(prog)s {__version__} (protocol tx/v{TX_VERSION}, commit {commit})"

@@ -30,7 +30,7 @@ import click
 from .. import __version__
 from ..app.module import Module, TopicSpec
 from ..app.schema import Bytes, Int
-from ..clikit import Ctx, Group, fail, out, pass_ctx, public_key_hex
+from ..clikit import Ctx, Group, fail, out, pass_ctx, public_key_hex, version_text
 from ..crypto import KeyPair
 from ..errors import ConfigError, MedchainError
 from ..files import read_keystore_public, save_keystore
@@ -50,7 +50,7 @@ class _Main(Group):
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="medchain")
+@click.version_option(__version__, prog_name="medchain", message=version_text())
 @click.option("--ipc", type=click.Path(path_type=Path), envvar="MEDCHAIN_IPC",
               help="Node IPC socket (env MEDCHAIN_IPC).")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="MEDCHAIN_HOME",
@@ -64,6 +64,18 @@ def main(ctx: click.Context, ipc: Path | None, home: Path, passphrase_file: Path
 
 
 # ------------------------------------------------------------------ keys
+
+
+def passphrase_weakness(passphrase: str) -> str | None:
+    """Why a keystore passphrase is weak, or None. A coarse bound, not a strength meter:
+    fewer than 12 characters, or fewer than 5 distinct ones (``aaaaaaaaaaaa``)."""
+    if not passphrase:
+        return "empty"
+    if len(passphrase) < 12:
+        return f"{len(passphrase)} characters"
+    if len(set(passphrase)) < 5:
+        return "too few distinct characters"
+    return None
 
 
 @main.group(cls=Group)
@@ -81,7 +93,13 @@ def keys_new(c: Ctx, name: str) -> None:
         fail(f"key {name!r} already exists at {path}")
     c.keydir.mkdir(parents=True, exist_ok=True, mode=0o700)
     kp = KeyPair.generate()
-    save_keystore(path, kp, c.passphrase(confirm=True), label=name)
+    passphrase = c.passphrase(confirm=True)
+    weak = passphrase_weakness(passphrase)
+    if weak is not None:
+        click.echo(f"medchain: warning: weak passphrase ({weak}); anyone who copies {path} can try "
+                   "passphrases offline. Use 12 or more characters, or a passphrase file from a password manager.",
+                   err=True)
+    save_keystore(path, kp, passphrase, label=name)
     out({"name": name, "public_key": "0x" + kp.public_key.hex(),
          "encryption_public_key": "0x" + kp.encryption.public_key.hex(), "file": str(path)})
 
@@ -171,6 +189,60 @@ def tx(c: Ctx, tx_hash: str) -> None:
     """A transaction with its status, receipt and inclusion proof."""
     with c.client() as cl:
         out(cl.tx(tx_hash))
+
+
+@main.command("rpc")
+@click.argument("method")
+@click.argument("params", required=False)
+@pass_ctx
+def rpc(c: Ctx, method: str, params: str | None) -> None:
+    """Call any JSON-RPC METHOD with PARAMS (a JSON object or array); print the result.
+
+    For scripts on machines without ``nc``/``socat``: ``medchain rpc node_health``,
+    ``medchain rpc chain_getBlock '{"height": 1}'``.
+    """
+    value: Any = None
+    if params is not None:
+        try:
+            value = json.loads(params)
+        except ValueError as exc:
+            fail(f"PARAMS is not JSON ({exc})")
+        if not isinstance(value, dict | list):
+            fail("PARAMS must be a JSON object or array")
+    with c.client() as cl:
+        out(cl.call(method, value))
+
+
+@main.group(cls=Group)
+def admin() -> None:
+    """Operator actions on the node (need the node's admin access on the socket)."""
+
+
+@admin.command("ban-peer")
+@click.argument("peer_id")
+@pass_ctx
+def admin_ban_peer(c: Ctx, peer_id: str) -> None:
+    """Refuse and drop PEER_ID (a libp2p peer id) until unbanned."""
+    with c.client() as cl:
+        out(cl.call("admin_banPeer", {"peer_id": peer_id}))
+
+
+@admin.command("unban-peer")
+@click.argument("peer_id")
+@pass_ctx
+def admin_unban_peer(c: Ctx, peer_id: str) -> None:
+    """Let PEER_ID connect again."""
+    with c.client() as cl:
+        out(cl.call("admin_unbanPeer", {"peer_id": peer_id}))
+
+
+@admin.command("backup")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@pass_ctx
+def admin_backup(c: Ctx, path: Path) -> None:
+    """Write a consistent backup of the running node to PATH (a new directory on its host)."""
+    with c.client() as cl:
+        out(cl.call("admin_backup", {"path": str(path.resolve())}, timeout=3600))
 
 
 # ------------------------------------------------------------------ watch

@@ -17,6 +17,7 @@ import click
 import trio
 
 from .. import __version__
+from ..clikit import version_text
 from ..errors import MedchainError
 from ..logs import setup_logging
 from ..node.config import load_config
@@ -48,7 +49,7 @@ def _user_error(exc: BaseException) -> BaseException | None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="medchaind")
+@click.version_option(__version__, prog_name="medchaind", message=version_text())
 def main() -> None:
     """medchaind: permissioned proof-of-authority blockchain daemon for healthcare data."""
 
@@ -66,7 +67,6 @@ def init(datadir: Path, chain_id: str, moniker: str, genesis_file: Path | None,
          passphrase_file: Path | None, force: bool) -> None:
     """Create a datadir: node key, genesis.json, config.toml."""
     from ..files import load_genesis
-    from ..types import Genesis
 
     try:
         genesis = load_genesis(genesis_file) if genesis_file else None
@@ -333,3 +333,19 @@ def bench(validators: int, txs: int, tx_size: int, tx_type: str, connections: in
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("peer-id")
+@click.argument("public_keys", nargs=-1, required=True)
+def peer_id(public_keys: tuple[str, ...]) -> None:
+    """The libp2p peer id of each authority PUBLIC_KEY (0x-hex Ed25519), for p2p.bootstrap."""
+    from ..net.libp2p_net import peer_id_from_public_key
+
+    for k in public_keys:
+        try:
+            raw = bytes.fromhex(k.removeprefix("0x"))
+        except ValueError:
+            _fail(MedchainError(f"{k!r} is not hex"))
+        if len(raw) != 32:
+            _fail(MedchainError(f"{k!r}: an Ed25519 public key is 32 bytes (64 hex digits)"))
+        click.echo(f"{k}\t{peer_id_from_public_key(raw)}")
