@@ -38,7 +38,7 @@ def identity_show(c: Ctx, who: str) -> None:
 
 
 @commands.command("list")
-@click.option("--role")
+@click.option("--role", type=click.Choice(ROLES))
 @click.option("--limit", default=100, show_default=True)
 @pass_ctx
 def identity_list(c: Ctx, role: str | None, limit: int) -> None:
