@@ -31,6 +31,7 @@ from .consent import ConsentModule
 from .governance import GovernanceModule
 from .identity import IdentityModule
 from .records import RecordsModule
+from .trials import TrialsModule
 
 #: The registry: the built-in modules of a medchain chain, in dispatch order.
 MODULES: tuple[type[Module], ...] = (
@@ -39,6 +40,7 @@ MODULES: tuple[type[Module], ...] = (
     AnchorModule,
     ConsentModule,
     RecordsModule,
+    TrialsModule,
 )
 
 EXTRA_ENV = "MEDCHAIND_EXTRA_MODULES"
