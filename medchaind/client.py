@@ -13,6 +13,20 @@ signed here with the caller's key; the node never sees a client's private key::
         assert result["receipt"]["ok"]
         print(node.identity(me.public_key))
 
+Verified answers: a pharmacy or an auditor reading from a node it does not run gives
+the client what it trusts, and every module query (every helper's reads) is then
+answered with a proof and checked: the header's commit against the trusted authority
+set, the answer against the proven state (docs/protocol.md §23)::
+
+    from medchaind.flows import LightVerifier
+    from medchaind.types import Genesis
+
+    trust = LightVerifier.from_genesis(Genesis.from_json(open("genesis.json").read()))
+    with Client(path, verifier=trust) as node:
+        node.consent_check(patient, me, "read", "Observation")   # ProofError if the node lies
+
+or ask once: ``node.query("identity_get", {...}, verify=True)``.
+
 Nonces: by default each send asks the node for the sender's next nonce (committed
 plus contiguous pending). A client that submits many txs quickly can keep the nonces
 itself and pass ``nonce=`` (see :meth:`Client.build_tx`).
@@ -39,7 +53,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .app import Module
 from .crypto import SigningKey
-from .flows import Call, Flow, Helper, helper, hexstr, send_flow, wait_height_flow, wait_tx_flow
+from .flows import (
+    Call,
+    Flow,
+    Helper,
+    LightVerifier,
+    helper,
+    hexstr,
+    send_flow,
+    verified_query_flow,
+    verifying,
+    wait_height_flow,
+    wait_tx_flow,
+)
 from .ipc import AsyncClient as _AsyncTransport
 from .ipc import Client as _Transport
 from .ipc import RPCError as RPCError
@@ -73,11 +99,20 @@ class Client(_Transport):
     * ``on_wait``: called with the :class:`~medchaind.flows.Call` around every call the
       node may hold (a long poll: a tx wait, a wait for the next block); it returns a
       context manager, e.g. a spinner on a terminal.
+
+    ``verifier`` (a :class:`~medchaind.flows.LightVerifier`): every module query, the
+    helpers' included, is answered with a proof and checked; a wrong answer raises
+    :class:`~medchaind.errors.ProofError`.
     """
 
     _chain_id: str | None = None
     tx_wait_ms: int | None = None
     on_wait: Callable[[Call], contextlib.AbstractContextManager[Any]] | None = None
+    verifier: LightVerifier | None = None
+
+    def __init__(self, path: Any, *, verifier: LightVerifier | None = None, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.verifier = verifier
 
     if TYPE_CHECKING:
         # the module helpers are attached at import (add_helpers), unknown to a checker
@@ -85,6 +120,8 @@ class Client(_Transport):
 
     def _drive(self, flow: Flow[T]) -> T:
         """Run a sans-IO flow over this connection; a failed call is thrown into it."""
+        if self.verifier is not None:
+            flow = verifying(flow, self.verifier)
         try:
             call = next(flow)
             while True:
@@ -108,6 +145,17 @@ class Client(_Transport):
                                    wait_s=self.tx_wait_ms / 1000)
 
     # --------------------------------------------------------------- node / chain
+
+    def query(self, method: str, params: dict[str, Any] | None = None, *, verify: bool | None = None) -> Any:
+        """Call module query ``method``; with ``verify`` (default: when the client has a
+        verifier) the answer is proven and checked (ProofError if it does not hold)."""
+        if verify is None:
+            verify = self.verifier is not None
+        if not verify:
+            return self.call(method, params)
+        if self.verifier is None:
+            raise ValueError("verify=True needs a client with a verifier (Client(path, verifier=...))")
+        return self._drive(verified_query_flow(self.verifier, method, params))
 
     def node_info(self) -> dict[str, Any]:
         return self.call("node_info")  # type: ignore[no-any-return]
@@ -168,9 +216,23 @@ class Client(_Transport):
 
 
 class AsyncClient(_AsyncTransport):
-    """anyio client with the same helpers as :class:`Client` (all ``async``)."""
+    """anyio client with the same helpers as :class:`Client` (all ``async``), and the
+    same ``verifier``."""
 
     _chain_id: str | None = None
+    verifier: LightVerifier | None = None
+
+    def __init__(self, path: Any, *, verifier: LightVerifier | None = None, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.verifier = verifier
+
+    @classmethod
+    async def connect(cls, path: Any, *, timeout: float | None = None,  # noqa: ASYNC109
+                      verifier: LightVerifier | None = None) -> AsyncClient:
+        """Open a connection; close it with :meth:`aclose`."""
+        client = cls(path, timeout=timeout, verifier=verifier)
+        await client._open()
+        return client
 
     if TYPE_CHECKING:
         # the module helpers are attached at import (add_helpers), unknown to a checker
@@ -178,6 +240,8 @@ class AsyncClient(_AsyncTransport):
 
     async def _drive(self, flow: Flow[T]) -> T:
         """Run a sans-IO flow over this connection; a failed call is thrown into it."""
+        if self.verifier is not None:
+            flow = verifying(flow, self.verifier)
         try:
             call = next(flow)
             while True:
@@ -189,6 +253,16 @@ class AsyncClient(_AsyncTransport):
                     call = flow.send(result)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+
+    async def query(self, method: str, params: dict[str, Any] | None = None, *, verify: bool | None = None) -> Any:
+        """Call module query ``method``, proven and checked as :meth:`Client.query` does."""
+        if verify is None:
+            verify = self.verifier is not None
+        if not verify:
+            return await self.call(method, params)
+        if self.verifier is None:
+            raise ValueError("verify=True needs a client with a verifier (AsyncClient(path, verifier=...))")
+        return await self._drive(verified_query_flow(self.verifier, method, params))
 
     async def node_info(self) -> dict[str, Any]:
         return await self.call("node_info")  # type: ignore[no-any-return]

@@ -25,7 +25,8 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -37,8 +38,95 @@ from .files import load_keystore, read_keystore_public
 
 KEY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-#: the node socket used when neither --ipc nor MEDCHAIN_IPC names one
-DEFAULT_IPC = Path("/run/medchaind/medchaind.ipc")
+# ------------------------------------------------------------------ the default layout
+#
+# Where a node lives, and where its socket is, when nobody says. ``medchaind`` and
+# ``medchain`` both follow it (issue 13: ``run`` once required ``--datadir`` and
+# ``medchain`` looked for a socket no default node had), like geth's ``~/.ethereum`` or
+# bitcoind's ``~/.bitcoin``:
+#
+# * datadir: ``--datadir``, else ``$MEDCHAIND_HOME``, else ``$STATE_DIRECTORY`` (set by
+#   systemd for a unit with ``StateDirectory=medchaind``: ``/var/lib/medchaind``), else
+#   ``~/.medchaind``;
+# * the socket of a node: ``ipc.path`` of its config (``--ipc-path``,
+#   ``MEDCHAIND_IPC_PATH``), else ``<datadir>/medchaind.ipc``;
+# * the socket a client uses without ``--ipc``: ``$MEDCHAIN_IPC``, else the socket of the
+#   default datadir if it exists, else ``/run/medchaind/medchaind.ipc`` (the systemd
+#   unit's, outside the 0700 datadir so that group members can reach it).
+#
+# Plain functions of the environment: nothing here opens a socket or creates a directory.
+
+#: the socket's name inside a datadir
+IPC_NAME = "medchaind.ipc"
+#: the systemd unit's datadir (StateDirectory=medchaind) and socket (RuntimeDirectory=medchaind)
+SYSTEM_DATADIR = Path("/var/lib/medchaind")
+SYSTEM_IPC = Path("/run/medchaind") / IPC_NAME
+#: how the documentation and ``--help`` name the default datadir
+DEFAULT_DATADIR_TEXT = "$MEDCHAIND_HOME, else ~/.medchaind; under the systemd unit /var/lib/medchaind"
+
+
+def default_datadir(env: Mapping[str, str] | None = None) -> Path:
+    """``$MEDCHAIND_HOME``, else systemd's ``$STATE_DIRECTORY``, else ``~/.medchaind`` (absolute)."""
+    env = os.environ if env is None else env
+    if env.get("MEDCHAIND_HOME"):
+        return Path(env["MEDCHAIND_HOME"]).expanduser().absolute()
+    state = env.get("STATE_DIRECTORY", "")
+    if state:
+        # systemd may list several (StateDirectory=a b): the first is the unit's own
+        return Path(state.split(":")[0]).absolute()
+    return Path(env.get("HOME") or Path.home()).expanduser().absolute() / ".medchaind"
+
+
+def datadir_socket(datadir: Path, env: Mapping[str, str] | None = None) -> Path:
+    """The socket a node on ``datadir`` serves: ``MEDCHAIND_IPC_PATH``, else ``[ipc] path``
+    of its ``config.toml``, else ``<datadir>/medchaind.ipc``; relative paths are relative to
+    the datadir (as :attr:`medchaind.node.config.Config.ipc_path` takes them).
+
+    A config that cannot be read counts as absent: this only says where to look.
+    """
+    env = os.environ if env is None else env
+    setting = env.get("MEDCHAIND_IPC_PATH", "")
+    if not setting:
+        try:
+            doc = tomllib.loads((datadir / "config.toml").read_text())
+            value = doc.get("ipc", {}).get("path", "")
+            setting = value if isinstance(value, str) else ""
+        except (OSError, tomllib.TOMLDecodeError, AttributeError):
+            setting = ""
+    if setting:
+        p = Path(setting)
+        return p if p.is_absolute() else datadir / p
+    return datadir / IPC_NAME
+
+
+def client_socket_candidates(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Where a client looks for a node, in order (without ``--ipc`` and ``MEDCHAIN_IPC``)."""
+    env = os.environ if env is None else env
+    own = datadir_socket(default_datadir(env), env)
+    return [own] if own == SYSTEM_IPC else [own, SYSTEM_IPC]
+
+
+def find_client_socket(env: Mapping[str, str] | None = None) -> Path | None:
+    """``$MEDCHAIN_IPC``, else the first candidate that exists; None if there is none."""
+    env = os.environ if env is None else env
+    if env.get("MEDCHAIN_IPC"):
+        return Path(env["MEDCHAIN_IPC"])
+    for p in client_socket_candidates(env):
+        if p.exists():
+            return p
+    return None
+
+
+def no_socket_message(env: Mapping[str, str] | None = None) -> str:
+    """What to tell a user when :func:`find_client_socket` found nothing."""
+    looked = " and ".join(str(p) for p in client_socket_candidates(env))
+    return (
+        f"no node socket: looked for {looked}. Start a node (`medchaind init` once, then "
+        f"`medchaind run`), or name its socket with --ipc PATH or MEDCHAIN_IPC"
+    )
+
+#: the systemd unit's socket, the last place a client looks
+DEFAULT_IPC = SYSTEM_IPC
 
 
 def fail(msg: str) -> NoReturn:
@@ -72,9 +160,12 @@ class Ctx:
         from .client import Client
 
         if self.ipc is None:
-            if not DEFAULT_IPC.exists():
-                fail("no node socket given: use --ipc PATH or set MEDCHAIN_IPC")
-            self.ipc = DEFAULT_IPC
+            # --ipc, else MEDCHAIN_IPC (click), else the default layout: the socket of the
+            # default datadir, else the systemd unit's
+            found = find_client_socket()
+            if found is None:
+                fail(no_socket_message())
+            self.ipc = found
         try:
             cl = Client(self.ipc)
         except OSError as exc:
@@ -226,6 +317,7 @@ def version_text() -> str:
     import subprocess
 
     from . import __version__
+    from .app.app import PROTOCOL_VERSION
     from .types.tx import TX_VERSION
 
     commit = "unknown"
@@ -236,4 +328,4 @@ def version_text() -> str:
                                     text=True, timeout=5, check=True).stdout.strip() or commit
         except (OSError, subprocess.SubprocessError):
             pass
-    return f"%(prog)s {__version__} (protocol tx/v{TX_VERSION}, commit {commit})"
+    return f"%(prog)s {__version__} (protocol {PROTOCOL_VERSION}: tx/v{TX_VERSION}, state trie; commit {commit})"

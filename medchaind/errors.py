@@ -46,6 +46,11 @@ class TxRejected(MedchainError):
         self.reason = reason
 
 
+class ClientTimeout(MedchainError):
+    """A client gave up waiting after its own timeout; the node refused nothing (what it
+    waited for may still happen)."""
+
+
 class NotFound(MedchainError):
     rpc_code = -32020
 
@@ -70,6 +75,15 @@ class InvalidBlock(MedchainError):
     """A block that fails validation against its parent or its execution result."""
 
     rpc_code = -32060
+
+
+class ProofError(MedchainError):
+    """A state proof, or a state-trie node, that does not check out against its root: a
+    missing or altered node, a witness too small for the query, or an answer that differs
+    from the one the proof gives (docs/protocol.md §23). A client that sees it was given
+    a wrong answer or an incomplete proof, and should not trust that node's answer."""
+
+    rpc_code = -32080
 
 
 class RPCError(MedchainError):

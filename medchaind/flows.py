@@ -32,6 +32,15 @@ service loop whose flow is *one round* (see :class:`Helper`).
 This module imports no trio, no sockets and no transport: the flows are pure apart from
 the calls they yield (``read_record`` reads the monotonic clock for its deadline).
 :data:`RPCError` (from :mod:`medchaind.errors`) is what a failed call raises into a flow.
+
+**Verified answers.** A :class:`LightVerifier` holds what a client trusts: the chain id
+and an authority set (from ``genesis.json``). :func:`verified_query_flow` asks the node
+for an answer *with its proof* (``"prove": true``), fetches the header of the proof's
+height and its commit, checks the commit's signatures against the trusted set, and
+re-runs the query on the proven part of the state (:mod:`medchaind.app.proofs`); an
+answer that the proof does not give raises :class:`~medchaind.errors.ProofError`.
+:func:`verifying` applies this to every module query a flow makes, so every helper of
+every module can be verified without being written twice (``Client(verifier=...)``).
 """
 
 from __future__ import annotations
@@ -43,19 +52,28 @@ from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .crypto import SigningKey
+from .errors import NotFound, ProofError, ValidationError
 from .errors import RPCError as RPCError
-from .types import sign_tx
+from .types import Commit, Genesis, Header, sign_tx, validators_hash, verify_commit
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from .app import Module, QuerySpec
 
 __all__ = [
     "Call",
     "Flow",
     "Helper",
+    "LightVerifier",
     "RPCError",
     "helper",
     "hexstr",
     "ok",
     "send_flow",
     "unhex",
+    "verified_query_flow",
+    "verifying",
     "wait_height_flow",
     "wait_tx_flow",
 ]
@@ -216,3 +234,177 @@ def helper(
         return Helper(fn=f, name=method, needs_chain_id=needs_chain_id, loop=loop)
 
     return declare if fn is None else declare(fn)
+
+
+# ---------------------------------------------------------------------- verified answers
+
+_HASH_FIELDS = ("prev_hash", "tx_root", "app_hash", "results_hash", "validators_hash", "proposer",
+                "last_commit_hash")
+
+
+def header_from_json(doc: Any) -> Header:
+    """A header from its JSON-RPC form (``chain_getBlock``'s ``header``); ProofError if malformed."""
+    try:
+        m = {k: doc[k] for k in ("chain", "height", "round", "time_ms", *_HASH_FIELDS)}
+        for k in _HASH_FIELDS:
+            m[k] = unhex(m[k])
+        return Header.from_map(m)
+    except (KeyError, TypeError, ValueError, AttributeError, ValidationError) as exc:
+        raise ProofError(f"the node sent a malformed header: {exc}") from None
+
+
+def commit_from_json(doc: Any) -> Commit:
+    """A commit from its JSON-RPC form; ProofError if malformed."""
+    try:
+        sigs = [[unhex(x["validator"]), unhex(x["signature"])] for x in doc["signatures"]]
+        return Commit.from_map({"height": doc["height"], "round": doc["round"],
+                                "block_hash": unhex(doc["block_hash"]), "signatures": sigs})
+    except (KeyError, TypeError, ValueError, AttributeError, ValidationError) as exc:
+        raise ProofError(f"the node sent a malformed commit: {exc}") from None
+
+
+class LightVerifier:
+    """What a verifying client trusts, and the header checks it makes (docs/protocol.md §23.5).
+
+    ``powers`` is the authority set the client trusts (from ``genesis.json``, or one it
+    verified later). A header is believed when its commit carries valid precommits of
+    more than 2/3 of the power of the set that signs it, and that set is the trusted one;
+    or, after authority changes, when the node names the header's set (it must hash to
+    the header's ``validators_hash``), more than 2/3 of that set signed, *and* signers
+    holding more than 1/3 of the trusted set's power are among them (so at least one
+    trusted authority vouches for it, as in Tendermint's light client). The trusted set
+    then moves to the header's set. Verified headers are kept by height (a few).
+
+    ``modules`` are the state machine's modules, whose query rules a proof is checked
+    with; default: the registry's.
+    """
+
+    MAX_HEADERS = 64
+
+    def __init__(self, chain_id: str, powers: Mapping[bytes, int], modules: Sequence[Module] | None = None) -> None:
+        from .app.proofs import query_index
+
+        if modules is None:
+            from .modules import load_modules
+
+            modules = load_modules()
+        self.chain_id = chain_id
+        self.powers = dict(powers)
+        self.queries = query_index(modules)
+        self.headers: dict[int, Header] = {}
+
+    @classmethod
+    def from_genesis(cls, genesis: Genesis, modules: Sequence[Module] | None = None) -> LightVerifier:
+        return cls(genesis.chain_id, genesis.powers(), modules)
+
+    def proves(self, method: str) -> bool:
+        """Whether ``method`` is a module query (whose answers can be proven)."""
+        return method in self.queries
+
+    def spec(self, method: str) -> QuerySpec:
+        return self.queries[method][1]
+
+    def verify_header(self, header: Header, commit: Commit,
+                      validators: Mapping[bytes, int] | None = None) -> None:
+        """Raise ProofError unless ``commit`` makes ``header`` final (see the class doc)."""
+        if header.chain != self.chain_id:
+            raise ProofError(f"the header is of chain {header.chain!r}, not {self.chain_id!r}")
+        block_hash = header.hash()
+        if commit.height != header.height or commit.block_hash != block_hash:
+            raise ProofError("the commit the node sent is not for that header")
+        trusted = validators_hash(self.powers) == header.validators_hash
+        signers = self.powers if trusted else validators
+        if signers is None:
+            raise ProofError(
+                f"block {header.height} is signed by an authority set this client does not trust "
+                "and the node did not name it; verify against a newer trusted set (genesis.json "
+                "is out of date after authority changes)")
+        if not trusted and validators_hash(dict(signers)) != header.validators_hash:
+            raise ProofError("the authority set the node named is not the header's")
+        try:
+            verify_commit(commit, self.chain_id, dict(signers), block_hash, header.height)
+        except ValidationError as exc:
+            raise ProofError(f"block {header.height} is not final: {exc}") from None
+        if not trusted:
+            vouched = sum(self.powers.get(s.validator, 0) for s in commit.signatures)
+            if 3 * vouched <= sum(self.powers.values()):
+                raise ProofError(f"block {header.height} is signed by a set that fewer than 1/3 of "
+                                 "the trusted authorities belong to; this client cannot follow the change")
+            self.powers = dict(signers)
+        if len(self.headers) >= self.MAX_HEADERS:
+            self.headers.pop(min(self.headers))
+        self.headers[header.height] = header
+
+
+def _validators(doc: Any) -> dict[bytes, int] | None:
+    if doc is None:
+        return None
+    try:
+        return {unhex(k): int(p) for k, p in doc}
+    except (TypeError, ValueError, AttributeError):
+        raise ProofError("the proof's validators are malformed") from None
+
+
+def verified_query_flow(verifier: LightVerifier, method: str, params: Any = None) -> Flow[Any]:
+    """Call module query ``method`` with a proof and return the answer the proof gives.
+
+    Raises ProofError when the header, its commit, the witness or the answer does not
+    check out (the node lied or sent too little), and the RPCError "not found" (-32020)
+    for a proven absence of a query that declares one, as the unproven call would.
+    """
+    from .app.proofs import PROVE_PARAM, Witness, WitnessState, check_answer, replay_query
+
+    spec = verifier.spec(method)
+    asked = dict(params or {})
+    resp = yield Call(method, {**asked, PROVE_PARAM: True})
+    if not isinstance(resp, dict) or "result" not in resp or not isinstance(resp.get("proof"), dict):
+        raise ProofError(f"the node answered {method} without a proof")
+    proof = resp["proof"]
+    height = proof.get("height")
+    if type(height) is not int or height < 1:
+        raise ProofError("the proof names no committed block (the chain has no block yet?)")
+    header = verifier.headers.get(height)
+    if header is None:
+        block = yield Call("chain_getBlock", {"height": height})
+        if not isinstance(block, dict) or block.get("commit") is None:
+            raise ProofError(f"the node has no commit for block {height}")
+        header = header_from_json(block.get("header"))
+        if header.height != height:
+            raise ProofError("the node sent the header of another height")
+        verifier.verify_header(header, commit_from_json(block["commit"]), _validators(proof.get("validators")))
+    witness = Witness.from_json(proof)
+    context_ms = proof.get("context_time_ms")
+    if context_ms is not None and (type(context_ms) is not int or context_ms < header.time_ms):
+        raise ProofError("the proof's context time is before its block")
+    replayed = replay_query(spec, verifier.chain_id, asked, WitnessState(header.app_hash, witness),
+                            tip_time_ms=header.time_ms, context_time_ms=context_ms)
+    answer = check_answer(replayed, resp["result"])
+    if answer is None and spec.not_found is not None:
+        raise RPCError(NotFound.rpc_code, spec.not_found)
+    return answer
+
+
+def verifying(flow: Flow[T], verifier: LightVerifier) -> Flow[T]:
+    """``flow`` with every module query it makes answered by :func:`verified_query_flow`.
+
+    Other calls (txs, waits, chain reads) and calls that already ask for a proof pass
+    through unchanged. A ProofError is raised into the flow like any failed call, so a
+    helper that does not handle it fails with it.
+    """
+    from .app.proofs import PROVE_PARAM
+
+    try:
+        call = next(flow)
+        while True:
+            try:
+                asks = isinstance(call.params, dict) and PROVE_PARAM in call.params
+                if verifier.proves(call.method) and not asks:
+                    result = yield from verified_query_flow(verifier, call.method, call.params)
+                else:
+                    result = yield call
+            except Exception as exc:  # the flow decides, as with any failed call
+                call = flow.throw(exc)
+            else:
+                call = flow.send(result)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]

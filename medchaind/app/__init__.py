@@ -11,6 +11,7 @@ from .module import BlobSpec as BlobSpec
 from .module import BlockInfo as BlockInfo
 from .module import DropBlob as DropBlob
 from .module import Module as Module
+from .module import QueryContext as QueryContext
 from .module import QueryError as QueryError
 from .module import QuerySpec as QuerySpec
 from .module import TopicSpec as TopicSpec

@@ -10,12 +10,18 @@ the order of a sender's txs. A tx with the wrong nonce in a block gets a ``bad_n
 receipt and changes nothing; a tx whose handler fails consumes its nonce and changes
 nothing else.
 
-``app_hash`` is a hash chain over write-sets:
-``app_hash(h) = SHA-256(app_hash(h-1) || SHA-256(canonical sorted write-set of h))``,
-starting from the genesis write-set. Two nodes whose states diverge produce different
-headers at the first diverging block, so the divergence cannot go unnoticed. (It does
-not give per-key state proofs; a Merkleised state tree can replace it behind the same
-header field.)
+``app_hash`` is the root of the state trie (:mod:`medchaind.app.trie`): a 16-ary
+Merkle Patricia trie over every ``(namespace, key) -> value`` of the state, nonces
+included, keys in order. :meth:`App.execute` updates it incrementally from the block's
+write-set (only the changed keys' paths are read and rehashed) and returns the new root
+with the node records the store must add and delete (:class:`~medchaind.app.trie.
+TrieDelta`), so a block's state and its commitment are written in one batch. The header
+of block ``h`` carries the root of the state *after* block ``h`` (immediate execution);
+the genesis state's root is the ``app_hash`` "before block 1". Because the trie's shape
+depends only on the state, every node computes the same root, and a node or a client can
+prove any key's value, its absence, or every key under a prefix against a header
+(docs/protocol.md §23, docs/adr-state-commitment.md). Protocol 1 chained hashes of
+write-sets instead; :data:`PROTOCOL_VERSION` 2 is this commitment.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from .module import (
     BlockInfo,
     HostEffect,
     Module,
+    QueryContext,
     QueryError,
     QuerySpec,
     TopicSpec,
@@ -42,30 +49,39 @@ from .module import (
     get_query,
 )
 from .schema import FieldError, decode_native_params
-from .state import StateKey, StateOverlay, StateReader
+from .state import StateKey, StateOverlay, StateReader, TrieSource
+from .trie import EMPTY_ROOT, NodeReader, TrieDelta, tree_key, update
 
 NONCE_NS = "auth"
+
+#: The chain's protocol version (docs/protocol.md, "Protocol version"): 2 since
+#: ``app_hash`` is the root of the state trie (it was a hash chain over write-sets in 1).
+#: Nodes of different versions compute different ``app_hash``es from block 1 on.
+PROTOCOL_VERSION = 2
 
 
 def nonce_key(sender: bytes) -> bytes:
     return b"n/" + sender
 
 
-def writes_digest(writes: dict[StateKey, bytes | None]) -> bytes:
-    items = [[m, k, writes[(m, k)]] for (m, k) in sorted(writes)]
-    return crypto.sha256(codec.encode_unchecked(items))
+def state_update(root: bytes, read_node: NodeReader, writes: dict[StateKey, bytes | None]) -> TrieDelta:
+    """The state trie after ``writes`` (value None = delete) on the trie at ``root``.
 
-
-def next_app_hash(prev: bytes, writes: dict[StateKey, bytes | None]) -> bytes:
-    return crypto.sha256(prev + writes_digest(writes))
+    Changes are applied in key order (the result does not depend on it; the order only
+    makes neighbouring keys share the nodes they load).
+    """
+    return update(root, read_node, sorted((tree_key(m, k), v) for (m, k), v in writes.items()))
 
 
 @dataclass(frozen=True, slots=True)
 class Execution:
     writes: dict[StateKey, bytes | None]
     receipts: list[Receipt]
+    #: the root of the state trie after the block
     app_hash: bytes
     results_hash: bytes
+    #: the state trie's node records to add and delete (the store writes them with the block)
+    trie: TrieDelta | None = None
 
 
 class App:
@@ -95,12 +111,21 @@ class App:
     # ------------------------------------------------------------------ genesis
 
     def genesis_state(self) -> tuple[dict[StateKey, bytes | None], bytes]:
-        """The initial write-set and the app hash it yields (chained from the genesis hash)."""
+        """The initial write-set and the app hash it yields (the root of its state trie)."""
+        writes = self.genesis_writes()
+        return writes, self.genesis_trie(writes).root
+
+    def genesis_writes(self) -> dict[StateKey, bytes | None]:
         writes: dict[StateKey, bytes | None] = {}
         for mod in self.modules.values():
             for k, v in mod.genesis_writes(self.genesis).items():
                 writes[(mod.name, k)] = codec.encode(v)
-        return writes, next_app_hash(self.genesis.hash(), writes)
+        return writes
+
+    @staticmethod
+    def genesis_trie(writes: dict[StateKey, bytes | None]) -> TrieDelta:
+        """The state trie of the genesis write-set, built from nothing (every record in ``puts``)."""
+        return state_update(EMPTY_ROOT, lambda h: None, writes)
 
     # ------------------------------------------------------------------ capabilities
 
@@ -248,12 +273,20 @@ class App:
         return Receipt(events=tuple(ctx.events))
 
     def execute(self, state: StateReader, block: BlockInfo, txs: Sequence[Tx], prev_app_hash: bytes) -> Execution:
+        """Run a block on ``state`` (whose state trie has root ``prev_app_hash``).
+
+        ``state`` must also be a :class:`~medchaind.app.state.TrieSource` (the store's
+        state and :class:`DictState` are): the new ``app_hash`` is computed by updating
+        its trie with the block's write-set.
+        """
         overlay = StateOverlay(state)
         receipts = [self.deliver_tx(overlay, block, tx) for tx in txs]
         for mod in self.modules.values():
             mod.end_block(TxContext(module=mod.name, state=overlay, block=block, sender=b"", tx_hash=b""))
         writes = overlay.writes
-        return Execution(writes, receipts, next_app_hash(prev_app_hash, writes), results_hash(receipts))
+        source: TrieSource = state  # type: ignore[assignment]
+        delta = state_update(prev_app_hash, source.trie_node, writes)
+        return Execution(writes, receipts, delta.root, results_hash(receipts), delta)
 
     # ------------------------------------------------------------------ queries
 
@@ -265,7 +298,9 @@ class App:
         """Run query ``<module>.<name>`` with Python-valued ``params`` (bytes as bytes).
 
         A query that reads at the tip's time takes ``time_ms`` from ``params`` or else
-        from the keyword (the node passes its tip's block time).
+        from the keyword (the node passes its tip's block time). A query that declares
+        ``context=True`` gets ``QueryContext(chain_id, time_ms)`` with the keyword's
+        ``time_ms`` as the node's clock.
         """
         _, spec = self.query_spec(path)
         p = dict(params or {})
@@ -273,8 +308,10 @@ class App:
             if time_ms is None:
                 raise QueryError(f"{path} needs time_ms")
             p["time_ms"] = time_ms
+        if spec.context and time_ms is None:
+            raise QueryError(f"{path} needs time_ms (the node's clock)")
         try:
-            typed = decode_native_params(spec.params, p)
+            typed: Any = decode_native_params(spec.params, p)
         except FieldError as exc:
             raise QueryError(str(exc)) from None
-        return spec.handler(state, typed)
+        return spec.run(state, typed, QueryContext(self.chain_id, time_ms or 0))

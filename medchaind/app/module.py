@@ -12,7 +12,10 @@ declares, as data:
   they are never delayed behind bulk traffic);
 * **queries** (:class:`QuerySpec`): the parameter class, whether a missing ``time_ms``
   means the tip's block time, the message of a "not found" answer, and the JSON-RPC
-  name (``<module>_<camelCaseName>`` unless given) plus old names kept as aliases;
+  name (``<module>_<camelCaseName>`` unless given) plus old names kept as aliases; a
+  query whose answer depends on *who asks* takes a :class:`QueryContext` (the chain id
+  and the node's clock, which the caller cannot set) and checks a signed request with
+  :func:`check_signed_request`;
 * **subscription topics** it feeds (:class:`TopicSpec`): committed events carrying a
   field are pushed to subscribers filtering on that field's value;
 * **host effects** (:meth:`Module.host_effects`): node-side work a committed event asks
@@ -42,7 +45,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any, ClassVar
 
-from .. import codec
+from .. import codec, crypto
 from ..errors import MedchainError, NotFound
 from .schema import Bytes, Field, FieldError, decode_body
 from .state import StateOverlay, StateReader
@@ -58,7 +61,17 @@ class TxFailed(MedchainError):
 
 
 class QueryError(MedchainError):
+    """A query refused: bad parameters, or an answer the caller may not have.
+
+    ``code`` (optional) is a stable machine-readable reason a client can branch on; the
+    node sends it as the JSON-RPC error's ``data.code``.
+    """
+
     rpc_code = -32602
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +117,25 @@ class TxContext:
         self.events.append({"type": f"{self.module}.{kind}", **fields})
 
 
+@dataclass(frozen=True, slots=True)
+class QueryContext:
+    """What the host tells a query about where and when it answers; never from the caller.
+
+    ``chain_id`` binds a signed request to this chain. ``time_ms`` is the node's "now":
+    the time the next block would have if this node proposed it now (its clock, never
+    before the tip's block time), the same time mempool admission judges txs at. A
+    query judges freshness windows and permissions at this time, which a caller cannot
+    move (unlike a ``time_ms`` parameter).
+    """
+
+    chain_id: str
+    time_ms: int
+
+
 Handler = Callable[[TxContext, Any], None]
-QueryHandler = Callable[[StateReader, Any], Any]
+#: ``handler(state, params)``, or ``handler(state, params, context)`` for a query that
+#: declares ``context=True``
+QueryHandler = Callable[..., Any]
 
 #: mempool lanes, in the order proposals take from them
 LANES = ("priority", "default")
@@ -160,10 +190,18 @@ class QuerySpec:
     rpc: str | None = None
     #: older JSON-RPC names that keep working
     aliases: tuple[str, ...] = ()
+    #: the handler takes a third argument, the :class:`QueryContext` (chain id, node clock)
+    context: bool = False
 
     @property
     def doc(self) -> str:
         return (self.handler.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+
+    def run(self, state: StateReader, params: Any, context: QueryContext) -> Any:
+        """Call the handler with what it declared it takes."""
+        if self.context:
+            return self.handler(state, params, context)
+        return self.handler(state, params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +316,44 @@ def not_found(spec: QuerySpec, answer: Any) -> Any:
 
 
 # ---------------------------------------------------------------- query helpers
+
+
+def check_signed_request(
+    context: QueryContext,
+    domain: str,
+    signer: bytes,
+    request: dict[str, Any],
+    sig: bytes,
+    *,
+    max_age_ms: int,
+    max_ahead_ms: int,
+    who: str = "the signer's key",
+    how: str = "",
+) -> None:
+    """Raise :class:`QueryError` unless ``sig`` is ``signer``'s signature of ``request``
+    for this chain and ``request["time_ms"]`` is fresh at the node's clock.
+
+    The signed message is ``signing_message(domain, chain_id, enc(request))``
+    (docs/protocol.md §2.2): canonical CBOR of the request map, so the caller sends its
+    fields as plain parameters and both sides build the same bytes. Fresh means
+    ``now - max_age_ms <= time_ms <= now + max_ahead_ms``. Codes: ``bad_signature``,
+    ``stale_request``; ``who`` names the expected key and ``how`` (e.g. "see
+    docs/protocol.md §18.5") ends each message.
+    """
+    hint = f" ({how})" if how else ""
+    if not crypto.verify(signer, sig, domain, context.chain_id, codec.encode(request)):
+        raise QueryError(
+            f"bad signature: sig is not {who}'s signature of this request under "
+            f"{domain!r} for chain {context.chain_id!r}{hint}",
+            "bad_signature",
+        )
+    age = context.time_ms - int(request["time_ms"])
+    if age > max_age_ms or -age > max_ahead_ms:
+        raise QueryError(
+            f"stale request: time_ms is {age} ms before the node's clock (accepted: "
+            f"-{max_ahead_ms}..{max_age_ms}); sign a new request with the current time{hint}",
+            "stale_request",
+        )
 
 
 def hex_or_none(b: bytes | None) -> str | None:

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from . import trie
+
+if TYPE_CHECKING:
+    from .trie import TrieDelta
 
 StateKey = tuple[str, bytes]
 
@@ -24,11 +29,38 @@ class StateReader(Protocol):
         ...
 
 
+class TrieSource(Protocol):
+    def trie_node(self, node_hash: bytes) -> bytes | None:
+        """The record of the state trie's node with this hash (None if there is none)."""
+        ...
+
+
 class DictState:
-    """A committed state held in a dict (tests, simulations, genesis)."""
+    """A committed state held in a dict (tests, simulations, genesis), with its state trie.
+
+    The trie's records are built from ``data`` the first time they are asked for (so a
+    copy made with ``DictState(other.data)`` works) and kept up to date by :meth:`apply`.
+    """
 
     def __init__(self, data: dict[StateKey, bytes] | None = None) -> None:
         self.data: dict[StateKey, bytes] = dict(data or {})
+        self._nodes: dict[bytes, bytes] | None = None
+        self._root = trie.EMPTY_ROOT
+
+    def _trie(self) -> dict[bytes, bytes]:
+        if self._nodes is None:
+            built = trie.build({trie.tree_key(m, k): v for (m, k), v in self.data.items()})
+            self._nodes, self._root = dict(built.puts), built.root
+        return self._nodes
+
+    @property
+    def root(self) -> bytes:
+        """The root of this state's trie (its ``app_hash``)."""
+        self._trie()
+        return self._root
+
+    def trie_node(self, node_hash: bytes) -> bytes | None:
+        return self._trie().get(node_hash)
 
     def get(self, module: str, key: bytes) -> bytes | None:
         return self.data.get((module, key))
@@ -37,7 +69,17 @@ class DictState:
         items = sorted((k, v) for (m, k), v in self.data.items() if m == module and k.startswith(prefix))
         yield from items
 
-    def apply(self, writes: dict[StateKey, bytes | None]) -> None:
+    def apply(self, writes: dict[StateKey, bytes | None], trie_delta: TrieDelta | None = None) -> None:
+        """Apply a write-set; ``trie_delta`` is its trie update (from
+        :class:`~medchaind.app.Execution`), computed here when not given."""
+        if self._nodes is not None:
+            if trie_delta is None:
+                changes = sorted((trie.tree_key(m, k), v) for (m, k), v in writes.items())
+                trie_delta = trie.update(self._root, self._nodes.get, changes)
+            for h in trie_delta.deletes:
+                self._nodes.pop(h, None)
+            self._nodes.update(trie_delta.puts)
+            self._root = trie_delta.root
         for k, v in writes.items():
             if v is None:
                 self.data.pop(k, None)

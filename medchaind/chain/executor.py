@@ -26,7 +26,12 @@ class Tip:
     block_hash: bytes
     app_hash: bytes
     time_ms: int
+    #: the authority set of the *next* height (it signs the next block)
     powers: dict[bytes, int]
+    #: the authority set that signed this block (None at genesis, or when not known: a
+    #: node restarted right after a set change); a light client checks the block's commit
+    #: with it (docs/protocol.md §23.5)
+    block_powers: dict[bytes, int] | None = None
 
 
 class SigCache:

@@ -5,8 +5,9 @@ on 127.0.0.1), registers a pool of sender identities, pre-signs ``n_txs`` transa
 of about ``tx_size`` bytes (``anchor.commit`` with an opaque ``meta`` field;
 ``identity.register`` with ``--tx-type identity``; or, with ``--tx-type records``,
 ``records.add`` of an encrypted FHIR Observation of about ``tx_size`` bytes whose
-ciphertext travels as the blob sidecar, each patient writing its own records), and
-submits them from
+ciphertext travels as the blob sidecar, each patient writing its own records; or, with
+``--tx-type supply``, ``supply.capture`` of one EPCIS commissioning event by one of 16
+accredited manufacturers), and submits them from
 ``connections`` client threads, spread over the nodes, as JSON-RPC batches as fast as
 the nodes accept them. A watcher subscribed to ``newHeads`` on node0 timestamps every
 committed block; submit-to-final latency of a tx is the time from sending its batch to
@@ -39,6 +40,8 @@ from .devnet import start_nodes, stop_nodes, wait_ready
 
 BATCH = 200
 SENDERS = 64
+#: manufacturers of ``--tx-type supply`` (each accredited by a 2/3+ vote: setup costs ~4 txs each)
+SUPPLY_SENDERS = 16
 
 
 def _proc_stats(pid: int) -> dict[str, float]:
@@ -190,6 +193,17 @@ def run_bench(
                 txs.append(sign_tx(k, chain, "identity.register", 0,
                                    {"role": "patient", "enc_key": crypto.random_bytes(32)}))
             per_conn = [txs[i::connections] for i in range(connections)]
+        elif tx_type == "supply":  # accredited manufacturers capturing commissioning events
+            from ..modules.supply.benchkit import capture_tx, setup_manufacturers
+
+            makers = setup_manufacturers(ipcs, chain, [k for _, k in nodes], SUPPLY_SENDERS)
+            by_maker: list[list[Tx]] = [[] for _ in makers]
+            for i in range(n_txs):
+                s = i % len(makers)
+                by_maker[s].append(capture_tx(makers[s], chain, 3 + len(by_maker[s]), i))
+                txs.append(by_maker[s][-1])
+            per_conn = [[t for s in range(c_i, len(makers), connections) for t in by_maker[s]]
+                        for c_i in range(connections)]
         else:  # anchor or records: registered senders with nonces
             senders = [crypto.KeyPair.generate() for _ in range(SENDERS)]
             with Client(ipcs[0], timeout=120) as c:

@@ -1,13 +1,20 @@
 """``medchaind``: the daemon and its operator commands.
 
 Config precedence: flags > environment (``MEDCHAIND_<SECTION>_<KEY>``) > config.toml.
-The datadir comes from ``--datadir`` or ``MEDCHAIND_HOME``.
+The datadir comes from ``--datadir``, else the default layout (:mod:`medchaind.clikit`):
+``$MEDCHAIND_HOME``, else systemd's ``$STATE_DIRECTORY``, else ``~/.medchaind``.
+
+Exit status: 0 success (``run``: stopped by SIGTERM after a clean shutdown); 1 an error
+(``medchaind: error: ...`` on stderr); 2 a wrong option or argument; 130 stopped by
+SIGINT (Ctrl-C); 128 + N when a second signal N cut a shutdown short.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -17,16 +24,31 @@ import click
 import trio
 
 from .. import __version__
-from ..clikit import version_text
+from ..clikit import (
+    DEFAULT_DATADIR_TEXT,
+    SYSTEM_IPC,
+    datadir_socket,
+    default_datadir,
+    find_client_socket,
+    version_text,
+)
 from ..errors import MedchainError
 from ..logs import setup_logging
 from ..node.config import load_config
 from ..node.init import init_datadir
+from ..types.tx import MAX_TX_BYTES
 
 DATADIR = click.option(
     "--datadir", type=click.Path(file_okay=False, path_type=Path), envvar="MEDCHAIND_HOME",
-    required=True, help="Node home directory (env MEDCHAIND_HOME).",
+    default=lambda: str(default_datadir()), show_default=DEFAULT_DATADIR_TEXT,
+    help="Node home directory (env MEDCHAIND_HOME).",
 )
+
+#: a TCP port (the first of a range: the commands check that the whole range fits)
+PORT = click.IntRange(1, 65535)
+
+#: ``run``'s exit status when SIGINT (Ctrl-C) stopped it, as shells report an interrupted command
+EXIT_SIGINT = 128 + signal.SIGINT
 
 
 def _fail(exc: BaseException) -> NoReturn:
@@ -86,20 +108,26 @@ def _overrides(**kw: Any) -> dict[str, Any]:
 
 
 def _run(datadir: Path, overrides: dict[str, Any]) -> None:
+    """Run the node; exits 130 if SIGINT stopped it, returns (status 0) after SIGTERM."""
     from ..node.node import Node, run_until_signal
 
+    def reload() -> Any:
+        return load_config(datadir, overrides=overrides, require_file=True)
+
     try:
-        cfg = load_config(datadir, overrides=overrides, require_file=True)
+        cfg = reload()
         setup_logging(cfg.log.level, cfg.log.format)
         node = Node.from_config(cfg)
-        trio.run(run_until_signal, node)
-    except KeyboardInterrupt:
-        pass
+        stopped_by = trio.run(run_until_signal, node, reload)
+    except KeyboardInterrupt:  # Ctrl-C before the node's signal handling started
+        sys.exit(EXIT_SIGINT)
     except BaseException as exc:
         shown = _user_error(exc)
         if shown is None:
             raise
         _fail(shown)
+    if stopped_by == signal.SIGINT:
+        sys.exit(EXIT_SIGINT)
 
 
 RUN_OPTIONS = [
@@ -122,8 +150,12 @@ def _run_options(fn: Any) -> Any:
 @DATADIR
 @_run_options
 def run(datadir: Path, **kw: Any) -> None:
-    """Run the node until SIGINT/SIGTERM."""
-    _run(datadir, _overrides(**kw))
+    """Run the node until SIGINT/SIGTERM (SIGHUP reloads the run-time settings).
+
+    Exit status: 0 after SIGTERM and a clean shutdown, 130 after SIGINT (Ctrl-C), 1 on
+    an error (a bad config, a locked datadir, a port in use, ...).
+    """
+    _run(datadir.absolute(), _overrides(**kw))
 
 
 @main.command()
@@ -135,7 +167,7 @@ def run(datadir: Path, **kw: Any) -> None:
               help="Directory for node0..nodeN-1 (must be empty or absent).")
 @click.option("--chain-id", default="medchain-testnet", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="IPv4 or IPv6 address the nodes listen on and dial.")
-@click.option("--base-port", default=26656, show_default=True, help="node i listens on base-port + i.")
+@click.option("--base-port", type=PORT, default=26656, show_default=True, help="node i listens on base-port + i.")
 @click.option("--create-empty-blocks", is_flag=True)
 def testnet(n_validators: int, observers: int, output: Path, chain_id: str, host: str, base_port: int,
             create_empty_blocks: bool) -> None:
@@ -159,7 +191,7 @@ def testnet(n_validators: int, observers: int, output: Path, chain_id: str, host
               help="Keep the dev chain here (default: a temporary directory removed on exit).")
 @click.option("--validators", "-n", "n_validators", type=click.IntRange(1, 64), default=1, show_default=True,
               help="With N > 1, run a local N-authority network, one process per node.")
-@click.option("--base-port", default=26656, show_default=True, help="With --validators > 1: first P2P port.")
+@click.option("--base-port", type=PORT, default=26656, show_default=True, help="With --validators > 1: first P2P port.")
 @_run_options
 def dev(datadir: Path | None, n_validators: int, base_port: int, **kw: Any) -> None:
     """A throwaway chain, ready in one command (one authority, or N with --validators)."""
@@ -167,30 +199,20 @@ def dev(datadir: Path | None, n_validators: int, base_port: int, **kw: Any) -> N
         from .devnet import run_devnet
 
         try:
-            run_devnet(n_validators, datadir, base_port, _overrides(**kw))
+            status = run_devnet(n_validators, datadir, base_port, _overrides(**kw))
         except (MedchainError, OSError) as exc:
             _fail(exc)
-        return
+        sys.exit(status)
     tmp = None
     if datadir is None:
         tmp = Path(tempfile.mkdtemp(prefix="medchain-dev-"))
         datadir = tmp
+    datadir = datadir.absolute()
     try:
         if not (datadir / "config.toml").exists():
             init_datadir(datadir, chain_id="medchain-dev", moniker="dev")
         cfg = load_config(datadir, overrides=_overrides(**kw))
-        keyfile = cfg.resolve(cfg.key.path)
-        click.echo(
-            f"medchaind dev chain\n"
-            f"  datadir : {cfg.datadir}{' (temporary)' if tmp else ''}\n"
-            f"  ipc     : {cfg.ipc_path}\n"
-            f"  authority key: {keyfile} (passphrase in {cfg.resolve(cfg.key.passphrase_file)})\n"
-            f"try:\n"
-            f"  export MEDCHAIN_IPC={cfg.ipc_path}\n"
-            f"  medchain head\n"
-            f"  echo '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"node_info\"}}' | nc -U -q1 $MEDCHAIN_IPC\n",
-            err=True,
-        )
+        click.echo(dev_banner(cfg, temporary=tmp is not None), err=True)
         _run(datadir, _overrides(**kw))
     except MedchainError as exc:
         _fail(exc)
@@ -199,12 +221,64 @@ def dev(datadir: Path | None, n_validators: int, base_port: int, **kw: Any) -> N
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def dev_banner(cfg: Any, *, temporary: bool) -> str:
+    """What ``dev`` prints: absolute paths, and commands that work as shown."""
+    ipc = cfg.ipc_path.absolute()
+    # no export needed when `medchain` finds this socket by itself (the default datadir)
+    found = find_client_socket({k: v for k, v in os.environ.items() if k != "MEDCHAIN_IPC"})
+    export = "" if found is not None and found.absolute() == ipc else f"  export MEDCHAIN_IPC={ipc}\n"
+    return (
+        f"medchaind dev chain\n"
+        f"  datadir : {cfg.datadir.absolute()}{' (temporary: removed on exit)' if temporary else ''}\n"
+        f"  ipc     : {ipc}\n"
+        f"  authority key: {cfg.resolve(cfg.key.path).absolute()} "
+        f"(passphrase in {cfg.resolve(cfg.key.passphrase_file).absolute()})\n"
+        f"try, in another terminal:\n"
+        f"{export}"
+        f"  medchain head\n"
+        f"  medchain rpc node_info\n"
+    )
+
+
+SOCKET_OPTIONS = [
+    click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), envvar="MEDCHAIND_HOME",
+                 help="The node's datadir, to find its socket (env MEDCHAIND_HOME)."),
+    click.option("--ipc", "ipc_path", type=click.Path(path_type=Path), envvar="MEDCHAIN_IPC",
+                 help="IPC socket path (env MEDCHAIN_IPC). Default: the socket of --datadir, else "
+                      f"of the default datadir, else {SYSTEM_IPC}."),
+]
+
+
+def _socket_options(fn: Any) -> Any:
+    for opt in reversed(SOCKET_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
+def _socket_of(datadir: Path | None, ipc_path: Path | None) -> Path:
+    """The node socket of ``status`` and ``backup``: an explicit ``--ipc`` or ``--datadir``
+    first, then ``MEDCHAIN_IPC`` and ``MEDCHAIND_HOME``, then the default layout (the
+    default datadir's socket, else the systemd unit's), as ``medchain`` finds it."""
+    ctx = click.get_current_context()
+    explicit = click.core.ParameterSource.COMMANDLINE
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) == explicit
+
+    if ipc_path is not None and (given("ipc_path") or not given("datadir")):
+        return ipc_path
+    if datadir is not None:
+        return datadir_socket(datadir)
+    found = find_client_socket()
+    return found if found is not None else datadir_socket(default_datadir())
+
+
 @main.command()
-@click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), envvar="MEDCHAIND_HOME")
-@click.option("--ipc", "ipc_path", type=click.Path(path_type=Path), envvar="MEDCHAIN_IPC",
-              help="IPC socket path (env MEDCHAIN_IPC).")
-@click.option("--wait-sync", is_flag=True, help="Show sync progress and return once the node has caught up.")
-@click.option("--timeout", "timeout_s", type=float, default=3600.0, show_default=True,
+@_socket_options
+@click.option("--wait-sync", is_flag=True,
+              help="First wait (with progress on stderr) until the node answers, has peers when it needs them, "
+                   "and has caught up with the heights its peers report.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0, min_open=True), default=3600.0, show_default=True,
               help="With --wait-sync: give up (exit 1) after this many seconds.")
 def status(datadir: Path | None, ipc_path: Path | None, wait_sync: bool, timeout_s: float) -> None:
     """Print node_info from a running node; exit 1 if it does not answer (a health check)."""
@@ -226,22 +300,8 @@ def status(datadir: Path | None, ipc_path: Path | None, wait_sync: bool, timeout
     click.echo(json.dumps(info, indent=2))
 
 
-def _socket_of(datadir: Path | None, ipc_path: Path | None) -> Path:
-    if ipc_path is not None:
-        return ipc_path
-    if datadir is None:
-        _fail(MedchainError("give --datadir or --ipc (or set MEDCHAIND_HOME / MEDCHAIN_IPC)"))
-    try:
-        return load_config(datadir).ipc_path
-    except (MedchainError, OSError) as exc:
-        _fail(exc)
-
-
 @main.command()
-@click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), envvar="MEDCHAIND_HOME",
-              help="The running node's datadir (to find its socket).")
-@click.option("--ipc", "ipc_path", type=click.Path(path_type=Path), envvar="MEDCHAIN_IPC",
-              help="IPC socket path (env MEDCHAIN_IPC).")
+@_socket_options
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="New (or empty) directory to write the backup to; absolute or relative to here.")
 def backup(datadir: Path | None, ipc_path: Path | None, out: Path) -> None:
@@ -305,15 +365,19 @@ def import_cmd(datadir: Path, src: Path) -> None:
 @main.command()
 @click.option("--validators", "-n", type=click.IntRange(1, 32), default=4, show_default=True,
               help="Authorities, one process each.")
-@click.option("--txs", default=20_000, show_default=True, help="Transactions to submit.")
-@click.option("--tx-size", default=1024, show_default=True, help="Approximate encoded tx size in bytes (anchor txs).")
-@click.option("--tx-type", type=click.Choice(["anchor", "identity", "records"]), default="anchor", show_default=True,
-              help="records: records.add of an encrypted FHIR Observation, ciphertext as blob sidecar.")
-@click.option("--connections", default=8, show_default=True, help="Client connections submitting in parallel.")
-@click.option("--base-port", default=27656, show_default=True, help="First P2P port of the bench network.")
+@click.option("--txs", type=click.IntRange(1, 10_000_000), default=20_000, show_default=True,
+              help="Transactions to submit.")
+@click.option("--tx-size", type=click.IntRange(1, MAX_TX_BYTES), default=1024, show_default=True,
+              help="Approximate encoded tx size in bytes (anchor txs).")
+@click.option("--tx-type", type=click.Choice(["anchor", "identity", "records", "supply"]), default="anchor",
+              show_default=True, help="records: records.add of an encrypted FHIR Observation, ciphertext as blob "
+              "sidecar; supply: supply.capture of an EPCIS commissioning event.")
+@click.option("--connections", type=click.IntRange(1, 1024), default=8, show_default=True,
+              help="Client connections submitting in parallel.")
+@click.option("--base-port", type=PORT, default=27656, show_default=True, help="First P2P port of the bench network.")
 @click.option("--datadir", type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the bench network, kept afterwards with each node's node.log (default: temporary).")
-@click.option("--rate", type=float, default=0.0, show_default=True,
+@click.option("--rate", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Offered load in tx/s across all connections (0 = as fast as possible).")
 @click.option("--node-log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)

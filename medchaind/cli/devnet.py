@@ -71,12 +71,23 @@ def stop_nodes(procs: list[subprocess.Popen[bytes]]) -> None:
             p.kill()
 
 
+class _Stop(Exception):
+    """SIGINT or SIGTERM reached ``dev --validators N``: stop every node, exit as the signal says."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise _Stop(signum)
 
 
-def run_devnet(validators: int, datadir: Path | None, base_port: int, settings: dict[str, Any] | None = None) -> None:
-    """``settings``: the run options given to ``dev`` (dotted names), applied to every node."""
+def run_devnet(validators: int, datadir: Path | None, base_port: int, settings: dict[str, Any] | None = None) -> int:
+    """``settings``: the run options given to ``dev`` (dotted names), applied to every node.
+
+    Returns the exit status: 130 after SIGINT (Ctrl-C), 0 after SIGTERM, both once every
+    node has stopped. SIGHUP is passed on to every node (each reloads its settings)."""
     settings = dict(settings or {})
     if settings.pop("ipc.path", None):
         raise MedchainError("--ipc-path names one socket; with --validators N each node uses <datadir>/nodeI/medchaind.ipc")
@@ -89,7 +100,16 @@ def run_devnet(validators: int, datadir: Path | None, base_port: int, settings: 
     if datadir is None:
         tmp = Path(tempfile.mkdtemp(prefix="mcnet-"))
         datadir = tmp
+    datadir = datadir.absolute()
     procs: list[subprocess.Popen[bytes]] = []
+
+    def forward_hup(signum: int, frame: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGHUP)
+
+    signal.signal(signal.SIGHUP, forward_hup)
+    status = 0
     try:
         if not (datadir / "node0" / "config.toml").exists():
             init_testnet(datadir, validators, chain_id="medchain-dev", base_port=base_port)
@@ -100,16 +120,19 @@ def run_devnet(validators: int, datadir: Path | None, base_port: int, settings: 
         for d in dirs:
             lines.append(f"  {d.name}: ipc {d / 'medchaind.ipc'}  log {d / 'node.log'}")
         lines.append(f"try: export MEDCHAIN_IPC={dirs[0] / 'medchaind.ipc'}; medchain info; medchain watch heads")
-        lines.append("Ctrl-C stops every node.")
+        lines.append("Ctrl-C stops every node; SIGHUP makes every node reload its settings.")
         click.echo("\n".join(lines), err=True)
         while True:
             for i, p in enumerate(procs):
                 if p.poll() is not None:
                     raise MedchainError(f"{dirs[i].name} exited with {p.returncode}; see {dirs[i] / 'node.log'}")
             time.sleep(0.5)
+    except _Stop as stop:
+        status = 128 + stop.signum if stop.signum == signal.SIGINT else 0
     except KeyboardInterrupt:
-        pass
+        status = 128 + signal.SIGINT
     finally:
         stop_nodes(procs)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+    return status

@@ -283,7 +283,10 @@ class BftEngine:
             "authorities": [
                 {"public_key": "0x" + k.hex(), "power": p} for k, p in sorted(self.ledger.tip.powers.items())
             ],
-            "proposer": "0x" + s.validators.proposer(s.height, s.round).hex() if self.started_height else None,
+            # (a node that has not loaded the set deciding its height yet, e.g. right after a
+            # restart, has no proposer to name)
+            "proposer": ("0x" + s.validators.proposer(s.height, s.round).hex()
+                         if self.started_height and len(s.validators) else None),
             "locked_round": int(s.locked_round),
             "votes": votes,
             "evidence": len(self.evidence),
@@ -305,7 +308,7 @@ class BftEngine:
             "inbox": self._inbox_quota.statistics(),
             "future": self._future.statistics(),
             "blocks_cached": len(self._blocks),
-            "blocks_cached_bytes": sum(len(b.encode()) for b, _ in self._blocks.values()),
+            "blocks_cached_tx_bytes": sum(len(t.encoded) for b, _ in self._blocks.values() for t in b.txs),
         }
 
     def _validators_of(self, height: int) -> ValidatorSet:
@@ -478,7 +481,9 @@ class BftEngine:
             # sign from this height on, or stop: a core without a key is a follower
             self.state = core.initial_state(me, self.config.timeouts)
         vs = ValidatorSet.from_powers(self.ledger.tip.powers)
-        wal = self.wal.entries(h) if self.wal is not None else ()
+        # A core without a key signs nothing, so it needs no last-signed guard; the WAL's
+        # entries go back in when it starts (or restarts) the height with the key again.
+        wal = self.wal.entries(h) if self.wal is not None and self.state.me is not None else ()
         for raw in self.wal.blocks(h) if self.wal is not None else ():
             # blocks this node proposed or voted for before a restart: valid(v) again
             try:
@@ -679,8 +684,9 @@ class BftEngine:
 
     async def _commit(self, block: Block, commit: Commit, ex: Execution) -> None:
         # before the WAL is pruned: does this block carry a precommit of ours we never made?
+        # (heights up to the head at start were judged by the look-back already)
         for c in (commit, block.last_commit):
-            if c is not None and self._unknown_own_precommit(c):
+            if c is not None and c.height > self._start_head and self._unknown_own_precommit(c):
                 self._note_foreign(c.height, f"a commit for height {c.height} carries a precommit "
                                              "signed with this key that consensus.wal does not hold")
         self._prev_powers = dict(self.ledger.tip.powers)
@@ -697,8 +703,9 @@ class BftEngine:
                  len(block.txs), block.hash().hex()[:16])
         assert self._nursery is not None
         self._nursery.start_soon(self._announce, block.height, block.hash())
-        if self._signing_id() is not None and self.state.me is None and self._is_validator():
-            log.info("signing again height=%d: no precommit of this key by another process in the last %d "
+        if (self.sign_guard.reason is not None and self.state.me is None and self._is_validator()
+                and self._signing_id() is not None):
+            log.info("signing again from height=%d: this key was not seen signing elsewhere in the last %d "
                      "heights", self.next_height, self.sign_guard.look_back)
         self._maybe_start_height(force=self._future.has_height(self.next_height))
 
@@ -752,6 +759,15 @@ class BftEngine:
         """A peer relayed a message signed with our key: did we sign it?"""
         if self.wal is None or not self.sign_guard.enabled:
             return
+        if m.height < self.next_height and not (
+            isinstance(m, core.Vote) and m.kind == core.VoteKind.PRECOMMIT and m.block_hash is not None
+            and m.height in self.wal.precommit_heights()
+        ):
+            # The WAL keeps a decided height's entries only as this key's non-nil
+            # precommits (wal.prune): a prevote or proposal of ours for a past height that
+            # a peer relays (a re-sent proof of lock, a lagging peer's re-gossip) cannot be
+            # told from a foreign one, so only what the WAL still holds is judged.
+            return
         if m.unsigned() not in self.wal.entries(m.height):
             self._note_foreign(int(m.height), f"a {type(m).__name__.lower()} for height {m.height} "
                                               "signed with this key arrived from the network and is "
@@ -766,10 +782,14 @@ class BftEngine:
     def _note_foreign(self, height: int, why: str) -> None:
         """Another process signed with our key at ``height``. Signing stops before the
         next effect (see _effect); _settle() then restarts the height without the key."""
+        resume = self.sign_guard.resume_height()
+        already = resume is not None and self.ledger.height < resume
         if self.sign_guard.foreign(height, why):
-            log.error("not signing: %s. Another node is running with this authority key; this node "
-                      "follows the chain and signs again once it has committed height %s without seeing "
-                      "the key elsewhere. Stop the other copy", why, self.sign_guard.resume_height())
+            # once per episode at ERROR; a second process keeps signing every height
+            log.log(logging.DEBUG if already else logging.ERROR,
+                    "not signing: %s. Another node is running with this authority key; this node "
+                    "follows the chain and signs again once it has committed height %s without seeing "
+                    "the key elsewhere. Stop the other copy", why, self.sign_guard.resume_height())
 
     def _update_signing(self) -> None:
         """Apply the guard's verdict to the started height: restart it with or without

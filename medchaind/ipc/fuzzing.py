@@ -88,7 +88,7 @@ class InputMaker:
         rng = self.rng
         r = rng.random()
         if r < 0.4:
-            return rng.choice(_NASTY_STRINGS)
+            return _poison(rng.choice(_NASTY_STRINGS))
         if r < 0.6:
             return "0x" + rng.randbytes(rng.choice([0, 1, 20, 31, 32, 33, 64, 500])).hex()
         if r < 0.7:
@@ -314,34 +314,34 @@ async def _check_reply_lines(conn: _Conn, report: FuzzReport, sentinel: str, sen
 async def _raw_exchange(path: str, data: bytes, report: FuzzReport) -> None:
     """Send raw bytes on a fresh connection, half-close, read every reply until EOF."""
     conn = await _Conn.open(path)
-    try:
-        await conn.stream.send_all(data)
-        await conn.stream.send_eof()
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    while (line := await conn.line()) is not None:
-        report.replies += 1
-        for code in _errors(json.loads(line)):
-            report.codes[code] += 1
-            if code == INTERNAL_ERROR:
-                report.failures.append(f"-32603 for raw input {data[:300]!r}: {line[:300]!r}")
-    await conn.stream.aclose()
+    with conn.stream.socket:
+        try:
+            await conn.stream.send_all(data)
+            await conn.stream.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        while (line := await conn.line()) is not None:
+            report.replies += 1
+            for code in _errors(json.loads(line)):
+                report.codes[code] += 1
+                if code == INTERNAL_ERROR:
+                    report.failures.append(f"-32603 for raw input {data[:300]!r}: {line[:300]!r}")
 
 
-async def _non_reading(path: str, requests: int, report: FuzzReport) -> None:
+async def _non_reading(path: str, requests: int, report: FuzzReport, wait: float) -> None:
     """Pipeline up to ``requests`` requests and never read: the node must close us
     (its send queue bound), which the next send sees as EPIPE or ECONNRESET."""
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     await sock.connect(path)
     req = _dumps({"jsonrpc": "2.0", "id": 1, "method": "node_info"})
-    with sock:
+    with sock, trio.move_on_after(wait):  # a node that stops reading us holds our sends
         for _ in range(requests):
             try:
                 await sock.send(req)
             except OSError:
                 report.slow_closed += 1
                 return
-    report.failures.append(f"a client that sent {requests} requests and never read was not closed")
+    report.failures.append(f"a client that sent requests and never read was not closed within {wait} s")
 
 
 async def _half_written(path: str, report: FuzzReport, wait: float) -> None:
@@ -369,10 +369,13 @@ async def run(
     non_reading_requests: int = 50_000,
     half_written: int = 3,
     half_written_wait: float = 60.0,
+    answer_timeout: float = 10.0,
 ) -> FuzzReport:
     """Send ``count`` hostile inputs to the node at ``path`` (stop early at ``time_limit``
     seconds), with ``non_reading`` clients that never read and ``half_written`` clients
-    that stop mid-request alongside. Never raises for what the node does: see the report."""
+    that stop mid-request alongside; those must be closed by the node within
+    ``half_written_wait`` seconds, and every input answered within ``answer_timeout``.
+    Never raises for what the node does: see the report."""
     path = os.fspath(path)
     report = FuzzReport(seed=seed)
     deadline = trio.current_time() + time_limit
@@ -385,10 +388,14 @@ async def run(
             if trio.current_time() > deadline:
                 break
             if non_reading and i % max(1, count // non_reading) == count // (2 * non_reading):
-                nursery.start_soon(_non_reading, path, non_reading_requests, report)
+                nursery.start_soon(_non_reading, path, non_reading_requests, report, half_written_wait)
             r = maker.rng.random()
             if r < 0.15:
-                await _raw_exchange(path, maker.raw(), report)
+                raw = maker.raw()
+                with trio.move_on_after(answer_timeout) as scope:
+                    await _raw_exchange(path, raw, report)
+                if scope.cancelled_caught:
+                    report.failures.append(f"no answer within {answer_timeout} s to raw input {raw[:300]!r}")
                 report.inputs += 1
                 continue
             if r < 0.25:
@@ -399,14 +406,18 @@ async def run(
                 data = _dumps(req)
                 next_id += 1
             sentinel = f"sentinel-{i}"
-            alive = True
-            try:
-                await main.stream.send_all(data + _dumps({"jsonrpc": "2.0", "id": sentinel, "method": "rpc_modules"}))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                report.failures.append(f"connection lost while sending input {data[:300]!r}")
-                alive = False
-            else:
-                alive = await _check_reply_lines(main, report, sentinel, data)
+            alive = answered = False
+            with trio.move_on_after(answer_timeout):
+                try:
+                    probe = _dumps({"jsonrpc": "2.0", "id": sentinel, "method": "rpc_modules"})
+                    await main.stream.send_all(data + probe)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    report.failures.append(f"connection lost while sending input {data[:300]!r}")
+                else:
+                    alive = await _check_reply_lines(main, report, sentinel, data)
+                answered = True
+            if not answered:
+                report.failures.append(f"no answer within {answer_timeout} s to input {data[:300]!r}")
             report.inputs += 1
             if not alive:
                 await main.stream.aclose()

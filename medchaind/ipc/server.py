@@ -356,6 +356,7 @@ class Connection:
         )
         self._waiting_bytes = 0  # in the channel, not yet taken by the writer
         self._writing_bytes = 0  # taken by the writer, its write not finished
+        self._discarded = False  # output discarded and its bytes returned (closing)
         self._budget = budget
         self._scope = trio.CancelScope()
         self._closing = False  # no more output is queued (reader done or close() called)
@@ -466,8 +467,9 @@ class Connection:
 
     def _taken(self, size: int) -> None:
         """The writer took ``size`` bytes off the channel for its next write."""
-        self._waiting_bytes -= size
-        self._writing_bytes += size
+        if not self._discarded:  # else they were returned already
+            self._waiting_bytes -= size
+            self._writing_bytes += size
 
     def _written(self) -> None:
         """The writer's write finished: its bytes are the kernel's now."""
@@ -476,12 +478,14 @@ class Connection:
         self._writing_bytes = 0
 
     def _discard_output(self) -> None:
-        """Drop everything queued (the memory channel's buffer) and return its bytes."""
+        """Drop everything queued (the memory channel's buffer) and return its bytes, once."""
         self._send.close()
         self._recv.close()  # the last receive handle closing clears the channel's buffer
-        if self._budget is not None:
-            self._budget.release(self.queued_bytes)
-        self._waiting_bytes = self._writing_bytes = 0
+        if not self._discarded:
+            self._discarded = True
+            if self._budget is not None:
+                self._budget.release(self.queued_bytes)
+            self._waiting_bytes = self._writing_bytes = 0
 
     # ------------------------------------------------------------------ tasks
 

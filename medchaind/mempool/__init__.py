@@ -13,6 +13,16 @@ count and byte budget; when full, a newcomer may evict the highest-nonce tx of t
 sender holding the most txs, if that sender holds more than the newcomer's sender, so
 one flooding sender cannot lock others out. After each block, ``update`` removes
 what was committed and anything the new state made invalid.
+
+Lanes (:data:`medchaind.app.module.LANES`): a tx type declares its lane. Txs of the
+``priority`` lane (a recall, a suspect-product notice, a consent revocation) are
+proposed before every ``default`` tx, so they go into the next block however much bulk
+traffic waits. The ``default`` lane may fill the pool only up to the caps minus a
+reserve (``priority_reserve_txs`` / ``_bytes``, kept where a cap is at least ten times
+it), so a priority tx finds room in a full pool; should the reserve be used up too, a
+priority newcomer evicts default txs (the highest nonce of the sender holding the
+most), and a default newcomer never evicts a priority tx. One sender may hold at most
+``max_priority_per_sender`` priority txs, so the reserve cannot be hogged by one key.
 """
 
 from __future__ import annotations
@@ -42,6 +52,12 @@ class MempoolConfig:
     sender_burst: int = 20_000
     #: a tx that cannot be proposed (its predecessor nonce never came) is dropped after this
     gap_ttl_s: float = 600.0
+    #: room only the priority lane may use (default-lane txs fill up to the caps minus this;
+    #: kept only where the cap is at least ten times the reserve)
+    priority_reserve_txs: int = 1_000
+    priority_reserve_bytes: int = 4 * 1024 * 1024
+    #: pending priority-lane txs one sender may hold
+    max_priority_per_sender: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +103,10 @@ class Mempool:
         #: lowest nonce of a pending tx that registers its sender, per sender
         self._register_nonce: dict[bytes, int] = {}
         self._bytes = 0
+        #: the priority lane: its tx hashes in arrival order, their bytes, per-sender counts
+        self._priority: dict[bytes, None] = {}
+        self._priority_bytes = 0
+        self._priority_by_sender: dict[bytes, int] = {}
         self._admitted = self._rejected = self._evicted = self._dropped = 0
         self._inserted = trio.Event()
 
@@ -143,6 +163,10 @@ class Mempool:
         pending = self._by_sender.get(tx.sender, {})
         if len(pending) >= cfg.max_per_sender:
             raise TxRejected("sender_limit", f"sender already has {len(pending)} pending txs")
+        priority = self.app.lane(tx) == "priority"
+        if priority and self._priority_by_sender.get(tx.sender, 0) >= cfg.max_priority_per_sender:
+            raise TxRejected("sender_limit", f"sender already has {cfg.max_priority_per_sender} pending "
+                             "priority-lane txs")
         # Signature before the rate limit: a forger must not spend a victim's budget.
         try:
             self.sigs.verify(tx)
@@ -158,7 +182,7 @@ class Mempool:
         self.app.check_tx(state, tx, expected_nonce=committed_nonce,
                           registration_pending=self._registration_pending(tx),
                                       block=self._block_info() if self._block_info else None)
-        victims = self._plan_evictions(tx.sender, len(tx.encoded))
+        victims = self._plan_evictions(tx.sender, len(tx.encoded), priority)
         if victims is None:
             raise TxRejected("mempool_full", "the mempool is full; retry later")
         for h in victims:
@@ -192,6 +216,10 @@ class Mempool:
         self._arrived[tx.hash] = self._clock()
         self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx.hash
         self._bytes += len(tx.encoded)
+        if self.app.lane(tx) == "priority":
+            self._priority[tx.hash] = None
+            self._priority_bytes += len(tx.encoded)
+            self._priority_by_sender[tx.sender] = self._priority_by_sender.get(tx.sender, 0) + 1
         if self.app.registers_sender(tx):
             self._register_nonce[tx.sender] = min(tx.nonce, self._register_nonce.get(tx.sender, tx.nonce))
         self._inserted.set()
@@ -200,6 +228,12 @@ class Mempool:
         tx = self._txs.pop(tx_hash)
         self._arrived.pop(tx_hash, None)
         self._bytes -= len(tx.encoded)
+        if tx_hash in self._priority:
+            del self._priority[tx_hash]
+            self._priority_bytes -= len(tx.encoded)
+            left = self._priority_by_sender.pop(tx.sender) - 1
+            if left:
+                self._priority_by_sender[tx.sender] = left
         per = self._by_sender[tx.sender]
         del per[tx.nonce]
         if not per:
@@ -215,16 +249,26 @@ class Mempool:
         n = self._register_nonce.get(tx.sender)
         return n is not None and n < tx.nonce
 
-    def _plan_evictions(self, sender: bytes, size: int) -> list[bytes] | None:
+    def _plan_evictions(self, sender: bytes, size: int, priority: bool = False) -> list[bytes] | None:
         """Txs to evict so a tx of ``size`` bytes from ``sender`` fits; None if it can't.
 
         Nothing is removed here, so a refused newcomer evicts nothing. Each step takes
         the highest nonce of the sender holding the most txs, and only while that
-        sender holds more than the newcomer's sender would after admission.
+        sender holds more than the newcomer's sender would after admission (a priority
+        newcomer needs no such majority). Only default-lane txs are ever evicted; a
+        sender whose highest nonce is a priority tx is passed over (evicting below it
+        would strand it behind a gap). A default newcomer must also fit in the caps
+        less the priority reserve.
         """
         cfg = self.config
         need_count = len(self._txs) + 1 - cfg.max_txs
         need_bytes = self._bytes + size - cfg.max_bytes
+        if not priority:
+            # a cap smaller than ten times its reserve keeps none (tiny pools, tests)
+            reserve_txs = cfg.priority_reserve_txs if cfg.max_txs >= 10 * cfg.priority_reserve_txs else 0
+            reserve_bytes = cfg.priority_reserve_bytes if cfg.max_bytes >= 10 * cfg.priority_reserve_bytes else 0
+            need_count = max(need_count, len(self._txs) - len(self._priority) + 1 - (cfg.max_txs - reserve_txs))
+            need_bytes = max(need_bytes, self._bytes - self._priority_bytes + size - (cfg.max_bytes - reserve_bytes))
         if need_count <= 0 and need_bytes <= 0:
             return []
         counts = {s: len(per) for s, per in self._by_sender.items()}
@@ -233,10 +277,17 @@ class Mempool:
         victims: list[bytes] = []
         while need_count > 0 or need_bytes > 0:
             victim = max(counts, key=lambda s: counts[s], default=None)
-            if victim is None or victim == sender or counts[victim] <= mine + 1:
+            if victim is None or victim == sender or (not priority and counts[victim] <= mine + 1):
+                if priority and victim == sender:
+                    del counts[victim]
+                    continue
                 return None
             nonces = order.setdefault(victim, sorted(self._by_sender[victim]))
-            h = self._by_sender[victim][nonces.pop()]
+            h = self._by_sender[victim][nonces[-1]] if nonces else None
+            if h is None or h in self._priority:
+                del counts[victim]
+                continue
+            nonces.pop()
             victims.append(h)
             counts[victim] -= 1
             need_count -= 1
@@ -246,22 +297,36 @@ class Mempool:
     # ------------------------------------------------------------------ proposing
 
     def reap(self, max_txs: int, max_bytes: int) -> list[Tx]:
-        """Txs for the next block: arrival order, each sender's nonces contiguous."""
+        """Txs for the next block: the priority lane first, then arrival order; each
+        sender's nonces contiguous (a priority tx behind a sender's default tx waits for
+        it in the second pass)."""
         state = self._state()
         next_nonce: dict[bytes, int] = {}
         out: list[Tx] = []
+        taken: set[bytes] = set()
         size = 0
-        for tx in self._txs.values():
-            n = next_nonce.get(tx.sender)
-            if n is None:
-                n = self.app.nonce(state, tx.sender)
-            if tx.nonce != n:
-                continue
-            if len(out) >= max_txs or size + len(tx.encoded) > max_bytes:
-                break
-            out.append(tx)
-            size += len(tx.encoded)
-            next_nonce[tx.sender] = n + 1
+
+        def take(txs: Iterable[Tx]) -> bool:
+            """Add what fits; False once the block is full."""
+            nonlocal size
+            for tx in txs:
+                if tx.hash in taken:
+                    continue
+                n = next_nonce.get(tx.sender)
+                if n is None:
+                    n = self.app.nonce(state, tx.sender)
+                if tx.nonce != n:
+                    continue
+                if len(out) >= max_txs or size + len(tx.encoded) > max_bytes:
+                    return False
+                out.append(tx)
+                taken.add(tx.hash)
+                size += len(tx.encoded)
+                next_nonce[tx.sender] = n + 1
+            return True
+
+        if not self._priority or take([self._txs[h] for h in self._priority]):
+            take(self._txs.values())
         return out
 
     # ------------------------------------------------------------------ after a block

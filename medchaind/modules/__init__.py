@@ -27,10 +27,12 @@ from ..app import App, Module
 from ..errors import ConfigError
 from ..types.genesis import Genesis
 from .anchor import AnchorModule
+from .claims import ClaimsModule
 from .consent import ConsentModule
 from .governance import GovernanceModule
 from .identity import IdentityModule
 from .records import RecordsModule
+from .supply import SupplyModule
 from .trials import TrialsModule
 
 #: The registry: the built-in modules of a medchain chain, in dispatch order.
@@ -40,7 +42,9 @@ MODULES: tuple[type[Module], ...] = (
     AnchorModule,
     ConsentModule,
     RecordsModule,
+    SupplyModule,
     TrialsModule,
+    ClaimsModule,
 )
 
 EXTRA_ENV = "MEDCHAIND_EXTRA_MODULES"

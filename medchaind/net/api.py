@@ -150,7 +150,7 @@ class NetLimits:
     seen_ttl: float = 120.0
     max_inbound_requests: int = 64
     max_inbound_requests_per_peer: int = 8
-    request_limits: Mapping[str, int] = field(default_factory=dict)
+    request_limits: Mapping[str, int] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.max_gossip_size <= 0 or self.max_request_size <= 0:

@@ -18,6 +18,7 @@ import grp
 import logging
 import os
 import pwd
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,14 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..ipc.access import EVERYTHING, NAMESPACE_RE, AccessPolicy, AccessRule, unknown_namespaces
+from ..types.tx import MAX_TX_BYTES
+
+#: a node's name (``node.moniker``, ``medchaind init --moniker``)
+MONIKER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: a libp2p peer id as libp2p writes it (base58btc multihash: 46 characters for "Qm...", 52 for "12D3KooW...")
+PEER_ID_RE = re.compile(r"[1-9A-HJ-NP-Za-km-z]{40,128}")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +89,10 @@ class ConsensusSection:
     timeout_prevote_delta_ms: int = 500
     timeout_precommit_ms: int = 1000
     timeout_precommit_delta_ms: int = 500
+    #: after a start, an authority looks back this many committed heights for its own
+    #: precommits that its WAL does not know before it signs (CometBFT's
+    #: double_sign_check_height); 0 turns the check off (the way out when a WAL is lost)
+    double_sign_check_height: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +222,8 @@ def load_config(
     """
     env = os.environ if env is None else env
     values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    #: where each value that is not a default came from, for error messages
+    sources: dict[str, str] = {}
     access: tuple[AccessRule, ...] = ()
     path = datadir / "config.toml"
     if path.exists():
@@ -229,6 +244,7 @@ def load_config(
                 if k not in types:
                     raise ConfigError(f"{path}: unknown setting {section}.{k}")
                 values[section][k] = _coerce(v, types[k], f"{path}: {section}.{k}")
+                sources[f"{section}.{k}"] = f"{path}: "
     elif require_file:
         raise ConfigError(f"{path}: no config file; run `medchaind init --datadir {datadir}` first")
     for section, cls in _SECTION_CLASSES.items():
@@ -237,31 +253,127 @@ def load_config(
             var = f"MEDCHAIND_{section.upper()}_{k.upper()}"
             if var in env:
                 values[section][k] = _coerce(env[var], typ, f"environment {var}")
+                sources[f"{section}.{k}"] = f"environment {var}: "
     for dotted, v in (overrides or {}).items():
         if v is None:
             continue
         section, _, k = dotted.partition(".")
         types = _field_types(_SECTION_CLASSES[section])
         values[section][k] = _coerce(v, types[k], f"option {dotted}")
+        sources[dotted] = f"option {dotted}: "
     cfg = Config(datadir=datadir, **{s: _SECTION_CLASSES[s](**values[s]) for s in SECTIONS}, ipc_access=access)
     known_vars = {
         f"MEDCHAIND_{s.upper()}_{k.upper()}" for s, c in _SECTION_CLASSES.items() for k in _field_types(c)
-    } | {"MEDCHAIND_HOME", "MEDCHAIND_KEY_PASSPHRASE"}
+    } | {"MEDCHAIND_HOME", "MEDCHAIND_KEY_PASSPHRASE", "MEDCHAIND_EXTRA_MODULES"}
     for var in env:
         if var.startswith("MEDCHAIND_") and var not in known_vars:
             logging.getLogger(__name__).warning(
                 "ignoring unknown environment variable %s (settings are MEDCHAIND_<SECTION>_<KEY>)", var
             )
-    if not 10 <= cfg.consensus.empty_block_interval_ms <= 3_600_000:
-        raise ConfigError("consensus.empty_block_interval_ms must be in 10..3600000")
-    if cfg.metrics.listen:
-        parse_listen(cfg.metrics.listen)
-    if cfg.log.format not in ("text", "json"):
-        raise ConfigError("log.format must be 'text' or 'json'")
-    if cfg.log.level.lower() not in ("debug", "info", "warning", "error"):
-        raise ConfigError("log.level must be debug, info, warning or error")
-    check_ipc(cfg.ipc)
+    try:
+        check_config(cfg)
+    except _SettingError as exc:
+        raise ConfigError(f"{sources.get(exc.setting, '')}{exc}") from None
     return cfg
+
+
+# ------------------------------------------------------------------ range checks
+
+#: Allowed ranges of the integer settings outside ``[ipc]`` (inclusive; ``[ipc]``:
+#: :data:`_IPC_RANGES`). Why bounds at all: a value outside them cannot work (a mempool
+#: of -5 txs refuses every tx as ``mempool_full``; a propose timeout of 0 ms makes every
+#: proposer that is a millisecond late lose its round) or holds the chain up longer than
+#: anyone means (a 10-minute propose timeout stalls it ten minutes per crashed proposer).
+RANGES: dict[str, tuple[int, int]] = {
+    "consensus.empty_block_interval_ms": (10, 3_600_000),
+    "consensus.timeout_propose_ms": (10, 600_000),
+    "consensus.timeout_propose_delta_ms": (0, 600_000),
+    "consensus.timeout_prevote_ms": (0, 600_000),
+    "consensus.timeout_prevote_delta_ms": (0, 600_000),
+    "consensus.timeout_precommit_ms": (0, 600_000),
+    "consensus.timeout_precommit_delta_ms": (0, 600_000),
+    "consensus.double_sign_check_height": (0, 100_000),
+    "mempool.max_txs": (1, 10_000_000),
+    # at least one transaction of the largest size must fit
+    "mempool.max_bytes": (MAX_TX_BYTES, 1 << 36),
+    "mempool.max_per_sender": (1, 10_000_000),
+    "mempool.sender_rate": (1, 1_000_000),
+    "mempool.sender_burst": (1, 10_000_000),
+}
+#: what a range error adds about a special value
+_RANGE_NOTES = {"consensus.double_sign_check_height": " (0 turns the check off)"}
+
+
+class _SettingError(ConfigError):
+    """A value out of its range; ``load_config`` adds where the value came from."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+def check_config(cfg: Config) -> None:
+    """Every setting in its range or among its allowed values; raises ConfigError naming
+    the setting, what is allowed and the value given."""
+    for dotted, (lo, hi) in RANGES.items():
+        section, _, key = dotted.partition(".")
+        v = getattr(getattr(cfg, section), key)
+        if not lo <= v <= hi:
+            raise _SettingError(dotted, f"{dotted} must be in {lo}..{hi}{_RANGE_NOTES.get(dotted, '')} (got {v})")
+    if cfg.mempool.max_per_sender > cfg.mempool.max_txs:
+        raise _SettingError(
+            "mempool.max_per_sender",
+            f"mempool.max_per_sender must be in 1..{cfg.mempool.max_txs}: at most mempool.max_txs "
+            f"(got {cfg.mempool.max_per_sender})",
+        )
+    if not MONIKER_RE.fullmatch(cfg.node.moniker):
+        raise _SettingError(
+            "node.moniker",
+            f"node.moniker must be 1..64 letters, digits, '.', '_' or '-', beginning with a letter or digit "
+            f"(got {cfg.node.moniker!r})",
+        )
+    if not cfg.key.path:
+        raise _SettingError("key.path", "key.path must name the node keystore file (got an empty string)")
+    if cfg.log.format not in LOG_FORMATS:
+        raise _SettingError("log.format", f"log.format must be text or json (got {cfg.log.format!r})")
+    if cfg.log.level.lower() not in LOG_LEVELS:
+        raise _SettingError("log.level", f"log.level must be debug, info, warning or error (got {cfg.log.level!r})")
+    if cfg.metrics.listen:
+        try:
+            parse_listen(cfg.metrics.listen)
+        except ConfigError as exc:
+            raise _SettingError("metrics.listen", str(exc)) from None
+    _check_p2p(cfg.p2p)
+    try:
+        check_ipc(cfg.ipc)
+    except ConfigError as exc:
+        raise _SettingError(str(exc).split(" ", 1)[0].rstrip(":"), str(exc)) from None
+
+
+_TCP_PORT = re.compile(r"/tcp/([^/]*)")
+
+
+def _check_p2p(p2p: P2PSection) -> None:
+    """Ports of ``listen`` (0: any free port) and ``bootstrap`` in range, ``observers``
+    peer ids in base58. The multiaddrs themselves are parsed when the network starts."""
+    for name, lo in (("listen", 0), ("bootstrap", 1)):
+        for addr in (a.strip() for a in getattr(p2p, name).split(",") if a.strip()):
+            if not addr.startswith("/"):
+                raise _SettingError(
+                    f"p2p.{name}", f"p2p.{name}: {addr!r} is not a multiaddr (e.g. /ip4/10.0.0.1/tcp/26656)"
+                )
+            for port in _TCP_PORT.findall(addr):
+                if not (port.isdigit() and lo <= int(port) <= 65535):
+                    raise _SettingError(
+                        f"p2p.{name}", f"p2p.{name}: the TCP port must be in {lo}..65535 (got {port!r} in {addr!r})"
+                    )
+    for peer in (x.strip() for x in p2p.observers.split(",") if x.strip()):
+        if not PEER_ID_RE.fullmatch(peer):
+            raise _SettingError(
+                "p2p.observers",
+                f"p2p.observers: {peer!r} is not a libp2p peer id (base58, e.g. 12D3KooW...; "
+                f"`medchaind peer-id PUBLIC_KEY` prints one)",
+            )
 
 
 # ------------------------------------------------------------------ [ipc]

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from ..crypto import KeyPair
-from ..files import save_keystore, write_private_file
 from ..errors import ConfigError
+from ..files import save_keystore, write_private_file
 from ..types import Authority, Genesis
 from ..types.tx import CHAIN_ID_RE
-from .config import Config, KeySection, NodeSection, P2PSection, load_config, render_config
-
-MONIKER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+from .config import MONIKER_RE, Config, KeySection, NodeSection, P2PSection, load_config, render_config
 
 
 def init_datadir(
@@ -103,6 +100,11 @@ def init_testnet(
 
     if validators < 1:
         raise ConfigError("a testnet needs at least one validator")
+    if not 1 <= base_port <= 65536 - validators - observers:
+        raise ConfigError(
+            f"--base-port must be in 1..{65536 - validators - observers} so that all "
+            f"{validators + observers} nodes get a port (got {base_port})"
+        )
     proto = _ip_protocol(host)
     outdir = outdir.resolve()
     if outdir.exists() and any(outdir.iterdir()):

@@ -40,11 +40,29 @@ log = logging.getLogger(__name__)
 
 MAX_REQUEST = 8192
 REQUEST_TIMEOUT_S = 5.0
+READINESS_SAMPLE_S = 1.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-#: An authority whose height is still undecided after this many rounds is not ready.
+#: An authority whose height stays undecided for as long as this many rounds' timeouts
+#: take is not ready (see :func:`assess_readiness`).
 STALLED_ROUNDS = 3
+
+
+def stall_after_s(consensus: Any) -> float:
+    """Seconds that :data:`STALLED_ROUNDS` rounds take when each one runs into its timeouts.
+
+    ``consensus`` is the ``[consensus]`` config section: round r waits at most
+    ``propose + prevote + precommit`` timeouts, each grown by r times its delta.
+    """
+    c = consensus
+    total_ms: int = sum(
+        c.timeout_propose_ms + r * c.timeout_propose_delta_ms
+        + c.timeout_prevote_ms + r * c.timeout_prevote_delta_ms
+        + c.timeout_precommit_ms + r * c.timeout_precommit_delta_ms
+        for r in range(STALLED_ROUNDS)
+    )
+    return total_ms / 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +80,12 @@ class ReadinessInputs:
     own_key: bytes
     #: the peer id of each authority (public key -> peer id), for the connected power
     authority_peers: Mapping[bytes, str]
-    #: consensus is deciding a height (there is something to commit), and which round
-    deciding: bool
-    height: int
-    round: int
+    #: the height consensus is deciding (None when idle: nothing to commit) and for how
+    #: long it has been seen undecided
+    deciding: int | None = None
+    deciding_for_s: float = 0.0
+    #: :func:`stall_after_s` of the node's consensus timeouts
+    stall_after_s: float = 20.0
 
 
 def assess_readiness(x: ReadinessInputs) -> tuple[bool, str]:
@@ -83,21 +103,23 @@ def assess_readiness(x: ReadinessInputs) -> tuple[bool, str]:
     5. for an authority, **a quorum seen recently**, which is two checks:
 
        a. *reachable now*: the authorities it is connected to, plus itself, hold more
-          than 2/3 of the voting power -- the power a commit needs. A crashed or
-          partitioned peer drops off within a connection's lifetime; and
-       b. *not stalled*: if it is deciding a height, that height has failed fewer than
-          :data:`STALLED_ROUNDS` rounds in a row. Proposers rotate by round, so with at
-          most f of 3f+1 authorities down, rounds fail one at a time at most; three in
-          a row means the quorum is gone or unreachable even where connections linger
-          (a link that drops packets keeps its TCP connection for minutes). Round
-          timeouts grow, so this fires seconds, not milliseconds, into a stall, and it
-          needs no clock: it is the consensus' own failure signal.
+          than 2/3 of the voting power -- the power a commit needs. A crashed peer, or
+          one cut off cleanly, drops off at once; and
+       b. *not stalled*: a height it is deciding has been undecided for less than the
+          time :data:`STALLED_ROUNDS` rounds take when every one of them times out
+          (:func:`stall_after_s`; 19.5 s with the default timeouts). With a reachable
+          quorum and at most f of 3f+1 authorities down, a height commits in its first
+          round or, the proposer being one of the f, in the next (proposers rotate by
+          round). Longer means the quorum is gone although connections linger: a link
+          that silently drops packets keeps its TCP connections for minutes, and the
+          round number does not even advance then, since a Tendermint round waits for
+          2/3+ of the prevotes (paper, line 34) before its prevote timeout starts.
 
     Why not "a commit within N block intervals": with ``create_empty_blocks = false`` an
     idle chain commits nothing for hours while perfectly healthy. Why not "votes from
-    2/3+ recently": idle, there are no votes either. Check (b) only speaks when there is
-    something to decide; check (a) covers the idle chain. An observer has no quorum of
-    its own to check: peers and sync decide.
+    2/3+ of the power recently": idle, there are no votes either. Check (b) speaks only
+    when there is something to decide; check (a) covers the idle chain. An observer has
+    no quorum of its own to check: peers and sync decide.
     """
     if not x.started:
         return False, "starting"
@@ -119,8 +141,8 @@ def assess_readiness(x: ReadinessInputs) -> tuple[bool, str]:
                 f"no quorum: connected authorities hold {reachable} of {total} voting power "
                 "(more than 2/3 needed)"
             )
-        if x.deciding and x.round >= STALLED_ROUNDS:
-            return False, f"no quorum: height {x.height} undecided after {x.round} rounds"
+        if x.deciding is not None and x.deciding_for_s > x.stall_after_s:
+            return False, f"no quorum: height {x.deciding} undecided for {x.deciding_for_s:.0f}s"
     return True, "ready"
 
 
@@ -227,7 +249,26 @@ class MetricsServer:
             raise ConfigError(f"metrics.listen {self.host}:{self.port}: {exc.strerror or exc}") from None
         log.info("metrics listening addr=%s:%d", self.host, self.port)
         task_status.started(listeners)
-        await trio.serve_listeners(self._handle, listeners)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sample_readiness)
+            await trio.serve_listeners(self._handle, listeners)
+
+    async def _sample_readiness(self) -> None:
+        """Ask ``ready()`` every :data:`READINESS_SAMPLE_S` seconds, between probes too.
+
+        Readiness measures how long a height has stayed undecided from the first call
+        that saw it in progress; sampled here, a stall counts from when it began (within
+        a second), not from whenever a prober happens to ask.
+        """
+        failed = False
+        while True:
+            try:
+                self.ready()
+            except Exception:  # a readiness bug must not stop the node; /readyz will show it
+                if not failed:
+                    log.exception("readiness check failed")
+                failed = True
+            await trio.sleep(READINESS_SAMPLE_S)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         try:

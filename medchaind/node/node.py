@@ -8,6 +8,7 @@ server and the metrics server -- without starting anything. :meth:`Node.run` sta
 them in one nursery. Shutdown (SIGINT/SIGTERM or cancellation): stop accepting IPC,
 cancel the engine between blocks or mid-block (an unfinished block was never written,
 so nothing committed is lost), then close the store. A second signal exits at once.
+SIGHUP reloads the settings that can change at run time (:func:`reload_settings`).
 
 Nothing here names an application module: blob sidecars, node-side work triggered by
 events and subscription topics are what the modules declare (medchaind.app.module).
@@ -165,6 +166,7 @@ class Node:
                                        c.timeout_precommit_delta_ms),
                 create_empty_blocks=c.create_empty_blocks,
                 empty_block_interval_ms=c.empty_block_interval_ms,
+                double_sign_check_height=c.double_sign_check_height,
             ),
             on_evidence=self._submit_evidence,
         )
@@ -331,26 +333,34 @@ class Node:
 
         Started, listening and with peers when networked, not syncing and, for an
         authority, a quorum seen recently: the rule and why is
-        :func:`~medchaind.node.metrics.assess_readiness`.
+        :func:`~medchaind.node.metrics.assess_readiness`. How long the current height
+        has been undecided is measured from the first call that saw it in progress; the
+        metrics server calls this every second, so that is when the height began (±1 s).
         """
-        from .metrics import ReadinessInputs, assess_readiness
+        from .metrics import ReadinessInputs, assess_readiness, stall_after_s
 
         if not self.started.is_set():
             return False, "starting"
         listen_addrs = getattr(self.net, "listen_addrs", None)  # libp2p; None: no P2P network
         powers = self.ledger.tip.powers
         authority_peers: dict[bytes, str] = {}
+        listening = True
         if listen_addrs is not None:
             from ..net.libp2p_net import peer_id_from_public_key
 
             authority_peers = {pk: peer_id_from_public_key(pk) for pk in powers}
-        listening = True
-        if listen_addrs is not None:
             try:
                 listening = bool(listen_addrs())
             except MedchainError:  # the network stopped (shutting down)
                 listening = False
         consensus = self.engine.status()
+        now = time.monotonic()
+        seen: tuple[int, float] | None = getattr(self, "_undecided_since", None)
+        if not consensus["started"]:
+            seen = None
+        elif seen is None or seen[0] != int(consensus["height"]):
+            seen = (int(consensus["height"]), now)
+        self._undecided_since = seen
         return assess_readiness(ReadinessInputs(
             started=True,
             syncing=self.sync.syncing,
@@ -360,9 +370,9 @@ class Node:
             powers=powers,
             own_key=self.keys.public_key,
             authority_peers=authority_peers,
-            deciding=bool(consensus["started"]),
-            height=int(consensus["height"]),
-            round=int(consensus["round"]),
+            deciding=None if seen is None else seen[0],
+            deciding_for_s=0.0 if seen is None else now - seen[1],
+            stall_after_s=stall_after_s(self.config.consensus) if seen is not None else 0.0,
         ))
 
     # ------------------------------------------------------------------ running
@@ -537,8 +547,77 @@ def _tx_filter(tx: Tx) -> Any:
     return match
 
 
-async def run_until_signal(node: Node) -> None:
-    """Run ``node`` until SIGINT/SIGTERM; a second signal during shutdown exits at once."""
+#: what SIGHUP re-reads from config.toml (and the environment and flags, with the usual
+#: precedence) and applies without a restart; a change to any other setting is logged
+#: as needing one
+RELOADABLE = ("p2p.observers", "ipc.default_namespaces", "ipc.access", "log.level", "log.format")
+
+
+def reload_settings(node: Node, new: Config) -> list[str]:
+    """Apply the run-time settings of ``new`` to a running ``node``; returns what changed.
+
+    * ``p2p.observers``: the allowlist is recomputed (peers that fell off it are
+      disconnected, new observers may connect);
+    * ``ipc.default_namespaces`` and ``[ipc.access.<name>]``: the access policy of
+      connections accepted from now on (open connections keep the grant they got);
+    * ``log.level`` / ``log.format``: the root logger.
+
+    Raises :class:`ConfigError` (nothing applied) if the new IPC access settings name a
+    namespace the node does not serve. Other settings that differ are logged as needing
+    a restart and left as they are.
+    """
+    import dataclasses
+    from dataclasses import replace
+
+    from ..logs import setup_logging
+
+    old = node.config
+    changed = []
+    if new.p2p.observers != old.p2p.observers:
+        changed.append("p2p.observers")
+    if new.ipc.default_namespaces != old.ipc.default_namespaces:
+        changed.append("ipc.default_namespaces")
+    if new.ipc_access != old.ipc_access:
+        changed.append("ipc.access")
+    if new.log != old.log:
+        changed += [f"log.{k}" for k in ("level", "format") if getattr(new.log, k) != getattr(old.log, k)]
+    policy = ipc_server_options(new, node.dispatcher.namespaces())["access"]  # checks the names first
+    merged = replace(
+        old,
+        p2p=replace(old.p2p, observers=new.p2p.observers),
+        ipc=replace(old.ipc, default_namespaces=new.ipc.default_namespaces),
+        ipc_access=new.ipc_access,
+        log=new.log,
+    )
+    frozen = [
+        f"{section}.{k}"
+        for section in ("node", "key", "ipc", "consensus", "p2p", "mempool", "metrics")
+        for k in (f.name for f in dataclasses.fields(getattr(new, section)))
+        if getattr(getattr(new, section), k) != getattr(getattr(merged, section), k)
+    ]
+    node.config = merged
+    if "p2p.observers" in changed:
+        node.refresh_allowlist()
+    node.ipc_server.access = policy
+    if "log.level" in changed or "log.format" in changed:
+        setup_logging(new.log.level, new.log.format)
+    if frozen:
+        log.warning("settings changed that need a restart to apply settings=%s", ",".join(frozen))
+    return changed
+
+
+async def run_until_signal(node: Node, load_config: Any = None) -> int | None:
+    """Run ``node`` until SIGINT/SIGTERM; returns the signal that stopped it (None if the
+    node stopped by itself). A second SIGINT/SIGTERM during shutdown exits at once with
+    128 + its number.
+
+    SIGHUP does not stop the node: ``load_config()`` (flags > environment > config.toml,
+    as at startup) is read again and :func:`reload_settings` applies what can change at
+    run time. A config that no longer loads is logged and the running settings are kept.
+    Logs go to stderr, so there is no log file to reopen (journald, Docker and
+    Kubernetes collect stderr).
+    """
+    stopped_by: int | None = None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as outer:
             node_scope = trio.CancelScope()
@@ -550,12 +629,30 @@ async def run_until_signal(node: Node) -> None:
 
             outer.start_soon(run_node)
             async for signum in signals:
-                if not node_scope.cancel_called:
+                if signum == signal.SIGHUP:
+                    if not node_scope.cancel_called:
+                        _reload(node, load_config)
+                elif not node_scope.cancel_called:
                     log.info("signal received, shutting down signal=%s", signal.Signals(signum).name)
+                    stopped_by = signum
                     node_scope.cancel()
                 else:
-                    log.warning("second signal during shutdown, exiting now")
-                    os._exit(130)
+                    log.warning("second signal during shutdown, exiting now signal=%s", signal.Signals(signum).name)
+                    os._exit(128 + signum)
+    return stopped_by
+
+
+def _reload(node: Node, load_config: Any) -> None:
+    log.info("signal received, reloading settings signal=SIGHUP")
+    if load_config is None or not node.started.is_set():
+        log.warning("reload skipped: the node is still starting")
+        return
+    try:
+        changed = reload_settings(node, load_config())
+    except (MedchainError, OSError) as exc:
+        log.error("reload failed, keeping the running settings error=\"%s\"", exc)
+        return
+    log.info("settings reloaded changed=%s", ",".join(changed) or "none")
 
 
 async def drain_subscription(channel: trio.MemoryReceiveChannel[Any]) -> None:

@@ -8,26 +8,51 @@ for older clients. One function serves them all:
    a bad or unknown parameter is -32602 naming it);
 2. a query that reads at the tip's time gets ``time_ms`` = the tip's block time unless
    the caller gave one;
-3. the pure handler runs on the committed state;
+3. the pure handler runs on the committed state; a query that declares ``context=True``
+   also gets a :class:`medchaind.app.QueryContext`: the chain id and the node's clock
+   (the time the next block would have if this node proposed it now, as mempool
+   admission uses), which no parameter can override, so a signed request's freshness
+   and a permission are judged at the node's "now";
 4. a ``None`` answer of a query that declares ``not_found`` becomes NotFound (-32020),
    and an :class:`medchaind.app.Attach` answer gets its blob from the node's blob store.
+
+A refusal (:class:`medchaind.app.QueryError`) is -32602 with its message, and with
+``data: {"code": ...}`` when the query gave a code a client can branch on.
+
+**Proofs.** Any query takes the reserved parameter ``"prove": true`` (no query may
+declare a parameter of that name). The node then runs the query on the state trie
+instead of the flat state, records the trie nodes and values it read
+(:class:`medchaind.app.proofs.ProvingState`), and answers
+``{"result": <the answer, null for "not found">, "proof": {"height", "app_hash",
+"nodes", "values", "validators"?, "context_time_ms"?}}``: the witness of the state after
+block ``height``, whose header carries ``app_hash`` (docs/protocol.md §23.4). A client
+checks the header and re-runs the query on the witness (:mod:`medchaind.flows`). If a
+block commits while the proof is being built the walk fails and is retried at the new
+tip. Nothing here names a module: the witness is whatever the query read.
 
 Nothing here logs params: they may carry personal data.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..app import App, Attach, QueryError, QuerySpec, StateReader
+import trio
+
+from ..app import App, Attach, QueryContext, QueryError, QuerySpec, StateReader
 from ..app.module import not_found
+from ..app.proofs import PROVE_PARAM, ProvingState
 from ..app.schema import FieldError, decode_json_params, fields_of
-from ..chain import Tip
+from ..chain import Tip, next_time_ms
+from ..errors import ProofError
 from ..ipc import RPCError
 
 INVALID_PARAMS = -32602
+#: attempts at building a proof while blocks commit under it
+PROOF_ATTEMPTS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +72,8 @@ def query_methods(app: App) -> list[QueryMethod]:
         for qname, spec in mod.queries.items():
             name = mod.rpc_name(qname)
             path = f"{mod.name}.{qname}"
+            if any(f.name == PROVE_PARAM for f in fields_of(spec.params)):
+                raise ValueError(f"query {path}: the parameter name {PROVE_PARAM!r} is reserved for proofs")
             out.append(QueryMethod(name, path, spec))
             out.extend(QueryMethod(alias, path, spec, alias_of=name) for alias in spec.aliases)
     return out
@@ -67,11 +94,17 @@ class ModuleQueries:
     """Serves module queries against the committed state (a narrow collaborator set)."""
 
     def __init__(self, app: App, state: StateReader, tip: Callable[[], Tip],
-                 get_blob: Callable[[bytes], bytes | None]) -> None:
+                 get_blob: Callable[[bytes], bytes | None],
+                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
         self.app = app
         self.state = state
         self.tip = tip
         self.get_blob = get_blob
+        self.clock_ms = clock_ms
+
+    def context(self) -> QueryContext:
+        """The chain id and the node's "now" (never before the tip's block time)."""
+        return QueryContext(self.app.chain_id, next_time_ms(self.tip(), self.clock_ms()))
 
     def methods(self) -> dict[str, Any]:
         """name -> handler(params, conn)."""
@@ -79,7 +112,14 @@ class ModuleQueries:
 
     def _handler(self, m: QueryMethod) -> Any:
         async def handle(params: Any, conn: Any) -> Any:
-            return self.run(m.spec, params)
+            for attempt in range(PROOF_ATTEMPTS):
+                try:
+                    return self.run(m.spec, params)
+                except ProofError as exc:  # only with "prove": the state moved, or is damaged
+                    if attempt == PROOF_ATTEMPTS - 1:
+                        raise RPCError(ProofError.rpc_code, f"could not build a proof: {exc}") from None
+                    await trio.sleep(0.01)
+            raise AssertionError("unreachable")
 
         handle.__doc__ = m.spec.doc
         return handle
@@ -89,19 +129,41 @@ class ModuleQueries:
             params = {}
         if not isinstance(params, dict):
             raise RPCError(INVALID_PARAMS, "params must be an object with named fields")
+        prove = params.get(PROVE_PARAM, False)
+        if PROVE_PARAM in params:
+            if not isinstance(prove, bool):
+                raise RPCError(INVALID_PARAMS, f"{PROVE_PARAM} must be a boolean")
+            params = {k: v for k, v in params.items() if k != PROVE_PARAM}
+        tip = self.tip()
         if spec.tip_time and params.get("time_ms") is None:
-            params = {**params, "time_ms": self.tip().time_ms}
+            params = {**params, "time_ms": tip.time_ms}
         try:
-            typed = decode_json_params(spec.params, params)
+            typed: Any = decode_json_params(spec.params, params)
         except FieldError as exc:
             raise RPCError(INVALID_PARAMS, str(exc)) from None
+        context = self.context()
+        state: StateReader = self.state
+        proving: ProvingState | None = None
+        if prove:  # the state trie at the tip, recording what the query reads
+            proving = ProvingState(tip.app_hash, self.state.trie_node, self.state.get)  # type: ignore[attr-defined]
+            state = proving
         try:
-            answer = spec.handler(self.state, typed)
+            answer = spec.run(state, typed, context)
         except QueryError as exc:
-            raise RPCError(INVALID_PARAMS, str(exc)) from None
+            raise RPCError(INVALID_PARAMS, str(exc), None if exc.code is None else {"code": exc.code}) from None
         if isinstance(answer, Attach):
             blob = self.get_blob(answer.content_hash)
             value = dict(answer.value)
             value[answer.field] = None if blob is None else "0x" + blob.hex()
-            return value
-        return not_found(spec, answer)
+            answer = value
+        elif proving is None:
+            answer = not_found(spec, answer)
+        if proving is None:
+            return answer
+        proof: dict[str, Any] = {"height": tip.height, "app_hash": "0x" + tip.app_hash.hex(),
+                                 **proving.witness().to_json()}
+        if spec.context:
+            proof["context_time_ms"] = context.time_ms
+        if tip.block_powers is not None:
+            proof["validators"] = [["0x" + k.hex(), p] for k, p in sorted(tip.block_powers.items())]
+        return {"result": answer, "proof": proof}

@@ -458,8 +458,12 @@ def method_params(app: App) -> dict[str, tuple[str, ...]]:
     from .queries import param_docs, query_methods
 
     out: dict[str, tuple[str, ...]] = {}
-    for api in (NodeAPI, ChainAPI, AdminAPI):
-        for name, (handler, _) in api.__new__(api).methods().items():
+    # unbound instances: only the methods' declarations are read, nothing runs
+    apis: tuple[NodeAPI | ChainAPI | AdminAPI, ...] = (
+        NodeAPI.__new__(NodeAPI), ChainAPI.__new__(ChainAPI), AdminAPI.__new__(AdminAPI)
+    )
+    for api in apis:
+        for name, (handler, _) in api.methods().items():
             out[name] = tuple(getattr(handler, "rpc_params", ()))
     for m in query_methods(app):
         out[m.name] = tuple(p["name"] for p in param_docs(m.spec))

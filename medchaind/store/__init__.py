@@ -14,9 +14,9 @@ from .chain_store import GENESIS_APP_HASH_META as GENESIS_APP_HASH_META
 from .chain_store import GENESIS_HASH_META as GENESIS_HASH_META
 from .chain_store import HEAD_META as HEAD_META
 from .chain_store import INCOMPLETE_KEY as INCOMPLETE_KEY
-from .chain_store import IncompleteStoreError as IncompleteStoreError
 from .chain_store import RESERVED_META as RESERVED_META
 from .chain_store import ChainStore as ChainStore
+from .chain_store import IncompleteStoreError as IncompleteStoreError
 from .chain_store import StateWrites as StateWrites
 from .kv import KVStore as KVStore
 from .leveldb import LevelDBKV as LevelDBKV

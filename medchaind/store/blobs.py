@@ -14,8 +14,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..files import write_private_file
 from ..errors import StoreError
+from ..files import write_private_file
 
 
 class FileBlobStore:

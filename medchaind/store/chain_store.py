@@ -14,6 +14,9 @@ changes is written in **one** atomic ``KVStore.write(..., sync=True)`` (DESIGN.m
 * per transaction its location (``v1/tx/<hash> -> [h, index]``) and its receipt
   (``v1/rcpt/<hash>``);
 * the state changes of executing the block (value None = delete);
+* the state trie's new node records and the deletion of the ones they replace
+  (``v1/trie/<hash>``), so the stored trie is always the one whose root is the head's
+  ``app_hash``;
 * the new head (``v1/meta/head -> h``).
 
 Hence, after a crash at any moment, for the head height H read back from
@@ -59,7 +62,7 @@ key, never a raw cbor2 or validation error.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .. import codec, crypto
@@ -85,6 +88,8 @@ INCOMPLETE_KEY = schema.meta_key(INCOMPLETE_META)
 RESERVED_META = frozenset({HEAD_META, GENESIS_HASH_META, GENESIS_APP_HASH_META, INCOMPLETE_META})
 
 StateWrites = Mapping[tuple[str, bytes], bytes | None]
+#: state-trie node records to add (hash -> record) and hashes of records to delete
+TriePuts = Mapping[bytes, bytes]
 
 
 class IncompleteStoreError(StoreError):
@@ -239,6 +244,10 @@ class ChainStore:
         )
         return ((k[cut:], v) for k, v in it)
 
+    def trie_node(self, node_hash: bytes) -> bytes | None:
+        """The state trie's node record with this hash (None if the store has none)."""
+        return self._kv.get(schema.trie_key(node_hash))
+
     # -- commit ---------------------------------------------------------------------------
 
     def commit_block(
@@ -247,6 +256,9 @@ class ChainStore:
         commit: Commit,
         state_writes: StateWrites,
         receipts: Sequence[Receipt],
+        *,
+        trie_puts: TriePuts | None = None,
+        trie_deletes: Iterable[bytes] = (),
     ) -> None:
         """Append ``block`` (finalised by ``commit``) and its execution results atomically.
 
@@ -254,8 +266,9 @@ class ChainStore:
         ``block.height == head_height() + 1``; ``block.header.prev_hash`` is the head's
         hash (above height 1); ``len(receipts) == len(block.txs)``; ``commit`` is for
         ``block`` (same height and hash). ``state_writes`` maps ``(module, key)`` to the
-        new value, None meaning delete. One ``sync=True`` write; on return the block is
-        durable and is the new head.
+        new value, None meaning delete; ``trie_puts`` / ``trie_deletes`` are the state
+        trie's records to add and drop (:class:`medchaind.app.trie.TrieDelta`). One
+        ``sync=True`` write; on return the block is durable and is the new head.
         """
         height = block.height
         block_hash = block.hash()
@@ -296,6 +309,7 @@ class ChainStore:
             puts.append((loc_key, codec.encode([height, index])))
             puts.append((schema.receipt_key(tx.hash), receipt.encode()))
         deletes = _add_state_writes(puts, state_writes)
+        _add_trie_writes(puts, deletes, trie_puts, trie_deletes)
         puts.append((schema.meta_key(HEAD_META), height_bytes))
 
         self._kv.write(puts, deletes, sync=True)
@@ -306,11 +320,13 @@ class ChainStore:
         )
 
     def init_genesis(
-        self, genesis_hash: bytes, app_hash: bytes, state_writes: StateWrites
+        self, genesis_hash: bytes, app_hash: bytes, state_writes: StateWrites,
+        *, trie_puts: TriePuts | None = None,
     ) -> None:
         """Write the genesis state and record which genesis this datadir belongs to.
 
-        One atomic ``sync=True`` write of ``state_writes`` (value None = delete) plus
+        One atomic ``sync=True`` write of ``state_writes`` (value None = delete), the
+        genesis state trie's records (``trie_puts``, whose root is ``app_hash``) plus
         meta ``genesis_hash`` and ``genesis_app_hash``. Raises StoreError, writing
         nothing, if the store already has a genesis or any block. Comparing a stored
         ``genesis_hash`` with the configured genesis is the caller's job (read it with
@@ -326,6 +342,7 @@ class ChainStore:
                 raise StoreError(f"init_genesis: the {name} must be {crypto.HASH_SIZE} bytes")
         puts: list[tuple[bytes, bytes]] = []
         deletes = _add_state_writes(puts, state_writes)
+        _add_trie_writes(puts, deletes, trie_puts, ())
         puts.append((schema.meta_key(GENESIS_HASH_META), genesis_hash))
         puts.append((schema.meta_key(GENESIS_APP_HASH_META), app_hash))
         self._kv.write(puts, deletes, sync=True)
@@ -377,6 +394,16 @@ def _add_state_writes(puts: list[tuple[bytes, bytes]], state_writes: StateWrites
         else:
             puts.append((skey, value))
     return deletes
+
+
+def _add_trie_writes(
+    puts: list[tuple[bytes, bytes]], deletes: list[bytes], trie_puts: TriePuts | None,
+    trie_deletes: Iterable[bytes],
+) -> None:
+    """Append the state trie's record puts and deletes (keys built by the schema)."""
+    if trie_puts:
+        puts.extend((schema.trie_key(h), record) for h, record in trie_puts.items())
+    deletes.extend(schema.trie_key(h) for h in trie_deletes)
 
 
 def _decode_location(raw: bytes) -> tuple[int, int]:

@@ -9,6 +9,7 @@ next to this one and migrated in place. One namespace per kind of record::
     v1/tx/<tx hash:32>               -> codec.encode([height, index in block])
     v1/rcpt/<tx hash:32>             -> Receipt.encode()
     v1/state/<module>/<key>          -> module-defined bytes
+    v1/trie/<node hash:32>           -> state-trie node record (medchaind.app.trie)
     v1/blob/<content hash:32>        -> blob bytes (ciphertext; erasable)
     v1/meta/<name>                   -> small values (``head`` = <height:8 BE>)
 
@@ -17,6 +18,9 @@ Invariants:
 * Heights are unsigned 64-bit big-endian, so bytewise key order is height order and a
   reverse scan of ``BLOCK_PREFIX`` starts at the highest block.
 * Hashes are exactly 32 bytes, so a hash key never is a prefix of another key.
+* ``v1/trie/`` holds exactly the nodes of the state trie whose root is the head's
+  ``app_hash`` (the genesis app hash before block 1): records are content addressed and
+  written, and deleted once replaced, in the batch that commits the state they belong to.
 * Module names match ``[a-z][a-z_]{0,31}`` (the module part of a tx type) and in
   particular contain no ``/``: ``state_prefix(m)`` therefore covers the keys of module
   ``m`` and of no other module.
@@ -39,6 +43,7 @@ BLOCK_HASH_PREFIX = VERSION_PREFIX + b"bhash/"
 TX_PREFIX = VERSION_PREFIX + b"tx/"
 RECEIPT_PREFIX = VERSION_PREFIX + b"rcpt/"
 STATE_PREFIX = VERSION_PREFIX + b"state/"
+TRIE_PREFIX = VERSION_PREFIX + b"trie/"
 BLOB_PREFIX = VERSION_PREFIX + b"blob/"
 META_PREFIX = VERSION_PREFIX + b"meta/"
 
@@ -50,6 +55,7 @@ NAMESPACES: dict[bytes, str] = {
     TX_PREFIX: "tx index",
     RECEIPT_PREFIX: "receipts",
     STATE_PREFIX: "state",
+    TRIE_PREFIX: "state trie",
     BLOB_PREFIX: "blobs",
     META_PREFIX: "metadata",
 }
@@ -116,6 +122,11 @@ def state_key(module: str, key: bytes) -> bytes:
     if type(key) is not bytes:
         raise ValueError(f"state keys are bytes, got {type(key).__name__}")
     return state_prefix(module) + key
+
+
+def trie_key(node_hash: bytes) -> bytes:
+    """Key of the state-trie node whose hash is ``node_hash``."""
+    return TRIE_PREFIX + _hash(node_hash, "trie node hash")
 
 
 def blob_key(content_hash: bytes) -> bytes:

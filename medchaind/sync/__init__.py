@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..errors import DecodeError, MedchainError, ValidationError
+from ..net.api import RequestTimeout
 from ..types import Block, Commit, verify_commit
 from .peers import PeerBook
 from .wire import (
@@ -91,11 +92,21 @@ class SyncService:
         net.set_handler(SYNC_PROTOCOL, self._serve)
 
     def status(self) -> dict[str, Any]:
+        """``node_syncing``. ``peers``: the head each connected peer last reported (its
+        claim, unverified), so a caller can tell "caught up" from "not asked yet" (right
+        after a restart the target is still our own height until the peers answer);
+        ``claims_needed``: how many agreeing claims make a target (see the docstring)."""
+        reported = [
+            {"peer_id": str(p), "height": c.height}
+            for p in self.net.connected_peers() if (c := self.book.claim(p)) is not None
+        ]
         return {
             "syncing": self.syncing,
             "height": self.ledger.height,
             "target_height": max(self.target_height, self.ledger.height),
             "blocks_synced": self.blocks_synced,
+            "peers": reported,
+            "claims_needed": self._quorum_of_claims(),
         }
 
     def statistics(self) -> dict[str, Any]:
@@ -131,8 +142,8 @@ class SyncService:
         except MedchainError:
             return False
         self.book.note_announce(peer, height, block_hash)
-        if height > self.ledger.height + 1:
-            self._poke.set()
+        if height > self.ledger.height + 1 and not self.book.banned(peer, trio.current_time()):
+            self._poke.set()  # a banned peer's announcements wake nothing up
         return True
 
     def poke(self) -> None:
@@ -209,7 +220,7 @@ class SyncService:
                 if self.book.backed(ranked[0], corroborated):
                     self.syncing = True
                 start = self.ledger.height + 1
-                if not await self._fetch_range(start, ranked):
+                if not await self._fetch_range(start, ranked, corroborated):
                     return
                 self.syncing = True
                 log.info("sync progress height=%d target=%d", self.ledger.height, self.target_height)
@@ -227,8 +238,12 @@ class SyncService:
         except DecodeError as exc:
             self._fault(peer, f"malformed answer for its claimed head {height} ({exc})")
             return
+        except RequestTimeout:
+            self._fault(peer, f"claimed height {height} but did not serve that block within "
+                              f"{self.status_timeout_s:g} s")
+            return
         except MedchainError:
-            self.book.slow(peer)  # silent or slow: it stays uncorroborated, so it changes nothing
+            self.book.slow(peer)  # unreachable or busy: it stays uncorroborated, so it changes nothing
             return
         finally:
             self._probing.discard(peer)
@@ -253,10 +268,15 @@ class SyncService:
         ban = self.book.fault(peer, trio.current_time())
         log.warning("sync: peer fault, banned for %.0f s peer=%s reason=%s", ban, peer, why)
 
-    def _check_answer(self, peer: PeerId, start: int, result: _Answer | MedchainError) -> _Answer | None:
+    def _check_answer(self, peer: PeerId, start: int, result: _Answer | MedchainError,
+                      backed: bool) -> _Answer | None:
         """A blocks answer from a peer that claimed height >= start: usable, or a verdict."""
         if isinstance(result, DecodeError):
             self._fault(peer, f"malformed blocks answer ({result})")
+            return None
+        if isinstance(result, RequestTimeout) and not backed:
+            # a claim no one else makes, and no block within the deadline: not backed
+            self._fault(peer, f"claimed height >= {start} but sent no block within {self.status_timeout_s:g} s")
             return None
         if isinstance(result, MedchainError):
             self.book.slow(peer)
@@ -270,9 +290,14 @@ class SyncService:
                 return None
         return result
 
-    async def _fetch_range(self, start: int, ranked: list[PeerId]) -> bool:
-        """Fetch blocks from ``start`` from the ranked peers (hedged); True on progress."""
+    async def _fetch_range(self, start: int, ranked: list[PeerId], corroborated: int) -> bool:
+        """Fetch blocks from ``start`` from the ranked peers (hedged); True on progress.
+
+        A peer whose claim is backed (corroborated or proven) gets the full time for a
+        large answer; one whose claim no one else makes gets the status deadline, so a
+        silent liar holds a round for seconds, not half a minute."""
         request = encode_sync_request("blocks", **{"from": start, "to": start + MAX_SYNC_BLOCKS - 1})
+        backed = {p: self.book.backed(p, corroborated) for p in ranked}
         send, recv = trio.open_memory_channel["tuple[PeerId, _Answer | MedchainError]"](len(ranked))
         winner: tuple[PeerId, _Answer] | None = None
         asked: list[PeerId] = []
@@ -281,7 +306,8 @@ class SyncService:
         async def ask(peer: PeerId) -> None:
             result: _Answer | MedchainError
             try:
-                raw = await self.net.request(peer, SYNC_PROTOCOL, request, timeout=self.blocks_timeout_s)
+                raw = await self.net.request(peer, SYNC_PROTOCOL, request,
+                                             timeout=self.blocks_timeout_s if backed[peer] else self.status_timeout_s)
                 result = decode_blocks(raw)
             except MedchainError as exc:
                 result = exc
@@ -301,7 +327,7 @@ class SyncService:
                 with trio.move_on_after(self.hedge_s if can_hedge else math.inf):
                     peer, result = await recv.receive()
                     answered.add(peer)
-                    items = self._check_answer(peer, start, result)
+                    items = self._check_answer(peer, start, result, backed[peer])
                     if items is not None:
                         winner = (peer, items)
                         n.cancel_scope.cancel()

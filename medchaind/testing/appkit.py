@@ -121,7 +121,7 @@ class AppChain:
 
     def commit(self, txs: Iterable[Tx] = ()) -> Execution:
         ex = self.execute(txs)
-        self.state.apply(ex.writes)
+        self.state.apply(ex.writes, ex.trie)
         self.app_hash = ex.app_hash
         self.height += 1
         self.time_ms += BLOCK_INTERVAL_MS

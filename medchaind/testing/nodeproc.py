@@ -103,17 +103,37 @@ def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = True) -
     return res
 
 
-def free_port_range(n: int, start: int = 31000) -> int:
-    """A base port such that ``base .. base+n-1`` are free on 127.0.0.1 right now."""
+#: where test ports come from: below Linux's ephemeral range (32768-60999 by default), so
+#: an outgoing connection's source port can never take a port between the check here and
+#: the node's bind; one band per pytest-xdist worker
+PORT_BANDS_START, PORT_BAND_SIZE = 20000, 6000
+_cursor: dict[int, int] = {}
+
+
+def free_port_range(n: int, start: int | None = None) -> int:
+    """A base port such that ``base .. base+n-1`` are free on 127.0.0.1 right now.
+
+    Ranges are handed out in order, a fresh one per call within a process (a node of the
+    previous test may still be closing its listener), from this process's band: each
+    pytest-xdist worker has its own, all below the ephemeral port range. ``start`` is
+    accepted for old callers and ignored.
+    """
     import socket
 
-    for base in range(start, 60000, 97):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    k = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    lo = PORT_BANDS_START + (k % 2) * PORT_BAND_SIZE
+    hi = lo + PORT_BAND_SIZE
+    first = _cursor.get(lo, lo)
+    for base in [*range(first, hi - n, 7), *range(lo, first, 7)]:
         socks = []
         try:
             for i in range(n):
                 s = socket.socket()
                 s.bind(("127.0.0.1", base + i))
                 socks.append(s)
+            nxt = base + n + 7
+            _cursor[lo] = nxt if nxt < hi - n else lo
             return base
         except OSError:
             continue

@@ -24,6 +24,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from medchaind import codec
+from medchaind.app import trie
 from medchaind.modules.identity.machine import ROLES
 from medchaind.types import Tx, decode_tx
 
@@ -103,21 +104,29 @@ def test_independent_reorder_keeps_app_hash_but_not_results_hash() -> None:
     assert ex1.results_hash != ex2.results_hash  # receipts are in tx order
 
 
-def test_app_hash_chains_over_blocks() -> None:
+def test_app_hash_is_the_root_of_the_state_not_a_chain() -> None:
+    # Protocol 2 (docs/protocol.md §20): app_hash commits to the state itself, so a block
+    # that changes nothing keeps it, and it is the root of the state rebuilt from scratch.
     c = Chain(make_genesis(AUTHORITIES))
     genesis_hash = c.app_hash
     empty1 = c.commit([])
     empty2 = c.commit([])
     assert empty1.writes == {} and empty2.writes == {}
-    assert len({genesis_hash, empty1.app_hash, empty2.app_hash}) == 3
+    assert genesis_hash == empty1.app_hash == empty2.app_hash
+    busy = c.commit(_workload(c))
+    assert busy.app_hash != genesis_hash
+    assert busy.app_hash == trie.compute_root({trie.tree_key(m, k): v for (m, k), v in c.state.data.items()})
 
 
 def test_genesis_state_depends_on_the_genesis() -> None:
     a = Chain(make_genesis({"A": 1}))
     b = Chain(make_genesis({"A": 2}))
-    c = Chain(make_genesis({"A": 1}, chain_id="medchain-other"))
-    assert len({a.app_hash, b.app_hash, c.app_hash}) == 3
+    assert a.app_hash != b.app_hash
     assert Chain(make_genesis({"A": 1})).app_hash == a.app_hash
+    # the same state on another chain has the same root: the chain id is bound by the
+    # header's ``chain`` and, through prev_hash, by the genesis hash
+    c = Chain(make_genesis({"A": 1}, chain_id="medchain-other"))
+    assert c.app_hash == a.app_hash and c.genesis.hash() != a.genesis.hash()
 
 
 # ---------------------------------------------------------------- hypothesis

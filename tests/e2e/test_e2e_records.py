@@ -15,7 +15,9 @@ import pytest
 from medchaind import crypto
 from medchaind.client import RPCError
 from medchaind.crypto import KeyPair
+from medchaind.errors import ClientTimeout
 from medchaind.files import load_keystore
+from medchaind.modules.records.client import read_request_params
 from medchaind.modules.records.encryption import open_envelope
 from medchaind.testing.nodeproc import NodeProcess
 from medchaind.testing.wait import wait_until
@@ -63,7 +65,7 @@ def test_patient_records_flow(node: NodeProcess) -> None:
         # D2 has no consent: refused, and the ciphertext it might get elsewhere is useless
         with pytest.raises(RPCError, match="not permitted"):
             c.read_record(D2, rid)
-        mine = c.call("records_get", {"record_id": "0x" + rid.hex(), "reader": "0x" + P.public_key.hex()})
+        mine = c.call("records_get", read_request_params(c.chain_id, P.signing, rid))
         with pytest.raises(crypto.SignatureError):
             open_envelope(D2, bytes.fromhex(mine["envelope"][2:]))
         ciphertext = bytes.fromhex(mine["ciphertext"][2:])
@@ -101,7 +103,7 @@ def test_patient_records_flow(node: NodeProcess) -> None:
         while not any(e["type"] == "records.break_glass" for e in seen):
             seen.append(events.get(timeout=30))
         # E holds no envelope: its read leaves a key request that D1's custodian (the author) answers
-        with pytest.raises(RPCError, match="no envelope"):
+        with pytest.raises(ClientTimeout, match="custodian to release its key"):
             c.read_record(E, rid, purpose="ETREAT")
         (req,) = c.key_requests(D1.public_key)
         assert (req["reader"], req["break_glass"], req["permitted"]) == ("0x" + E.public_key.hex(), True, True)
@@ -205,6 +207,9 @@ def test_records_flow_through_the_medchain_cli(node: NodeProcess, tmp_path: Path
     answers = [_json.loads(line) for line in stdout.splitlines()]
     assert [a["record_id"] for a in answers] == [rid] and all(a["ok"] for a in answers), (stdout, stderr)
     assert cli("records", "requests", "doc") == []
+    assert cli("records", "policy", "pat")["strict"] is False  # type: ignore[index]
+    cli("records", "set-policy", "--key", "pat", "--strict")
+    assert cli("records", "policy", "pat")["strict"] is True  # type: ignore[index]
     cli("records", "erase", "--key", "pat", rid)
     res = run_cli("records", "read", "--key", "pat", rid, env=env, check=False)
     assert res.returncode == 1 and "erased" in res.stderr
@@ -274,3 +279,78 @@ def test_a_consent_that_starts_while_the_chain_is_idle_admits_the_read(node: Nod
         assert c.head()["time_ms"] == idle_tip < start_ms
         st = c.send(D.signing, "records.access", {"record_id": bytes.fromhex(rid[2:]), "purpose": "TREAT"})
         assert st["receipt"]["ok"], st
+
+
+def test_the_node_releases_a_record_only_after_the_readers_access_commits(node: NodeProcess) -> None:
+    """A socket client holding a consented reader's key gets no envelope and no ciphertext
+    from ``records_get`` until that reader's ``records.access`` is on chain; unsigned,
+    stale and foreign-signed requests are refused with a code and what to send."""
+    P, D, other = KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
+    auth = load_keystore(node.authority_key, node.authority_passphrase)
+    with node.client() as c:
+        ok(c.register_identity(P, "patient"))
+        for d in (D, other):
+            ok(c.register_identity(d, "provider"))
+            ok(c.accredit(auth.signing, d.public_key, "provider"))
+        rid = bytes.fromhex(ok(c.add_record(P, P.public_key, observation("gate")))["record_id"][2:])
+        ok(c.grant(P, actor=D.public_key, actions=["read"]))  # P's client re-wraps the key for D
+        chain = c.chain_id
+
+        def refused(params: dict) -> RPCError:
+            with pytest.raises(RPCError) as info:
+                c.call("records_get", params)
+            assert info.value.code == -32602
+            return info.value
+
+        # the old call: a clear error naming what to send, nothing released
+        err = refused({"record_id": "0x" + rid.hex(), "reader": "0x" + D.public_key.hex(), "purpose": "TREAT"})
+        assert err.data == {"code": "signature_required"} and "sig" in err.message and "§18.5" in err.message
+        # metadata stays available to anyone, without envelope or ciphertext
+        meta = c.call("records_get", {"record_id": "0x" + rid.hex()})
+        assert meta["patient"] == "0x" + P.public_key.hex() and "envelope" not in meta and "ciphertext" not in meta
+        # D's own signed request, before any access: refused, nothing released
+        err = refused(read_request_params(chain, D.signing, rid, "TREAT"))
+        assert err.data == {"code": "access_required"} and "records.access" in err.message
+        assert c.call("audit_log", {"patient": "0x" + P.public_key.hex()}) == []
+        # a request signed by another key, for another chain, or too old: refused
+        forged = read_request_params(chain, other.signing, rid, "TREAT")
+        forged["reader"] = "0x" + D.public_key.hex()
+        assert refused(forged).data == {"code": "bad_signature"}
+        assert refused(read_request_params(chain + "-x", D.signing, rid, "TREAT")).data == {"code": "bad_signature"}
+        head_ms = c.head()["time_ms"]
+        stale = read_request_params(chain, D.signing, rid, "TREAT", time_ms=head_ms - 120_000)
+        err = refused(stale)
+        assert err.data == {"code": "stale_request"} and "sign a new request" in err.message
+
+        # the client's read path: the access commits, then the node releases
+        assert c.read_record(D, rid)["valueString"].endswith("gate")
+        (entry,) = c.call("audit_log", {"patient": "0x" + P.public_key.hex()})
+        assert entry["reader"] == "0x" + D.public_key.hex() and entry["purpose"] == "TREAT"
+        got = c.call("records_get", read_request_params(chain, D.signing, rid, "TREAT"))
+        assert open_envelope(D, bytes.fromhex(got["envelope"][2:])) and got["ciphertext"]
+
+
+def test_strict_release_keys_reach_a_reader_only_after_its_access(node: NodeProcess) -> None:
+    """A patient's strict release: no envelope at grant time; the reader's audited access
+    leaves a key request that the author's custodian answers, then the read succeeds."""
+    P, D1, D2 = KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
+    auth = load_keystore(node.authority_key, node.authority_passphrase)
+    with node.client() as c:
+        ok(c.register_identity(P, "patient"))
+        for d in (D1, D2):
+            ok(c.register_identity(d, "provider"))
+            ok(c.accredit(auth.signing, d.public_key, "provider"))
+        ok(c.set_record_policy(P, True))
+        assert c.record_policy(P.public_key)["strict"] is True
+        ok(c.grant(P, actor=D1.public_key, actions=["read", "write"]))
+        with pytest.raises(RPCError, match="strict_release|access time"):  # no pre-shared key for D2
+            c.add_record(D1, P.public_key, observation("strict"), share_with=[D2.public_key])
+        rid = ok(c.add_record(D1, P.public_key, observation("strict")))["record_id"]
+        ok(c.grant(P, actor=D2.public_key, actions=["read"]))  # no re-wrap: strict
+        with pytest.raises(ClientTimeout, match="custodian to release its key"):
+            c.read_record(D2, rid)  # audited, and leaves a key request
+        (answer,) = c.answer_key_requests(D1)
+        assert answer["ok"] and answer["readers"] == ["0x" + D2.public_key.hex()]
+        assert c.read_record(D2, rid)["valueString"].endswith("strict")
+        audit = c.call("audit_log", {"patient": "0x" + P.public_key.hex()})
+        assert [a["reader"] for a in audit] == ["0x" + D2.public_key.hex()] * 2

@@ -84,7 +84,8 @@ def _child(cmd_fd: int, out_fd: int, uid: int, gid: int, groups: list[int]) -> N
             except OSError as exc:
                 answer = {"error": f"{type(exc).__name__}: {exc}"}
             out.write(json.dumps(answer).encode() + b"\n")
-    except BaseException:  # noqa: BLE001 - report anything, never return into pytest
+    except BaseException as exc:  # noqa: BLE001 - report anything, never return into pytest
+        os.write(2, f"other-user client failed: {exc!r}\n".encode())
         code = 1
     finally:
         os._exit(code)

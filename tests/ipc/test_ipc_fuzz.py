@@ -53,7 +53,9 @@ async def test_ipc_fuzz_short(short_dir: Path, caplog: pytest.LogCaptureFixture)
         # every kind of refusal was exercised, none of them internal
         assert {-32700, -32600, -32601, -32602} <= set(report.codes)
         assert -32603 not in report.codes
-        assert state_of(node) == before
+        after = state_of(node)
+        changed = {k: (v, vars(after)[k]) for k, v in vars(before).items() if vars(after)[k] != v}
+        assert changed == {}
         # every hostile connection is gone and freed, and a well-behaved client is served
         with trio.fail_after(10):
             for conn in node.ipc_server.connections():
@@ -62,5 +64,5 @@ async def test_ipc_fuzz_short(short_dir: Path, caplog: pytest.LogCaptureFixture)
         c = RawConn(await trio.open_unix_socket(str(node.config.ipc_path)))
         assert (await c.call(req("node_health")))["result"]["ok"] is True
         await c.aclose()
-    failed = [r.getMessage() for r in caplog.records if "handler failed" in r.getMessage() or r.levelno >= logging.ERROR]
-    assert failed == []
+    failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert failed == []  # e.g. "ipc handler failed", logged for every -32603

@@ -19,7 +19,6 @@ import json
 import weakref
 from typing import Any
 
-import pytest
 import trio
 import trio.testing
 from ipc_harness import WAIT, Harness, RawConn, req
@@ -94,11 +93,12 @@ async def test_batch_yields_to_the_event_loop_between_entries(ipc: Harness) -> N
 # ---------------------------------------------------------------- unread output (defect 4)
 
 
-async def _fill(c: RawConn, payload: int, until: Any) -> int:
-    """Pipeline echo requests of ``payload`` bytes without reading, until ``until()``."""
+async def _fill(c: RawConn, payload: int, conn: Connection, until_queued: int | None = None) -> int:
+    """Pipeline echo requests of ``payload`` bytes without reading, until the server
+    closed ``conn`` (or has more than ``until_queued`` bytes queued for it)."""
     sent = 0
     with trio.fail_after(WAIT):
-        while not until():
+        while not (conn.closed or (until_queued is not None and conn.queued_bytes > until_queued)):
             try:
                 await c.send_json(req("test_echo", ["z" * payload], id=sent))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -117,7 +117,7 @@ async def test_client_that_does_not_read_is_closed_and_freed(start_server: Any) 
     ref = weakref.ref(conn)
     # The kernel's socket buffer takes the first replies; then they queue in the node,
     # and once more than 300 kB wait, the connection is closed, not left to grow.
-    sent = await _fill(lazy, 20_000, lambda: conn.closed)
+    sent = await _fill(lazy, 20_000, conn)
     assert conn.dropped_slow
     await conn.wait_closed()
     assert conn.queued_bytes == 0
@@ -138,7 +138,7 @@ async def test_unread_messages_are_bounded_too(start_server: Any) -> None:
     lazy = await ipc.connect()
     lazy_id = (await lazy.call(req("test_whoami")))["result"]["id"]
     (conn,) = [x for x in ipc.server.connections() if x.id == lazy_id]
-    await _fill(lazy, 10_000, lambda: conn.closed)
+    await _fill(lazy, 10_000, conn)
     assert conn.dropped_slow
     await ipc.wait_connections(0)
     assert ipc.server.statistics().queued_bytes == 0
@@ -149,7 +149,7 @@ async def test_server_wide_output_bound_closes_the_biggest_holder(start_server: 
     lazy = await ipc.connect()
     lazy_id = (await lazy.call(req("test_whoami")))["result"]["id"]
     (conn,) = [x for x in ipc.server.connections() if x.id == lazy_id]
-    await _fill(lazy, 20_000, lambda: conn.queued_bytes > 350_000)
+    await _fill(lazy, 20_000, conn, until_queued=350_000)
     assert not conn.closed
     reader = await ipc.connect()
     # this reply does not fit beside the lazy client's backlog: the lazy one goes

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 from ipc_harness import RawConn, req
 from node_kit import running_node, state_of
 from other_user import NOBODY, NOGROUP, SKIP_REASON, OtherUser, can_switch_uid, open_to_group
 
-import trio
 from medchaind.ipc import ACCESS_DENIED, LIMIT_EXCEEDED, AccessRule
 
 pytestmark = pytest.mark.skipif(not can_switch_uid(), reason=SKIP_REASON)
@@ -78,9 +78,8 @@ async def test_other_uid_gets_the_read_only_default(short_dir: Path, socket_dir:
         mine = await _root_conn(path)
         modules = (await mine.call(req("rpc_modules")))["result"]
         assert {"admin", "records", "audit", "consent", "identity"} <= set(modules)
-        assert (await mine.call(req("admin_banPeer", {"peer_id": "12D3KooWNZycbRThbcG4rmnztSrRcJUAVJbP8JowVGfLK8Fqu5om"})))[
-            "result"
-        ] is True
+        ban = req("admin_banPeer", {"peer_id": "12D3KooWNZycbRThbcG4rmnztSrRcJUAVJbP8JowVGfLK8Fqu5om"})
+        assert (await mine.call(ban))["result"] is True
         await mine.aclose()
 
 

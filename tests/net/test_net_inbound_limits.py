@@ -65,7 +65,9 @@ class CountingNetwork(Libp2pNetwork):
 
 
 @asynccontextmanager
-async def server_and_clients(limits: NetLimits, n_clients: int = 1) -> AsyncIterator[tuple[CountingNetwork, list[Libp2pNetwork]]]:
+async def server_and_clients(
+    limits: NetLimits, n_clients: int = 1
+) -> AsyncIterator[tuple[CountingNetwork, list[Libp2pNetwork]]]:
     server = CountingNetwork(node_seed(1, "inbound"), LOCAL, chain_id=CHAIN, limits=limits)
     async with trio.open_nursery() as nursery:
         group = Cluster(nursery, [server])

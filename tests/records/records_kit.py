@@ -11,18 +11,25 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any
 
+from medchaind import codec
+from medchaind.app import Attach
 from medchaind.modules.consent.machine import check
 from medchaind.testing.appkit import (  # noqa: F401  (re-exported for the suites)
     BLOCK_INTERVAL_MS,
     CHAIN_ID,
     GENESIS_TIME_MS,
     HOUR_MS,
+    OTHER_CHAIN_ID,
     AppChain,
     enc_key,
     key,
     make_genesis,
     pub,
 )
+
+#: the signing domain of a read request, written out as docs/protocol.md §18.5 gives it
+#: (not imported from the module: the suite checks the implementation against the spec)
+READ_DOMAIN = "medchain/records/read/v1"
 
 
 def sealed(recipient: str, tag: str = "k") -> bytes:
@@ -32,6 +39,27 @@ def sealed(recipient: str, tag: str = "k") -> bytes:
 
 def ciphertext_hash(tag: str) -> bytes:
     return hashlib.sha256(b"ciphertext/" + tag.encode()).digest()
+
+
+def read_request(
+    record_id: bytes,
+    reader: str,
+    time_ms: int,
+    *,
+    purpose: str | None = "TREAT",
+    signer: str | None = None,
+    chain_id: str = CHAIN_ID,
+) -> dict[str, Any]:
+    """``records_get`` params of a read request signed by ``signer`` (default: the reader).
+
+    The signed payload is the canonical CBOR map of the request's fields (``purpose``
+    left out when None), under :data:`READ_DOMAIN` and the chain id (protocol.md §18.5).
+    """
+    req: dict[str, Any] = {"record_id": record_id, "reader": pub(reader), "time_ms": time_ms}
+    if purpose is not None:
+        req["purpose"] = purpose
+    sig = key(signer or reader).sign(READ_DOMAIN, chain_id, codec.encode(req))
+    return {**req, "sig": sig}
 
 
 # ------------------------------------------------------------------ tx bodies
@@ -103,15 +131,34 @@ class Chain(AppChain):
         r = self.ok(sender, "records.add", body)
         return bytes(r.events[0]["record_id"])
 
+    def now(self) -> int:
+        """The node's "now" as a query sees it: the time the next block would have."""
+        return self.time_ms + BLOCK_INTERVAL_MS
+
+    def release(
+        self, record_id: bytes, reader: str, purpose: str | None = "TREAT", time_ms: int | None = None, **kw: Any
+    ) -> tuple[dict[str, Any], bool]:
+        """A signed ``records.get`` by ``reader`` at ``time_ms`` (default: now): the answer,
+        and whether the node would attach the ciphertext to it."""
+        now = self.now() if time_ms is None else time_ms
+        params = read_request(record_id, reader, now, purpose=purpose, **kw)
+        answer = self.app.query(self.state, "records.get", params, time_ms=now)
+        if isinstance(answer, Attach):
+            return answer.value, True
+        return answer, False
+
     def get(self, record_id: bytes, reader: str, purpose: str | None = "TREAT", time_ms: int | None = None) -> Any:
-        params: dict[str, Any] = {
-            "record_id": record_id,
-            "reader": pub(reader),
-            "time_ms": self.time_ms if time_ms is None else time_ms,
-        }
-        if purpose is not None:
-            params["purpose"] = purpose
-        return self.query("records.get", params)
+        """A signed ``records.get`` by ``reader`` (what the reader's own client sends)."""
+        return self.release(record_id, reader, purpose, time_ms)[0]
+
+    def access(self, record_id: bytes, reader: str, purpose: str = "TREAT") -> Any:
+        """Commit ``reader``'s ``records.access`` (the audit entry a release needs)."""
+        return self.ok(reader, "records.access", {"record_id": record_id, "purpose": purpose})
+
+    def read(self, record_id: bytes, reader: str, purpose: str = "TREAT") -> dict[str, Any]:
+        """What an honest client does: commit the access, then ask with a signed request."""
+        self.access(record_id, reader, purpose)
+        return self.get(record_id, reader, purpose)  # type: ignore[no-any-return]
 
     def check(
         self,

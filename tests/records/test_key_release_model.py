@@ -1,10 +1,14 @@
 """Key release under random histories (hypothesis state machine).
 
-The property: the author of a record can place a data-key envelope for a reader only
+The properties: the author of a record can place a data-key envelope for a reader only
 while that reader has an open key request (it broke the glass or recorded an access
 without holding an envelope) *and* is permitted to read at that block; the patient may
-share with anyone. A model tracks who asked for a key; read permission is evaluated on
-the state before each block (consent.check's own model test covers its answers).
+share with anyone, unless it chose strict release (then only with open requesters). And
+the node releases the envelope and the ciphertext to a reader other than the patient or
+the author only if it holds an envelope, is permitted now, and its latest access is for
+the request's purpose and at most ten minutes old. A model tracks who asked for a key
+and who accessed when; read permission is evaluated on the state before each block
+(consent.check's own model test covers its answers).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from records_kit import HOUR_MS, Chain, add_body, envelopes, grant_body, pub
 
+from medchaind.app import QueryError
 from medchaind.modules.records import machine as records
 
 READERS = ("D2", "PH", "X", "Q")
@@ -31,19 +36,22 @@ def _base() -> Chain:
 
 
 class KeyRelease(RuleBasedStateMachine):
-    @initialize()
-    def setup(self) -> None:
+    @initialize(shared=st.booleans())
+    def setup(self, shared: bool) -> None:
         from medchaind.app import DictState
 
         base = _base()
         self.chain = Chain.__new__(Chain)
         self.chain.__dict__.update(base.__dict__)
         self.chain.state = DictState(base.state.data)
-        self.rid = self.chain.add("D1", add_body("P", recipients=["P", "D1"]))
-        self.holders = {"P", "D1"}
+        # half the histories start with D2 holding an envelope (so releases happen often)
+        self.rid = self.chain.add("D1", add_body("P", recipients=["P", "D1", "D2"] if shared else ["P", "D1"]))
+        self.holders = {"P", "D1", "D2"} if shared else {"P", "D1"}
         self.requested: set[str] = set()
         self.grants: list[bytes] = []
         self.erased = False
+        self.strict = False
+        self.accessed: dict[str, tuple[str, int]] = {}  # reader -> (purpose, block time)
 
     def _permitted(self, reader: str, purpose: str) -> bool:
         meta = records.get_record(self.chain.state, self.rid)
@@ -80,6 +88,8 @@ class KeyRelease(RuleBasedStateMachine):
         permitted = not self.erased and self._permitted(reader, purpose)
         r = self.chain.send(reader, "records.access", {"record_id": self.rid, "purpose": purpose})
         assert r.ok == permitted, (reader, purpose, r.code)
+        if r.ok:
+            self.accessed[reader] = (purpose, self.chain.time_ms)
         if r.ok and reader not in self.holders:
             self.requested.add(reader)
             assert r.events[-1]["type"] == "records.key_requested"
@@ -101,14 +111,50 @@ class KeyRelease(RuleBasedStateMachine):
     @rule(reader=st.sampled_from(READERS))
     def patient_shares(self, reader: str) -> None:
         r = self.chain.send("P", "records.add_envelopes", {"record_id": self.rid, "envelopes": envelopes(reader)})
-        assert r.ok == (not self.erased)
+        assert r.ok == (not self.erased and (not self.strict or reader in self.requested)), (reader, r.code)
         if r.ok:
             self.holders.add(reader)
             self.requested.discard(reader)
 
+    @rule(on=st.booleans())
+    def set_strict(self, on: bool) -> None:
+        self.chain.ok("P", "records.set_policy", {"strict": on})
+        self.strict = on
+
+    @rule(reader=st.sampled_from(READERS), purpose=st.sampled_from(["TREAT", "ETREAT", "HPAYMT"]))
+    def release(self, reader: str, purpose: str) -> None:
+        now = self.chain.now()
+        try:
+            got, ciphertext = self.chain.release(self.rid, reader, purpose)
+        except QueryError as exc:
+            code = exc.code
+        else:
+            code = "released" if ciphertext else "nothing"
+        last = self.accessed.get(reader)
+        if self.erased or (self._permitted(reader, purpose) and reader not in self.holders):
+            expected = "nothing"
+        elif not self._permitted(reader, purpose):
+            expected = "not_permitted"
+        elif last is None or last[0] != purpose or now - last[1] > records.ACCESS_WINDOW_MS:
+            expected = "access_required"
+        else:
+            expected = "released"
+        assert code == expected, (reader, purpose, last, now)
+        event(f"release: {code}")
+
+    @rule(reader=st.sampled_from(READERS), purpose=st.sampled_from(["TREAT", "ETREAT", "HPAYMT"]))
+    def read(self, reader: str, purpose: str) -> None:
+        """What an honest client does: the access, then the signed request."""
+        self.access(reader, purpose)
+        self.release(reader, purpose)
+
     @rule(hours=st.integers(1, 30))
     def advance(self, hours: int) -> None:
         self.chain.advance(hours * HOUR_MS)
+
+    @rule(minutes=st.integers(1, 15))
+    def advance_minutes(self, minutes: int) -> None:
+        self.chain.advance(minutes * 60_000)
 
     @rule(roll=st.integers(0, 9))
     def erase(self, roll: int) -> None:
@@ -119,6 +165,7 @@ class KeyRelease(RuleBasedStateMachine):
         self.erased = True
         self.holders = set()
         self.requested = set()
+        self.accessed = {}
 
     @invariant()
     def state_matches_model(self) -> None:

@@ -24,8 +24,8 @@ from records_kit import (
 
 from medchaind import codec
 from medchaind.app import DictState, QueryError
-from medchaind.modules.records.machine import BREAK_GLASS_MS, MAX_SIZE
 from medchaind.errors import TxRejected
+from medchaind.modules.records.machine import BREAK_GLASS_MS, MAX_SIZE
 from medchaind.types import decode_tx
 
 
@@ -169,8 +169,6 @@ def test_shared_reader_gets_its_envelope_and_audit_entries(chain: Chain) -> None
     gid = chain.grant("P", grant_body("D2", purposes=["TREAT"]))
     r = chain.ok("P", "records.add_envelopes", {"record_id": rid, "envelopes": envelopes("D2", tag="w")})
     assert r.events[0]["type"] == "records.shared" and r.events[0]["recipients"] == [pub("D2")]
-    assert chain.get(rid, "D2")["envelope"] == "0x" + sealed("D2", "w").hex()
-    assert chain.get(rid, "D2")["access"] == f"permitted by consent {gid.hex()}"
     with pytest.raises(QueryError, match="not permitted"):
         chain.get(rid, "D2", purpose="HRESCH")
 
@@ -186,6 +184,8 @@ def test_shared_reader_gets_its_envelope_and_audit_entries(chain: Chain) -> None
             "purpose": "TREAT",
             "break_glass": False,
         }
+    assert chain.get(rid, "D2")["envelope"] == "0x" + sealed("D2", "w").hex()
+    assert chain.get(rid, "D2")["access"] == f"permitted by consent {gid.hex()}"
     assert chain.send("D2", "records.access", {"record_id": rid, "purpose": "HRESCH"}).code == "access_denied"
     chain.ok("P", "records.access", {"record_id": rid, "purpose": "TREAT"})  # the patient may record too
     audit = chain.query("records.audit", {"patient": pub("P")})
@@ -222,8 +222,7 @@ def test_two_accesses_in_one_block_get_distinct_audit_entries(chain: Chain) -> N
 def test_revocation_stops_access(chain: Chain) -> None:
     rid = chain.add("P", add_body("P", recipients=["P", "D1"]))
     gid = chain.grant("P", grant_body("D1"))
-    assert chain.get(rid, "D1")["envelope"] is not None
-    chain.ok("D1", "records.access", {"record_id": rid, "purpose": "TREAT"})
+    assert chain.read(rid, "D1")["envelope"] is not None
     chain.ok("P", "consent.revoke", {"grant_id": gid})
     with pytest.raises(QueryError, match="no consent"):
         chain.get(rid, "D1")
@@ -267,7 +266,7 @@ def test_role_grant_for_pharmacy(chain: Chain) -> None:
     rid = chain.add("P", add_body("P", "MedicationRequest", recipients=["P", "PH"]))
     other = chain.add("P", add_body("P", "Condition", tag="c"))
     chain.grant("P", grant_body(role="pharmacy", resource_types=["MedicationRequest"], purposes=["TREAT"]))
-    assert chain.get(rid, "PH")["envelope"] == "0x" + sealed("PH", "r1").hex()
+    assert chain.read(rid, "PH")["envelope"] == "0x" + sealed("PH", "r1").hex()
     for rec, reader in [(other, "PH"), (rid, "PH2"), (rid, "D1")]:
         with pytest.raises(QueryError):
             chain.get(rec, reader)
@@ -331,18 +330,21 @@ def test_break_glass(chain: Chain) -> None:
     )
     (entry,) = chain.query("records.audit", {"patient": pub("P")})
     assert entry["break_glass"] is True and entry["reason"] == "EMERG-UNCONSCIOUS" and entry["purpose"] == "ETREAT"
-    got = chain.get(rid, "D2")
-    assert got["access"] == "break-glass" and got["envelope"] == "0x" + sealed("D2", "k").hex()
     r = chain.ok("D2", "records.access", {"record_id": rid, "purpose": "ETREAT"})
     assert r.events[0]["break_glass"] is True
     assert chain.query("records.audit", {"patient": pub("P")})[-1]["break_glass"] is True
+    got = chain.get(rid, "D2", "ETREAT")
+    assert got["access"] == "break-glass" and got["envelope"] == "0x" + sealed("D2", "k").hex()
     with pytest.raises(QueryError):
         chain.get(rid, "D1")  # the window is the breaker's alone
 
-    assert chain.get(rid, "D2", time_ms=t + BREAK_GLASS_MS)["access"] == "break-glass"
-    with pytest.raises(QueryError):
-        chain.get(rid, "D2", time_ms=t + BREAK_GLASS_MS + 1)
-    chain.advance(BREAK_GLASS_MS)
+    # the last moment of the window: an access committed then releases the record then
+    chain.advance(BREAK_GLASS_MS - BLOCK_INTERVAL_MS - (chain.time_ms - t))
+    chain.ok("D2", "records.access", {"record_id": rid, "purpose": "ETREAT"})
+    assert chain.time_ms == t + BREAK_GLASS_MS
+    assert chain.get(rid, "D2", "ETREAT", time_ms=t + BREAK_GLASS_MS)["access"] == "break-glass"
+    with pytest.raises(QueryError, match="not permitted"):
+        chain.get(rid, "D2", "ETREAT", time_ms=t + BREAK_GLASS_MS + 1)
     assert chain.send("D2", "records.access", {"record_id": rid, "purpose": "ETREAT"}).code == "access_denied"
 
 
@@ -385,12 +387,12 @@ def test_break_glass_leaves_a_key_request_the_author_answers(chain: Chain) -> No
     assert chain.send("D1", "records.add_envelopes", both).code == "no_key_request"
     r = chain.ok("D1", "records.add_envelopes", env_d2)
     assert r.events[0]["sender"] == pub("D1") and r.events[0]["recipients"] == [pub("D2")]
-    assert chain.get(rid, "D2")["envelope"] == "0x" + sealed("D2", "bg").hex()
     assert _requests(chain, "D1") == []
     # the answered request is gone: re-sending is refused; a reader with an envelope requests nothing
     assert chain.send("D1", "records.add_envelopes", env_d2).code == "no_key_request"
     r = chain.ok("D2", "records.access", {"record_id": rid, "purpose": "ETREAT"})
     assert [e["type"] for e in r.events] == ["records.accessed"]
+    assert chain.get(rid, "D2", "ETREAT")["envelope"] == "0x" + sealed("D2", "bg").hex()
 
 
 def test_key_requests_are_listed_by_patient_too(chain: Chain) -> None:
@@ -588,6 +590,7 @@ def test_privacy_only_keys_hashes_envelopes_and_codes_on_chain(chain: Chain) -> 
     chain.ok("D2", "records.break_glass", {"record_id": rid, "reason": "EMERG-TRAUMA"})
     chain.ok("P", "records.add_envelopes", {"record_id": rid, "envelopes": envelopes("D1")})
     chain.grant("P", grant_body("D2", record_ids=[rid], start_ms=1, end_ms=2, decision="deny"))
+    chain.ok("Q", "records.set_policy", {"strict": True})
     seen = {"records": 0, "consent": 0}
     for (ns, k), raw in chain.state.data.items():
         if ns in seen:
@@ -596,7 +599,7 @@ def test_privacy_only_keys_hashes_envelopes_and_codes_on_chain(chain: Chain) -> 
     assert seen["records"] >= 8 and seen["consent"] == 3
     # key layout: every key is a one-letter tag, '/', then fixed-size binary parts
     for k in chain.keys("records") + chain.keys("consent"):
-        assert k[1:2] == b"/" and k[:1] in b"rebcpagkhq" and len(k) in (34, 42, 46, 66, 98)
+        assert k[1:2] == b"/" and k[:1] in b"rebcpagkhqls" and len(k) in (34, 42, 46, 66, 98)
 
 
 def test_block_interval_constant_is_what_checks_assume() -> None:

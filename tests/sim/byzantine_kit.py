@@ -64,7 +64,7 @@ def silence_consensus(node: ClusterNode) -> None:
     async def publish_nothing(*args: object) -> None:
         await trio.lowlevel.checkpoint()
 
-    node.engine._publish = publish_nothing  # type: ignore[method-assign]
+    node.engine._publish = publish_nothing  # type: ignore[method-assign,assignment]
 
 
 # ---------------------------------------------------------------- proposal flood
@@ -147,9 +147,12 @@ def held_of(node: ClusterNode, flooder_key: bytes) -> Held:
 
 
 async def wait_until(cond: Callable[[], bool], *, timeout_s: float, step_s: float = 0.05) -> None:
-    """Poll ``cond`` in virtual time (the mock clock jumps) until true, or TooSlowError."""
+    """Poll ``cond`` in virtual time (the mock clock jumps) until true, or TooSlowError.
+
+    Polling on purpose: ``cond`` samples what the engines hold (the peak is the point),
+    and nothing signals an event when a buffer changes."""
     with trio.fail_after(timeout_s):
-        while not cond():
+        while not cond():  # noqa: ASYNC110
             await trio.sleep(step_s)
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 import trio
 from byzantine_kit import (
-    HUGE,
     Held,
     announce_lies,
     consensus_seen,
@@ -62,6 +61,7 @@ async def test_a_restarted_observer_catches_up_while_an_authority_lies_about_its
         c.nodes[OBS].crash()
         with trio.fail_after(120):
             await c.wait_height(25, [0])
+            await c.nodes[OBS].wait_stopped()
         await c.restart(OBS)
         # the issue: stuck at 16 of 25 for as long as the lie lasted (60 s measured)
         with trio.fail_after(10):
@@ -101,6 +101,7 @@ async def test_a_lagging_authority_catches_up_and_the_chain_survives_when_the_li
         c.nodes[LAG].crash()
         with trio.fail_after(120):
             await c.wait_height(20, [0])
+            await c.nodes[LAG].wait_stopped()
         await c.restart(LAG)
         silence_consensus(c.nodes[LIAR])  # from now on no height can be decided without LAG
         h = c.nodes[0].height

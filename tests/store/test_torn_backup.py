@@ -205,3 +205,21 @@ def test_an_export_is_written_owner_only(tmp_path: Path) -> None:
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     with pytest.raises(FileExistsError):  # never overwrites
         export_chain(source, out)
+
+
+def test_a_backup_that_fails_cleanly_leaves_no_staging_directory(tmp_path: Path) -> None:
+    """A reported failure (here a read error half-way) removes the staging copy too."""
+    from medchaind.errors import StoreError
+    from medchaind.node.backup import BackupError
+
+    def read_error() -> None:
+        raise StoreError("read failed (simulated)")
+
+    source = tmp_path / "node"
+    kv, n_keys = make_source(source)
+    try:
+        with pytest.raises(BackupError, match="simulated"):
+            write_backup(DyingKV(kv, n_keys // 2, read_error), Config(datadir=source), tmp_path / "backup")
+    finally:
+        kv.close()
+    assert leftovers(tmp_path, source) == []

@@ -50,7 +50,7 @@ from medchaind.types import (  # noqa: E402
 )
 from medchaind.types.merkle import merkle_proof, merkle_root  # noqa: E402
 
-FILES = ("codec.json", "tx.json", "block.json", "merkle.json")
+FILES = ("codec.json", "tx.json", "block.json", "merkle.json", "state.json")
 
 CHAIN_ID = "medchain-test"
 #: The signer of the tx vectors.
@@ -540,6 +540,119 @@ def build_merkle() -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------- state
+
+
+def _trie_witness(root: bytes, nodes: dict[bytes, bytes], read: Any) -> tuple[Any, list[str]]:
+    """Run ``read(reader)`` on the trie at ``root``; its result and the records it visited."""
+    from medchaind.app import trie
+
+    seen: dict[bytes, bytes] = {}
+    out = read(trie.TrieReader(root, nodes.get, seen=seen.__setitem__))
+    return out, [r.hex() for r in seen.values()]
+
+
+def _trie_case(name: str, items: dict[bytes, bytes], absent: list[bytes], prefixes: list[bytes]) -> dict[str, Any]:
+    from medchaind.app import trie
+
+    built = trie.build(items)
+    nodes = built.puts
+    by_vhash = {trie.value_hash(v): v for v in items.values()}
+    proofs = []
+    for k in sorted(items) + absent:
+        vh, recs = _trie_witness(built.root, nodes, lambda r, k=k: r.get(k))
+        assert (vh is None) == (k not in items)
+        proofs.append({"key": k.hex(), "value": None if vh is None else by_vhash[vh].hex(), "nodes": recs})
+    scans = []
+    for p in prefixes:
+        found, recs = _trie_witness(built.root, nodes, lambda r, p=p: list(r.iterate(p)))
+        scans.append({"prefix": p.hex(), "entries": [[k.hex(), by_vhash[vh].hex()] for k, vh in found],
+                      "nodes": recs})
+    return {
+        "name": name,
+        "entries": [[k.hex(), v.hex()] for k, v in sorted(items.items())],
+        "root": built.root.hex(),
+        "records": sorted(r.hex() for r in nodes.values()),
+        "proofs": proofs,
+        "prefix_proofs": scans,
+    }
+
+
+def build_state() -> dict[str, Any]:
+    """The state trie (docs/protocol.md §23) and a block whose app_hash it gives."""
+    from medchaind.app import DictState
+    from medchaind.app.app import PROTOCOL_VERSION
+    from medchaind.chain import Tip
+    from medchaind.chain import build_block as build_chain_block
+    from medchaind.modules import make_app
+
+    edge_keys = [b"", b"\x00", b"\x00\x00", b"\x00\x01", b"\x0f", b"\x10", b"\x7f", b"\x80", b"\xff",
+                 b"\xff\xff", b"a", b"ab", b"abc", b"ac"]
+    edges = {b"t/" + k: b"v" + bytes([i]) for i, k in enumerate(edge_keys)}
+    hashed = {b"h/" + crypto.sha256(bytes([i])): crypto.sha256(b"value %d" % i) for i in range(40)}
+    absent_edges = [b"", b"\x00" * 33, b"s", b"t", b"t/\x00\x02", b"t/\x01", b"t/\x80\x00", b"t/abd",
+                    b"t/ab\x00", b"t/\xff\xff\xff", b"t0", b"u", b"\xff" * 33]
+    cases = [
+        _trie_case("empty", {}, [b"", b"t/a", b"\xff"], [b"", b"t/"]),
+        _trie_case("one entry", {b"t/a": b"1"}, [b"", b"t/", b"t/a\x00", b"t/b", b"\xff"], [b"t/", b"t/b"]),
+        _trie_case("edges of the key space: empty keys, 0x00 and 0xff runs, keys that prefix others",
+                   edges, absent_edges, [b"", b"t/", b"t/\x00", b"t/a", b"t/ab", b"t/\xff", b"t/zz", b"u/"]),
+        _trie_case("40 hashed keys", hashed, [b"h/" + bytes(32), b"h/" + b"\xff" * 32, b"h/"],
+                   [b"h/", b"h/\x00", b"h/\x80", b"h/\xff"]),
+    ]
+
+    # a block with state changes, executed by the reference state machine
+    genesis = Genesis.from_json(_genesis_json())
+    app = make_app(genesis)
+    writes, app_hash = app.genesis_state()
+    state = DictState()
+    state.apply(writes)
+    auths = [crypto.SigningKey(s) for s in AUTHORITY_SEEDS]
+    clients = [crypto.SigningKey(s) for s in CLIENT_SEEDS]
+    txs = (
+        sign_tx(clients[0], CHAIN_ID, "identity.register", 0, {"role": "patient", "enc_key": bytes(range(32))}),
+        sign_tx(clients[1], CHAIN_ID, "identity.register", 0,
+                {"role": "provider", "enc_key": bytes(range(1, 33)), "label": "Clinic"}),
+        sign_tx(clients[0], CHAIN_ID, "anchor.commit", 1,
+                {"digest": crypto.sha256(b"document"), "kind": "consent-form"}),
+        sign_tx(clients[1], CHAIN_ID, "identity.register", 1, {"role": "patient", "enc_key": bytes(32)}),
+    )
+    powers = genesis.powers()
+    tip = Tip(0, genesis.hash(), app_hash, GENESIS_TIME_MS, powers)
+    proposer = sorted(powers)[1 % len(powers)]  # §5.2 with equal powers: sorted_keys[(h + r) mod n]
+    block, ex = build_chain_block(app, state, tip, list(txs), proposer=proposer, time_ms=GENESIS_TIME_MS + 1000,
+                                  round_=0, last_commit=None)
+    sigs = [sign_commit_vote(k, CHAIN_ID, 1, 0, block.hash()) for k in auths[:3]]
+    commit = Commit(1, 0, block.hash(), tuple(sorted(sigs, key=lambda s: s.validator)))
+
+    def entries(ws: dict[Any, bytes | None]) -> list[list[Any]]:
+        return [[m, k.hex(), None if v is None else v.hex()] for (m, k), v in sorted(ws.items())]
+
+    return {
+        "description": "The state trie and app_hash (docs/protocol.md §23, protocol version "
+        f"{PROTOCOL_VERSION}). 'trie': sets of entries (tree key, value) with their root, every node "
+        "record, and proofs: for a key, the records a reader visits looking it up (value null: "
+        "absent); for a prefix, the records visited listing every entry under it. A record's hash "
+        "is SHA-256 of the record; a verifier starts at the root and follows child hashes. "
+        "'block': the genesis state of block.json's genesis, block 1 executed from it (its "
+        "write-set, value null = delete), the header whose app_hash is the root of the state after "
+        "it, and a commit by authorities 0-2.",
+        "trie": cases,
+        "block": {
+            "genesis_hash": genesis.hash().hex(),
+            "genesis_state": entries(dict(writes)),
+            "genesis_app_hash": app_hash.hex(),
+            "txs": [t.encoded.hex() for t in txs],
+            "receipts": [r.encode().hex() for r in ex.receipts],
+            "writes": entries(ex.writes),
+            "header": _header_json(block.header),
+            "header_hash": block.hash().hex(),
+            "encoded": block.encode().hex(),
+            "commit_encoding": commit.encode().hex(),
+        },
+    }
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -549,6 +662,7 @@ def build_all() -> dict[str, Any]:
         "tx.json": build_tx(),
         "block.json": build_block(),
         "merkle.json": build_merkle(),
+        "state.json": build_state(),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ...clikit import WAIT, Ctx, Group, finish, out, pass_ctx
+from ..identity.machine import ACCREDITED_ROLES
 
 
 @click.group("governance", cls=Group)
@@ -15,7 +16,7 @@ def commands() -> None:
 @commands.command("accredit")
 @click.option("--key", "key_ref", required=True,
               help="The authority's key (name or keystore file, e.g. <datadir>/keys/node.json).")
-@click.option("--role", required=True)
+@click.option("--role", required=True, type=click.Choice(sorted(ACCREDITED_ROLES)))
 @click.argument("subject")
 @WAIT
 @pass_ctx

@@ -48,9 +48,12 @@ def records_add(c: Ctx, key_ref: str, patient: str, share_with: tuple[str, ...],
 def records_read(c: Ctx, key_ref: str, purpose: str, wait_key: float, record_id: str) -> None:
     """Fetch, decrypt and verify a record (reading someone else's record is audited on chain).
 
-    A permitted reader without an envelope (after break-glass, or under a consent for a
-    whole role) leaves a key request on chain and waits up to --wait-key seconds for the
-    author's custodian (`medchain records custodian`) to seal the data key to it.
+    Every request is signed with the reader's key; a reader other than the patient or
+    the author commits records.access first, and the node releases nothing before that.
+    A permitted reader without an envelope (after break-glass, under a consent for a
+    whole role, or a patient's strict release) leaves a key request on chain and waits up
+    to --wait-key seconds for the author's custodian (`medchain records custodian`) to
+    seal the data key to it.
     """
     rid = hash_arg(record_id, "record id")
     kp = c.load_key(key_ref)
@@ -105,6 +108,36 @@ def records_custodian(c: Ctx, key_ref: str, as_: str, once: bool) -> None:
             cl.serve_key_requests(kp, on_answer=emit, as_=as_)
         except KeyboardInterrupt:
             pass
+
+
+@commands.command("set-policy")
+@click.option("--key", "key_ref", required=True, help="The patient's key.")
+@click.option("--strict/--no-strict", required=True,
+              help="Strict: data keys reach other readers only after their audited access (via key requests).")
+@WAIT
+@pass_ctx
+def records_set_policy(c: Ctx, key_ref: str, strict: bool, wait: bool) -> None:
+    """Choose how this patient's data keys reach readers other than the author.
+
+    --strict: no envelope for others when a record is added, no re-wrap when access is
+    granted; a reader gets the key through a key request after its records.access (or
+    break-glass) has committed, so even an organisation reading its own node's disk
+    cannot open a record before its read is on chain. Readers then wait for a custodian
+    (the author's, or `medchain records custodian --key <patient> --as patient`).
+    Envelopes already given stay.
+    """
+    kp = c.load_key(key_ref)
+    with c.client() as cl:
+        finish(cl.set_record_policy(kp, strict, wait=wait))
+
+
+@commands.command("policy")
+@click.argument("patient")
+@pass_ctx
+def records_policy(c: Ctx, patient: str) -> None:
+    """A patient's key-release policy (strict or not)."""
+    with c.client() as cl:
+        out(cl.record_policy(c.public_key(patient)))
 
 
 @commands.command("list")

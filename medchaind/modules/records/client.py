@@ -8,7 +8,13 @@ sealed keys.
 Helpers (methods of both :class:`~medchaind.client.Client` and
 :class:`~medchaind.client.AsyncClient`): :func:`add_record`, :func:`read_record`,
 :func:`grant`, :func:`break_glass`, :func:`erase_record`, :func:`key_requests`,
-:func:`answer_key_requests` and :func:`serve_key_requests`.
+:func:`answer_key_requests`, :func:`serve_key_requests`, :func:`set_record_policy`
+and :func:`record_policy`.
+
+Every ``records_get`` that asks for an envelope or a ciphertext is a **read request**
+signed by the reader's key (:func:`read_request_params`, fresh at each call; protocol.md
+§18.5): the node releases nothing to an unsigned call, and nothing to a reader other
+than the patient or the author before that reader's ``records.access`` has committed.
 
 ``grant`` is declared here, not in consent's client: a permit for a key also re-wraps
 the patient's existing records for the grantee, and records sits above consent.
@@ -32,10 +38,44 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ... import flows
-from ...crypto import KeyPair
+from ...crypto import KeyPair, SigningKey
+from ...errors import ClientTimeout
 from ...flows import Call, Flow, helper, hexstr, ok, send_flow, unhex, wait_height_flow, wait_tx_flow
 from ..identity.client import encryption_key
 from . import encryption
+from .machine import READ_DOMAIN, read_request_payload
+
+
+def read_request_params(
+    chain_id: str, reader: SigningKey, record_id: bytes, purpose: str | None = None, *,
+    time_ms: int | None = None, ciphertext: bool = True,
+) -> dict[str, Any]:
+    """``records_get`` params of a read request signed by ``reader`` (protocol.md §18.5).
+
+    ``time_ms`` defaults to this host's clock: the node accepts a request from 10 s
+    ahead of its own clock to 60 s behind it, so sign one per call. ``ciphertext=False``
+    asks for the envelope only (a custodian or a re-wrap needs no more).
+    """
+    t = time.time_ns() // 1_000_000 if time_ms is None else time_ms
+    sig = reader.sign(READ_DOMAIN, chain_id, read_request_payload(record_id, reader.public_key, purpose, t))
+    params: dict[str, Any] = {"record_id": hexstr(record_id), "reader": hexstr(reader.public_key), "time_ms": t,
+                              "sig": hexstr(sig)}
+    if purpose is not None:
+        params["purpose"] = purpose
+    if not ciphertext:
+        params["ciphertext"] = False
+    return params
+
+
+def _code(exc: flows.RPCError) -> str | None:
+    return exc.data.get("code") if isinstance(exc.data, dict) else None
+
+
+def _record_access(chain_id: str, reader: KeyPair, record_id: bytes, purpose: str) -> Flow[None]:
+    """Commit ``records.access`` (the audit entry); a refused one raises."""
+    st = yield from send_flow(chain_id, reader.signing, "records.access", {"record_id": record_id, "purpose": purpose})
+    if not ok(st):
+        raise flows.RPCError(-32010, f"access refused: {st.get('receipt')}", st.get("receipt"))
 
 
 @helper
@@ -73,40 +113,59 @@ def read_record(
     """Fetch, decrypt and verify a record; the FHIR resource as a dict.
 
     Reading someone else's record first commits a ``records.access`` audit event
-    (HIPAA §164.312(b)); a read the patient's consent does not allow is refused. A
-    permitted reader without an envelope (break-glass, role-wide consent) leaves a
-    key request; ``wait_key_s`` is how long to wait for the author's custodian to
-    answer it.
+    (HIPAA §164.312(b)), and the node releases the envelope and the ciphertext only
+    after it has (to requests signed by ``reader``); a read the patient's consent does
+    not allow is refused before anything is recorded. A permitted reader without an
+    envelope (break-glass, role-wide consent, a patient's strict release) leaves a key
+    request; ``wait_key_s`` is how long to wait for the author's custodian to answer it.
     """
     rid = record_id if isinstance(record_id, bytes) else unhex(record_id)
-    get = Call("records_get", {"record_id": hexstr(rid), "reader": hexstr(reader.public_key), "purpose": purpose})
-    rec = yield get
-    if rec.get("erased"):
+
+    def get(ciphertext: bool = True) -> Call:
+        return Call("records_get", read_request_params(chain_id, reader.signing, rid, purpose, ciphertext=ciphertext))
+
+    # may this reader read now? (refused here, nothing is recorded; no ciphertext yet)
+    try:
+        first = yield get(ciphertext=False)
+    except flows.RPCError as exc:
+        if _code(exc) != "access_required":
+            raise
+        first = None  # permitted, holds an envelope, has no recent access: not the patient nor the author
+    if first is not None and first.get("erased"):
         raise flows.RPCError(-32020, "record erased", {"code": "erased"})
-    if reader.public_key.hex() not in (rec["patient"][2:], rec["author"][2:]):
-        st = yield from send_flow(chain_id, reader.signing, "records.access", {"record_id": rid, "purpose": purpose})
-        if not ok(st):
-            raise flows.RPCError(-32010, f"access refused: {st.get('receipt')}", st.get("receipt"))
+    own = first is not None and reader.public_key.hex() in (first["patient"][2:], first["author"][2:])
+    if not own:
+        yield from _record_access(chain_id, reader, rid, purpose)
     # A permitted reader without an envelope (break-glass, role-wide consent) waits for
     # the author's custodian to answer its key request; a blob still on its way from a
     # peer is waited for the same way.
     deadline = time.monotonic() + wait_key_s
+    renewed = False
     while True:
         # the head is read before the record, so an answer committed after this read
         # lands at a later height and wakes the wait below (no missed wake-up)
         head = yield Call("chain_head")
         height = 0 if head is None else head["height"]
-        rec = yield get
+        try:
+            rec = yield get()
+        except flows.RPCError as exc:
+            if own or renewed or _code(exc) != "access_required":
+                raise
+            # the key came after the node's access window closed (a slow custodian):
+            # this read is recorded again, once
+            yield from _record_access(chain_id, reader, rid, purpose)
+            renewed = True
+            continue
         if rec.get("erased"):
             raise flows.RPCError(-32020, "record erased", {"code": "erased"})
         if rec.get("envelope") is not None and rec.get("ciphertext") is not None:
             break
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            what = "no envelope for this reader yet" if rec.get("envelope") is None else "ciphertext not here yet"
-            raise flows.RPCError(
-                -32020, f"{what} (the record's custodian answers key requests)", {"code": "unavailable"}
-            )
+            what = ("the record's custodian to release its key to this reader (the key request stays open)"
+                    if rec.get("envelope") is None else "the record's ciphertext to arrive from a peer")
+            raise ClientTimeout(f"gave up after {wait_key_s:g} s waiting for {what}; try again later, "
+                                "or wait longer (--wait-key / wait_key_s)")
         step = min(remaining, 1.0 if rec.get("envelope") is not None else remaining)
         yield Call("chain_waitHeight", {"height": height + 1, "timeout_ms": int(step * 1000)}, wait_s=step)
     plaintext = encryption.open_record(
@@ -142,6 +201,11 @@ def grant(
         return st
     if kw.get("wait", True) and not ok(st):
         return st
+    # A patient with strict release shares no key ahead of an audited access: the
+    # grantee gets its keys through key requests, answered by a custodian.
+    policy = yield Call("records_policy", {"patient": hexstr(patient.public_key)})
+    if policy.get("strict"):
+        return st
     # Re-wrap only for a grant in force now: keys sealed early (start_ms ahead) or late
     # (end_ms passed) would outlive the consent. A reader whose grant starts later gets
     # its key through a key request, answered by the record's custodian.
@@ -161,11 +225,12 @@ def grant(
     for rec in records:
         if rec["erased"] or (types and rec["resource_type"] not in types):
             continue
-        mine = yield Call("records_get", {"record_id": rec["record_id"], "reader": hexstr(patient.public_key)})
+        rid = unhex(rec["record_id"])
+        mine = yield Call("records_get", read_request_params(chain_id, patient.signing, rid, ciphertext=False))
         if mine.get("envelope") is None:
             continue
         envs = encryption.rewrap(patient, unhex(mine["envelope"]), grantee)
-        share = encryption.records_add_envelopes_body(unhex(rec["record_id"]), envs)
+        share = encryption.records_add_envelopes_body(rid, envs)
         yield from send_flow(chain_id, patient.signing, "records.add_envelopes", share)
     return st
 
@@ -219,7 +284,7 @@ def answer_key_requests(
     answered: list[dict[str, Any]] = []
     submitted: list[tuple[str, list[str], str]] = []
     for rid, readers in by_record.items():
-        mine = yield Call("records_get", {"record_id": rid, "reader": hexstr(author.public_key)})
+        mine = yield Call("records_get", read_request_params(chain_id, author.signing, unhex(rid), ciphertext=False))
         if mine.get("envelope") is None:
             continue  # erased meanwhile, or an author that never kept an envelope
         for i in range(0, len(readers), encryption.MAX_ENVELOPES_PER_TX):
@@ -245,6 +310,21 @@ def answer_key_requests(
     return answered
 
 
+@helper
+def set_record_policy(chain_id: str, patient: KeyPair, strict: bool, **kw: Any) -> Flow[dict[str, Any]]:
+    """``records.set_policy``: with ``strict``, this patient's data keys reach other readers
+    only through key requests, that is after their ``records.access`` (or break-glass)
+    has committed: no envelope at ``add_record`` for others, no re-wrap at ``grant``."""
+    return (yield from send_flow(chain_id, patient.signing, "records.set_policy", {"strict": strict}, **kw))
+
+
+@helper
+def record_policy(patient: bytes | str) -> Flow[dict[str, Any]]:
+    """A patient's key-release policy: ``{"patient", "strict"}``."""
+    policy: dict[str, Any] = yield Call("records_policy", {"patient": hexstr(patient)})
+    return policy
+
+
 @helper(loop=True)
 def serve_key_requests(
     chain_id: str, author: KeyPair, *, on_answer: Callable[[dict[str, Any]], None] | None = None,
@@ -268,4 +348,5 @@ def serve_key_requests(
 
 HELPERS = [
     add_record, read_record, grant, break_glass, erase_record, key_requests, answer_key_requests, serve_key_requests,
+    set_record_policy, record_policy,
 ]

@@ -19,6 +19,10 @@ Reading happens off chain (a reader fetches the ciphertext and opens its envelop
 a reader other than the patient or the author first records ``records.access`` -- the
 chain refuses it (``access_denied``) unless consent permits ``read`` for the stated
 purpose, so every legitimate read of someone else's record leaves an audit entry.
+The node enforces that order (see *Read release* below): it hands out a record's
+envelope and ciphertext only to a signed read request, and to a reader other than the
+patient or the author only within :data:`ACCESS_WINDOW_MS` after that reader's
+``records.access`` for the same purpose committed.
 ``records.break_glass`` lets an accredited provider declare an emergency: it is always
 allowed, audited with ``break_glass=True``, announced with a ``records.break_glass``
 event, and opens a read window of :data:`BREAK_GLASS_MS` of block time on that record.
@@ -52,6 +56,47 @@ the author already holds the plaintext. (The alternative, escrow of every data k
 a threshold of authorities, would let any f+1 authorities read every record; it would
 also survive the author going offline. See docs/protocol.md.)
 
+Strict key release (a patient's choice)
+---------------------------------------
+An envelope placed at ``records.add`` or at a grant (the client re-wraps existing
+records) sits in a block, and every member node holds every ciphertext: the reader's
+organisation can open the record from its own node's disk without ever committing
+``records.access``. A patient who sends ``records.set_policy {strict: true}`` closes
+that: while strict, ``records.add`` may seal the data key to the patient and the
+author only, and ``records.add_envelopes`` -- from the patient as from the author --
+may only answer an open key request (or re-seal to the patient), so every other reader
+gets its first envelope through a key request, that is after its audited access or
+break-glass has committed (``strict_release`` otherwise). Envelopes given before the
+switch stay: a delivered key cannot be taken back. The cost: a reader waits for a
+custodian (the author's, or the patient's app) at its first read.
+
+Read release (the ``records.get`` query)
+---------------------------------------
+``records.get {record_id}`` is metadata only (as ``records.list``), to anyone. The
+envelope and the ciphertext need a **read request** ``{record_id, reader, purpose?,
+time_ms}`` signed by the reader's key under :data:`READ_DOMAIN` and the chain id
+(docs/protocol.md §18.5). The node releases them iff
+
+1. the signature verifies (so the request is bound to this chain, record, reader,
+   purpose and time, and only the reader can make one);
+2. ``time_ms`` is within ``-READ_MAX_AHEAD_MS .. READ_MAX_AGE_MS`` of the node's clock
+   (:class:`~medchaind.app.QueryContext`: a client on the node's host shares its clock);
+3. the reader is permitted *now* (consent, authorship, or an open break-glass window);
+4. the reader holds an envelope (otherwise the answer says so and releases nothing);
+5. the reader is the patient or the author, or its latest ``records.access`` on the
+   record is for the request's purpose and committed at most :data:`ACCESS_WINDOW_MS`
+   before the node's "now".
+
+The patient and the author record no access (their reads disclose nothing to anyone
+new) but still sign: the ciphertext is the same for every reader, and without the
+signature any socket user could fetch every ciphertext, which anyone who ever held an
+envelope (a reader whose consent was revoked: envelopes stay in the blocks) could open
+without an audit entry. A replayed request returns what its signer was entitled to:
+the signer's envelope (sealed to the signer; public in its block anyway) and the
+ciphertext, which without a data key shows only its length (``size`` is on chain
+already). These are node rules, not consensus rules: a node's operator reads its own
+disk (docs/operator-guide.md §8.3).
+
 State (namespace ``records``)::
 
     r/<record_id>                       -> metadata {patient, author, resource_type,
@@ -67,14 +112,13 @@ State (namespace ``records``)::
     p/<patient><~seq 8B>                -> {record_id}   (index; inverted seq = newest first)
     a/<patient><height 8B><index 4B>    -> {reader, record_id, purpose, height, time_ms,
                                            break_glass, reason}
+    l/<record_id><reader>               -> {purpose, height, time_ms}   (the reader's latest
+                                           records.access: what a read release checks)
+    s/<patient>                         -> {strict}   (key-release policy; absent = not strict)
 
 Everything stored is a key, a hash, a sealed envelope, an integer, a boolean, a FHIR
 resource type name or a purpose/reason code -- except the break-glass ``reason``, a
 short declared text that clients must keep free of PHI (the chain cannot tell).
-
-``records.get`` is a query, not a tx: it cannot be audited on chain and its ``reader``
-is not authenticated. Its permission check is a convenience for honest clients; the
-envelope it returns is sealed to the reader and useless to anyone else.
 """
 
 from __future__ import annotations
@@ -90,6 +134,7 @@ from ...app.module import (
     DropBlob,
     HostEffect,
     Module,
+    QueryContext,
     QueryError,
     QuerySpec,
     TopicSpec,
@@ -97,9 +142,10 @@ from ...app.module import (
     TxFailed,
     TxSpec,
     WantBlob,
+    check_signed_request,
     hex_or_none,
 )
-from ...app.schema import Bytes, FieldError, Int, ListOf, Struct, Text, body, params
+from ...app.schema import Bool, Bytes, FieldError, Int, ListOf, Struct, Text, body, params
 from ...app.state import StateReader
 from ..consent import machine as consent
 from ..identity import machine as identity
@@ -116,6 +162,17 @@ BREAK_GLASS_MS = 24 * 60 * 60 * 1000
 BREAK_GLASS_PURPOSE = "ETREAT"
 MAX_TIME_MS = 2**63 - 1
 _SEQ_MAX = 2**64 - 1
+
+#: signing domain of a read request (docs/protocol.md §2.2, §18.5)
+READ_DOMAIN = "medchain/records/read/v1"
+#: a read request is fresh from ``time_ms`` until this much later by the node's clock ...
+READ_MAX_AGE_MS = 60_000
+#: ... and from this much earlier (a client on the node's host shares its clock)
+READ_MAX_AHEAD_MS = 10_000
+#: a committed ``records.access`` releases the record to its reader for this long
+ACCESS_WINDOW_MS = 10 * 60_000
+#: where a client finds how to build a read request
+READ_SPEC = "docs/protocol.md §18.5"
 
 
 def record_key(record_id: bytes) -> bytes:
@@ -140,6 +197,33 @@ def patient_request_key(patient: bytes, record_id: bytes, reader: bytes) -> byte
 
 def content_key(content_hash: bytes, record_id: bytes) -> bytes:
     return b"h/" + content_hash + record_id
+
+
+def access_key(record_id: bytes, reader: bytes) -> bytes:
+    return b"l/" + record_id + reader
+
+
+def policy_key(patient: bytes) -> bytes:
+    return b"s/" + patient
+
+
+def is_strict(state: StateReader, patient: bytes) -> bool:
+    """Whether ``patient`` chose strict key release (keys only after an audited access)."""
+    raw = state.get(NAMESPACE, policy_key(patient))
+    return raw is not None and bool(codec.decode(raw)["strict"])
+
+
+def read_request(record_id: bytes, reader: bytes, purpose: str | None, time_ms: int) -> dict[str, Any]:
+    """The map a read request signs (``purpose`` left out when None): protocol.md §18.5."""
+    req: dict[str, Any] = {"record_id": record_id, "reader": reader, "time_ms": time_ms}
+    if purpose is not None:
+        req["purpose"] = purpose
+    return req
+
+
+def read_request_payload(record_id: bytes, reader: bytes, purpose: str | None, time_ms: int) -> bytes:
+    """The signed payload of a read request: canonical CBOR of :func:`read_request`."""
+    return codec.encode(read_request(record_id, reader, purpose, time_ms))
 
 
 def get_record(state: StateReader, record_id: bytes) -> dict[str, Any] | None:
@@ -213,6 +297,11 @@ class BreakGlass:
 @body
 class Erase:
     record_id: Annotated[bytes, Bytes(32)]
+
+
+@body
+class SetPolicy:
+    strict: Annotated[bool, Bool()]
 
 
 # ------------------------------------------------------------------ read permission
@@ -290,6 +379,14 @@ def _add(ctx: TxContext, body: Add) -> None:
         )
         if not allowed:
             raise TxFailed("consent_required", reason)
+    if is_strict(ctx.state, patient):
+        others = sorted(e.recipient for e in body.envelopes if e.recipient not in (patient, ctx.sender))
+        if others:
+            raise TxFailed(
+                "strict_release",
+                f"the patient releases keys only at access time: seal the data key to the patient and the "
+                f"author only ({others[0].hex()[:16]} gets it through a key request after its records.access)",
+            )
     record_id = crypto.sha256(ctx.tx_hash)
     if ctx.get(record_key(record_id)) is not None:  # pragma: no cover - tx hashes are unique
         raise TxFailed("duplicate_record", "record id already used")
@@ -328,6 +425,14 @@ def _add_envelopes(ctx: TxContext, body: AddEnvelopes) -> None:
     record_id = body.record_id
     meta = _live_record(ctx, record_id)
     recipients = [e.recipient for e in body.envelopes]
+    if ctx.sender == meta["patient"] and is_strict(ctx.state, meta["patient"]):
+        # strict release: the patient too answers key requests only (or re-seals to itself)
+        for reader in recipients:
+            if reader != meta["patient"] and ctx.get(key_request_key(meta["author"], record_id, reader)) is None:
+                raise TxFailed(
+                    "strict_release",
+                    f"the patient releases keys only at access time: {reader.hex()[:16]} has no open key request",
+                )
     if ctx.sender != meta["patient"]:
         if ctx.sender != meta["author"]:
             raise TxFailed("unauthorized", "only the patient or the record's author shares a record")
@@ -389,6 +494,11 @@ def _access(ctx: TxContext, body: Access) -> None:
     )
     if not allowed:
         raise TxFailed("access_denied", reason)
+    # the reader's latest access: what the node checks before releasing the record to it
+    ctx.put(
+        access_key(record_id, ctx.sender),
+        {"purpose": body.purpose, "height": ctx.block.height, "time_ms": ctx.block.time_ms},
+    )
     _audit(
         ctx,
         meta["patient"],
@@ -456,6 +566,7 @@ def _erase(ctx: TxContext, body: Erase) -> None:
     doomed += [k for k, _ in ctx.iterate(b"b/" + record_id)]
     doomed += [k for k, _ in ctx.iterate(b"k/" + meta["author"] + record_id)]
     doomed += [k for k, _ in ctx.iterate(b"q/" + meta["patient"] + record_id)]
+    doomed += [k for k, _ in ctx.iterate(b"l/" + record_id)]
     doomed.append(content_key(meta["content_hash"], record_id))
     for k in doomed:
         ctx.delete(k)
@@ -468,6 +579,17 @@ def _erase(ctx: TxContext, body: Erase) -> None:
         content_hash=meta["content_hash"],
         content_in_use=any(True for _ in ctx.iterate(b"h/" + meta["content_hash"])),
     )
+
+
+def _set_policy(ctx: TxContext, body: SetPolicy) -> None:
+    ident = identity.get_identity(ctx.state, ctx.sender)
+    if ident is None or ident["role"] != "patient":
+        raise TxFailed("unauthorized", "only a patient sets its key-release policy")
+    if body.strict:
+        ctx.put(policy_key(ctx.sender), {"strict": True})
+    else:
+        ctx.delete(policy_key(ctx.sender))
+    ctx.emit("policy", patient=ctx.sender, strict=body.strict)
 
 
 # ------------------------------------------------------------------ queries
@@ -508,10 +630,25 @@ class AuditParams:
 
 @params
 class GetParams:
+    """``record_id`` alone: the metadata. With ``reader``: a read request (see the module doc)."""
+
     record_id: Annotated[bytes, Bytes(32)]
-    reader: Annotated[bytes, Bytes(32)]
-    time_ms: Annotated[int, Int(0, MAX_TIME_MS)]
+    reader: Annotated[bytes | None, Bytes(32)] = None
     purpose: Annotated[str | None, consent.CODE] = None
+    #: the request's time (the signer's clock, ms since the epoch), not a time to read at
+    time_ms: Annotated[int | None, Int(0, MAX_TIME_MS)] = None
+    sig: Annotated[bytes | None, Bytes(64)] = None
+    #: False: the envelope without the ciphertext (a custodian or a re-wrap needs no more)
+    ciphertext: Annotated[bool, Bool()] = True
+
+    def check(self) -> None:
+        if self.reader is None and (self.purpose, self.time_ms, self.sig) != (None, None, None):
+            raise FieldError("reader: a read request names its reader (send record_id alone for the metadata)")
+
+
+@params
+class PolicyParams:
+    patient: Annotated[bytes, Bytes(32)]
 
 
 @params
@@ -542,28 +679,75 @@ def _query_list(state: StateReader, p: ListParams) -> Any:
     return out
 
 
-def _query_get(state: StateReader, p: GetParams) -> Any:
-    """A record's metadata with the reader's sealed data key and the ciphertext, where permitted.
+SIGNATURE_REQUIRED = (
+    "signature required: a record's envelope and ciphertext are released only to a read request signed by "
+    "the reader: send record_id, reader, purpose, time_ms (your clock, ms) and sig (the reader's Ed25519 "
+    f"signature of the request under {READ_DOMAIN!r} for this chain, {READ_SPEC}), after committing "
+    "records.access unless the reader is the record's patient or author; send record_id alone for the metadata"
+)
 
-    Returns the ciphertext only to a reader the chain's consent state permits; the
-    data key inside ``envelope`` is sealed to ``reader``, so neither is of use to
-    anyone else.
+
+def _require_access(state: StateReader, record_id: bytes, reader: bytes, purpose: str | None, now_ms: int) -> None:
+    """Raise ``access_required`` unless ``reader``'s latest access is for ``purpose`` and recent."""
+    raw = state.get(NAMESPACE, access_key(record_id, reader))
+    last = None if raw is None else codec.decode(raw)
+    minutes = ACCESS_WINDOW_MS // 60_000
+    if last is None:
+        have = "the reader has committed no records.access on this record"
+    elif last["purpose"] != purpose:
+        have = f"the reader's latest records.access is for purpose {last['purpose']}, not {purpose}"
+    elif now_ms - last["time_ms"] > ACCESS_WINDOW_MS:
+        have = f"the reader's latest records.access (height {last['height']}) is more than {minutes} minutes old"
+    else:
+        return
+    raise QueryError(
+        f"access required: {have}; commit records.access {{record_id, purpose: {purpose}}} signed by the "
+        f"reader, then ask again within {minutes} minutes of its block",
+        "access_required",
+    )
+
+
+def _query_get(state: StateReader, p: GetParams, ctx: QueryContext) -> Any:
+    """A record's metadata; with a signed read request, the reader's sealed data key and the ciphertext.
+
+    ``record_id`` alone: the metadata, to anyone. The envelope and the ciphertext go
+    only to a fresh request signed by ``reader`` who is permitted now and, unless it is
+    the patient or the author, whose ``records.access`` for ``purpose`` committed within
+    the last 10 minutes (docs/protocol.md §18.5). Refusals carry ``data.code``:
+    ``signature_required``, ``bad_signature``, ``stale_request``, ``not_permitted``,
+    ``access_required``.
     """
     meta = get_record(state, p.record_id)
     if meta is None:
         return None
     out = record_json(p.record_id, meta)
+    if p.reader is None:
+        return out
+    if p.sig is None or p.time_ms is None:
+        raise QueryError(SIGNATURE_REQUIRED, "signature_required")
+    check_signed_request(
+        ctx, READ_DOMAIN, p.reader, read_request(p.record_id, p.reader, p.purpose, p.time_ms), p.sig,
+        max_age_ms=READ_MAX_AGE_MS, max_ahead_ms=READ_MAX_AHEAD_MS, who="the reader's key", how=READ_SPEC,
+    )
     if meta["erased"]:
         out.update(envelope=None, access="erased")
         return out
-    allowed, reason, _ = read_permission(state, p.record_id, meta, p.reader, p.purpose, p.time_ms)
+    allowed, reason, _ = read_permission(state, p.record_id, meta, p.reader, p.purpose, ctx.time_ms)
     if not allowed:
-        raise QueryError(f"not permitted: {reason}")
+        raise QueryError(f"not permitted: {reason}", "not_permitted")
+    out.update(envelope=None, access=reason)
     sealed = state.get(NAMESPACE, envelope_key(p.record_id, p.reader))
-    out.update(envelope=None if sealed is None else hex_or_none(codec.decode(sealed)), access=reason)
     if sealed is None:
-        return out
-    return Attach(out, meta["content_hash"], "ciphertext")
+        return out  # nothing to release (a key request waits for a custodian)
+    if p.reader not in (meta["patient"], meta["author"]):
+        _require_access(state, p.record_id, p.reader, p.purpose, ctx.time_ms)
+    out["envelope"] = hex_or_none(codec.decode(sealed))
+    return Attach(out, meta["content_hash"], "ciphertext") if p.ciphertext else out
+
+
+def _query_policy(state: StateReader, p: PolicyParams) -> Any:
+    """A patient's key-release policy: ``strict`` (keys only after an audited access) or not."""
+    return {"patient": hex_or_none(p.patient), "strict": is_strict(state, p.patient)}
 
 
 def _query_audit(state: StateReader, p: AuditParams) -> Any:
@@ -631,12 +815,14 @@ class RecordsModule(Module):
             "access": TxSpec(Access, _access),
             "break_glass": TxSpec(BreakGlass, _break_glass),
             "erase": TxSpec(Erase, _erase),
+            "set_policy": TxSpec(SetPolicy, _set_policy),
         }
         self.queries = {
             "list": QuerySpec(_query_list, ListParams),
-            "get": QuerySpec(_query_get, GetParams, tip_time=True, not_found="no such record"),
+            "get": QuerySpec(_query_get, GetParams, context=True, not_found="no such record"),
             "audit": QuerySpec(_query_audit, AuditParams, aliases=("audit_log",)),
             "key_requests": QuerySpec(_query_key_requests, KeyRequestsParams, tip_time=True),
+            "policy": QuerySpec(_query_policy, PolicyParams),
         }
         self.topics = {
             "patient": TopicSpec("patient", "a patient's record, consent and access events"),
