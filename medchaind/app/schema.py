@@ -32,6 +32,7 @@ Pure: no I/O, no clock; used by the state machine, the node and the clients alik
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import re
 import typing
@@ -51,11 +52,12 @@ class FieldError(ValueError):
     """A value does not fit its field type; the message names the field."""
 
 
-class Field:
+class Field(abc.ABC):
     """A field type: checks a value decoded from CBOR (``native``) or from JSON (``json``)."""
 
+    @abc.abstractmethod
     def native(self, value: Any, name: str) -> Any:
-        raise NotImplementedError
+        """The checked value of a field decoded from CBOR; FieldError naming ``name`` if it does not fit."""
 
     def json(self, value: Any, name: str) -> Any:
         return self.native(value, name)
@@ -63,8 +65,9 @@ class Field:
     def to_json(self, value: Any) -> Any:
         return value
 
+    @abc.abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        """The field type in words, for docs and error messages."""
 
 
 class Bytes(Field):
