@@ -9,7 +9,7 @@ after the run also checks that the node's chain, app hash, mempool, bans and dat
 unchanged. With ``--ipc`` it fuzzes a node you started (a test node: fuzzing runs the
 node's methods, admin ones included when the script runs as the node's user; no
 generated input can ban a real peer id or name a usable backup path, see
-medchaind/ipc/fuzzing.py). It only ever connects to that local socket.
+medchaind/testing/ipcfuzz.py). It only ever connects to that local socket.
 
 Bounded: at most ``--count`` inputs (<= 1,000,000) and ``--minutes`` (<= 60). Prints a
 summary and every failure (an input that got -32603, a node that stopped answering, a
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import trio
 
-from medchaind.ipc.fuzzing import FuzzReport, InputMaker, run
+from medchaind.testing.ipcfuzz import FuzzReport, InputMaker, run
 from medchaind.modules import make_app
 from medchaind.node.init import init_datadir
 from medchaind.node.node import Node

@@ -18,7 +18,7 @@ import trio
 from ipc_harness import RawConn, req
 from node_kit import running_node, state_of
 
-from medchaind.ipc.fuzzing import InputMaker, run
+from medchaind.testing.ipcfuzz import InputMaker, run
 from medchaind.node.rpc import method_params
 
 SEED = 20240609

@@ -21,6 +21,7 @@ import click
 
 from ...clikit import WAIT, Ctx, Group, fail, finish, hash_arg, out, pass_ctx, public_key_hex
 from ...errors import ValidationError
+from .machine import STATUSES
 
 
 @click.group("claims", cls=Group)
@@ -184,7 +185,7 @@ def claims_status(c: Ctx, claim_id: str) -> None:
 @commands.command("list")
 @click.option("--provider", help="The provider's claims (key name or 0x key).")
 @click.option("--payer", help="The payer's claims (key name or 0x key).")
-@click.option("--status", "status", help="Only claims in this status (submitted, accepted, paid, denied, ...).")
+@click.option("--status", "status", type=click.Choice(STATUSES), help="Only claims in this status.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
 @pass_ctx

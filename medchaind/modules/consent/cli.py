@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .machine import ACTIONS
+
 from ...clikit import WAIT, Ctx, Group, fail, finish, hash_arg, out, pass_ctx, public_key_hex
 
 
@@ -16,11 +18,21 @@ def _split(x: str) -> list[str]:
     return [v.strip() for v in x.split(",") if v.strip()]
 
 
+def _actions(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--actions`` is checked here, so a typo is a usage error naming the valid actions."""
+    bad = [a for a in _split(value) if a not in ACTIONS]
+    if bad or not _split(value):
+        raise click.BadParameter(f"{', '.join(bad) or 'nothing'} is not an action; use a comma-separated "
+                                 f"subset of: {', '.join(ACTIONS)}")
+    return value
+
+
 @commands.command("grant")
 @click.option("--key", "key_ref", required=True, help="The patient's key.")
 @click.option("--actor", help="The grantee (key name or 0x public key).")
 @click.option("--actor-role", help="Or every accredited holder of this role (e.g. pharmacy).")
-@click.option("--actions", default="read", show_default=True, help="Comma-separated: read,write.")
+@click.option("--actions", default="read", show_default=True, callback=_actions,
+              help="Comma-separated: read,write.")
 @click.option("--deny", is_flag=True, help="A deny rule (deny wins over permit).")
 @click.option("--types", "resource_types", default="", help="Comma-separated FHIR resource types (default all).")
 @click.option("--purposes", default="", help="Comma-separated purpose-of-use codes (default any).")
