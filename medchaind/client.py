@@ -61,6 +61,7 @@ from .flows import (
     helper,
     hexstr,
     send_flow,
+    verified_nonce_flow,
     verified_query_flow,
     verifying,
     wait_height_flow,
@@ -187,6 +188,13 @@ class Client(_Transport):
     def next_nonce(self, sender: bytes) -> int:
         return int(self.call("tx_nonce", {"sender": hexstr(sender)})["next"])
 
+    def proven_nonce(self, sender: bytes | str, *, height: int | None = None) -> int:
+        """The sender's committed nonce at the node's head (or a kept ``height``), proven
+        against a header this client's verifier accepts (ProofError otherwise)."""
+        if self.verifier is None:
+            raise ValueError("proven_nonce needs a client with a verifier (Client(path, verifier=...))")
+        return self._drive(verified_nonce_flow(self.verifier, sender, height))
+
     def build_tx(self, key: SigningKey, type_: str, body: dict[str, Any], *, nonce: int | None = None) -> Tx:
         if nonce is None:
             nonce = self.next_nonce(key.public_key)
@@ -290,6 +298,12 @@ class AsyncClient(_AsyncTransport):
 
     async def next_nonce(self, sender: bytes) -> int:
         return int((await self.call("tx_nonce", {"sender": hexstr(sender)}))["next"])
+
+    async def proven_nonce(self, sender: bytes | str, *, height: int | None = None) -> int:
+        """:meth:`Client.proven_nonce`, asynchronously."""
+        if self.verifier is None:
+            raise ValueError("proven_nonce needs a client with a verifier (AsyncClient(path, verifier=...))")
+        return await self._drive(verified_nonce_flow(self.verifier, sender, height))
 
     async def build_tx(self, key: SigningKey, type_: str, body: dict[str, Any], *, nonce: int | None = None) -> Tx:
         if nonce is None:

@@ -34,39 +34,92 @@ DEFAULT_MAX_SIZE = 8 * 1024 * 1024
 CBORValue = Any  # int | bytes | str | bool | None | list[CBORValue] | dict[str, CBORValue]
 
 
-def _check(obj: object, depth: int, max_depth: int = MAX_DEPTH) -> None:
+def _check(obj: object, depth: int, max_depth: int = MAX_DEPTH) -> bool:
+    """Raise DecodeError unless ``obj`` is in the data model (see the module docstring).
+
+    Returns whether every map in ``obj`` has text keys in ASCII that are already in
+    canonical order (shorter first, then bytewise): then cbor2's plain encoding is the
+    canonical one (in this data model canonical mode only sorts map keys), and
+    :func:`encode` / :func:`decode` skip its slower canonical mode.
+
+    The scalar items of a list or map are checked inline rather than by a recursive call
+    (most items are scalars, and a call per item was most of the cost of encoding a
+    state value); the checks and their order, hence every error, are those of the
+    recursive definition: an item of a container at ``depth`` is at ``depth + 1``.
+    """
     if depth > max_depth:
         raise DecodeError(f"nesting deeper than {max_depth}")
     t = type(obj)
+    ordered = True
     if t is int:
         if not INT_MIN <= obj <= INT_MAX:  # type: ignore[operator]
             raise DecodeError("integer out of the 64-bit range")
     elif t is str:
-        try:
-            obj.encode("utf-8")  # type: ignore[attr-defined]
-        except UnicodeEncodeError:
-            raise DecodeError("text is not valid UTF-8 (lone surrogate)") from None
+        if not obj.isascii():  # type: ignore[attr-defined]
+            _check_text(obj)  # type: ignore[arg-type]
     elif t is bytes or t is bool or obj is None:
-        return
+        pass
     elif t is list:
+        child = depth + 1
         for item in obj:  # type: ignore[attr-defined]
-            _check(item, depth + 1, max_depth)
+            if child > max_depth:
+                raise DecodeError(f"nesting deeper than {max_depth}")
+            ti = type(item)
+            if ti is bytes or ti is bool or item is None:
+                continue
+            if ti is int:
+                if not INT_MIN <= item <= INT_MAX:
+                    raise DecodeError("integer out of the 64-bit range")
+            elif ti is str:
+                if not item.isascii():
+                    _check_text(item)
+            elif not _check(item, child, max_depth):
+                ordered = False
     elif t is dict:
+        child = depth + 1
+        prev_len, prev = -1, ""
         for key, value in obj.items():  # type: ignore[attr-defined]
             if type(key) is not str:
                 raise DecodeError("map keys must be text strings")
-            _check(key, depth + 1, max_depth)
-            _check(value, depth + 1, max_depth)
+            if child > max_depth:
+                raise DecodeError(f"nesting deeper than {max_depth}")
+            if key.isascii():
+                n = len(key)
+                if n < prev_len or (n == prev_len and key < prev):
+                    ordered = False
+                prev_len, prev = n, key
+            else:
+                _check_text(key)
+                ordered = False
+            tv = type(value)
+            if tv is bytes or tv is bool or value is None:
+                continue
+            if tv is int:
+                if not INT_MIN <= value <= INT_MAX:
+                    raise DecodeError("integer out of the 64-bit range")
+            elif tv is str:
+                if not value.isascii():
+                    _check_text(value)
+            elif not _check(value, child, max_depth):
+                ordered = False
     elif t is float:
         raise DecodeError("floats are not allowed")
     else:
         raise DecodeError(f"unsupported CBOR item ({t.__name__}); tags and simple values are not allowed")
+    return ordered
+
+
+def _check_text(text: str) -> None:
+    # an ASCII string is always valid UTF-8; only others can hold a lone surrogate
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DecodeError("text is not valid UTF-8 (lone surrogate)") from None
 
 
 def encode(obj: CBORValue) -> bytes:
     """Canonical encoding of ``obj``. Raises DecodeError if ``obj`` is outside the data model."""
-    _check(obj, 0)
-    return cbor2.dumps(obj, canonical=True)
+    return cbor2.dumps(obj) if _check(obj, 0) else cbor2.dumps(obj, canonical=True)
 
 
 def encode_unchecked(obj: CBORValue) -> bytes:
@@ -102,7 +155,7 @@ def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE, *, max_depth: int = MA
         raise
     except Exception as exc:  # cbor2 raises several types (CBORDecodeError, ValueError, ...)
         raise DecodeError(f"malformed CBOR: {exc}") from None
-    _check(obj, 0, max_depth)
-    if cbor2.dumps(obj, canonical=True) != data:
+    ordered = _check(obj, 0, max_depth)
+    if (cbor2.dumps(obj) if ordered else cbor2.dumps(obj, canonical=True)) != data:
         raise DecodeError("not the canonical encoding (RFC 8949 §4.2.1) or trailing bytes")
     return obj

@@ -40,10 +40,12 @@ class TxRejected(MedchainError):
 
     rpc_code = -32010
 
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: str, reason: str, *, retry_after_ms: int | None = None) -> None:
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
+        #: for a refusal that is about load, not about the tx: when to try again
+        self.retry_after_ms = retry_after_ms
 
 
 class ClientTimeout(MedchainError):

@@ -72,6 +72,8 @@ __all__ = [
     "ok",
     "send_flow",
     "unhex",
+    "proven_header_flow",
+    "verified_nonce_flow",
     "verified_query_flow",
     "verifying",
     "wait_height_flow",
@@ -360,6 +362,22 @@ def verified_query_flow(verifier: LightVerifier, method: str, params: Any = None
     if not isinstance(resp, dict) or "result" not in resp or not isinstance(resp.get("proof"), dict):
         raise ProofError(f"the node answered {method} without a proof")
     proof = resp["proof"]
+    header = yield from proven_header_flow(verifier, proof)
+    witness = Witness.from_json(proof)
+    context_ms = proof.get("context_time_ms")
+    if context_ms is not None and (type(context_ms) is not int or context_ms < header.time_ms):
+        raise ProofError("the proof's context time is before its block")
+    replayed = replay_query(spec, verifier.chain_id, asked, WitnessState(header.app_hash, witness),
+                            tip_time_ms=header.time_ms, context_time_ms=context_ms)
+    answer = check_answer(replayed, resp["result"])
+    if answer is None and spec.not_found is not None:
+        raise RPCError(NotFound.rpc_code, spec.not_found)
+    return answer
+
+
+def proven_header_flow(verifier: LightVerifier, proof: dict[str, Any]) -> Flow[Header]:
+    """The header of a proof's ``height``, fetched and checked (§23.5) unless the
+    verifier already holds it; its ``app_hash`` must be the proof's."""
     height = proof.get("height")
     if type(height) is not int or height < 1:
         raise ProofError("the proof names no committed block (the chain has no block yet?)")
@@ -372,16 +390,37 @@ def verified_query_flow(verifier: LightVerifier, method: str, params: Any = None
         if header.height != height:
             raise ProofError("the node sent the header of another height")
         verifier.verify_header(header, commit_from_json(block["commit"]), _validators(proof.get("validators")))
-    witness = Witness.from_json(proof)
-    context_ms = proof.get("context_time_ms")
-    if context_ms is not None and (type(context_ms) is not int or context_ms < header.time_ms):
-        raise ProofError("the proof's context time is before its block")
-    replayed = replay_query(spec, verifier.chain_id, asked, WitnessState(header.app_hash, witness),
-                            tip_time_ms=header.time_ms, context_time_ms=context_ms)
-    answer = check_answer(replayed, resp["result"])
-    if answer is None and spec.not_found is not None:
-        raise RPCError(NotFound.rpc_code, spec.not_found)
-    return answer
+    if proof.get("app_hash") not in (None, hexstr(header.app_hash)):
+        raise ProofError("the proof's app_hash is not the header's")
+    return header
+
+
+def verified_nonce_flow(verifier: LightVerifier, sender: bytes | str, height: int | None = None) -> Flow[int]:
+    """A sender's committed nonce (its number of committed txs), proven: ``tx_nonce``
+    with ``"prove": true`` (at ``height``, or the node's head) and the proof of
+    ``auth/n/<sender>`` checked against a header the verifier accepts (membership: the
+    8-byte nonce; absence: 0). ProofError if the node's answer is not what it proves."""
+    from .app.app import NONCE_NS, nonce_key
+    from .app.proofs import Witness, verify_key
+
+    pk = unhex(sender) if isinstance(sender, str) else sender
+    params: dict[str, Any] = {"sender": hexstr(pk), "prove": True}
+    if height is not None:
+        params["height"] = height
+    resp = yield Call("tx_nonce", params)
+    if not isinstance(resp, dict) or not isinstance(resp.get("proof"), dict):
+        raise ProofError("the node answered tx_nonce without a proof")
+    proof = resp["proof"]
+    if height is not None and proof.get("height") != height:
+        raise ProofError(f"the node proved height {proof.get('height')}, not {height}")
+    header = yield from proven_header_flow(verifier, proof)
+    raw = verify_key(header.app_hash, NONCE_NS, nonce_key(pk), Witness.from_json(proof))
+    if raw is not None and len(raw) != 8:
+        raise ProofError("the proven nonce is not 8 bytes")
+    nonce = 0 if raw is None else int.from_bytes(raw, "big")
+    if resp.get("committed") != nonce:
+        raise ProofError(f"the node says nonce {resp.get('committed')}, its proof shows {nonce}")
+    return nonce
 
 
 def verifying(flow: Flow[T], verifier: LightVerifier) -> Flow[T]:

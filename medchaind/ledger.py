@@ -21,9 +21,10 @@ import trio
 
 from .app import App, Execution
 from .app.app import PROTOCOL_VERSION
+from .app.proofs import ProvingState
 from .chain import Tip
 from .errors import ConfigError
-from .store import GENESIS_APP_HASH_META, GENESIS_HASH_META, ChainStore, IncompleteStoreError
+from .store import GENESIS_APP_HASH_META, GENESIS_HASH_META, PROTOCOL_META, ChainStore, IncompleteStoreError
 from .types import Block, Commit, Genesis, Receipt, validators_hash
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,14 @@ class StoreState:
                 self.remember({node_hash: record})
         return record
 
+    def trie_value(self, leaf_hash: bytes) -> bytes | None:
+        """The value of a trie leaf of any version the store retains (by leaf hash)."""
+        return self.store.trie_value(leaf_hash)
+
+    def forget(self) -> None:
+        """Drop the record cache (the store was replaced under it)."""
+        self._trie_cache.clear()
+
     def remember(self, records: dict[bytes, bytes]) -> None:
         """Keep ``records`` (hash -> record) in the cache, dropping the oldest beyond its bound."""
         cache = self._trie_cache
@@ -70,6 +79,42 @@ class StoreState:
         if excess > 0:
             for h in list(itertools.islice(cache, excess)):
                 del cache[h]
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """Which versions of the state trie a node keeps besides its head's (§23.8).
+
+    ``recent``: the last so many heights (proofs at an older height); ``snapshot_interval``
+    / ``snapshot_keep``: every ``interval``-th height is a state snapshot, the last
+    ``keep`` of them are kept (and served). All versions from the oldest kept one to the
+    head are kept: replaced records are pruned when they are older than all of them.
+    """
+
+    recent: int = 0
+    snapshot_interval: int = 0
+    snapshot_keep: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.recent > 0 or (self.snapshot_interval > 0 and self.snapshot_keep > 0)
+
+    def snapshot_heights(self, head: int, base: int = 1) -> list[int]:
+        """The kept snapshot heights at ``head``, newest first (``head`` itself included
+        when it is one: it is served once the next block exists)."""
+        n, keep = self.snapshot_interval, self.snapshot_keep
+        if n <= 0 or keep <= 0:
+            return []
+        top = head - head % n
+        return [h for h in range(top, max(base, 1) - 1, -n)][:keep]
+
+    def horizon(self, head: int, base: int = 1) -> int:
+        """The oldest retained version at ``head`` (every version from it to the head)."""
+        low = head - self.recent
+        snaps = self.snapshot_heights(head, base)
+        if snaps:
+            low = min(low, snaps[-1])
+        return max(low, base if base > 1 else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,17 +128,28 @@ CommitListener = Callable[[Committed], None]
 
 
 class Ledger:
-    def __init__(self, store: ChainStore, app: App, genesis: Genesis, *, commit_in_thread: bool = True) -> None:
+    def __init__(self, store: ChainStore, app: App, genesis: Genesis, *, commit_in_thread: bool = True,
+                 retention: Retention | None = None) -> None:
         #: LevelDB's sync'd write releases the GIL, so it runs in a worker thread; in-memory
         #: simulations under a mock clock commit inline instead (no real I/O in flight).
         self.commit_in_thread = commit_in_thread
         self.store = store
         self.app = app
         self.genesis = genesis
+        self.retention = retention or Retention()
         self.state = StoreState(store)
         self._listeners: list[CommitListener] = []
         self._height_changed = trio.Event()
         self._init_genesis()
+        filled = self.store.ensure_trie_values()
+        if filled:
+            log.info("state trie values filled in from the flat state values=%d", filled)
+        if not self.retention.enabled and self.store.has_stale_trie():
+            # retention was switched off: drop what it kept before any record can come back
+            # without a birth entry (prune_trie relies on them while entries are pending)
+            while self.store.prune_trie(self.store.head_height()):
+                pass
+        self.base = self.store.base_height()
         self.tip = self._load_tip()
 
     def _init_genesis(self) -> None:
@@ -114,7 +170,7 @@ class Ledger:
                 )
             writes = self.app.genesis_writes()
             trie = self.app.genesis_trie(writes)
-            self.store.init_genesis(gh, trie.root, writes, trie_puts=trie.puts)
+            self.store.init_genesis(gh, trie.root, writes, trie_puts=trie.puts, trie_values=trie.values)
             log.info("genesis initialised chain_id=%s genesis_hash=%s", self.genesis.chain_id, gh.hex())
         elif stored != gh:
             raise ConfigError(
@@ -123,6 +179,30 @@ class Ledger:
             )
         else:
             self._check_state_commitment()
+        self._check_protocol()
+
+    def _check_protocol(self) -> None:
+        """The datadir's chain must have been made by this protocol version (protocol.md
+        Appendix B): blocks of another version hash their results differently, so this node
+        could neither replay nor extend them. A datadir without the mark and without blocks
+        (genesis only, or one written before the mark existed) gets it now; one with blocks
+        and no mark predates protocol 3."""
+        mark = self.store.get_meta(PROTOCOL_META)
+        if mark is None:
+            if self.store.head_height() > 0:
+                raise ConfigError(
+                    f"{self._where()} holds blocks made by an older medchaind (protocol 2 or "
+                    f"earlier), and this one speaks protocol {PROTOCOL_VERSION} (its blocks' "
+                    "results_hash differs), so it can neither replay nor extend that chain. Start "
+                    "the network from a new genesis and new datadirs (protocol.md Appendix B)"
+                )
+            self.store.put_meta(PROTOCOL_META, str(PROTOCOL_VERSION).encode())
+        elif mark != str(PROTOCOL_VERSION).encode():
+            raise ConfigError(
+                f"{self._where()} was made by protocol {mark.decode(errors='replace')}, and this "
+                f"medchaind speaks protocol {PROTOCOL_VERSION}: use the medchaind version that made "
+                "it, or start from a new genesis and new datadirs (protocol.md Appendix B)"
+            )
 
     def _check_state_commitment(self) -> None:
         """A datadir of protocol 1 (app_hash a hash chain over write-sets, no state trie)
@@ -159,10 +239,81 @@ class Ledger:
 
     def _commit_block(self, block: Block, commit: Commit, ex: Execution) -> None:
         trie = ex.trie
+        retain = self.retention.enabled
         self.store.commit_block(
             block, commit, ex.writes, ex.receipts,
             trie_puts=None if trie is None else trie.puts, trie_deletes=() if trie is None else trie.deletes,
+            trie_values=None if trie is None else trie.values,
+            trie_deleted_leaves=frozenset() if trie is None else trie.deleted_leaves, retain=retain,
         )
+        if retain:
+            self.store.prune_trie(self.retention.horizon(block.height, self.base))
+
+    # ------------------------------------------------------------ older versions
+
+    def oldest_version(self) -> int:
+        """The lowest height whose state this node can read and prove (its head without retention)."""
+        head = self.tip.height
+        return self.retention.horizon(head, self.base) if self.retention.enabled else head
+
+    def root_at(self, height: int) -> bytes | None:
+        """The ``app_hash`` of the state after block ``height`` if this node keeps that
+        version of the state trie, else None (pruned, below the base, or not yet)."""
+        tip = self.tip
+        if height == tip.height:
+            return tip.app_hash
+        if not self.oldest_version() <= height < tip.height:
+            return None
+        if height == 0:
+            return self.store.get_meta(GENESIS_APP_HASH_META)
+        block = self.store.get_block(height)
+        return None if block is None else block.header.app_hash
+
+    def version_reader(self, root: bytes) -> ProvingState:
+        """A StateReader over a kept version of the state (its root): trie records and
+        values by leaf hash, checked against ``root``, so it reads exactly that version."""
+        return ProvingState(root, self.state.trie_node, self.state.get, self.state.trie_value)
+
+    def tip_at(self, height: int) -> Tip | None:
+        """The tip as it was after block ``height`` (None if that version is not kept).
+        ``block_powers`` is the set that signed it when the kept versions tell it."""
+        tip = self.tip
+        if height == tip.height:
+            return tip
+        root = self.root_at(height)
+        if root is None:
+            return None
+        powers = self.app.authority_powers(self.version_reader(root))
+        if height == 0:
+            return Tip(0, self.genesis.hash(), root, self.genesis.genesis_time_ms, powers)
+        block = self.store.get_block(height)
+        if block is None:
+            return None
+        header = block.header
+        signers: dict[bytes, int] | None = None
+        before = self.root_at(height - 1)
+        if before is not None:
+            signers = self.app.authority_powers(self.version_reader(before))
+        elif validators_hash(powers) == header.validators_hash:
+            signers = powers
+        return Tip(height, block.hash(), root, header.time_ms, powers, block_powers=signers)
+
+    def snapshot_heights(self) -> list[int]:
+        """Kept state snapshots this node can serve (newest first): a snapshot is served
+        once the block after it is committed (a joining node verifies that block's commit)."""
+        head = self.tip.height
+        return [h for h in self.retention.snapshot_heights(head, self.base) if self.base <= h < head]
+
+    def restore_snapshot(self, block: Block, commit: Commit, state: list[tuple[str, bytes, bytes]],
+                         trie_puts: dict[bytes, bytes], trie_values: dict[bytes, bytes]) -> None:
+        """Replace a genesis-only store by a verified state snapshot (medchaind.sync.snapshots)
+        and move the tip to its block; nothing below it will be served."""
+        self.store.restore_snapshot(block, commit, state, trie_puts, trie_values)
+        self.base = self.store.base_height()
+        self.state.forget()
+        self.tip = self._load_tip()
+        ev, self._height_changed = self._height_changed, trio.Event()
+        ev.set()
 
     @property
     def height(self) -> int:

@@ -18,6 +18,18 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
 fi
 
+# the console's browser tests (tests/console) drive Debian's headless Chromium with its
+# chromedriver; without them those tests skip, so only install them where we may
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing chromium chromium-driver (browser tests)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      chromium chromium-driver fonts-dejavu-core >/dev/null
+  else
+    echo "bootstrap: chromium and chromium-driver are missing: the console's browser tests will skip" >&2
+  fi
+fi
+
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "bootstrap: Python >= 3.11 is required ($PY is $("$PY" --version 2>&1))" >&2

@@ -21,7 +21,7 @@ the genesis state's root is the ``app_hash`` "before block 1". Because the trie'
 depends only on the state, every node computes the same root, and a node or a client can
 prove any key's value, its absence, or every key under a prefix against a header
 (docs/protocol.md §23, docs/adr-state-commitment.md). Protocol 1 chained hashes of
-write-sets instead; :data:`PROTOCOL_VERSION` 2 is this commitment.
+write-sets instead; :data:`PROTOCOL_VERSION` 2 introduced this commitment.
 """
 
 from __future__ import annotations
@@ -54,10 +54,11 @@ from .trie import EMPTY_ROOT, NodeReader, TrieDelta, tree_key, update
 
 NONCE_NS = "auth"
 
-#: The chain's protocol version (docs/protocol.md, "Protocol version"): 2 since
-#: ``app_hash`` is the root of the state trie (it was a hash chain over write-sets in 1).
-#: Nodes of different versions compute different ``app_hash``es from block 1 on.
-PROTOCOL_VERSION = 2
+#: The chain's protocol version (docs/protocol.md, "Protocol versions"): 2 made
+#: ``app_hash`` the root of the state trie (it was a hash chain over write-sets in 1),
+#: 3 leaves the free-text ``reason`` out of ``results_hash`` (it commits to each
+#: receipt's ``{code, events}``). Nodes of different versions disagree on block hashes.
+PROTOCOL_VERSION = 3
 
 
 def nonce_key(sender: bytes) -> bytes:

@@ -40,7 +40,7 @@ from typing import Any
 from ..errors import ProofError
 from .module import Attach, Module, QueryContext, QuerySpec
 from .schema import FieldError, decode_json_params
-from .trie import EMPTY_ROOT, MAX_KEY_SIZE, TrieReader, tree_key
+from .trie import EMPTY_ROOT, MAX_KEY_SIZE, TrieReader, leaf_hash, tree_key
 
 __all__ = [
     "MAX_WITNESS_ITEMS", "ProvingState", "Witness", "WitnessState", "check_answer",
@@ -51,6 +51,9 @@ __all__ = [
 MAX_WITNESS_ITEMS = 200_000
 #: a reserved query parameter: ``"prove": true`` asks for the answer with its proof
 PROVE_PARAM = "prove"
+#: a reserved query parameter: ``"height": h`` asks for the answer on the state after
+#: block ``h`` (a version the node keeps), not its head's
+HEIGHT_PARAM = "height"
 
 
 def _h(data: bytes) -> bytes:
@@ -95,17 +98,23 @@ class ProvingState:
     """
 
     def __init__(self, root: bytes, read_node: Callable[[bytes], bytes | None],
-                 read_value: Callable[[str, bytes], bytes | None]) -> None:
+                 read_value: Callable[[str, bytes], bytes | None],
+                 read_leaf_value: Callable[[bytes], bytes | None] | None = None) -> None:
         self._nodes: dict[bytes, bytes] = {}
         self._values: dict[bytes, bytes] = {}
         self.trie = TrieReader(root, read_node, seen=self._nodes.__setitem__)
         self.read_value = read_value
+        #: values by leaf hash (a store that keeps older versions): reads an older state
+        self.read_leaf_value = read_leaf_value
 
     def _value(self, module: str, key: bytes, vhash: bytes) -> bytes:
         found = self._values.get(vhash)
         if found is not None:
             return found
-        value = self.read_value(module, key)
+        if self.read_leaf_value is not None:
+            value = self.read_leaf_value(leaf_hash(tree_key(module, key), vhash))
+        else:
+            value = self.read_value(module, key)
         if value is None or _h(value) != vhash:
             raise ProofError("the state changed while a proof was built (a block committed); retry")
         self._values[vhash] = value
@@ -191,7 +200,7 @@ def replay_query(spec: QuerySpec, chain_id: str, params: dict[str, Any], state: 
     Returns the answer as the node sends it (before it attaches a blob: an
     :class:`Attach` comes back as is).
     """
-    p = {k: v for k, v in params.items() if k != PROVE_PARAM}
+    p = {k: v for k, v in params.items() if k not in (PROVE_PARAM, HEIGHT_PARAM)}
     if spec.tip_time and p.get("time_ms") is None:
         p["time_ms"] = tip_time_ms
     try:

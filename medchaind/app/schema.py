@@ -116,6 +116,10 @@ class Bytes(Field):
         return f"{self.min}..{self.max} bytes"
 
 
+#: the characters :class:`Text` refuses (ord < 0x20)
+_CONTROL = re.compile("[\x00-\x1f]")
+
+
 class Text(Field):
     """Text of ``min``..``max`` characters without control characters (optionally a pattern)."""
 
@@ -129,7 +133,7 @@ class Text(Field):
             if self.what:
                 raise FieldError(f"{name} must be {self.what}")
             raise FieldError(f"{name} must be text of {self.min}..{self.max} characters")
-        if any(ord(c) < 0x20 for c in value):
+        if _CONTROL.search(value) is not None:
             raise FieldError(f"{name} must not contain control characters")
         if self.pattern is not None and self.pattern.fullmatch(value) is None:
             raise FieldError(f"{name} must be {self.what or 'of the form ' + self.pattern.pattern}")
@@ -189,7 +193,7 @@ class ListOf(Field):
     def _check(self, value: Any, name: str, one: Callable[[Any, str], Any]) -> tuple[Any, ...]:
         if not isinstance(value, list) or not self.min <= len(value) <= self.max:
             raise FieldError(f"{name} must be a list of {self.min}..{self.max} items")
-        out = tuple(one(v, name) for v in value)
+        out = tuple([one(v, name) for v in value])
         if self.unique:
             try:
                 distinct = len(set(out)) == len(out)
@@ -293,6 +297,8 @@ class FieldSpec:
 
 
 _SPECS: dict[type, tuple[FieldSpec, ...]] = {}
+#: per class: the field names and the required ones (decoding checks a map against them)
+_NAMES: dict[type, tuple[frozenset[str], tuple[str, ...]]] = {}
 
 
 def fields_of(cls: type) -> tuple[FieldSpec, ...]:
@@ -323,27 +329,32 @@ def _compile(cls: type, *, canonical: bool) -> tuple[FieldSpec, ...]:
 def body(cls: type[T]) -> type[T]:
     """Make ``cls`` a frozen dataclass and a tx body type (optional fields default to None)."""
     dc = dataclasses.dataclass(frozen=True, slots=True)(cls)
-    _SPECS[dc] = _compile(dc, canonical=True)
+    _register(dc, _compile(dc, canonical=True))
     return dc
 
 
 def params(cls: type[T]) -> type[T]:
     """Make ``cls`` a frozen dataclass and a query-parameter type."""
     dc = dataclasses.dataclass(frozen=True, slots=True)(cls)
-    _SPECS[dc] = _compile(dc, canonical=False)
+    _register(dc, _compile(dc, canonical=False))
     return dc
+
+
+def _register(cls: type, specs: tuple[FieldSpec, ...]) -> None:
+    _SPECS[cls] = specs
+    _NAMES[cls] = (frozenset(s.name for s in specs), tuple(s.name for s in specs if s.required))
 
 
 def _decode(cls: type[T], value: Any, where: str | None, *, json: bool, what: str = "field") -> T:
     specs = fields_of(cls)
     if not isinstance(value, dict):
         raise FieldError(f"{where} must be a map" if where else "must be a map of named fields")
-    names = {s.name for s in specs}
-    missing = sorted(s.name for s in specs if s.required and s.name not in value)
-    if missing:
+    names, required = _NAMES[cls]
+    if not all(n in value for n in required):
+        missing = sorted(n for n in required if n not in value)
         raise FieldError(f"missing {what}(s) {missing}" + (f" in {where}" if where else ""))
-    extra = sorted(str(k) for k in value if k not in names)
-    if extra:
+    if not names.issuperset(value):
+        extra = sorted(str(k) for k in value if k not in names)
         raise FieldError(f"unexpected {what}(s) {extra}" + (f" in {where}" if where else ""))
     kwargs = {}
     for s in specs:

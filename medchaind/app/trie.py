@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ProofError
 
@@ -210,6 +210,11 @@ class TrieDelta:
     root: bytes
     puts: dict[bytes, bytes]
     deletes: frozenset[bytes]
+    #: leaf hash -> value, for every leaf record in ``puts`` (a store that keeps older
+    #: versions of the trie keeps each leaf's value beside it: docs/protocol.md §23.8)
+    values: dict[bytes, bytes] = field(default_factory=dict)
+    #: the hashes in ``deletes`` that are leaves
+    deleted_leaves: frozenset[bytes] = frozenset()
 
 
 def _sym(key: bytes, i: int) -> int:
@@ -232,6 +237,9 @@ class _Updater:
         self.read = read
         self.root: _Node | bytes | None = None if root == EMPTY_ROOT else root
         self.removed: set[bytes] = set()
+        self.removed_leaves: set[bytes] = set()
+        #: tree key -> value of every put (the new leaves' values)
+        self.values: dict[bytes, bytes] = {}
 
     def _load(self, ref: bytes) -> _Node:
         record = self.read(ref)
@@ -314,6 +322,7 @@ class _Updater:
             if some.vhash != vhash:
                 if some.hash is not None:
                     self.removed.add(some.hash)
+                    self.removed_leaves.add(some.hash)
                 self._set(path, len(path), _LeafN(key, vhash, None))
             return
         new_leaf = _LeafN(key, vhash, None)
@@ -338,6 +347,7 @@ class _Updater:
             return
         if stop.hash is not None:
             self.removed.add(stop.hash)
+            self.removed_leaves.add(stop.hash)
         if not path:
             self.root = None
             return
@@ -353,11 +363,15 @@ class _Updater:
 
     def finish(self) -> TrieDelta:
         if self.root is None:
-            return TrieDelta(EMPTY_ROOT, {}, frozenset(self.removed))
+            return TrieDelta(EMPTY_ROOT, {}, frozenset(self.removed), {}, frozenset(self.removed_leaves))
         added: dict[bytes, bytes] = {}
         root_hash = self._hash(self.root, added)
         puts = {h: r for h, r in added.items() if h not in self.removed}
-        return TrieDelta(root_hash, puts, frozenset(self.removed - added.keys()))
+        # a dirty leaf exists only because a put wrote it, so its key has a value here
+        vals = self.values
+        values = {h: vals[r[33:]] for h, r in puts.items() if r[0] == LEAF_TAG}
+        deletes = frozenset(self.removed - added.keys())
+        return TrieDelta(root_hash, puts, deletes, values, frozenset(self.removed_leaves & deletes))
 
     @staticmethod
     def _hash(top: _Node | bytes, added: dict[bytes, bytes]) -> bytes:
@@ -407,8 +421,10 @@ def update(root: bytes, read: NodeReader, changes: Iterable[tuple[bytes, bytes |
             raise ProofError(f"a state key is at most {MAX_KEY_SIZE} bytes with its module name")
         if value is None:
             up.delete(key)
+            up.values.pop(key, None)
         else:
             up.put(key, _h(value))
+            up.values[key] = value
     return up.finish()
 
 

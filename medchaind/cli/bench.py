@@ -7,7 +7,9 @@ of about ``tx_size`` bytes (``anchor.commit`` with an opaque ``meta`` field;
 ``records.add`` of an encrypted FHIR Observation of about ``tx_size`` bytes whose
 ciphertext travels as the blob sidecar, each patient writing its own records; or, with
 ``--tx-type supply``, ``supply.capture`` of one EPCIS commissioning event by one of 16
-accredited manufacturers), and submits them from
+accredited manufacturers; or, with ``--tx-type claims``, ``claims.submit`` of a generated
+de-identified claim by one of 16 providers enrolled with 4 payers, its encrypted
+document as the blob sidecar), and submits them from
 ``connections`` client threads, spread over the nodes, as JSON-RPC batches as fast as
 the nodes accept them. A watcher subscribed to ``newHeads`` on node0 timestamps every
 committed block; submit-to-final latency of a tx is the time from sending its batch to
@@ -42,6 +44,8 @@ BATCH = 200
 SENDERS = 64
 #: manufacturers of ``--tx-type supply`` (each accredited by a 2/3+ vote: setup costs ~4 txs each)
 SUPPLY_SENDERS = 16
+#: providers and payers of ``--tx-type claims`` (setup: register, accredit, enroll)
+CLAIMS_PROVIDERS, CLAIMS_PAYERS = 16, 4
 
 
 def _proc_stats(pid: int) -> dict[str, float]:
@@ -76,9 +80,13 @@ def verify_rate(seconds: float = 1.0) -> float:
 
 
 def _submit_batches(path: Path, txs: list[Tx], sent_at: dict[bytes, float], errors: list[str],
-                    rate: float = 0.0, blobs: dict[bytes, bytes] | None = None) -> None:
+                    rate: float = 0.0, blobs: dict[bytes, bytes] | None = None,
+                    busy: list[int] | None = None) -> None:
     """Submit in batches; with ``rate`` > 0 (tx/s for this connection) pace the batches
-    (open loop), so latency is measured below saturation rather than as queueing."""
+    (open loop), so latency is measured below saturation rather than as queueing. A tx
+    refused ``busy`` (the node's backpressure) is sent again after its ``retry_after_ms``;
+    ``busy[0]`` counts those refusals."""
+    busy = busy if busy is not None else [0]
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(str(path))
     f = sock.makefile("rb")
@@ -91,18 +99,31 @@ def _submit_batches(path: Path, txs: list[Tx], sent_at: dict[bytes, float], erro
                 if delay > 0:
                     time.sleep(delay)
             chunk = txs[i : i + batch]
-            req = [
-                {"jsonrpc": "2.0", "id": j, "method": "tx_submit", "params": _submit_params(t, blobs)}
-                for j, t in enumerate(chunk)
-            ]
-            now = time.perf_counter()
-            for t in chunk:
-                sent_at[t.hash] = now
-            sock.sendall(json.dumps(req, separators=(",", ":")).encode() + b"\n")
-            replies = json.loads(f.readline())
-            for r in replies:
-                if "error" in r:
-                    errors.append(str(r["error"].get("message")))
+            while chunk:
+                req = [
+                    {"jsonrpc": "2.0", "id": j, "method": "tx_submit", "params": _submit_params(t, blobs)}
+                    for j, t in enumerate(chunk)
+                ]
+                now = time.perf_counter()
+                for t in chunk:
+                    sent_at.setdefault(t.hash, now)  # latency counts from the first attempt
+                sock.sendall(json.dumps(req, separators=(",", ":")).encode() + b"\n")
+                replies = json.loads(f.readline())
+                retry, wait_ms = [], 0
+                for r in replies:
+                    err = r.get("error")
+                    if err is None:
+                        continue
+                    data = err.get("data") or {}
+                    if data.get("code") == "busy":  # backpressure: send it again after the hint
+                        retry.append(chunk[r["id"]])
+                        wait_ms = max(wait_ms, int(data.get("retry_after_ms", 100)))
+                    else:
+                        errors.append(str(err.get("message")))
+                if retry:
+                    busy[0] += len(retry)
+                    time.sleep(wait_ms / 1000)
+                chunk = retry
     finally:
         f.close()
         sock.close()
@@ -204,6 +225,22 @@ def run_bench(
                 txs.append(by_maker[s][-1])
             per_conn = [[t for s in range(c_i, len(makers), connections) for t in by_maker[s]]
                         for c_i in range(connections)]
+        elif tx_type == "claims":  # enrolled providers submitting de-identified claims
+            import random
+
+            from ..modules.claims.benchkit import claim, setup_pairs, submit_tx
+
+            pairs = setup_pairs(ipcs, chain, [k for _, k in nodes], CLAIMS_PROVIDERS, CLAIMS_PAYERS)
+            rng = random.Random(0)  # the claims' content; keys and pair keys are fresh
+            by_pair: list[list[Tx]] = [[] for _ in pairs]
+            for i in range(n_txs):
+                s = i % len(pairs)
+                tx, blob = submit_tx(pairs[s], chain, 1 + len(by_pair[s]), claim(pairs[s], i, rng))
+                blobs[tx.hash] = blob
+                by_pair[s].append(tx)
+                txs.append(tx)
+            per_conn = [[t for s in range(c_i, len(pairs), connections) for t in by_pair[s]]
+                        for c_i in range(connections)]
         else:  # anchor or records: registered senders with nonces
             senders = [crypto.KeyPair.generate() for _ in range(SENDERS)]
             with Client(ipcs[0], timeout=120) as c:
@@ -247,10 +284,13 @@ def run_bench(
         watcher.start()
         sent_at: dict[bytes, float] = {}
         errors: list[str] = []
+        busy = [0]
         threads = [threading.Thread(target=_submit_batches,
                                     args=(ipcs[i % validators], per_conn[i], sent_at, errors, rate / connections,
-                                          blobs or None))
+                                          blobs or None, busy))
                    for i in range(connections)]
+        load_before = os.getloadavg()[0]
+        client_cpu0 = time.process_time()
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -290,6 +330,8 @@ def run_bench(
                 last = max(t for hh, t in seen.items() if hh <= end_height)
                 elapsed = min(elapsed, last - t0) if last > t0 else elapsed
         stop.set()
+        client_cpu = time.process_time() - client_cpu0
+        load_after = os.getloadavg()[0]
         blobs_everywhere = (
             _wait_blobs(dirs, {crypto.sha256(b).hex() for b in blobs.values()}) if blobs and not stalled else None
         )
@@ -306,6 +348,7 @@ def run_bench(
             "txs_committed": committed,
             "stalled": stalled,
             "rejected": len(errors),
+            "busy_retries": busy[0],
             "first_rejections": errors[:3],
             "connections": connections,
             "offered_rate_tx_per_s": rate or "unlimited",
@@ -322,10 +365,17 @@ def run_bench(
                 else round(blobs_everywhere, 2)} if blobs else {}),
             "nodes": [
                 {"node": i, "cpu_seconds": round(a.get("cpu_s", 0) - b.get("cpu_s", 0), 2),
+                 "cpu_us_per_committed_tx": round((a.get("cpu_s", 0) - b.get("cpu_s", 0)) * 1e6 / committed)
+                 if committed else None,
                  "rss_mib": round(a.get("VmRSS", 0), 1), "peak_rss_mib": round(a.get("VmHWM", 0), 1)}
                 for i, (b, a) in enumerate(zip(before, after, strict=True))
             ],
             "client_sign_seconds": round(sign_s, 2),
+            # the load generator's own CPU from first submit to last commit (JSON encoding,
+            # the submit threads, the head watcher): it shares the cores with the nodes
+            "client_cpu_seconds": round(client_cpu, 2),
+            # the machine is shared: the 1-minute load average when the submits began and ended
+            "load_average_1m": [round(load_before, 2), round(load_after, 2)],
             "ed25519_verify_per_s_one_core": round(vrate),
             "cores": cores,
             "verify_bound_tx_per_s": round(bound),

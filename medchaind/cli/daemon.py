@@ -107,8 +107,10 @@ def _overrides(**kw: Any) -> dict[str, Any]:
     return {k.replace("__", "."): v for k, v in kw.items() if v is not None}
 
 
-def _run(datadir: Path, overrides: dict[str, Any]) -> None:
-    """Run the node; exits 130 if SIGINT stopped it, returns (status 0) after SIGTERM."""
+def _run(datadir: Path, overrides: dict[str, Any], announce_console: Any = None) -> None:
+    """Run the node; exits 130 if SIGINT stopped it, returns (status 0) after SIGTERM.
+
+    ``announce_console(url)``: called with the console's URL (and token) once it listens."""
     from ..node.node import Node, run_until_signal
 
     def reload() -> Any:
@@ -118,6 +120,10 @@ def _run(datadir: Path, overrides: dict[str, Any]) -> None:
         cfg = reload()
         setup_logging(cfg.log.level, cfg.log.format)
         node = Node.from_config(cfg)
+        if cfg.console.listen:  # imported only when on: the web stack is not loaded otherwise
+            from ..console.server import attach_console
+
+            attach_console(node, announce_console)
         stopped_by = trio.run(run_until_signal, node, reload)
     except KeyboardInterrupt:  # Ctrl-C before the node's signal handling started
         sys.exit(EXIT_SIGINT)
@@ -137,6 +143,11 @@ RUN_OPTIONS = [
     click.option("--log-format", "log__format", type=click.Choice(["text", "json"])),
     click.option("--create-empty-blocks/--no-create-empty-blocks", "consensus__create_empty_blocks", default=None),
     click.option("--metrics-listen", "metrics__listen", help="Serve Prometheus metrics on host:port (e.g. 127.0.0.1:9464)."),
+    click.option("--console-listen", "console__listen",
+                 help="Serve the read-only web console on host:port (e.g. 127.0.0.1:9470; 0 = any free port)."),
+    click.option("--snapshot-sync/--no-snapshot-sync", "sync__snapshot_sync", default=None,
+                 help="With an empty chain, start from a verified state snapshot of the peers "
+                      "(falls back to block sync from genesis when none is usable)."),
 ]
 
 
@@ -192,9 +203,14 @@ def testnet(n_validators: int, observers: int, output: Path, chain_id: str, host
 @click.option("--validators", "-n", "n_validators", type=click.IntRange(1, 64), default=1, show_default=True,
               help="With N > 1, run a local N-authority network, one process per node.")
 @click.option("--base-port", type=PORT, default=26656, show_default=True, help="With --validators > 1: first P2P port.")
+@click.option("--console/--no-console", "console", default=True, show_default=True,
+              help="Serve the web console (on 127.0.0.1, a free port, unless --console-listen or "
+                   "MEDCHAIND_CONSOLE_LISTEN says otherwise; empty = off) and print its URL.")
 @_run_options
-def dev(datadir: Path | None, n_validators: int, base_port: int, **kw: Any) -> None:
+def dev(datadir: Path | None, n_validators: int, base_port: int, console: bool, **kw: Any) -> None:
     """A throwaway chain, ready in one command (one authority, or N with --validators)."""
+    if not console:
+        kw["console__listen"] = ""
     if n_validators > 1:
         from .devnet import run_devnet
 
@@ -212,8 +228,14 @@ def dev(datadir: Path | None, n_validators: int, base_port: int, **kw: Any) -> N
         if not (datadir / "config.toml").exists():
             init_datadir(datadir, chain_id="medchain-dev", moniker="dev")
         cfg = load_config(datadir, overrides=_overrides(**kw))
+        if console and not cfg.console.listen and "MEDCHAIND_CONSOLE_LISTEN" not in os.environ:
+            kw["console__listen"] = "127.0.0.1:0"  # on in dev: a free port, printed once it listens
         click.echo(dev_banner(cfg, temporary=tmp is not None), err=True)
-        _run(datadir, _overrides(**kw))
+
+        def announce(url: str) -> None:
+            click.echo(f"web console: {url}", err=True)
+
+        _run(datadir, _overrides(**kw), announce)
     except MedchainError as exc:
         _fail(exc)
     finally:
@@ -369,9 +391,11 @@ def import_cmd(datadir: Path, src: Path) -> None:
               help="Transactions to submit.")
 @click.option("--tx-size", type=click.IntRange(1, MAX_TX_BYTES), default=1024, show_default=True,
               help="Approximate encoded tx size in bytes (anchor txs).")
-@click.option("--tx-type", type=click.Choice(["anchor", "identity", "records", "supply"]), default="anchor",
-              show_default=True, help="records: records.add of an encrypted FHIR Observation, ciphertext as blob "
-              "sidecar; supply: supply.capture of an EPCIS commissioning event.")
+@click.option("--tx-type", type=click.Choice(["anchor", "identity", "records", "supply", "claims"]),
+              default="anchor", show_default=True,
+              help="records: records.add of an encrypted FHIR Observation, ciphertext as blob "
+              "sidecar; supply: supply.capture of an EPCIS commissioning event; claims: claims.submit of a "
+              "generated de-identified claim, its encrypted document as blob sidecar.")
 @click.option("--connections", type=click.IntRange(1, 1024), default=8, show_default=True,
               help="Client connections submitting in parallel.")
 @click.option("--base-port", type=PORT, default=27656, show_default=True, help="First P2P port of the bench network.")

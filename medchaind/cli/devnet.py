@@ -28,9 +28,9 @@ def start_nodes(
     for i, d in enumerate(datadirs):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for dotted, value in (settings or {}).items():
-            if dotted == "metrics.listen" and value:
+            if dotted in ("metrics.listen", "console.listen") and value:
                 host, _, port = value.rpartition(":")
-                value = f"{host}:{int(port) + i}"
+                value = f"{host}:{int(port) + i if int(port) else 0}"
             section, _, key = dotted.partition(".")
             env[f"MEDCHAIND_{section.upper()}_{key.upper()}"] = str(value).lower() if isinstance(value, bool) else value
         log = open(d / "node.log", "ab")  # noqa: SIM115 (handed to the child)

@@ -46,6 +46,7 @@ without a key (a follower), so nothing is logged, signed or proposed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import deque
@@ -89,6 +90,7 @@ from ..types import Block, Commit, Tx, decode_block, sign_tx, verify_commit
 from ..types.block import MAX_BLOCK_BYTES
 from .buffers import FutureBuffer, InboxQuota
 from .signguard import DoubleSignGuard
+from .verify import Verifier
 from .wal import WAL
 from .wire import (
     ConsensusMsg,
@@ -226,6 +228,9 @@ class BftEngine:
         self.clock_ms = clock_ms
         self.chain_id = ledger.genesis.chain_id
         self.signer = Ed25519Signer(key, self.chain_id) if key is not None else None
+        #: signatures of proposed and synced blocks (and, through the node, of gossiped
+        #: txs) are checked in worker threads when the ledger does real I/O
+        self.verifier = Verifier(mempool.sigs, threads=ledger.commit_in_thread)
         t = self.config.timeouts
         grace_ms = self.config.double_sign_grace_ms
         if grace_ms is None:
@@ -361,6 +366,16 @@ class BftEngine:
             log.warning("consensus inbox full; dropping a message height=%d", m.height)
         return True
 
+    def rebase(self) -> None:
+        """The ledger was restored from a state snapshot before :meth:`run` started
+        (medchaind.sync.snapshots): take its head as the last decided height."""
+        if self._nursery is not None:
+            raise RuntimeError("rebase() is for an engine that has not started")
+        self.last_commit = self.ledger.store.get_commit(self.ledger.height)
+        self._prev_powers = dict(self.ledger.tip.powers)
+        self._start_head = self.ledger.height
+        self._vset = None
+
     async def submit_synced(self, block: Block, commit: Commit) -> None:
         """Hand a block fetched by sync to the engine; returns once it was processed."""
         done = trio.Event()
@@ -436,6 +451,7 @@ class BftEngine:
                 # proposal, or already decided: the core would drop it, so its block is
                 # neither executed nor cached (the bound on _blocks)
                 return
+            await self.verifier.preverify(msg.block.txs)  # the txs gossip did not bring us
             valid = self._judge(msg.block)
             await self._apply(ProposalReceived(m, valid))
         else:
@@ -555,8 +571,8 @@ class BftEngine:
             return
         if isinstance(eff, WALAppend):
             if self.wal is not None:
-                self._wal_block(eff.entry)
-                self.wal.append(eff.entry.height, eff.entry)
+                await self._wal_block(eff.entry)
+                await self._wal_io(self.wal.append, eff.entry.height, eff.entry)
         elif isinstance(eff, SignVote):
             assert self.signer is not None and self.state.me is not None  # a core without a key never asks
             self._own.append(VoteReceived(self.signer.sign_vote(eff.vote)))
@@ -647,7 +663,21 @@ class BftEngine:
         await trio.sleep(ms / 1000)
         await self._send.send(_Timeout(kind, height, round_))
 
-    def _wal_block(self, entry: Any) -> None:
+    async def _wal_io(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run a WAL write (it fsyncs) in a worker thread when the ledger does real I/O.
+
+        The engine task still waits for it (a message is durable before it is signed),
+        but the event loop does not: an fsync takes milliseconds (~4 ms on the bench
+        machine, 5-8 per height), and blocking the loop for it starved tx admission and
+        gossip, so single-authority blocks shrank to a few dozen txs. Nothing else
+        touches the WAL (only this task does). Simulations under a mock clock write inline.
+        """
+        if self.ledger.commit_in_thread:
+            await trio.to_thread.run_sync(fn, *args)
+        else:
+            fn(*args)
+
+    async def _wal_block(self, entry: Any) -> None:
         """Before a signed message that names a block: that block, once, in the WAL."""
         assert self.wal is not None
         named = getattr(entry, "block_hash", None)
@@ -656,7 +686,7 @@ class BftEngine:
         cached = self._blocks.get(bytes(named))
         if cached is None:  # pragma: no cover - the core only names blocks it was given
             return
-        self.wal.append_block(int(entry.height), cached[0].encode())
+        await self._wal_io(self.wal.append_block, int(entry.height), cached[0].encode())
         self._wal_blocks.add(bytes(named))
 
     def _build(self, height: int, round_: int) -> bytes:
@@ -695,8 +725,8 @@ class BftEngine:
         self.mempool.update(block.txs)
         if self.wal is not None:
             look_back = self.sign_guard.look_back
-            self.wal.prune(block.height + 1,
-                           keep_precommits_from=block.height - look_back if look_back else None)
+            await self._wal_io(functools.partial(
+                self.wal.prune, block.height + 1, keep_precommits_from=block.height - look_back if look_back else None))
         self.started_height = 0
         self._blocks = {k: v for k, v in self._blocks.items() if v[0].height > block.height}
         log.info("committed block height=%d round=%d txs=%d hash=%s", block.height, commit.round,
@@ -832,6 +862,7 @@ class BftEngine:
                 verify_commit(block.last_commit, self.chain_id, self._prev_powers,
                               block.header.prev_hash, block.height - 1)
             params = self.ledger.genesis.params
+            await self.verifier.preverify(block.txs)
             ex = validate_block(self.ledger.app, self.ledger.state, tip, block, self.mempool.sigs,
                                 max_txs=params.max_block_txs, max_bytes=params.max_block_bytes)
         except (InvalidBlock, ValidationError) as exc:

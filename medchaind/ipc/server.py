@@ -738,6 +738,7 @@ class Dispatcher:
         if max_batch < 1 or max_reply_bytes < 1:
             raise ValueError("max_batch and max_reply_bytes must be positive")
         self._methods: dict[str, _Method] = {}
+        self._batch_hooks: dict[str, Callable[[list[Any]], Awaitable[None]]] = {}
         self._max_batch = max_batch
         self.max_reply_bytes = max_reply_bytes
         self.register("rpc_modules", self._rpc_modules)
@@ -754,6 +755,15 @@ class Dispatcher:
         if not callable(handler):
             raise TypeError(f"handler for {name!r} is not callable")
         self._methods[name] = _Method(handler, mutating, long_poll)
+
+    def register_batch_hook(self, name: str, hook: Callable[[list[Any]], Awaitable[None]]) -> None:
+        """Before a batch runs, ``await hook(params)`` with the params of its calls of
+        ``name`` (only when the connection may call it): work the calls can share, done
+        once for the batch (``tx_submit`` verifies the batch's signatures in worker
+        threads). A hook prepares, it never answers: each call still runs as usual."""
+        if name not in self._methods:
+            raise ValueError(f"method {name!r} is not registered")
+        self._batch_hooks[name] = hook
 
     def methods(self) -> list[str]:
         """Registered method names, sorted."""
@@ -795,6 +805,8 @@ class Dispatcher:
                 INVALID_REQUEST,
                 f"invalid request: batch of {len(message)} requests (limit {self._max_batch})",
             )
+        if self._batch_hooks:
+            await self._prepare_batch(message, conn)
         parts: list[bytes] = []
         size = 2  # the brackets
         full = False
@@ -811,6 +823,17 @@ class Dispatcher:
                 parts.append(part)
                 size += len(part)
         return b"[" + b",".join(parts) + b"]" if parts else None
+
+    async def _prepare_batch(self, message: list[Any], conn: Connection) -> None:
+        grouped: dict[str, list[Any]] = {}
+        for request in message:
+            if isinstance(request, dict):
+                method = request.get("method")
+                if isinstance(method, str) and method in self._batch_hooks:
+                    grouped.setdefault(method, []).append(request.get("params"))
+        for method, params in grouped.items():
+            if conn.grant.allows(namespace_of(method)):
+                await self._batch_hooks[method](params)
 
     def _not_run(self, request: Any) -> bytes | None:
         """The reply to a batch entry after the reply limit was reached (not executed)."""

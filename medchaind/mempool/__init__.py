@@ -58,6 +58,13 @@ class MempoolConfig:
     priority_reserve_bytes: int = 4 * 1024 * 1024
     #: pending priority-lane txs one sender may hold
     max_priority_per_sender: int = 64
+    #: backpressure: above this many pending txs or bytes a client's default-lane tx is
+    #: refused ``busy`` with a retry hint (:meth:`Mempool.refuse_if_busy`), so the pool
+    #: holds what the next few blocks take and never becomes the queue clients wait in;
+    #: gossip and the priority lane still go up to the caps
+    busy_txs: int = 10_000
+    busy_bytes: int = 8 * 1024 * 1024
+    busy_retry_ms: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +115,7 @@ class Mempool:
         self._priority_bytes = 0
         self._priority_by_sender: dict[bytes, int] = {}
         self._admitted = self._rejected = self._evicted = self._dropped = 0
+        self.busy_refusals = 0
         self._inserted = trio.Event()
 
     # ------------------------------------------------------------------ queries
@@ -145,6 +153,27 @@ class Mempool:
             await self._inserted.wait()
 
     # ------------------------------------------------------------------ admission
+
+    def busy(self) -> bool:
+        """Whether client submissions of default-lane txs are refused now (backpressure)."""
+        return len(self._txs) >= self.config.busy_txs or self._bytes >= self.config.busy_bytes
+
+    def refuse_if_busy(self, tx: Tx) -> None:
+        """Backpressure for client submissions: raise TxRejected ``busy`` (with
+        ``retry_after_ms``) while the pool holds more than ``busy_txs`` / ``busy_bytes``.
+
+        Called before :meth:`add` for txs from clients only (a tx a peer admitted
+        already is not refused for load). Priority-lane txs are never busy. Nothing is
+        evicted or changed: the client keeps the tx and sends it again later.
+        """
+        cfg = self.config
+        if not self.busy() or tx.hash in self._txs:
+            return
+        if self.app.lane(tx) == "priority":
+            return
+        self.busy_refusals += 1
+        raise TxRejected("busy", f"{len(self._txs)} txs ({self._bytes >> 20} MiB) are waiting for blocks; "
+                         f"retry in {cfg.busy_retry_ms} ms", retry_after_ms=cfg.busy_retry_ms)
 
     def add(self, tx: Tx) -> bool:
         """Admit ``tx``; False if it is already pending. Raises TxRejected otherwise."""

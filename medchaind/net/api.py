@@ -188,6 +188,9 @@ class NetStats:
     backend never drops locally. ``requests_failed`` counts our requests that raised;
     ``requests_errored`` counts inbound requests answered with an error.
     ``connections_refused`` counts handshakes refused by the allowlist (libp2p only).
+    ``identity_conflicts`` counts sightings of another process holding this node's key
+    (a peer authenticated with our own peer id, a gossip message signed with our key
+    that this process did not publish; libp2p only: memory endpoint names are unique).
     """
 
     published: int = 0
@@ -200,6 +203,7 @@ class NetStats:
     requests_served: int = 0
     requests_errored: int = 0
     connections_refused: int = 0
+    identity_conflicts: int = 0
     topics: Mapping[str, TopicStats] = field(default_factory=dict)
 
 

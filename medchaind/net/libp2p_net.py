@@ -16,6 +16,32 @@ fails), inbound and outbound alike, before any stream, gossip or identify traffi
 Requests to peers off the list fail without dialling. :meth:`Libp2pNetwork.set_allowlist`
 changes the list at run time (governance) and disconnects peers that fell off it.
 
+**One key, one running node** (issue 9). A second process holding this node's key (a
+restored backup beside its original, a copied datadir) must not sign beside it, and the
+network is where it shows first. A connection, inbound or outbound, whose handshake
+authenticates *our own* peer id is refused, and when it does not come from this very
+process it is reported: counted in ``identity_conflicts``, logged at ERROR, and passed to
+``on_identity_conflict`` (the node wires it to the consensus engine's
+``report_key_elsewhere``, which stops signing). Two other sightings count the same way:
+
+* a bootstrap entry carrying our own peer id at an address other than our listen
+  addresses (a shared bootstrap list, a datadir moved to a new host with its config) is
+  *probed*: dialled and handshaken like a peer (:meth:`Libp2pNetwork._probe_own_address`)
+  every ``self_probe_interval_s``, every ``self_probe_repeat_s`` while someone answers
+  there with our key, so the report keeps coming for as long as the other copy runs;
+* a gossip message signed with our key that reached us from a peer, i.e. that this
+  process did not publish (py-libp2p drops it after validation, silently). For
+  ``self_echo_grace_s`` after start this is not reported: a peer's gossip cache can still
+  offer a message of this node's previous run.
+
+"This very process" is told by the Noise static key: it is made fresh for every network
+instance, so by every process (:meth:`_build_host`), and both sides' are exchanged in the
+handshake, so a probe that lands on our own listener (``0.0.0.0`` reached through an
+interface address) sees its own Noise key and stops probing that address quietly. No
+connection to our own peer id is ever kept. Another node cannot tell two processes with
+one key apart (the gossip of one never reaches the other: gossipsub does not forward a
+message to its origin's peer id), so the check runs where the key is.
+
 **Gossip** runs gossipsub ``/meshsub/1.1.0`` (1.2.0 roughly doubled CPU per message,
 DESIGN.md §5) with py-libp2p's defaults overridden where they lose messages or leak:
 
@@ -177,6 +203,7 @@ from libp2p.rcmgr import new_resource_manager  # noqa: E402
 from libp2p.security.exceptions import HandshakeFailure  # noqa: E402
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID  # noqa: E402
 from libp2p.security.noise.transport import Transport as NoiseTransport  # noqa: E402
+from libp2p.security.pnet.protector import new_protected_conn  # noqa: E402
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID  # noqa: E402
 from libp2p.stream_muxer.yamux.yamux import Yamux  # noqa: E402
 from libp2p.tools.anyio_service import background_trio_service  # noqa: E402
@@ -291,6 +318,10 @@ def _probe_listen(maddr: multiaddr.Multiaddr) -> OSError | None:
     return None
 
 
+#: content hashes of this process's own publications kept to recognise them when a peer
+#: echoes one after the seen cache forgot it (~100 bytes each)
+OWN_PUBLISHED_KEPT = 65_536
+
 # Room for the RPC envelope around one gossip message (topic, seqno, from, signature,
 # public key, sender record): generous, the limit guards memory, not exact framing.
 _RPC_OVERHEAD = 64 * 1024
@@ -316,6 +347,12 @@ class Libp2pTuning:
     startup_timeout_s: float = 30.0
     shutdown_timeout_s: float = 5.0
     max_connections: int = 256
+    #: a bootstrap address with our own peer id is probed this often (see "One key")...
+    self_probe_interval_s: float = 10.0
+    #: ...and this often while another process answers there with our key
+    self_probe_repeat_s: float = 1.0
+    #: after start, gossip signed with our key may still be our previous run's
+    self_echo_grace_s: float = 10.0
 
 
 def peer_id_from_public_key(ed25519_pub: bytes) -> PeerId:
@@ -405,6 +442,19 @@ class _MedchainGossipSub(GossipSub):
         self._on_dropped(rpc, reason)
         super()._handle_dropped_rpc(peer_id, rpc, reason)
 
+    #: topic ids of bulk traffic (tx gossip, :meth:`Libp2pNetwork.set_bulk_topic`)
+    bulk_topics: frozenset[str] = frozenset()
+
+    def send_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, priority: bool = False) -> None:
+        # Channel priorities (CometBFT's consensus vs mempool channels): a message of any
+        # topic but a bulk one -- votes, proposals, block announcements -- goes into the
+        # peer's priority queue, ahead of queued tx batches, whether we publish or forward
+        # it. Under a tx flood, FIFO queues held votes behind hundreds of batches for tens
+        # of seconds, and a height waited for them with no timeout running.
+        if not priority and self.bulk_topics:
+            priority = not any(t in self.bulk_topics for m in rpc.publish for t in m.topicIDs)
+        super().send_rpc(peer_id, rpc, priority)
+
     def _check_equivocation(self, msg: rpc_pb2.Message) -> bool:
         # The base class stores every message forever to detect (from, seqno) reuse with
         # different data. Strict signing already binds data to (from, seqno), and our
@@ -419,6 +469,35 @@ class _MedchainGossipSub(GossipSub):
         await super().publish(msg_forwarder, pubsub_msg)
         # Only adaptive gossip (disabled) reads this list, and only it prunes it.
         self.recent_message_deliveries.clear()
+
+
+class _OwnPeerId(HandshakeFailure):
+    """A handshake authenticated our own peer id: this process (``same_process``) or another one."""
+
+    def __init__(self, message: str, *, same_process: bool) -> None:
+        super().__init__(message)
+        self.same_process = same_process
+
+
+def _own_peer_id_error(exc: BaseException) -> _OwnPeerId | None:
+    """The :class:`_OwnPeerId` behind a failed security upgrade, if that was the reason."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, _OwnPeerId):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _remote_noise_key(secured: ISecureConn) -> bytes | None:
+    """The remote's Noise static key (py-libp2p 0.8 keeps it as the session's remote
+    "permanent" key); None if this connection does not expose one."""
+    try:
+        return bytes(secured.get_remote_public_key().to_bytes())
+    except Exception:
+        return None
 
 
 class _NoAutoConnector(AutoConnector):
@@ -443,6 +522,8 @@ class _AllowlistSecurity(ISecureTransport):
 
     async def _check(self, secured: ISecureConn, direction: str) -> ISecureConn:
         remote = secured.get_remote_peer()
+        if remote == self._net._id:
+            await self._net._refuse_own_peer_id(secured, direction)
         if self._net.is_allowed(PeerId(remote.to_base58())):
             return secured
         self._net._counters.connections_refused += 1
@@ -521,6 +602,7 @@ class Libp2pNetwork(NetworkAPI):
         *,
         limits: NetLimits | None = None,
         tuning: Libp2pTuning | None = None,
+        on_identity_conflict: Callable[[str], None] | None = None,
     ) -> None:
         if len(key_seed) != 32:
             raise ConfigError(f"node key: an Ed25519 seed is 32 bytes, got {len(key_seed)}")
@@ -539,14 +621,26 @@ class Libp2pNetwork(NetworkAPI):
         self._chain_id = chain_id
         self._psk = psk
         self._listen = [self._parse_addr("listen", a) for a in listen]
-        self._bootstrap = [self._parse_peer_addr(a) for a in bootstrap]
-        self._bootstrap = [info for info in self._bootstrap if info.peer_id != self._id]
+        parsed = [self._parse_peer_addr(a) for a in bootstrap]
+        self._bootstrap = [info for info in parsed if info.peer_id != self._id]
+        # our own peer id at an address that is not ours: probed ("One key" in the module doc)
+        own = {str(a) for a in self._listen}
+        self._self_probes = list(dict.fromkeys(
+            str(addr) for info in parsed if info.peer_id == self._id for addr in info.addrs if str(addr) not in own
+        ))
+        self._on_identity_conflict = on_identity_conflict
+        self._noise_key = create_new_x25519_key_pair()  # fresh per instance: tells us from a copy
+        self._conflict_logged: dict[str, float] = {}
+        self._started_at: float | None = None
         self._allowlist = frozenset(allowlist) if allowlist is not None else None
         for info in self._bootstrap:
             if not self.is_allowed(PeerId(info.peer_id.to_base58())):
                 raise ConfigError(f"bootstrap peer {info.peer_id} is not on the allowlist")
         self._counters = Counters()
         self._subs: dict[str, Subscription] = {}
+        self._bulk_topics: frozenset[str] = frozenset()
+        #: content hashes of what this process published, newest last (OWN_PUBLISHED_KEPT)
+        self._own_published: dict[bytes, None] = {}
         self._handlers: dict[str, Handler] = {}
         self._change = trio.Event()
         self._refusal_logged: dict[ID, float] = {}
@@ -602,6 +696,25 @@ class Libp2pNetwork(NetworkAPI):
 
     def _topic_id(self, topic: str) -> str:
         return f"/medchain/{self._chain_id}/{topic}"
+
+    def set_bulk_topic(self, topic: str) -> None:
+        """Mark ``topic`` as bulk traffic: its messages wait in each peer's outbound queue
+        behind those of every other topic (see ``_MedchainGossipSub.send_rpc``)."""
+        self._bulk_topics = self._bulk_topics | {self._topic_id(check_name("topic", topic))}
+        if self._state is not None:
+            self._state.router.bulk_topics = self._bulk_topics
+
+    def bulk_backlog(self) -> int:
+        """Bulk RPCs waiting in the fullest peer outbound queue (0 when not running).
+
+        A bulk publisher that waits for this to fall sends fewer, larger messages instead
+        of piling them up in front of a slow peer connection (TxGossip does).
+        """
+        state = self._state
+        if state is None:
+            return 0
+        return max((len(getattr(q._queue, "_non_priority", ())) for q in state.pubsub.peer_queues.values()),
+                   default=0)
 
     def _protocol_id(self, protocol: str) -> TProtocol:
         return TProtocol(f"/medchain/{self._chain_id}/{protocol}")
@@ -666,6 +779,7 @@ class Libp2pNetwork(NetworkAPI):
             adaptive_gossip_enabled=False,
             eclipse_protection_enabled=False,
         )
+        router.bulk_topics = self._bulk_topics
         pubsub = _MedchainPubsub(
             host,
             router,
@@ -700,6 +814,9 @@ class Libp2pNetwork(NetworkAPI):
                                 self._start_drain(state, topic)
                             for info in self._bootstrap:
                                 nursery.start_soon(self._keep_connected, state, info)
+                            self._started_at = trio.current_time()
+                            for addr in self._self_probes:
+                                nursery.start_soon(self._probe_own_address, state, addr)
                             log.info("libp2p network started peer_id=%s listen=%s", self._peer_id,
                                      self.listen_addrs())
                             self._changed()
@@ -744,7 +861,7 @@ class Libp2pNetwork(NetworkAPI):
         return None
 
     def _build_host(self) -> IHost:
-        noise = NoiseTransport(self._key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
+        noise = NoiseTransport(self._key_pair, noise_privkey=self._noise_key.private_key)
         # Always gated, even without an allowlist: set_allowlist() may install one later.
         security = _AllowlistSecurity(noise, self)
         host = new_host(
@@ -796,6 +913,102 @@ class Libp2pNetwork(NetworkAPI):
                 reason,
                 self._counters.dropped_outbound,
             )
+
+    # --- one key, one running node -----------------------------------------------------
+
+    async def _refuse_own_peer_id(self, secured: ISecureConn, direction: str) -> None:
+        """A handshake authenticated our own peer id: close it, report it unless it is us."""
+        same = _remote_noise_key(secured) == bytes(self._noise_key.public_key.to_bytes())
+        where = secured.get_remote_address()
+        try:
+            await secured.close()
+        except Exception as exc:  # refused whether or not the close succeeds
+            log.debug("closing a connection to our own peer id failed error=%r", exc)
+        if same:
+            raise _OwnPeerId("connected to this node itself", same_process=True)
+        address = f"{where[0]}:{where[1]}" if where else "an unknown address"
+        if direction == "inbound":
+            why = f"a peer with this node's own peer id {self._peer_id} connected from {address}"
+        else:
+            why = f"this node's own peer id {self._peer_id} answered at {address}, which is not this process"
+        self._identity_conflict(why, key=f"{direction}/{where[0] if where else '?'}")
+        raise _OwnPeerId(why, same_process=False)
+
+    def _gossip_signed_with_our_key(self, forwarder: ID, topic: str) -> None:
+        started = self._started_at
+        if started is None or trio.current_time() - started < self._tuning.self_echo_grace_s:
+            log.debug("gossip signed with this node's key from peer=%s during the start grace", forwarder)
+            return
+        self._identity_conflict(
+            f"a {topic} gossip message signed with this node's key {self._peer_id}, not published by "
+            f"this process, arrived from peer {forwarder}", key=f"gossip/{forwarder}")
+
+    def _identity_conflict(self, why: str, *, key: str) -> None:
+        """Another process holds our key: count, log (once a minute per source), report."""
+        self._counters.identity_conflicts += 1
+        now = time.monotonic()
+        last = self._conflict_logged.get(key)
+        if last is None or now - last >= 60:
+            if len(self._conflict_logged) >= 1024:
+                self._conflict_logged.clear()
+            self._conflict_logged[key] = now
+            log.error(
+                "another process is running with this node's key: %s. Two nodes with one key sign "
+                "conflicting votes (equivocation); this node refuses to sign while it sees the other one "
+                "(consensus_status.signing says why and until when). Stop the other copy (a restored "
+                "backup, a copied datadir), or give it a key of its own", why)
+        if self._on_identity_conflict is not None:
+            try:
+                self._on_identity_conflict(why)
+            except Exception:  # reporting must never break the connection handling
+                log.exception("identity conflict handler failed")
+
+    async def _probe_own_address(self, state: _Running, addr: str) -> None:
+        """Dial ``addr``, a bootstrap address that names our own peer id, and handshake.
+
+        Our listener there (``0.0.0.0`` reached through an interface address): stop. Another
+        process with our key: reported by :meth:`_refuse_own_peer_id` (outbound), and probed
+        again every ``self_probe_repeat_s``. Nobody: try again with backoff up to
+        ``self_probe_interval_s``, since a copy may start later.
+        """
+        delay = self._tuning.reconnect_initial_s
+        while True:
+            outcome = await self._probe_once(state, multiaddr.Multiaddr(addr))
+            if outcome == "self":
+                log.debug("bootstrap address with this node's peer id is this node addr=%s", addr)
+                return
+            if outcome == "other":
+                delay = self._tuning.self_probe_repeat_s
+            else:
+                delay = min(max(delay * 2, self._tuning.reconnect_initial_s), self._tuning.self_probe_interval_s)
+            await trio.sleep(delay)
+
+    async def _probe_once(self, state: _Running, maddr: multiaddr.Multiaddr) -> str:
+        """``"self"``, ``"other"`` (another process has our key) or ``"none"``."""
+        swarm = state.host.get_network()
+        raw: Any = None
+        try:
+            with trio.fail_after(self._tuning.dial_timeout_s):
+                transport = swarm.transport_manager.transport_for_dialing(maddr)  # type: ignore[attr-defined]
+                if transport is None:
+                    return "none"
+                raw = await transport.dial(maddr)
+                if self._psk is not None:
+                    raw = new_protected_conn(raw, self._psk.hex())
+                secured = await swarm.upgrader.upgrade_security(raw, True, self._id)  # type: ignore[attr-defined]
+        except Exception as exc:  # refused (the expected outcome), unreachable, timed out
+            own = _own_peer_id_error(exc)
+            if own is not None:
+                return "self" if own.same_process else "other"
+            log.debug("probe of a bootstrap address with this node's peer id failed addr=%s error=%r", maddr, exc)
+            return "none"
+        finally:
+            if raw is not None:
+                with contextlib.suppress(Exception):
+                    await raw.close()
+        with contextlib.suppress(Exception):  # unreachable: _check refuses our own peer id
+            await secured.close()
+        return "none"
 
     # --- connectivity -------------------------------------------------------------------
 
@@ -905,7 +1118,12 @@ class Libp2pNetwork(NetworkAPI):
     def _validator_for(self, topic: str) -> Callable[[ID, rpc_pb2.Message], bool]:
         def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
             if msg.from_id == self._id_bytes:
-                return True  # our own publication: the caller built it
+                # signed with our key, published by another process -- unless a peer sends
+                # back our own message after the seen cache forgot it (a queue that held it
+                # longer than seen_ttl under load: that once stopped two of four authorities)
+                if forwarder != self._id and hashlib.sha256(msg.data).digest() not in self._own_published:
+                    self._gossip_signed_with_our_key(forwarder, topic)
+                return True  # our own publication: the caller built it (py-libp2p drops the other)
             if len(msg.data) > self._limits.max_gossip_size:
                 return False  # fits the RPC size cap (limit + envelope room) but not ours
             return self._subs[topic].accept(self._origin(msg.from_id), msg.data)
@@ -937,6 +1155,10 @@ class Libp2pNetwork(NetworkAPI):
             await trio.lowlevel.checkpoint()
             return  # content already seen: pubsub would drop it too
         await self._wait_outbound_room(state)
+        own = self._own_published
+        own[hashlib.sha256(data).digest()] = None
+        if len(own) > OWN_PUBLISHED_KEPT:
+            del own[next(iter(own))]
         try:
             await state.pubsub.publish(self._topic_id(topic), data)
         except Exception as exc:  # libp2p internals: surface as our error type

@@ -51,6 +51,7 @@ class Counters:
         self.requests_served = 0
         self.requests_errored = 0
         self.connections_refused = 0
+        self.identity_conflicts = 0
         self._topics: dict[str, _TopicCounters] = {}
 
     def topic(self, topic: str) -> _TopicCounters:
@@ -75,6 +76,7 @@ class Counters:
             requests_served=self.requests_served,
             requests_errored=self.requests_errored,
             connections_refused=self.connections_refused,
+            identity_conflicts=self.identity_conflicts,
             topics=topics,
         )
 

@@ -130,6 +130,36 @@ class MetricsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleSection:
+    #: "host:port" of the read-only web console (docs/console.md), e.g. "127.0.0.1:9470";
+    #: empty = off. Gated by the token in <datadir>/console.token.
+    listen: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSection:
+    """State snapshots and older versions of the state (docs/protocol.md §13.4, §23.8)."""
+
+    #: a state snapshot every this many blocks (0 = none are kept or served)
+    snapshot_interval: int = 1000
+    #: how many of the latest snapshots are kept and served
+    snapshot_keep: int = 2
+    #: also keep the state of this many recent heights (queries with "height" and proofs)
+    proof_history: int = 100
+    #: the most bytes of state entries per snapshot chunk
+    snapshot_chunk_bytes: int = 1 << 20
+    #: a node with an empty chain starts from a verified snapshot of its peers (then
+    #: block sync), instead of replaying every block from genesis
+    snapshot_sync: bool = False
+    #: how long a snapshot-syncing node looks for a usable snapshot before it falls back
+    #: to block sync from genesis
+    snapshot_discovery_ms: int = 10_000
+    #: FAULT INJECTION, for tests only: this node serves every snapshot chunk corrupted
+    #: (one value changed), so a joining node must detect it, ban it and refetch elsewhere
+    fault_corrupt_snapshot_chunks: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     datadir: Path
     node: NodeSection = field(default_factory=NodeSection)
@@ -140,6 +170,8 @@ class Config:
     mempool: MempoolSection = field(default_factory=MempoolSection)
     log: LogSection = field(default_factory=LogSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    sync: SyncSection = field(default_factory=SyncSection)
+    console: ConsoleSection = field(default_factory=ConsoleSection)
     #: ``[ipc.access.<name>]`` tables: who gets which namespaces besides the default
     ipc_access: tuple[AccessRule, ...] = ()
 
@@ -160,7 +192,7 @@ class Config:
         return path if path.is_absolute() else self.datadir / path
 
 
-SECTIONS = ("node", "key", "ipc", "consensus", "p2p", "mempool", "log", "metrics")
+SECTIONS = ("node", "key", "ipc", "consensus", "p2p", "mempool", "log", "metrics", "console", "sync")
 
 
 def parse_listen(value: str, setting: str = "metrics.listen") -> tuple[str, int]:
@@ -205,7 +237,7 @@ def _field_types(cls: type) -> dict[str, type]:
 _SECTION_CLASSES: dict[str, type] = {
     "node": NodeSection, "key": KeySection, "ipc": IPCSection,
     "consensus": ConsensusSection, "p2p": P2PSection, "mempool": MempoolSection, "log": LogSection,
-    "metrics": MetricsSection,
+    "metrics": MetricsSection, "sync": SyncSection, "console": ConsoleSection,
 }
 
 
@@ -299,6 +331,11 @@ RANGES: dict[str, tuple[int, int]] = {
     "mempool.max_per_sender": (1, 10_000_000),
     "mempool.sender_rate": (1, 1_000_000),
     "mempool.sender_burst": (1, 10_000_000),
+    "sync.snapshot_interval": (0, 100_000_000),
+    "sync.snapshot_keep": (0, 100),
+    "sync.proof_history": (0, 100_000_000),
+    "sync.snapshot_chunk_bytes": (1024, 16 << 20),
+    "sync.snapshot_discovery_ms": (0, 3_600_000),
 }
 #: what a range error adds about a special value
 _RANGE_NOTES = {"consensus.double_sign_check_height": " (0 turns the check off)"}
@@ -343,6 +380,12 @@ def check_config(cfg: Config) -> None:
             parse_listen(cfg.metrics.listen)
         except ConfigError as exc:
             raise _SettingError("metrics.listen", str(exc)) from None
+    if cfg.console.listen:
+        # port 0: any free port (``medchaind dev`` prints the URL the console got)
+        host, sep, port = cfg.console.listen.rpartition(":")
+        if not (sep and host and port.isdigit() and 0 <= int(port) <= 65535):
+            raise _SettingError("console.listen", f"console.listen must be host:port, e.g. 127.0.0.1:9470 "
+                                                  f"(got {cfg.console.listen!r})")
     _check_p2p(cfg.p2p)
     try:
         check_ipc(cfg.ipc)

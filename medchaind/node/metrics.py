@@ -192,6 +192,10 @@ class NodeCollector(Collector):
         yield gauge("consensus_height", "Height being decided.", s["height"])
         yield gauge("consensus_round", "Round of the height being decided.", s["round"])
         yield counter("evidence", "Equivocations this node has seen since start.", s["evidence"])
+        signing = s.get("signing") or {}
+        yield gauge("consensus_signing", "1 if this node is an authority and signs now; 0 if it does not "
+                    "(not an authority, or its key was seen elsewhere: consensus_status.signing.reason).",
+                    1 if signing.get("validator") and signing.get("signing") else 0)
         sync = n.sync
         yield gauge("syncing", "1 while catching up from peers.", 1 if sync.syncing else 0)
         readiness = getattr(n, "readiness", None)
@@ -218,6 +222,7 @@ class NodeCollector(Collector):
             ("requests_failed", "Requests to peers that failed"),
             ("requests_served", "Requests served to peers"),
             ("connections_refused", "Connections refused (not on the allowlist)"),
+            ("identity_conflicts", "Sightings of another process running with this node's key"),
         ):
             yield counter(f"p2p_{field}", f"{doc} since start.", getattr(ns, field))
         ipc = n.ipc_server

@@ -16,6 +16,7 @@ events and subscription topics are what the modules declare (medchaind.app.modul
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -46,12 +47,13 @@ from ..crypto import KeyPair
 from ..errors import ConfigError, MedchainError
 from ..files import load_genesis, load_keystore
 from ..ipc import Dispatcher, IPCServer
-from ..ledger import Committed, Ledger
+from ..ledger import Committed, Ledger, Retention
 from ..mempool import Mempool, MempoolConfig
 from ..modules import load_modules
 from ..store import LevelDBKV, open_store
 from ..store.blobs import FileBlobStore
 from ..sync import SyncService
+from ..sync.snapshots import MAX_SNAPSHOT_REQUEST, SNAPSHOT_PROTOCOL, SnapshotFetcher, SnapshotServer
 from ..sync.wire import SYNC_PROTOCOL
 from ..types import Genesis, Tx, to_jsonable
 from .blobs import BATCH as BLOB_BATCH
@@ -68,7 +70,8 @@ log = logging.getLogger(__name__)
 #: reads no more of a request than its handler can accept (issue 9: a 256-byte sync
 #: request used to be read up to the 64 MiB response limit before any check). sync/1:
 #: ``sync.wire.decode_sync_request``'s 256 bytes; blob/1: one hash; blobs/1: BATCH hashes.
-REQUEST_LIMITS = {SYNC_PROTOCOL: 256, BLOB_PROTOCOL: 32, BATCH_PROTOCOL: 32 * BLOB_BATCH}
+REQUEST_LIMITS = {SYNC_PROTOCOL: 256, BLOB_PROTOCOL: 32, BATCH_PROTOCOL: 32 * BLOB_BATCH,
+                  SNAPSHOT_PROTOCOL: MAX_SNAPSHOT_REQUEST}
 
 
 def read_passphrase(cfg: Config) -> str:
@@ -119,6 +122,10 @@ class Node:
         self.counters = NodeCounters(last_commit_monotonic=time.monotonic())
         self.started = trio.Event()
         self._opened = False
+        #: more services to run in the node's nursery, started after its own and before
+        #: it reports ready (``serve(task_status=...)``): the web console, which the CLI
+        #: adds (medchaind.console.server), since node/ never imports the layers above it
+        self.services: list[Any] = []
 
     @classmethod
     def from_config(cls, config: Config) -> Node:
@@ -141,7 +148,9 @@ class Node:
 
     def _build(self, store: Any) -> None:
         cfg = self.config
-        self.ledger = Ledger(store, self.app, self.genesis)
+        sc = cfg.sync
+        self.ledger = Ledger(store, self.app, self.genesis, retention=Retention(
+            recent=sc.proof_history, snapshot_interval=sc.snapshot_interval, snapshot_keep=sc.snapshot_keep))
         mc = cfg.mempool
         self.mempool = Mempool(
             self.app, lambda: self.ledger.state, self.sigs, self.ledger.is_committed,
@@ -171,7 +180,12 @@ class Node:
             on_evidence=self._submit_evidence,
         )
         self.sync = SyncService(self.ledger, self.engine, self.net)
-        self.txgossip = TxGossip(self.net, self.mempool, self.genesis.chain_id, on_admitted=self._pending_from_peer)
+        self.snapshots = SnapshotServer(self.ledger, self.net, chunk_bytes=sc.snapshot_chunk_bytes,
+                                        corrupt_chunks=sc.fault_corrupt_snapshot_chunks)
+        self.snapshot_fetcher: SnapshotFetcher | None = None
+        self.sync.snapshot_status = lambda: None if self.snapshot_fetcher is None else self.snapshot_fetcher.status
+        self.txgossip = TxGossip(self.net, self.mempool, self.genesis.chain_id, on_admitted=self._pending_from_peer,
+                                 verifier=self.engine.verifier)
         self.blobs = BlobService(
             self.blob_store, self.net,
             live=lambda: self.app.live_blobs(self.ledger.state), pending=self._pending_blobs,
@@ -191,17 +205,19 @@ class Node:
 
     def _make_dispatcher(self) -> Dispatcher:
         dispatcher = Dispatcher(max_reply_bytes=self.config.ipc.max_reply_bytes)
-        chain = ChainAPI(self.ledger, self.mempool, self, self)
+        queries = ModuleQueries(self.app, self.ledger.state, lambda: self.ledger.tip, self.blob_store.get_blob,
+                                versions=self.ledger)
+        chain = ChainAPI(self.ledger, self.mempool, self, self, prove_key=queries.prove_key)
         node = NodeAPI(
             info=self.info, network=self.network_status,
             peers=lambda: [str(p) for p in self.net.connected_peers()],
             syncing=self.sync.status, consensus=self.engine.status, height=lambda: self.ledger.height,
         )
         admin = AdminAPI(self, self._write_backup)
-        queries = ModuleQueries(self.app, self.ledger.state, lambda: self.ledger.tip, self.blob_store.get_blob)
         for api in (node, chain, admin):
             for name, (handler, mutating) in api.methods().items():
                 dispatcher.register(name, handler, mutating=mutating, long_poll=name in LONG_POLL_METHODS)
+        dispatcher.register_batch_hook("tx_submit", functools.partial(chain.prepare_submits, self.engine.verifier))
         for name, handler in queries.methods().items():
             dispatcher.register(name, handler)
         hub = dispatcher.hub
@@ -265,6 +281,9 @@ class Node:
             psk=psk,
             chain_id=self.genesis.chain_id,
             limits=limits,
+            # another process with this node's key seen on the network: stop signing
+            # (issue 9, "one key, one running authority"; the engine says why and until when)
+            on_identity_conflict=lambda why: self.engine.report_key_elsewhere(why),
         )
 
     def _allowlist(self) -> set[Any]:
@@ -307,6 +326,7 @@ class Node:
             "public_key": "0x" + self.keys.public_key.hex(),
             "is_authority": self.keys.public_key in tip.powers,
             "height": tip.height,
+            "base_height": self.ledger.base,
             "head_hash": "0x" + tip.block_hash.hex(),
             "syncing": self.sync.syncing,
             "mempool_size": len(self.mempool),
@@ -326,6 +346,7 @@ class Node:
             "dropped_outbound": s.dropped_outbound, "requests_sent": s.requests_sent,
             "requests_failed": s.requests_failed, "requests_served": s.requests_served,
             "connections_refused": s.connections_refused,
+            "identity_conflicts": s.identity_conflicts,
         }
 
     def readiness(self) -> tuple[bool, str]:
@@ -392,6 +413,9 @@ class Node:
                 blocks_in = self.net.subscribe(block_topic(self.genesis.chain_id), self.sync.on_announce)
                 nursery.start_soon(drain_subscription, consensus_in)
                 nursery.start_soon(drain_subscription, blocks_in)
+                if self.config.sync.snapshot_sync and self.ledger.height == 0:
+                    await self._snapshot_sync()
+                await nursery.start(self.snapshots.run)
                 await nursery.start(self.txgossip.run)
                 await nursery.start(self.engine.run)
                 await nursery.start(self.sync.run)
@@ -399,6 +423,8 @@ class Node:
                 await nursery.start(self.ipc_server.serve)
                 if self.metrics is not None:
                     await nursery.start(self.metrics.serve)
+                for service in self.services:
+                    await nursery.start(service)
                 log.info("node ready ipc=%s height=%d peer_id=%s", self.config.ipc_path, self.ledger.height,
                          self.net.peer_id)
                 self.started.set()
@@ -410,11 +436,47 @@ class Node:
             self.close()
             log.info("node stopped")
 
+    async def _snapshot_sync(self) -> None:
+        """Start an empty chain from a verified state snapshot of the peers, before
+        consensus and block sync run; without one, block sync starts from genesis."""
+        sc = self.config.sync
+        fetcher = self.snapshot_fetcher = SnapshotFetcher(
+            self.net, self.genesis.chain_id, self.genesis.powers(), fault=self.sync.fault,
+            banned=self.sync.banned, discovery_s=sc.snapshot_discovery_ms / 1000)
+        with trio.move_on_after(sc.snapshot_discovery_ms / 1000):
+            await self.net.wait_peers(1)
+        # let the other bootstrap connections come up (until none is added for 1.5 s, at
+        # most 5 s), so the chunks are spread over every peer that offers the snapshot
+        with trio.move_on_after(5.0):
+            seen = len(self.net.connected_peers())
+            while True:
+                await trio.sleep(1.5)
+                now = len(self.net.connected_peers())
+                if now == seen:
+                    break
+                seen = now
+        restored = await fetcher.fetch()
+        if restored is None:
+            log.warning("snapshot sync: no usable snapshot found; block sync from genesis")
+            return
+        await trio.to_thread.run_sync(self.ledger.restore_snapshot, restored.block, restored.commit,
+                                      restored.state, restored.records, restored.values)
+        self.engine.rebase()
+        self._powers_seen = dict(self.ledger.tip.powers)
+        log.info("snapshot sync done height=%d entries=%d chunks=%d seconds=%s", restored.block.height,
+                 len(restored.state), restored.stats.get("chunks"), restored.stats.get("seconds"))
+
     # ------------------------------------------------------------------ txs
 
-    def submit(self, tx: Tx, blob: bytes | None = None) -> bool:
-        """Admit a tx, and its sidecar if its type carries one (the module's BlobSpec)."""
+    def submit(self, tx: Tx, blob: bytes | None = None, *, client: bool = True) -> bool:
+        """Admit a tx, and its sidecar if its type carries one (the module's BlobSpec).
+
+        A client's tx may be refused ``busy`` (retry hint) while the mempool holds more
+        than the next blocks take (:meth:`Mempool.refuse_if_busy`); ``client=False``
+        (the node's own evidence txs) skips that."""
         self.app.check_blob(tx, blob)
+        if client:
+            self.mempool.refuse_if_busy(tx)
         new = self.mempool.add(tx)
         if new and blob is not None:
             # stored at admission so this node can serve it; if the tx never commits,
@@ -448,7 +510,7 @@ class Node:
         _, nonce = self.next_nonce(self.keys.public_key)
         tx = evidence_tx(self.app, self.keys.signing, self.genesis.chain_id, nonce, ev)
         if tx is not None:
-            self.submit(tx)
+            self.submit(tx, client=False)
 
     def next_nonce(self, sender: bytes) -> tuple[int, int]:
         committed = self.app.nonce(self.ledger.state, sender)
@@ -591,7 +653,7 @@ def reload_settings(node: Node, new: Config) -> list[str]:
     )
     frozen = [
         f"{section}.{k}"
-        for section in ("node", "key", "ipc", "consensus", "p2p", "mempool", "metrics")
+        for section in ("node", "key", "ipc", "consensus", "p2p", "mempool", "metrics", "console")
         for k in (f.name for f in dataclasses.fields(getattr(new, section)))
         if getattr(getattr(new, section), k) != getattr(getattr(merged, section), k)
     ]

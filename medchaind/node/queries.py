@@ -30,6 +30,12 @@ checks the header and re-runs the query on the witness (:mod:`medchaind.flows`).
 block commits while the proof is being built the walk fails and is retried at the new
 tip. Nothing here names a module: the witness is whatever the query read.
 
+**Older heights.** Any query also takes the reserved parameter ``"height": h``: it runs
+on the state after block ``h`` (read through the kept trie records and leaf values,
+docs/protocol.md §23.8) if the node keeps that version, with or without a proof. The
+same machinery proves single keys (:meth:`ModuleQueries.prove_key`), which ``tx_nonce``
+uses for nonce proofs.
+
 Nothing here logs params: they may carry personal data.
 """
 
@@ -38,13 +44,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from ..app import App, Attach, QueryContext, QueryError, QuerySpec, StateReader
 from ..app.module import not_found
-from ..app.proofs import PROVE_PARAM, ProvingState
+from ..app.proofs import HEIGHT_PARAM, PROVE_PARAM, ProvingState
 from ..app.schema import FieldError, decode_json_params, fields_of
 from ..chain import Tip, next_time_ms
 from ..errors import ProofError
@@ -72,8 +78,9 @@ def query_methods(app: App) -> list[QueryMethod]:
         for qname, spec in mod.queries.items():
             name = mod.rpc_name(qname)
             path = f"{mod.name}.{qname}"
-            if any(f.name == PROVE_PARAM for f in fields_of(spec.params)):
-                raise ValueError(f"query {path}: the parameter name {PROVE_PARAM!r} is reserved for proofs")
+            if any(f.name in (PROVE_PARAM, HEIGHT_PARAM) for f in fields_of(spec.params)):
+                raise ValueError(f"query {path}: the parameter names {PROVE_PARAM!r} and {HEIGHT_PARAM!r} "
+                                 "are reserved for proofs")
             out.append(QueryMethod(name, path, spec))
             out.extend(QueryMethod(alias, path, spec, alias_of=name) for alias in spec.aliases)
     return out
@@ -90,17 +97,71 @@ def param_docs(spec: QuerySpec) -> list[dict[str, Any]]:
     return out
 
 
+class Versions(Protocol):
+    """Older versions of the state a node keeps (:class:`medchaind.ledger.Ledger`)."""
+
+    def tip_at(self, height: int) -> Tip | None: ...
+
+    def oldest_version(self) -> int: ...
+
+
 class ModuleQueries:
     """Serves module queries against the committed state (a narrow collaborator set)."""
 
     def __init__(self, app: App, state: StateReader, tip: Callable[[], Tip],
                  get_blob: Callable[[bytes], bytes | None],
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 versions: Versions | None = None) -> None:
         self.app = app
         self.state = state
         self.tip = tip
         self.get_blob = get_blob
         self.clock_ms = clock_ms
+        self.versions = versions
+
+    def version(self, height: Any) -> tuple[Tip, bool]:
+        """The tip of the state after block ``height`` (None: the head) and whether it is
+        an older version; RPCError if the node does not keep it."""
+        tip = self.tip()
+        if height is None or height == tip.height:
+            return tip, False
+        if type(height) is not int or height < 0:
+            raise RPCError(INVALID_PARAMS, f"{HEIGHT_PARAM} must be a block height (an integer >= 0)")
+        if height > tip.height:
+            raise RPCError(INVALID_PARAMS, f"{HEIGHT_PARAM} {height} is above the head ({tip.height})")
+        at = None if self.versions is None else self.versions.tip_at(height)
+        if at is None:
+            oldest = tip.height if self.versions is None else self.versions.oldest_version()
+            raise RPCError(INVALID_PARAMS, f"this node does not keep the state of height {height} (it answers "
+                                           f"heights {oldest}..{tip.height}; see [sync] proof_history)")
+        return at, True
+
+    def proving(self, tip: Tip, old: bool) -> ProvingState:
+        st: Any = self.state
+        return ProvingState(tip.app_hash, st.trie_node, st.get, st.trie_value if old else None)
+
+    def prove_key(self, module: str, key: bytes, height: Any = None) -> tuple[bytes | None, dict[str, Any]]:
+        """The value of one state key and its proof (``{"height", "app_hash", "nodes",
+        "values", "validators"?}``), at the head or a kept ``height``."""
+        for attempt in range(PROOF_ATTEMPTS):
+            tip, old = self.version(height)
+            proving = self.proving(tip, old)
+            try:
+                value = proving.get(module, key)
+            except ProofError as exc:
+                if attempt == PROOF_ATTEMPTS - 1:
+                    raise RPCError(ProofError.rpc_code, f"could not build a proof: {exc}") from None
+                continue
+            return value, self._proof(tip, proving)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _proof(tip: Tip, proving: ProvingState) -> dict[str, Any]:
+        proof: dict[str, Any] = {"height": tip.height, "app_hash": "0x" + tip.app_hash.hex(),
+                                 **proving.witness().to_json()}
+        if tip.block_powers is not None:
+            proof["validators"] = [["0x" + k.hex(), p] for k, p in sorted(tip.block_powers.items())]
+        return proof
 
     def context(self) -> QueryContext:
         """The chain id and the node's "now" (never before the tip's block time)."""
@@ -134,7 +195,8 @@ class ModuleQueries:
             if not isinstance(prove, bool):
                 raise RPCError(INVALID_PARAMS, f"{PROVE_PARAM} must be a boolean")
             params = {k: v for k, v in params.items() if k != PROVE_PARAM}
-        tip = self.tip()
+        tip, old = self.version(params.get(HEIGHT_PARAM))
+        params = {k: v for k, v in params.items() if k != HEIGHT_PARAM}
         if spec.tip_time and params.get("time_ms") is None:
             params = {**params, "time_ms": tip.time_ms}
         try:
@@ -144,8 +206,8 @@ class ModuleQueries:
         context = self.context()
         state: StateReader = self.state
         proving: ProvingState | None = None
-        if prove:  # the state trie at the tip, recording what the query reads
-            proving = ProvingState(tip.app_hash, self.state.trie_node, self.state.get)  # type: ignore[attr-defined]
+        if prove or old:  # the state trie at that version, recording what the query reads
+            proving = self.proving(tip, old)
             state = proving
         try:
             answer = spec.run(state, typed, context)
@@ -156,14 +218,11 @@ class ModuleQueries:
             value = dict(answer.value)
             value[answer.field] = None if blob is None else "0x" + blob.hex()
             answer = value
-        elif proving is None:
+        elif not prove:
             answer = not_found(spec, answer)
-        if proving is None:
+        if not prove or proving is None:
             return answer
-        proof: dict[str, Any] = {"height": tip.height, "app_hash": "0x" + tip.app_hash.hex(),
-                                 **proving.witness().to_json()}
+        proof = self._proof(tip, proving)
         if spec.context:
             proof["context_time_ms"] = context.time_ms
-        if tip.block_powers is not None:
-            proof["validators"] = [["0x" + k.hex(), p] for k, p in sorted(tip.block_powers.items())]
         return {"result": answer, "proof": proof}

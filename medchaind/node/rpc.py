@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 INVALID_PARAMS = -32602
 MAX_WAIT_MS = 600_000
+#: one IPC batch's calls at most (Dispatcher max_batch): what prepare_submits may hold
+MAX_PREDECODED = 1000
 
 Handler = Callable[[Any, "Connection"], Awaitable[Any]]
 
@@ -124,7 +126,11 @@ LONG_POLL_METHODS = frozenset({"tx_wait", "chain_waitHeight", "admin_backup"})
 
 
 def receipt_json(r: Receipt) -> dict[str, Any]:
-    return {"code": r.code, "ok": r.ok, "reason": r.reason, "events": to_jsonable(list(r.events))}
+    """The IPC form of a receipt. ``ok`` and the hex of ``events`` are conveniences;
+    ``encoded`` is the receipt's canonical CBOR (docs/protocol.md §7), from which a client
+    computes the tx's result for ``results_hash`` without guessing types."""
+    return {"code": r.code, "ok": r.ok, "reason": r.reason, "events": to_jsonable(list(r.events)),
+            "encoded": "0x" + r.encode().hex()}
 
 
 def block_json(block: Block, *, full: bool) -> dict[str, Any]:
@@ -166,11 +172,38 @@ class PeerControl(Protocol):
 class ChainAPI:
     """``chain_*``, ``tx_*`` and ``mempool_*``: the committed chain, pending txs, submission."""
 
-    def __init__(self, ledger: Ledger, mempool: Mempool, waits: Waits, submitter: Submitter) -> None:
+    def __init__(self, ledger: Ledger, mempool: Mempool, waits: Waits, submitter: Submitter,
+                 prove_key: Callable[..., tuple[bytes | None, dict[str, Any]]] | None = None) -> None:
         self.ledger = ledger
         self.mempool = mempool
         self.waits = waits
         self.submitter = submitter
+        #: ``(module, key, height) -> (value, proof)`` (ModuleQueries.prove_key): nonce proofs
+        self.prove_key = prove_key
+        #: txs a batch hook decoded and pre-verified (prepare_submits), by their hex param
+        self._decoded: dict[str, Tx] = {}
+
+    async def prepare_submits(self, verifier: Any, params: list[Any]) -> None:
+        """Batch hook of ``tx_submit``: decode the batch's txs once and verify their
+        signatures in worker threads (:class:`~medchaind.consensus.verify.Verifier`), so
+        each call finds its tx decoded and its signature in the cache. A param that does
+        not decode is left for its call to refuse as usual. While the mempool refuses
+        client txs as ``busy`` nothing is prepared (a refusal must stay cheap)."""
+        if self.mempool.busy():
+            return
+        txs = []
+        for p in params:
+            if not isinstance(p, dict) or not isinstance(p.get("tx"), str):
+                continue
+            try:
+                tx = decode_tx(hex_bytes(p, "tx", max_size=128 * 1024))
+            except (DecodeError, InvalidParams):
+                continue
+            txs.append(tx)
+            self._decoded[p["tx"]] = tx
+        if len(self._decoded) > 4 * MAX_PREDECODED:  # calls that never ran (a reply limit)
+            self._decoded.clear()
+        await verifier.preverify(txs)
 
     def methods(self) -> dict[str, tuple[Handler, bool]]:
         """name -> (handler, mutating)."""
@@ -274,16 +307,22 @@ class ChainAPI:
 
     @takes("tx", "blob")
     async def tx_submit(self, p: dict[str, Any], conn: Connection) -> Any:
-        raw = hex_bytes(p, "tx", max_size=128 * 1024)
+        tx = self._decoded.pop(p["tx"], None) if isinstance(p.get("tx"), str) else None
+        if tx is None:
+            raw = hex_bytes(p, "tx", max_size=128 * 1024)
         blob = hex_bytes(p, "blob", max_size=4 * 1024 * 1024) if p.get("blob") is not None else None
         try:
-            tx = decode_tx(raw)
+            if tx is None:
+                tx = decode_tx(raw)
         except DecodeError as exc:
             raise RPCError(exc.rpc_code, f"malformed tx: {exc}", {"code": "malformed", "reason": str(exc)}) from None
         try:
             self.submitter.submit(tx, blob)
         except TxRejected as exc:
-            raise RPCError(exc.rpc_code, str(exc), {"code": exc.code, "reason": exc.reason}) from None
+            data: dict[str, Any] = {"code": exc.code, "reason": exc.reason}
+            if exc.retry_after_ms is not None:
+                data["retry_after_ms"] = exc.retry_after_ms
+            raise RPCError(exc.rpc_code, str(exc), data) from None
         return "0x" + tx.hash.hex()
 
     @takes("hash", "timeout_ms")
@@ -294,11 +333,31 @@ class ChainAPI:
             await self.waits.wait_tx(h)
         return self.tx_status(h)
 
-    @takes("sender")
+    @takes("sender", "prove", "height")
     async def tx_nonce(self, p: dict[str, Any], conn: Connection) -> Any:
+        """The sender's committed nonce and next free one (pending txs counted). With
+        ``"prove": true`` (and optionally ``"height"``, a kept older height) ``committed``
+        is read from the state trie and comes with the proof of ``auth/n/<sender>``
+        (membership, or absence for a sender with no tx: nonce 0; docs/protocol.md §23.4)."""
         sender = hex_bytes(p, "sender", 32)
-        committed, pending_next = self.submitter.next_nonce(sender)
-        return {"committed": committed, "next": pending_next}
+        prove = p.get("prove", False)
+        if not isinstance(prove, bool):
+            raise InvalidParams("prove must be a boolean")
+        if not prove and p.get("height") is None:
+            committed, pending_next = self.submitter.next_nonce(sender)
+            return {"committed": committed, "next": pending_next}
+        if self.prove_key is None:
+            raise InvalidParams("this node does not answer nonces with proofs")
+        from ..app.app import NONCE_NS, nonce_key
+
+        raw, proof = self.prove_key(NONCE_NS, nonce_key(sender), p.get("height"))
+        committed = 0 if raw is None else int.from_bytes(raw, "big")
+        pending_next = max(committed, self.submitter.next_nonce(sender)[1]) if proof["height"] == self.ledger.height \
+            else committed
+        out: dict[str, Any] = {"committed": committed, "next": pending_next}
+        if prove:
+            out["proof"] = proof
+        return out
 
     @takes()
     async def mempool_status(self, p: dict[str, Any], conn: Connection) -> Any:

@@ -1,10 +1,18 @@
 """Transaction gossip: txs this node admitted, batched onto the tx topic.
 
-Batches are bounded by count (256) and time (20 ms), so gossip carries few large
-messages instead of many small ones (py-libp2p costs ~2 ms of CPU per message per
-node, DESIGN.md §5). Received batches go through the mempool's normal admission; a
-refusal (duplicate, already committed, invalid) is counted and dropped. Txs learned
-from peers are not re-queued: gossipsub itself forwards the batch.
+A node publishes at most one batch every ``BATCH_INTERVAL`` (50 ms), of up to
+``MAX_TX_BATCH`` txs or ``BATCH_BYTES``: under load the batches grow instead of the
+message count, because py-libp2p costs ~2 ms of CPU per message per node (DESIGN.md
+§5) and gossipsub forwards each one. The tx topic is marked as bulk traffic, so on
+every peer connection votes and proposals are sent ahead of queued tx batches.
+
+Received batches go through the mempool's normal admission; a refusal (duplicate,
+already committed, invalid) is counted and dropped. The batch's signatures are checked
+first in worker threads (:class:`~medchaind.consensus.verify.Verifier`), and admission
+yields to the scheduler every ``ADMIT_SLICE`` txs, so a 1,000-tx batch never holds the
+event loop for more than a few milliseconds at a time (consensus messages wait behind
+it otherwise). Txs learned from peers are not re-queued: gossipsub itself forwards the
+batch.
 """
 
 from __future__ import annotations
@@ -15,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..consensus.wire import decode_tx_batch, encode_tx_batch, tx_topic
+from ..consensus.wire import MAX_TX_BATCH, decode_tx_batch, encode_tx_batch, tx_topic
 from ..errors import MedchainError, TxRejected
 from ..types import Tx, decode_tx
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
+    from ..consensus.verify import Verifier
     from ..mempool import Mempool
     from ..net.api import NetworkAPI, PeerId
 else:
@@ -29,15 +38,23 @@ else:
 
 log = logging.getLogger(__name__)
 
-BATCH_TXS = 256
-BATCH_DELAY = 0.02
+#: at most one published batch per interval (seconds); txs queued meanwhile join it
+BATCH_INTERVAL = 0.05
+#: the encoded txs of one batch at most (MAX_TX_BATCH txs at most, too)
+BATCH_BYTES = 1024 * 1024
+#: a publish waits at most this long for the bulk queues to peers to drain (seconds)
+MAX_WIRE_WAIT = 2.0
+#: txs admitted between two checkpoints
+ADMIT_SLICE = 32
 
 
 class TxGossip:
     def __init__(
-        self, net: NetworkAPI, mempool: Mempool, chain_id: str, on_admitted: Callable[[Tx], None] | None = None
+        self, net: NetworkAPI, mempool: Mempool, chain_id: str, on_admitted: Callable[[Tx], None] | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.net = net
+        self.verifier = verifier
         self.mempool = mempool
         self._on_admitted = on_admitted
         self.topic = tx_topic(chain_id)
@@ -59,10 +76,19 @@ class TxGossip:
             return False
         return True
 
-    def _admit(self, data: bytes) -> None:
+    async def _admit(self, data: bytes) -> None:
+        txs: list[Tx] = []
         for raw in decode_tx_batch(data):
             try:
-                tx = decode_tx(raw)
+                txs.append(decode_tx(raw))
+            except MedchainError:
+                self.refused += 1
+        if self.verifier is not None:
+            await self.verifier.preverify([t for t in txs if t.hash not in self.mempool])
+        for i, tx in enumerate(txs):
+            if i and i % ADMIT_SLICE == 0:
+                await trio.lowlevel.checkpoint()
+            try:
                 if self.mempool.add(tx) and self._on_admitted is not None:
                     self._on_admitted(tx)
                 self.received += 1
@@ -72,6 +98,9 @@ class TxGossip:
                 self.refused += 1
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        set_bulk = getattr(self.net, "set_bulk_topic", None)  # libp2p: tx batches queue behind consensus
+        if set_bulk is not None:
+            set_bulk(self.topic)
         inbox = self.net.subscribe(self.topic, self.validate)
         with inbox:
             await self._serve(inbox, task_status)
@@ -82,19 +111,47 @@ class TxGossip:
             task_status.started()
             async for _peer, data in inbox:
                 try:
-                    self._admit(data)
+                    await self._admit(data)
                 except MedchainError:
                     log.debug("dropping a malformed tx batch")
+
+    def _take_batch(self) -> list[bytes]:
+        n = size = 0
+        for raw in self._queue:
+            if n == MAX_TX_BATCH or (n and size + len(raw) > BATCH_BYTES):
+                break
+            n += 1
+            size += len(raw)
+        batch, self._queue = self._queue[:n], self._queue[n:]
+        return batch
+
+    async def _wait_wire(self) -> None:
+        """Wait (up to ``MAX_WIRE_WAIT``) until no peer connection has a bulk message queued.
+
+        A peer link that falls behind would otherwise collect batch after batch, and every
+        vote to that peer waits behind the one being written; meanwhile txs accumulate
+        here and go out as one larger batch (py-libp2p's cost is per message).
+        """
+        backlog = getattr(self.net, "bulk_backlog", None)
+        if backlog is None:
+            return
+        deadline = trio.current_time() + MAX_WIRE_WAIT
+        # py-libp2p's queues have no "drained" event to wait on, so poll (as publish does)
+        while backlog() > 0 and trio.current_time() < deadline:  # noqa: ASYNC110
+            await trio.sleep(BATCH_INTERVAL)
 
     async def _publisher(self) -> None:
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
-            if len(self._queue) < BATCH_TXS:
-                await trio.sleep(BATCH_DELAY)
+            # the first tx waits one interval for company; under load each publish is
+            # followed by an interval, so the message rate stays at 1 / BATCH_INTERVAL
+            await trio.sleep(BATCH_INTERVAL)
             while self._queue:
-                batch, self._queue = self._queue[:BATCH_TXS], self._queue[BATCH_TXS:]
+                await self._wait_wire()
                 try:
-                    await self.net.publish(self.topic, encode_tx_batch(batch))
+                    await self.net.publish(self.topic, encode_tx_batch(self._take_batch()))
                 except MedchainError as exc:
                     log.warning("tx gossip publish failed: %s", exc)
+                if self._queue:
+                    await trio.sleep(BATCH_INTERVAL)

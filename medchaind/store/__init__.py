@@ -14,6 +14,7 @@ from .chain_store import GENESIS_APP_HASH_META as GENESIS_APP_HASH_META
 from .chain_store import GENESIS_HASH_META as GENESIS_HASH_META
 from .chain_store import HEAD_META as HEAD_META
 from .chain_store import INCOMPLETE_KEY as INCOMPLETE_KEY
+from .chain_store import PROTOCOL_META as PROTOCOL_META
 from .chain_store import RESERVED_META as RESERVED_META
 from .chain_store import ChainStore as ChainStore
 from .chain_store import IncompleteStoreError as IncompleteStoreError

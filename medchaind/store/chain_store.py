@@ -80,12 +80,20 @@ HEAD_META = "head"
 #: Meta names written by :meth:`ChainStore.init_genesis`.
 GENESIS_HASH_META = "genesis_hash"
 GENESIS_APP_HASH_META = "genesis_app_hash"
+#: Meta name of the protocol version that made this datadir's chain (medchaind.ledger).
+PROTOCOL_META = "protocol"
 #: Meta name of the mark of a copy in progress (see the module docstring).
 INCOMPLETE_META = "incomplete"
+#: Meta name of the lowest block a store restored from a state snapshot holds (absent: 1).
+BASE_META = "base"
+#: Meta mark: every leaf of the stored trie has its value under ``v1/tval/`` (stores
+#: written before values were kept are filled in once, by ``ensure_trie_values``).
+TRIE_VALUES_META = "trie_values"
 #: The key of that mark: a copier puts it before its first batch and deletes it in its last.
 INCOMPLETE_KEY = schema.meta_key(INCOMPLETE_META)
 #: Maintained by ChainStore itself (or by a copier); ``put_meta`` refuses them.
-RESERVED_META = frozenset({HEAD_META, GENESIS_HASH_META, GENESIS_APP_HASH_META, INCOMPLETE_META})
+RESERVED_META = frozenset({HEAD_META, GENESIS_HASH_META, GENESIS_APP_HASH_META, INCOMPLETE_META, BASE_META,
+                           TRIE_VALUES_META})
 
 StateWrites = Mapping[tuple[str, bytes], bytes | None]
 #: state-trie node records to add (hash -> record) and hashes of records to delete
@@ -248,6 +256,71 @@ class ChainStore:
         """The state trie's node record with this hash (None if the store has none)."""
         return self._kv.get(schema.trie_key(node_hash))
 
+    def trie_value(self, leaf_hash: bytes) -> bytes | None:
+        """The value of the trie leaf with this hash (None if the store has none)."""
+        return self._kv.get(schema.trie_value_key(leaf_hash))
+
+    def base_height(self) -> int:
+        """The lowest block this store holds: 1, or the height of the state snapshot it
+        was restored from (it has no block below; ``get_block`` returns None there)."""
+        raw = self._kv.get(schema.meta_key(BASE_META))
+        return 1 if raw is None else self._decode(schema.meta_key(BASE_META), raw, schema.decode_height)
+
+    def ensure_trie_values(self) -> int:
+        """Fill ``v1/tval/`` from the flat state if this store predates it; returns the
+        number of values written (0 when already done). The flat state is the head's, and
+        so is the stored trie, so every leaf's value is the flat value under its key."""
+        from ..app.trie import leaf_hash, tree_key, value_hash  # the pure layer, no I/O
+
+        if self.get_meta(TRIE_VALUES_META) is not None:
+            return 0
+        puts: list[tuple[bytes, bytes]] = []
+        base = schema.STATE_PREFIX
+        for k, v in self._kv.iterate(base):
+            module, _, key = k[len(base):].partition(b"/")
+            lh = leaf_hash(tree_key(module.decode("ascii"), key), value_hash(v))
+            puts.append((schema.trie_value_key(lh), v))
+        puts.append((schema.meta_key(TRIE_VALUES_META), b"\x01"))
+        self._kv.write(puts, [], sync=True)
+        return len(puts) - 1
+
+    def prune_trie(self, horizon: int, *, limit: int = 50_000) -> int:
+        """Delete the trie records (and leaf values) that no version at or above
+        ``horizon`` holds; at most ``limit`` stale entries per call. Returns how many
+        stale entries were processed.
+
+        A stale entry ``(s, X)`` says record X left the trie at height ``s`` (it is in
+        version ``s - 1``, not in ``s``). If X came back at a height above ``s`` (its
+        ``v1/born/`` is newer: the same subtree can return, e.g. a key added and deleted
+        again) the entry is dropped and the record kept; its next departure has an entry
+        of its own. Otherwise no version from ``s`` on holds X, and with ``s <= horizon``
+        no retained version does. Idempotent, so it needs no sync'd write.
+        """
+        deletes: list[bytes] = []
+        done = 0
+        prefix = schema.TRIE_STALE_PREFIX
+        for key, flag in self._kv.iterate(prefix):
+            s = schema.decode_height(key[len(prefix):len(prefix) + schema.HEIGHT_SIZE])
+            if s > horizon or done >= limit:
+                break
+            node = key[len(prefix) + schema.HEIGHT_SIZE:]
+            done += 1
+            deletes.append(key)
+            raw = self._kv.get(schema.trie_born_key(node))
+            born = 0 if raw is None else schema.decode_height(raw)
+            if born > s:
+                continue
+            deletes.append(schema.trie_key(node))
+            deletes.append(schema.trie_born_key(node))
+            if flag == b"\x00":
+                deletes.append(schema.trie_value_key(node))
+        if deletes:
+            self._kv.write([], deletes, sync=False)
+        return done
+
+    def has_stale_trie(self) -> bool:
+        return next(self._kv.iterate(schema.TRIE_STALE_PREFIX), None) is not None
+
     # -- commit ---------------------------------------------------------------------------
 
     def commit_block(
@@ -259,8 +332,16 @@ class ChainStore:
         *,
         trie_puts: TriePuts | None = None,
         trie_deletes: Iterable[bytes] = (),
+        trie_values: TriePuts | None = None,
+        trie_deleted_leaves: frozenset[bytes] = frozenset(),
+        retain: bool = False,
     ) -> None:
         """Append ``block`` (finalised by ``commit``) and its execution results atomically.
+
+        ``trie_values`` are the new leaves' values (leaf hash -> value);
+        ``trie_deleted_leaves`` the leaves among ``trie_deletes``. With ``retain`` the
+        replaced records are kept for older versions (a stale entry at this height
+        instead of a delete; :meth:`prune_trie` deletes them later).
 
         Preconditions, checked before anything is written (StoreError otherwise):
         ``block.height == head_height() + 1``; ``block.header.prev_hash`` is the head's
@@ -309,7 +390,14 @@ class ChainStore:
             puts.append((loc_key, codec.encode([height, index])))
             puts.append((schema.receipt_key(tx.hash), receipt.encode()))
         deletes = _add_state_writes(puts, state_writes)
-        _add_trie_writes(puts, deletes, trie_puts, trie_deletes)
+        if retain:
+            _add_trie_writes(puts, deletes, trie_puts, (), trie_values)
+            puts.extend((schema.trie_born_key(h), height_bytes) for h in (trie_puts or ()))
+            puts.extend((schema.trie_stale_key(height, h), b"\x00" if h in trie_deleted_leaves else b"\x01")
+                        for h in trie_deletes)
+        else:
+            _add_trie_writes(puts, deletes, trie_puts, trie_deletes, trie_values)
+            deletes.extend(schema.trie_value_key(h) for h in trie_deleted_leaves)
         puts.append((schema.meta_key(HEAD_META), height_bytes))
 
         self._kv.write(puts, deletes, sync=True)
@@ -321,7 +409,7 @@ class ChainStore:
 
     def init_genesis(
         self, genesis_hash: bytes, app_hash: bytes, state_writes: StateWrites,
-        *, trie_puts: TriePuts | None = None,
+        *, trie_puts: TriePuts | None = None, trie_values: TriePuts | None = None,
     ) -> None:
         """Write the genesis state and record which genesis this datadir belongs to.
 
@@ -342,11 +430,48 @@ class ChainStore:
                 raise StoreError(f"init_genesis: the {name} must be {crypto.HASH_SIZE} bytes")
         puts: list[tuple[bytes, bytes]] = []
         deletes = _add_state_writes(puts, state_writes)
-        _add_trie_writes(puts, deletes, trie_puts, ())
+        _add_trie_writes(puts, deletes, trie_puts, (), trie_values)
         puts.append((schema.meta_key(GENESIS_HASH_META), genesis_hash))
         puts.append((schema.meta_key(GENESIS_APP_HASH_META), app_hash))
+        if trie_values is not None:
+            puts.append((schema.meta_key(TRIE_VALUES_META), b"\x01"))
         self._kv.write(puts, deletes, sync=True)
         log.info("genesis state written state_writes=%d", len(state_writes))
+
+    def restore_snapshot(
+        self, block: Block, commit: Commit, state: Iterable[tuple[str, bytes, bytes]],
+        trie_puts: TriePuts, trie_values: TriePuts,
+    ) -> None:
+        """Make a store at height 0 the state snapshot of ``block``'s height: the state
+        (``(module, key, value)``), its trie's records and leaf values, the block and its
+        commit as the head and ``base`` (no block below it). The caller verified all of it
+        (medchaind.sync.snapshots). One atomic ``sync=True`` write: a crash leaves the
+        genesis store or the restored one."""
+        if self.head_height() != 0:
+            raise StoreError(f"restore_snapshot: the store already has blocks (head {self.head_height()})")
+        if commit.height != block.height or commit.block_hash != block.hash():
+            raise StoreError("restore_snapshot: the commit is not for that block")
+        deletes = [k for prefix in (schema.STATE_PREFIX, schema.TRIE_PREFIX, schema.TRIE_VALUE_PREFIX,
+                                    schema.TRIE_STALE_PREFIX, schema.TRIE_BORN_PREFIX)
+                   for k, _ in self._kv.iterate(prefix)]
+        height = block.height
+        hb = schema.encode_height(height)
+        puts: list[tuple[bytes, bytes]] = [
+            (schema.block_key(height), block.encode()),
+            (schema.commit_key(height), commit.encode()),
+            (schema.block_hash_key(block.hash()), hb),
+        ]
+        puts.extend((schema.state_key(m, k), v) for m, k, v in state)
+        _add_trie_writes(puts, [], trie_puts, (), trie_values)
+        puts.extend((schema.trie_born_key(h), hb) for h in trie_puts)
+        put_keys = {k for k, _ in puts}
+        deletes = [k for k in deletes if k not in put_keys]
+        puts.append((schema.meta_key(TRIE_VALUES_META), b"\x01"))
+        puts.append((schema.meta_key(BASE_META), hb))
+        puts.append((schema.meta_key(HEAD_META), hb))
+        self._kv.write(puts, deletes, sync=True)
+        self._head_state = (height, block.header)
+        log.info("state snapshot restored height=%d entries=%d records=%d", height, len(trie_values), len(trie_puts))
 
     def is_empty(self) -> bool:
         """True when the store holds no key at all of the chain schema (a brand-new datadir)."""
@@ -398,11 +523,13 @@ def _add_state_writes(puts: list[tuple[bytes, bytes]], state_writes: StateWrites
 
 def _add_trie_writes(
     puts: list[tuple[bytes, bytes]], deletes: list[bytes], trie_puts: TriePuts | None,
-    trie_deletes: Iterable[bytes],
+    trie_deletes: Iterable[bytes], trie_values: TriePuts | None = None,
 ) -> None:
     """Append the state trie's record puts and deletes (keys built by the schema)."""
     if trie_puts:
         puts.extend((schema.trie_key(h), record) for h, record in trie_puts.items())
+    if trie_values:
+        puts.extend((schema.trie_value_key(h), v) for h, v in trie_values.items())
     deletes.extend(schema.trie_key(h) for h in trie_deletes)
 
 

@@ -10,6 +10,9 @@ next to this one and migrated in place. One namespace per kind of record::
     v1/rcpt/<tx hash:32>             -> Receipt.encode()
     v1/state/<module>/<key>          -> module-defined bytes
     v1/trie/<node hash:32>           -> state-trie node record (medchaind.app.trie)
+    v1/tval/<leaf hash:32>           -> the value of that trie leaf (state of older versions)
+    v1/stale/<height:8 BE><hash:32>  -> 0x00 leaf / 0x01 inner: the record left the trie at that height
+    v1/born/<node hash:32>           -> <height:8 BE>: the record last (re)entered the trie then
     v1/blob/<content hash:32>        -> blob bytes (ciphertext; erasable)
     v1/meta/<name>                   -> small values (``head`` = <height:8 BE>)
 
@@ -18,9 +21,13 @@ Invariants:
 * Heights are unsigned 64-bit big-endian, so bytewise key order is height order and a
   reverse scan of ``BLOCK_PREFIX`` starts at the highest block.
 * Hashes are exactly 32 bytes, so a hash key never is a prefix of another key.
-* ``v1/trie/`` holds exactly the nodes of the state trie whose root is the head's
-  ``app_hash`` (the genesis app hash before block 1): records are content addressed and
-  written, and deleted once replaced, in the batch that commits the state they belong to.
+* ``v1/trie/`` holds the nodes of the state trie whose root is the head's ``app_hash``
+  (the genesis app hash before block 1), and of the older versions the node retains:
+  records are content addressed and written in the batch that commits the state they
+  belong to. Without retention a replaced record is deleted in that batch; with it the
+  batch writes a ``v1/stale/`` entry instead, and pruning deletes the record once no
+  retained version holds it (``v1/born/`` tells a record that came back from one that
+  did not: ``ChainStore.prune_trie``). ``v1/tval/`` follows its leaf's lifetime.
 * Module names match ``[a-z][a-z_]{0,31}`` (the module part of a tx type) and in
   particular contain no ``/``: ``state_prefix(m)`` therefore covers the keys of module
   ``m`` and of no other module.
@@ -44,6 +51,9 @@ TX_PREFIX = VERSION_PREFIX + b"tx/"
 RECEIPT_PREFIX = VERSION_PREFIX + b"rcpt/"
 STATE_PREFIX = VERSION_PREFIX + b"state/"
 TRIE_PREFIX = VERSION_PREFIX + b"trie/"
+TRIE_VALUE_PREFIX = VERSION_PREFIX + b"tval/"
+TRIE_STALE_PREFIX = VERSION_PREFIX + b"stale/"
+TRIE_BORN_PREFIX = VERSION_PREFIX + b"born/"
 BLOB_PREFIX = VERSION_PREFIX + b"blob/"
 META_PREFIX = VERSION_PREFIX + b"meta/"
 
@@ -56,6 +66,9 @@ NAMESPACES: dict[bytes, str] = {
     RECEIPT_PREFIX: "receipts",
     STATE_PREFIX: "state",
     TRIE_PREFIX: "state trie",
+    TRIE_VALUE_PREFIX: "state trie values",
+    TRIE_STALE_PREFIX: "state trie stale index",
+    TRIE_BORN_PREFIX: "state trie birth index",
     BLOB_PREFIX: "blobs",
     META_PREFIX: "metadata",
 }
@@ -127,6 +140,20 @@ def state_key(module: str, key: bytes) -> bytes:
 def trie_key(node_hash: bytes) -> bytes:
     """Key of the state-trie node whose hash is ``node_hash``."""
     return TRIE_PREFIX + _hash(node_hash, "trie node hash")
+
+
+def trie_value_key(leaf_hash: bytes) -> bytes:
+    """Key of the value of the state-trie leaf whose hash is ``leaf_hash``."""
+    return TRIE_VALUE_PREFIX + _hash(leaf_hash, "trie leaf hash")
+
+
+def trie_stale_key(height: int, node_hash: bytes) -> bytes:
+    """Key of "record ``node_hash`` left the trie at ``height``" (ordered by height)."""
+    return TRIE_STALE_PREFIX + encode_height(height) + _hash(node_hash, "trie node hash")
+
+
+def trie_born_key(node_hash: bytes) -> bytes:
+    return TRIE_BORN_PREFIX + _hash(node_hash, "trie node hash")
 
 
 def blob_key(content_hash: bytes) -> bytes:

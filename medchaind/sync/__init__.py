@@ -28,6 +28,10 @@ the (f+1)-th highest claim, or a claim proven by a verified commit. So one Byzan
 peer, an authority included, can neither hold sync on itself nor make honest nodes
 report its 2^62 (issue 9, defect 1); the worst it can do is cost a hedge delay per
 range until its score puts it last. Nothing here trusts a peer.
+
+A node restored from a state snapshot (:mod:`.snapshots`) has no block below its *base*;
+its status answer says so (``base``, docs/protocol.md §13.4) and peers do not rank it for
+ranges below it, so asking it is never mistaken for an unbacked claim.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from .wire import (
     SYNC_PROTOCOL,
     decode_announce,
     decode_blocks,
-    decode_status,
+    decode_status_base,
     decode_sync_request,
     encode_blocks,
     encode_status,
@@ -89,6 +93,8 @@ class SyncService:
         self.book = PeerBook()
         self._poke = trio.Event()
         self._probing: set[str] = set()
+        #: what snapshot sync did or does (set by the node: medchaind.sync.snapshots)
+        self.snapshot_status: Any = lambda: None
         net.set_handler(SYNC_PROTOCOL, self._serve)
 
     def status(self) -> dict[str, Any]:
@@ -107,10 +113,20 @@ class SyncService:
             "blocks_synced": self.blocks_synced,
             "peers": reported,
             "claims_needed": self._quorum_of_claims(),
+            # the lowest block this node holds and serves: above 1 after a snapshot sync
+            "base_height": self.ledger.base,
+            "snapshot": self.snapshot_status(),
         }
 
     def statistics(self) -> dict[str, Any]:
         return {"peer_faults": self.book.faults_total, "blocks_synced": self.blocks_synced}
+
+    def fault(self, peer: PeerId, why: str) -> None:
+        """A peer served something invalid (a snapshot chunk, ...): ban it like a sync fault."""
+        self._fault(peer, why)
+
+    def banned(self, peer: PeerId) -> bool:
+        return self.book.banned(peer, trio.current_time())
 
     # ------------------------------------------------------------ serving
 
@@ -118,7 +134,7 @@ class SyncService:
         req = decode_sync_request(data)
         store = self.ledger.store
         if req["op"] == "status":
-            return encode_status(self.ledger.height, self.ledger.tip.block_hash)
+            return encode_status(self.ledger.height, self.ledger.tip.block_hash, self.ledger.base)
         items: list[tuple[bytes, bytes]] = []
         size = 0
         top = min(req["to"], self.ledger.height, req["from"] + MAX_SYNC_BLOCKS - 1)
@@ -180,13 +196,13 @@ class SyncService:
         try:
             raw = await self.net.request(peer, SYNC_PROTOCOL, encode_sync_request("status"),
                                          timeout=self.status_timeout_s)
-            height, head = decode_status(raw)
+            height, head, base = decode_status_base(raw)
         except DecodeError as exc:
             self._fault(peer, f"malformed status answer ({exc})")
         except MedchainError:
             self.book.slow(peer)
         else:
-            self.book.note_claim(peer, height, head)
+            self.book.note_claim(peer, height, head, base)
 
     async def catch_up(self, background: trio.Nursery | None = None) -> None:
         """One round: statuses, probes of uncorroborated claims, then fetching."""

@@ -49,6 +49,8 @@ SLOW_PENALTY = 2
 class Claim:
     height: int
     block_hash: bytes
+    #: the lowest block the peer holds (above 1 for a node restored from a snapshot)
+    base: int = 1
 
 
 class PeerBook:
@@ -63,16 +65,16 @@ class PeerBook:
 
     # ------------------------------------------------------------ observations
 
-    def note_claim(self, peer: str, height: int, block_hash: bytes) -> None:
+    def note_claim(self, peer: str, height: int, block_hash: bytes, base: int = 1) -> None:
         """A status answer (replaces the claim) or an announcement (raises it)."""
-        self._claims[peer] = Claim(height, block_hash)
+        self._claims[peer] = Claim(height, block_hash, base)
         if self._verified.get(peer, 0) > height:
             self._verified[peer] = height
 
     def note_announce(self, peer: str, height: int, block_hash: bytes) -> None:
         current = self._claims.get(peer)
         if current is None or height > current.height:
-            self._claims[peer] = Claim(height, block_hash)
+            self._claims[peer] = Claim(height, block_hash, 1 if current is None else current.base)
 
     def verified(self, peer: str, height: int) -> None:
         """``peer`` served block ``height`` with a commit that verified."""
@@ -128,9 +130,11 @@ class PeerBook:
         return c is not None and (c.height <= corroborated or self._verified.get(peer, 0) >= c.height)
 
     def ranked(self, peers: Iterable[P], above: int, corroborated: int) -> list[P]:
-        """Peers claiming more than ``above``: backed claims first, best score first,
-        equals in a rotating order (so load spreads over them)."""
-        cands = sorted(p for p in peers if (c := self._claims.get(p)) is not None and c.height > above)
+        """Peers claiming more than ``above`` and holding block ``above + 1`` (a peer
+        restored from a snapshot has nothing below its base): backed claims first, best
+        score first, equals in a rotating order (so load spreads over them)."""
+        cands = sorted(p for p in peers
+                       if (c := self._claims.get(p)) is not None and c.height > above and c.base <= above + 1)
         if not cands:
             return []
         self._rotation += 1

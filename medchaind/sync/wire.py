@@ -63,16 +63,29 @@ def decode_sync_request(data: bytes) -> dict[str, Any]:
     return d
 
 
-def encode_status(height: int, head_hash: bytes) -> bytes:
+def encode_status(height: int, head_hash: bytes, base: int = 1) -> bytes:
+    """``base`` (the lowest block the server holds, §13.4) is sent only when above 1, so
+    a node that holds every block answers exactly as before."""
+    if base > 1:
+        return codec.encode_unchecked({"height": height, "hash": head_hash, "base": base})
     return codec.encode_unchecked({"height": height, "hash": head_hash})
 
 
-def decode_status(data: bytes) -> tuple[int, bytes]:
+def decode_status_base(data: bytes) -> tuple[int, bytes, int]:
+    """``(height, head hash, base)``; base 1 when the answer has none."""
     d = codec.decode(data, max_size=128)
-    if (not isinstance(d, dict) or set(d) != {"height", "hash"} or type(d["height"]) is not int
+    if (not isinstance(d, dict) or set(d) - {"base"} != {"height", "hash"} or type(d["height"]) is not int
             or d["height"] < 0 or not isinstance(d["hash"], bytes) or len(d["hash"]) != 32):
-        raise DecodeError("sync status: expected {height, hash}")
-    return d["height"], d["hash"]
+        raise DecodeError("sync status: expected {height, hash} (and base)")
+    base = d.get("base", 1)
+    if "base" in d and (type(base) is not int or not 2 <= base <= d["height"]):
+        raise DecodeError("sync status: base must be an integer in 2..height")
+    return d["height"], d["hash"], base
+
+
+def decode_status(data: bytes) -> tuple[int, bytes]:
+    height, head, _ = decode_status_base(data)
+    return height, head
 
 
 def encode_blocks(items: list[tuple[bytes, bytes]]) -> bytes:

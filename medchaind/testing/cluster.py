@@ -5,12 +5,20 @@ ledger, mempool, BFT engine, sync and tx gossip, wired exactly as ``node/node.py
 wires them, over a :class:`~medchaind.net.memory.MemoryEndpoint`. Under pytest-trio's
 ``autojump_clock`` a cluster of 4 to 32 nodes runs minutes of virtual time in seconds.
 Crash and restart keep the store and the WAL, like a process restart on the same datadir.
+
+One process plays n machines, so two costs that n machines would pay in parallel are
+serialised here: the WAL's fsyncs (off unless ``durable_wal=True``: a simulated crash
+cancels tasks and loses nothing the page cache holds) and every node's Ed25519 check of
+every vote, 2n(n-1) per height (:func:`shared_signature_checks` answers a repeated check
+from memory; opt-in, for large clusters). How a height's cost grows with n:
+``scripts/scaling.py`` and docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +29,7 @@ if TYPE_CHECKING:  # trio-typing's stubs (a libp2p dependency) shadow trio's own
 else:
     from trio import TaskStatus
 
+from .. import crypto
 from ..chain import SigCache
 from ..consensus.bft import BftConfig, BftEngine, evidence_tx
 from ..consensus.wal import WAL
@@ -43,8 +52,10 @@ FAST_TIMEOUTS = TimeoutConfig(propose_ms=1000, propose_delta_ms=500, prevote_ms=
 
 class ClusterNode:
     def __init__(self, name: str, keys: KeyPair | None, genesis: Genesis, hub: MemoryNetwork, wal_path: Path,
-                 config: BftConfig) -> None:
+                 config: BftConfig, *, durable_wal: bool = False) -> None:
         self.name = name
+        #: fsync the WAL (see WAL.durable): off by default, one process plays n machines
+        self.durable_wal = durable_wal
         self.keys = keys
         self.genesis = genesis
         self.kv = MemoryKV()
@@ -60,7 +71,7 @@ class ClusterNode:
         app = make_app(self.genesis)
         self.ledger = Ledger(ChainStore(self.kv), app, self.genesis, commit_in_thread=False)
         self.mempool = Mempool(app, lambda: self.ledger.state, SigCache(), self.ledger.is_committed)
-        self.wal = WAL(self.wal_path)
+        self.wal = WAL(self.wal_path, durable=self.durable_wal)
         self.engine = BftEngine(
             self.ledger, self.mempool, self.keys.signing if self.keys else None, self.net, self.wal, self.config,
             clock_ms=lambda: self.genesis.genesis_time_ms + int(trio.current_time() * 1000),
@@ -130,7 +141,7 @@ class ClusterNode:
 class Cluster:
     def __init__(self, n_validators: int, *, seed: int = 0, observers: int = 0, wal_dir: Path,
                  latency_ms: tuple[int, int] = (5, 30), timeouts: TimeoutConfig = FAST_TIMEOUTS,
-                 create_empty_blocks: bool = False) -> None:
+                 create_empty_blocks: bool = False, durable_wal: bool = False) -> None:
         self.hub = MemoryNetwork(seed, latency_ms=latency_ms)
         self.keys = [KeyPair.generate() for _ in range(n_validators + observers)]
         self.genesis = Genesis(
@@ -139,7 +150,8 @@ class Cluster:
         )
         cfg = BftConfig(timeouts=timeouts, create_empty_blocks=create_empty_blocks)
         self.nodes = [
-            ClusterNode(f"n{i}", self.keys[i], self.genesis, self.hub, wal_dir / f"n{i}.wal", cfg)
+            ClusterNode(f"n{i}", self.keys[i], self.genesis, self.hub, wal_dir / f"n{i}.wal", cfg,
+                        durable_wal=durable_wal)
             for i in range(n_validators + observers)
         ]
         self._nursery: trio.Nursery | None = None
@@ -165,6 +177,42 @@ class Cluster:
         for h in range(1, top + 1):
             hashes = {n.ledger.store.get_block(h).hash() for n in self.nodes if n.height >= h}  # type: ignore[union-attr]
             assert len(hashes) == 1, f"fork at height {h}: {len(hashes)} different blocks"
+
+
+@contextmanager
+def shared_signature_checks(max_entries: int = 1 << 18) -> Iterator[dict[str, int]]:
+    """Within the block, :func:`medchaind.crypto.verify` remembers its answers process-wide.
+
+    For simulations only (``scripts/scaling.py --shared-verify``). One process plays n
+    machines, and every one of them checks every vote and proposal: 2n(n-1) Ed25519
+    verifications per height, the O(n^2) that dominates a large cluster's CPU, where n
+    real machines would each do their 2(n-1) in parallel. With this, a (key, signature,
+    message) checked by one in-process node is answered from memory for the others; a
+    bad signature is remembered as bad, so no outcome changes. The memo is cleared when
+    it reaches ``max_entries``. Yields counters: ``checked`` (real verifications) and
+    ``shared`` (answers from the memo).
+    """
+    real = crypto.verify
+    memo: dict[tuple[bytes, bytes, str, str, bytes], bool] = {}
+    stats = {"checked": 0, "shared": 0}
+
+    def verify(public_key: bytes, signature: bytes, domain: str, chain_id: str, payload: bytes) -> bool:
+        key = (bytes(public_key), bytes(signature), domain, chain_id, bytes(payload))
+        ok = memo.get(key)
+        if ok is None:
+            if len(memo) >= max_entries:
+                memo.clear()
+            ok = memo[key] = real(public_key, signature, domain, chain_id, payload)
+            stats["checked"] += 1
+        else:
+            stats["shared"] += 1
+        return ok
+
+    crypto.verify = verify
+    try:
+        yield stats
+    finally:
+        crypto.verify = real
 
 
 def wall_ms() -> int:

@@ -3,8 +3,13 @@
 A receipt says what executing a committed tx did: ``code`` is ``"ok"`` or a stable
 error name (``"bad_nonce"``, ``"unauthorized"``, ...), ``reason`` is a human-readable
 explanation, ``events`` are small maps modules emit for subscribers and indexes. All
-three are produced by the pure state machine, so every node computes the same bytes;
-the block header's ``results_hash`` commits to them.
+three are produced by the pure state machine, so every node computes the same bytes.
+
+The block header's ``results_hash`` commits to each receipt's *result*, ``{code,
+events}``, not to ``reason`` (protocol version 3, docs/protocol.md §7): the reason is
+free text that another implementation could not reproduce byte for byte, as CometBFT
+leaves ``log`` and ``info`` out of its results hash. The stored and served receipt keeps
+all three fields.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ class Receipt:
     def encode(self) -> bytes:
         return codec.encode(self.to_map())
 
+    def result_map(self) -> dict[str, Any]:
+        """What ``results_hash`` commits to: the code and the events, not the reason."""
+        return {"code": self.code, "events": list(self.events)}
+
 
 def decode_receipt(data: bytes) -> Receipt:
     m = codec.decode(data, max_size=1024 * 1024)
@@ -47,4 +56,5 @@ def decode_receipt(data: bytes) -> Receipt:
 
 
 def results_hash(receipts: list[Receipt]) -> bytes:
-    return crypto.sha256(codec.encode([r.to_map() for r in receipts]))
+    """``H(enc([{code, events}, ...]))`` in tx order (docs/protocol.md §7)."""
+    return crypto.sha256(codec.encode([r.result_map() for r in receipts]))

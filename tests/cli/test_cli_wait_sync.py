@@ -15,20 +15,16 @@ the node answers. Plus the rule itself as a table (:func:`medchaind.cli.progress
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from medchaind.cli.progress import SyncView, assess_sync, view_of
 from medchaind.client import Client
 from medchaind.crypto import KeyPair
-from medchaind.node.init import init_testnet
-from medchaind.testing.nodeproc import NodeProcess, _cmd, free_port_range
+from medchaind.testing.nodeproc import NodeProcess, _cmd, start_testnet
 from medchaind.testing.wait import wait_until
 
 
@@ -73,20 +69,8 @@ def test_caught_up_rule(v: SyncView, caught_up: bool, why: str) -> None:
 
 @pytest.fixture
 def network() -> Iterator[list[NodeProcess]]:
-    root = Path(tempfile.mkdtemp(prefix="mcws-"))
-    cfgs = init_testnet(root / "net", 1, observers=2, chain_id="medchain-waitsync", base_port=free_port_range(3))
-    nodes = [NodeProcess(cfg.datadir, cfg.datadir / "node.log", command="run") for cfg, _ in cfgs]
-    try:
-        for n in nodes:
-            n.start()
-        yield nodes
-    finally:
-        for n in nodes:
-            if n.proc is not None and n.proc.poll() is None:
-                n.stop(signal.SIGKILL)
-        for i, n in enumerate(nodes):  # shown by pytest only when the test failed
-            print(f"---- node{i} log (tail) ----\n" + "\n".join(n.log().splitlines()[-30:]))
-        shutil.rmtree(root, ignore_errors=True)
+    with start_testnet(1, observers=2, chain_id="medchain-waitsync", prefix="mcws-", connect=False) as net:
+        yield net.nodes
 
 
 def _height(n: NodeProcess) -> int:

@@ -15,20 +15,15 @@ in any node's datadir or log, in plaintext or hex. Every wait is on a condition.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from medchaind.client import Client
-from medchaind.node.init import init_testnet
-from medchaind.testing.nodeproc import NodeProcess, free_port_range, run_cli
+from medchaind.testing.nodeproc import Medchain, NodeProcess, call, run_cli, start_testnet
 
 pytestmark = pytest.mark.e2e
 
@@ -40,75 +35,10 @@ CANARIES = ["QXM90011234", "ZBM70045678", "QUIXOTE", "XAVIERA", "ZEPHYRINE", "BA
             "PCNZB0003", "19800214", "19721103"]
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)  # polling interval of a condition wait
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def call(node: NodeProcess, method: str, params: dict[str, Any] | None = None) -> Any:
-    with Client(node.ipc, timeout=30) as c:
-        return c.call(method, params)
-
-
 @pytest.fixture
 def network() -> Iterator[tuple[list[NodeProcess], Path]]:
-    root = Path(tempfile.mkdtemp(prefix="mccl-"))
-    base = free_port_range(4)
-    cfgs = init_testnet(root / "net", 4, chain_id=CHAIN, base_port=base)
-    nodes = [NodeProcess(cfg.datadir, cfg.datadir / "node.log", command="run") for cfg, _ in cfgs]
-    try:
-        for n in nodes:
-            n.start()
-        wait_for(lambda: all(len(call(n, "node_peers")) >= 3 for n in nodes), 60, "authorities to connect")
-        yield nodes, root
-    finally:
-        for n in nodes:
-            if n.proc is not None and n.proc.poll() is None:
-                n.stop(signal.SIGKILL)
-        for i, n in enumerate(nodes):  # shown by pytest only when the test failed
-            print(f"---- node{i} log (tail) ----")
-            print("\n".join(n.log().splitlines()[-30:]))
-        if os.environ.get("MEDCHAIND_KEEP_TEST_LOGS"):
-            shutil.copytree(root, os.environ["MEDCHAIND_KEEP_TEST_LOGS"], dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("*.ipc"))
-        shutil.rmtree(root, ignore_errors=True)
-
-
-class Medchain:
-    """``medchain`` as a user runs it: a client home with keystores, one node's socket per call."""
-
-    def __init__(self, nodes: list[NodeProcess], home: Path) -> None:
-        self.nodes = nodes
-        self.home = home
-        self.env = {"MEDCHAIN_HOME": str(home), "MEDCHAIN_PASSPHRASE": PASSPHRASE}
-
-    def run(self, node: int, *args: str, code: int = 0) -> Any:
-        res = run_cli("--ipc", str(self.nodes[node].ipc), *args, env=self.env, check=False)
-        assert res.returncode == code, f"medchain {' '.join(args)} -> {res.returncode}:\n{res.stdout}\n{res.stderr}"
-        return json.loads(res.stdout) if res.stdout.strip() else res.stderr
-
-    def tx(self, node: int, *args: str) -> dict[str, Any]:
-        st = self.run(node, *args)
-        assert st["status"] == "committed" and st["receipt"]["ok"], st
-        self.settle(st["height"])
-        return st  # type: ignore[no-any-return]
-
-    def settle(self, height: int) -> None:
-        """Every node has the block at ``height`` (the next command may go to another node)."""
-        for n in self.nodes:
-            with Client(n.ipc, timeout=60) as c:
-                head = c.wait_height(height, timeout_ms=60_000)
-                assert head is not None and head["height"] >= height, f"{n.datadir.name} stuck below {height}"
-
-    def settle_all(self) -> None:
-        self.settle(max(int(call(n, "node_info")["height"]) for n in self.nodes))
-
-    def key(self, name: str) -> str:
-        return str(self.run(0, "keys", "new", name)["public_key"])
+    with start_testnet(4, chain_id=CHAIN, prefix="mccl-") as net:
+        yield net.nodes, net.root
 
 
 def dated(name: str, today: str, yesterday: str) -> str:
@@ -128,7 +58,7 @@ def files_containing(root: Path, needles: list[bytes]) -> list[str]:
 def test_claims_from_837_to_835_on_every_node(network: tuple[list[NodeProcess], Path]) -> None:
     nodes, root = network
     home = root / "client"
-    m = Medchain(nodes, home)
+    m = Medchain(nodes, home, PASSPHRASE)
     work = root / "files"
     work.mkdir()
     now = time.gmtime()

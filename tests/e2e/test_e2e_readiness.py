@@ -7,17 +7,13 @@ answered 200 although no block could be committed. Four ``medchaind run`` author
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from medchaind.node.init import init_testnet
-from medchaind.testing.nodeproc import NodeProcess, free_port_range
+from medchaind.testing.nodeproc import NodeProcess, free_port_range, start_testnet
 from medchaind.testing.wait import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -41,26 +37,10 @@ def healthz(port: int) -> int:
 
 @pytest.fixture
 def four() -> Iterator[tuple[list[NodeProcess], int]]:
-    root = Path(tempfile.mkdtemp(prefix="mcready-"))
-    base = free_port_range(4, start=42000)
-    metrics = free_port_range(1, start=43000)
-    cfgs = init_testnet(root / "net", 4, chain_id="medchain-ready", base_port=base)
-    nodes = [
-        NodeProcess(cfg.datadir, cfg.datadir / "node.log", command="run",
-                    env={"MEDCHAIND_METRICS_LISTEN": f"127.0.0.1:{metrics}"} if i == 0 else None)
-        for i, (cfg, _) in enumerate(cfgs)
-    ]
-    try:
-        for n in nodes:
-            n.start()
-        yield nodes, metrics
-    finally:
-        for n in nodes:
-            if n.proc is not None and n.proc.poll() is None:
-                n.stop(signal.SIGKILL)
-        for i, n in enumerate(nodes):  # shown by pytest only when the test failed
-            print(f"---- node{i} log (tail) ----\n" + "\n".join(n.log().splitlines()[-20:]))
-        shutil.rmtree(root, ignore_errors=True)
+    metrics = free_port_range(1)
+    with start_testnet(4, chain_id="medchain-ready", prefix="mcready-", connect=False, log_lines=20,
+                       env=lambda i: {"MEDCHAIND_METRICS_LISTEN": f"127.0.0.1:{metrics}"} if i == 0 else None) as net:
+        yield net.nodes, metrics
 
 
 def test_readyz_turns_503_when_the_quorum_is_lost_and_200_when_it_returns(

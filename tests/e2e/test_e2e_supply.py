@@ -15,21 +15,15 @@ with a clear message and changes nothing. Every wait is on a condition with a de
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from medchaind.client import Client
 from medchaind.modules.supply import gs1, samples
-from medchaind.node.init import init_testnet
-from medchaind.testing.nodeproc import NodeProcess, free_port_range, run_cli
+from medchaind.testing.nodeproc import Medchain, NodeProcess, call, run_cli, start_testnet
 
 pytestmark = pytest.mark.e2e
 
@@ -42,81 +36,16 @@ EXPIRY = "2027-05-31"
 UNITS, DISPENSED, RETURNED = 300, 290, 295
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)  # polling interval of a condition wait
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def call(node: NodeProcess, method: str, params: dict[str, Any] | None = None) -> Any:
-    with Client(node.ipc, timeout=30) as c:
-        return c.call(method, params)
-
-
 @pytest.fixture
 def network() -> Iterator[tuple[list[NodeProcess], Path]]:
-    root = Path(tempfile.mkdtemp(prefix="mcsu-"))
-    base = free_port_range(4)
-    cfgs = init_testnet(root / "net", 4, chain_id=CHAIN, base_port=base)
-    nodes = [NodeProcess(cfg.datadir, cfg.datadir / "node.log", command="run") for cfg, _ in cfgs]
-    try:
-        for n in nodes:
-            n.start()
-        wait_for(lambda: all(len(call(n, "node_peers")) >= 3 for n in nodes), 60, "authorities to connect")
-        yield nodes, root
-    finally:
-        for n in nodes:
-            if n.proc is not None and n.proc.poll() is None:
-                n.stop(signal.SIGKILL)
-        for i, n in enumerate(nodes):  # shown by pytest only when the test failed
-            print(f"---- node{i} log (tail) ----")
-            print("\n".join(n.log().splitlines()[-30:]))
-        if os.environ.get("MEDCHAIND_KEEP_TEST_LOGS"):
-            shutil.copytree(root, os.environ["MEDCHAIND_KEEP_TEST_LOGS"], dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("*.ipc"))
-        shutil.rmtree(root, ignore_errors=True)
-
-
-class Medchain:
-    """``medchain`` as a user runs it: a client home with keystores, one node's socket per call."""
-
-    def __init__(self, nodes: list[NodeProcess], home: Path) -> None:
-        self.nodes = nodes
-        self.home = home
-        self.env = {"MEDCHAIN_HOME": str(home), "MEDCHAIN_PASSPHRASE": PASSPHRASE}
-
-    def run(self, node: int, *args: str, code: int = 0) -> Any:
-        res = run_cli("--ipc", str(self.nodes[node].ipc), *args, env=self.env, check=False)
-        assert res.returncode == code, f"medchain {' '.join(args)} -> {res.returncode}:\n{res.stdout}\n{res.stderr}"
-        self.stderr = res.stderr
-        return json.loads(res.stdout) if res.stdout.strip() else res.stderr
-
-    def tx(self, node: int, *args: str) -> dict[str, Any]:
-        st = self.run(node, *args)
-        assert st["status"] == "committed" and st["receipt"]["ok"], st
-        self.settle(st["height"])
-        return st  # type: ignore[no-any-return]
-
-    def settle(self, height: int) -> None:
-        for n in self.nodes:
-            with Client(n.ipc, timeout=60) as c:
-                head = c.wait_height(height, timeout_ms=60_000)
-                assert head is not None and head["height"] >= height, f"{n.datadir.name} stuck below {height}"
-
-    def settle_all(self) -> None:
-        self.settle(max(int(call(n, "node_info")["height"]) for n in self.nodes))
-
-    def key(self, name: str) -> str:
-        return str(self.run(0, "keys", "new", name)["public_key"])
+    with start_testnet(4, chain_id=CHAIN, prefix="mcsu-") as net:
+        yield net.nodes, net.root
 
 
 def test_dscsa_lifecycle_on_a_four_authority_network(network: tuple[list[NodeProcess], Path]) -> None:
     nodes, root = network
     home = root / "client"
-    m = Medchain(nodes, home)
+    m = Medchain(nodes, home, PASSPHRASE)
     pub = {name: m.key(name) for name in ("manu", "dist", "pharm", "fda")}
 
     # --- the cast: registered, accredited by 3 of the 4 authorities, bound to their GLNs

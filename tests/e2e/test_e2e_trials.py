@@ -14,20 +14,12 @@ time frame. Every wait is on a condition with a deadline.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from medchaind.client import Client
-from medchaind.node.init import init_testnet
-from medchaind.testing.nodeproc import NodeProcess, free_port_range, run_cli
-from medchaind.testing.wait import wait_until
+from medchaind.testing.nodeproc import Medchain, NodeProcess, call, run_cli, start_testnet
 
 pytestmark = pytest.mark.e2e
 
@@ -37,70 +29,10 @@ FIXTURES = Path(__file__).resolve().parents[1] / "trials" / "fixtures"
 PASSPHRASE = "e2e-trials-passphrase"
 
 
-def call(node: NodeProcess, method: str, params: dict[str, Any] | None = None) -> Any:
-    with Client(node.ipc, timeout=30) as c:
-        return c.call(method, params)
-
-
 @pytest.fixture
 def network() -> Iterator[tuple[list[NodeProcess], Path]]:
-    root = Path(tempfile.mkdtemp(prefix="mctr-"))
-    base = free_port_range(5)
-    cfgs = init_testnet(root / "net", 4, observers=1, chain_id=CHAIN, base_port=base)
-    nodes = [NodeProcess(cfg.datadir, cfg.datadir / "node.log", command="run") for cfg, _ in cfgs]
-    try:
-        for n in nodes:
-            n.start()
-        wait_until(lambda: all(len(call(n, "node_peers")) >= 3 for n in nodes[:4]), timeout=60,
-                   what="authorities to connect")
-        yield nodes, root
-    finally:
-        for n in nodes:
-            if n.proc is not None and n.proc.poll() is None:
-                n.stop(signal.SIGKILL)
-        for i, n in enumerate(nodes):  # shown by pytest only when the test failed
-            print(f"---- node{i} log (tail) ----")
-            print("\n".join(n.log().splitlines()[-30:]))
-        if os.environ.get("MEDCHAIND_KEEP_TEST_LOGS"):
-            shutil.copytree(root, os.environ["MEDCHAIND_KEEP_TEST_LOGS"], dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("*.ipc"))
-        shutil.rmtree(root, ignore_errors=True)
-
-
-class Medchain:
-    """``medchain`` as a user runs it: a client home with keystores, one node's socket per call."""
-
-    def __init__(self, nodes: list[NodeProcess], home: Path) -> None:
-        self.nodes = nodes
-        self.home = home
-        self.env = {"MEDCHAIN_HOME": str(home), "MEDCHAIN_PASSPHRASE": PASSPHRASE}
-
-    def run(self, node: int, *args: str, code: int = 0) -> Any:
-        res = run_cli("--ipc", str(self.nodes[node].ipc), *args, env=self.env, check=False)
-        assert res.returncode == code, f"medchain {' '.join(args)} -> {res.returncode}:\n{res.stdout}\n{res.stderr}"
-        return json.loads(res.stdout) if res.stdout.strip() else res.stderr
-
-    def tx(self, node: int, *args: str) -> dict[str, Any]:
-        """A tx command that must commit successfully. Returns once every node has the
-        block (the next command may go to another node)."""
-        st = self.run(node, *args)
-        assert st["status"] == "committed" and st["receipt"]["ok"], st
-        self.settle(st["height"])
-        return st  # type: ignore[no-any-return]
-
-    def refused(self, node: int, *args: str, code: str) -> None:
-        """A tx command the node refuses at admission (its dry run fails with ``code``): exit 1."""
-        err = self.run(node, *args, code=1)
-        assert "medchain: error: node refused" in err and code in err, err
-
-    def settle(self, height: int) -> None:
-        for n in self.nodes:
-            with Client(n.ipc, timeout=60) as c:
-                head = c.wait_height(height, timeout_ms=60_000)
-                assert head is not None and head["height"] >= height, f"{n.datadir.name} stuck below {height}"
-
-    def key(self, name: str) -> str:
-        return str(self.run(0, "keys", "new", name)["public_key"])
+    with start_testnet(4, observers=1, chain_id=CHAIN, prefix="mctr-") as net:
+        yield net.nodes, net.root
 
 
 def test_trial_from_ctgov_record_to_switching_report_on_every_node(
@@ -108,7 +40,7 @@ def test_trial_from_ctgov_record_to_switching_report_on_every_node(
 ) -> None:
     nodes, root = network
     home = root / "client"
-    m = Medchain(nodes, home)
+    m = Medchain(nodes, home, PASSPHRASE)
     docs = root / "docs"
     docs.mkdir()
     for name, text in [("protocol-v1.pdf", "GLUCO-3 protocol v1.0"), ("protocol-v2.pdf", "GLUCO-3 protocol v2.0"),

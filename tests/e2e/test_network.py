@@ -7,7 +7,6 @@ deadline (heights, peer counts, round numbers), never a fixed sleep.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -23,7 +22,7 @@ from medchaind import crypto
 from medchaind.client import Client
 from medchaind.errors import MedchainError
 from medchaind.node.init import init_testnet
-from medchaind.testing.nodeproc import NodeProcess, _cmd, free_port_range
+from medchaind.testing.nodeproc import NodeProcess, _cmd, free_port_range, start_testnet
 from medchaind.testing.wait import wait_until
 from medchaind.types import Tx, sign_tx
 
@@ -74,26 +73,8 @@ def assert_same_chain(nodes: list[NodeProcess]) -> None:
 
 @pytest.fixture
 def network() -> Iterator[list[NodeProcess]]:
-    root = Path(tempfile.mkdtemp(prefix="mcnet-"))
-    base = free_port_range(5)
-    nodes_cfg = init_testnet(root / "net", 4, observers=1, chain_id=CHAIN, base_port=base)
-    nodes = [NodeProcess(cfg.datadir, cfg.datadir / "node.log", command="run") for cfg, _ in nodes_cfg]
-    try:
-        for n in nodes:
-            n.start()
-        wait_until(lambda: all(len(call(n, "node_peers")) >= 3 for n in nodes[:4]),  # type: ignore[arg-type]
-                   timeout=60, what="authorities to connect")
-        yield nodes
-    finally:
-        for n in nodes:
-            if n.proc is not None and n.proc.poll() is None:
-                n.stop(signal.SIGKILL)
-        for i, n in enumerate(nodes):  # shown by pytest only when the test failed
-            print(f"---- node{i} log (tail) ----")
-            print("\n".join(n.log().splitlines()[-40:]))
-        if os.environ.get("MEDCHAIND_KEEP_TEST_LOGS"):
-            shutil.copytree(root, os.environ["MEDCHAIND_KEEP_TEST_LOGS"], dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.ipc"))
-        shutil.rmtree(root, ignore_errors=True)
+    with start_testnet(4, observers=1, chain_id=CHAIN, prefix="mcnet-", log_lines=40) as net:
+        yield net.nodes
 
 
 def submit(node: NodeProcess, txs: list[Tx]) -> None:

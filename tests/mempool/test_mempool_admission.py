@@ -238,3 +238,27 @@ def test_idle_rate_limit_buckets_are_pruned() -> None:
     with pytest.raises(TxRejected, match="mempool_full"):
         h.pool.add(h.update("Q"))
     assert len(h.pool._buckets) <= 4 * h.pool.config.max_txs + 1
+
+
+def test_busy_refuses_client_txs_with_a_retry_hint_and_changes_nothing() -> None:
+    """Backpressure (issue 14): above busy_txs pending txs a client's tx is refused
+    ``busy`` with a retry hint; nothing is evicted, the refused tx is admitted once the
+    pool has room again, and a tx already pending is never refused for load."""
+    h = Harness(MempoolConfig(busy_txs=2, busy_retry_ms=250))
+    first, second = h.update("P", nonce=1, tag="a"), h.update("Q", nonce=1, tag="b")
+    for tx in (first, second):
+        h.pool.refuse_if_busy(tx)
+        assert h.pool.add(tx)
+    assert h.pool.busy()
+    third = h.update("R", nonce=1, tag="c")
+    before = h.pool.statistics()
+    with pytest.raises(TxRejected) as exc:
+        h.pool.refuse_if_busy(third)
+    assert exc.value.code == "busy" and exc.value.retry_after_ms == 250
+    assert h.pool.statistics() == before and third.hash not in h.pool
+    h.pool.refuse_if_busy(first)  # already pending: a resubmission is not refused
+    h.commit([first])
+    h.pool.update([first])
+    assert not h.pool.busy()
+    h.pool.refuse_if_busy(third)
+    assert h.pool.add(third)

@@ -24,9 +24,9 @@ class WatchedGossip(TxGossip):
         super().__init__(*args, **kwargs)
         self.batches = Changes()
 
-    def _admit(self, data: bytes) -> None:
+    async def _admit(self, data: bytes) -> None:
         try:
-            super()._admit(data)
+            await super()._admit(data)
         finally:
             self.batches.notify()
 

@@ -259,6 +259,7 @@ def test_the_node_gives_every_protocol_it_serves_its_request_limit() -> None:
     from medchaind.node.blobs import BATCH, BlobService
     from medchaind.node.node import REQUEST_LIMITS
     from medchaind.sync import SyncService
+    from medchaind.sync.snapshots import SnapshotServer, decode_snapshot_request, encode_snapshot_request
     from medchaind.sync.wire import decode_sync_request
 
     class Recorder:
@@ -268,10 +269,18 @@ def test_the_node_gives_every_protocol_it_serves_its_request_limit() -> None:
         def set_handler(self, protocol: str, handler: object) -> None:
             self.protocols.append(protocol)
 
+    class Ledger:
+        def add_listener(self, listener: object) -> None:
+            pass
+
     net = Recorder()
     SyncService(None, None, net)  # type: ignore[arg-type]
     BlobService(None, net)  # type: ignore[arg-type]
+    SnapshotServer(Ledger(), net)  # type: ignore[arg-type]
     assert sorted(net.protocols) == sorted(REQUEST_LIMITS)
+    largest_snapshot = encode_snapshot_request("chunk", height=2**64 - 1, index=2**64 - 1)
+    assert decode_snapshot_request(largest_snapshot)
+    assert len(largest_snapshot) <= REQUEST_LIMITS["snapshot/1"]
     largest_sync = codec.encode({"op": "blocks", "from": 2**64 - 1, "to": 2**64 - 1})
     assert decode_sync_request(largest_sync) and len(largest_sync) <= REQUEST_LIMITS["sync/1"]
     assert REQUEST_LIMITS["blobs/1"] == 32 * BATCH and REQUEST_LIMITS["blob/1"] == 32

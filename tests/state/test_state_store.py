@@ -17,13 +17,14 @@ from state_kit import hexs
 
 from medchaind import codec
 from medchaind.app import trie
+from medchaind.app.app import PROTOCOL_VERSION
 from medchaind.app.proofs import Witness, WitnessState
 from medchaind.chain import build_block
 from medchaind.errors import ConfigError
 from medchaind.ledger import Ledger
 from medchaind.modules import make_app
 from medchaind.node.queries import ModuleQueries, query_methods
-from medchaind.store import ChainStore, LevelDBKV, MemoryKV, schema
+from medchaind.store import PROTOCOL_META, ChainStore, LevelDBKV, MemoryKV, schema
 from medchaind.store.chain_store import GENESIS_APP_HASH_META
 from medchaind.testing.appkit import enc_key, key, make_genesis, pub
 from medchaind.types import Commit, sign_commit_vote, sign_tx
@@ -103,3 +104,31 @@ async def test_a_protocol_1_datadir_is_refused() -> None:
     with pytest.raises(ConfigError, match="protocol 1"):
         Ledger(ChainStore(kv), make_app(GENESIS), GENESIS, commit_in_thread=False)
 
+
+
+async def test_the_datadir_records_its_protocol_and_another_one_is_refused() -> None:
+    """protocol.md Appendix B: protocol 3 hashes receipts differently, so a chain made by
+    another version can be neither replayed nor extended: the node says so at start."""
+    kv = MemoryKV()
+    ledger = Ledger(ChainStore(kv), make_app(GENESIS), GENESIS, commit_in_thread=False)
+    assert kv.get(schema.meta_key(PROTOCOL_META)) == str(PROTOCOL_VERSION).encode()
+    await commit(ledger, [register("P")])
+    again = Ledger(ChainStore(kv), make_app(GENESIS), GENESIS, commit_in_thread=False)  # same version: fine
+    assert again.height == 1
+    # a datadir made by another version
+    kv.put(schema.meta_key(PROTOCOL_META), b"7")
+    with pytest.raises(ConfigError, match="made by protocol 7, and this medchaind speaks protocol"):
+        Ledger(ChainStore(kv), make_app(GENESIS), GENESIS, commit_in_thread=False)
+    # blocks but no mark: a datadir of protocol 2 or earlier
+    kv.delete(schema.meta_key(PROTOCOL_META))
+    with pytest.raises(ConfigError, match="protocol 2 or earlier"):
+        Ledger(ChainStore(kv), make_app(GENESIS), GENESIS, commit_in_thread=False)
+    assert kv.get(schema.meta_key(PROTOCOL_META)) is None, "a refused datadir is not changed"
+
+
+async def test_a_genesis_only_datadir_without_the_mark_gets_it() -> None:
+    kv = MemoryKV()
+    Ledger(ChainStore(kv), make_app(GENESIS), GENESIS, commit_in_thread=False)
+    kv.delete(schema.meta_key(PROTOCOL_META))
+    Ledger(ChainStore(kv), make_app(GENESIS), GENESIS, commit_in_thread=False)
+    assert kv.get(schema.meta_key(PROTOCOL_META)) is not None

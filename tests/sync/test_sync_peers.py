@@ -63,3 +63,29 @@ def test_peers_at_or_below_our_height_are_not_candidates() -> None:
     book = PeerBook()
     book.note_claim("a", 5, H)
     assert book.ranked(["a"], above=5, corroborated=5) == []
+
+
+def test_a_peer_restored_from_a_snapshot_is_not_asked_below_its_base() -> None:
+    book = PeerBook()
+    book.note_claim("S", 3000, b"h" * 32, base=2000)  # restored from the snapshot of 2000
+    book.note_claim("F", 3000, b"h" * 32)
+    assert book.ranked(["S", "F"], 10, 3000) == ["F"]
+    assert sorted(book.ranked(["S", "F"], 1999, 3000)) == ["F", "S"]  # it has 2000 onwards
+    book.note_announce("S", 3001, b"i" * 32)  # an announcement keeps the base
+    assert book.claim("S").base == 2000  # type: ignore[union-attr]
+
+
+def test_the_status_answer_carries_a_base_only_above_one() -> None:
+    from medchaind import codec
+    from medchaind.errors import DecodeError
+    from medchaind.sync.wire import decode_status, decode_status_base, encode_status
+
+    assert codec.decode(encode_status(5, b"x" * 32)) == {"height": 5, "hash": b"x" * 32}
+    assert decode_status_base(encode_status(5, b"x" * 32, 3)) == (5, b"x" * 32, 3)
+    assert decode_status(encode_status(5, b"x" * 32, 3)) == (5, b"x" * 32)
+    for bad in (1, 6, -1):
+        try:
+            decode_status_base(codec.encode({"height": 5, "hash": b"x" * 32, "base": bad}))
+        except DecodeError:
+            continue
+        raise AssertionError(f"base {bad} accepted")

@@ -50,6 +50,11 @@ class Place:
 PLACES: tuple[Place, ...] = (
     Place("testing", ("testing/*",)),
     Place("cli", ("cli/*",)),
+    # What a module's console pages are made of (console/kit.py) and the pages each module
+    # brings (modules/<name>/console.py, found by convention like cli.py): they see the
+    # chain only through the query callable the console hands them, so they may import
+    # the kit, the registry and the pure layers, never node/ or the client side.
+    Place("console views", ("console/kit.py", "modules/*/console.py")),
     Place("console", ("console/*",)),
     # The client side: what a client process runs (sign, encrypt, validate FHIR or EPCIS,
     # talk to the socket, the `medchain <module>` commands). In a module package these
@@ -93,6 +98,7 @@ COLUMNS: tuple[tuple[str, ...], ...] = (
     ("cli", "console", "node", "ipc", "consensus", "sync", "net", "mempool", "ledger", "store",
      "host I/O", "registry", *PURE_LAYERS),
     ("cli", "client", "ipc", "host I/O", "registry", *PURE_LAYERS),
+    ("cli", "console", "console views", "registry", *PURE_LAYERS),
 )
 
 #: testing/ (simulator, clusters, harnesses) may import anything; nothing imports it.
@@ -142,6 +148,9 @@ class Violation:
 
 
 CLIENT = next(p for p in PLACES if p.layer == "client")
+#: rows judged before a module package's client-side split (a module's console.py is
+#: never imported by its machine.py, yet it is a console view, not client code)
+BEFORE_SPLIT = tuple(p for p in PLACES if p.layer == "console views")
 
 
 def module_client_side(files: Mapping[str, str]) -> set[str]:
@@ -168,6 +177,9 @@ def module_client_side(files: Mapping[str, str]) -> set[str]:
 
 def place_of(rel: str, client_side: Collection[str] = ()) -> Place | None:
     """The row of :data:`PLACES` that ``rel`` (a path under medchaind/) falls in."""
+    for place in BEFORE_SPLIT:
+        if any(fnmatch.fnmatchcase(rel, pattern) for pattern in place.files):
+            return place
     if rel in client_side:
         return CLIENT
     for place in PLACES:
@@ -381,6 +393,17 @@ BREACHES = [
     pytest.param("cli/bad.py", "from ..records_gone import x\n",
                  [r"cli/bad.py:1: imports medchaind.records_gone, which does not exist"], id="stale-import"),
     pytest.param("gadgets/new.py", "x = 1\n", [r"medchaind/gadgets/new.py: in no layer"], id="unplaced-file"),
+    pytest.param("modules/anchor/console.py", "from ...console.kit import Page\nfrom ..anchor import machine\n", [],
+                 id="a-module-console-uses-the-kit"),
+    pytest.param("modules/anchor/console.py", "from ...node.queries import ModuleQueries\n",
+                 [r"modules/anchor/console.py:1: console views imports medchaind/node/queries.py \(node\)"],
+                 id="a-module-console-never-reaches-the-node"),
+    pytest.param("modules/anchor/console.py", "from ..records import encryption\n",
+                 [r"console views imports medchaind/modules/records/encryption.py \(client\)"],
+                 id="a-module-console-never-decrypts"),
+    pytest.param("console/kit.py", "from ..console.app import Console\n",
+                 [r"console/kit.py:1: console views imports medchaind/console/app.py \(console\)"],
+                 id="the-kit-stays-below-the-console"),
 ]
 
 

@@ -35,7 +35,7 @@ def test_encoding_is_canonical_map() -> None:
 
 def test_results_hash() -> None:
     rs = [Receipt(), Receipt("unauthorized", "not a member", ({"who": b"\x01"},))]
-    assert results_hash(rs) == crypto.sha256(codec.encode([r.to_map() for r in rs]))
+    assert results_hash(rs) == crypto.sha256(codec.encode([{"code": r.code, "events": list(r.events)} for r in rs]))
     assert results_hash([]) == crypto.sha256(b"\x80")
     assert results_hash(rs[::-1]) != results_hash(rs)
     assert results_hash(rs[:1]) != results_hash(rs)
@@ -69,3 +69,23 @@ def test_decode_rejects_non_canonical_and_oversize() -> None:
 def test_events_must_be_maps() -> None:
     with pytest.raises(DecodeError):
         decode_receipt(codec.encode({"code": "ok", "reason": "", "events": [1, "x"]}))
+
+
+def test_results_hash_leaves_out_the_reason() -> None:
+    """Protocol 3 (docs/protocol.md §7): the free-text reason is not hashed; code and events are."""
+    a = [Receipt("bad_nonce", "nonce 5, expected 3")]
+    assert results_hash(a) == results_hash([Receipt("bad_nonce", "another wording")])
+    assert results_hash(a) != results_hash([Receipt("unauthorized", "nonce 5, expected 3")])
+    assert results_hash([Receipt(events=({"type": "m.x"},))]) != results_hash([Receipt()])
+    # [{"code": "ok", "events": []}]
+    assert codec.encode([Receipt().result_map()]).hex() == "81a264636f6465626f6b666576656e747380"
+
+
+def test_ipc_receipt_carries_its_exact_encoding() -> None:
+    """Issue 15, item 3: the JSON form hex-encodes bytes and adds `ok`; `encoded` is enc(receipt)."""
+    from medchaind.node.rpc import receipt_json
+
+    r = Receipt("ok", "", ({"type": "m.x", "who": b"\x01", "text": "0x01"},))
+    j = receipt_json(r)
+    assert j["ok"] is True and j["events"][0]["who"] == j["events"][0]["text"] == "0x01"  # ambiguous
+    assert decode_receipt(bytes.fromhex(j["encoded"][2:])) == r

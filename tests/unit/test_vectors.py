@@ -203,9 +203,10 @@ def test_block_vectors() -> None:
         assert merkle_root([h(x) for x in b["tx_hashes"]]).hex() == hdr["tx_root"]
         for t in block.txs:
             t.verify_signature()
-        # receipts -> results_hash
+        # receipts -> results_hash: each receipt's {code, events}, without the reason (§7)
         receipts = [decode_receipt(h(r)) for r in b["receipts"]]
-        assert sha(codec.encode([r.to_map() for r in receipts])).hex() == hdr["results_hash"]
+        results = [{"code": r.code, "events": list(r.events)} for r in receipts]
+        assert sha(codec.encode(results)).hex() == hdr["results_hash"]
         # commit
         commit = decode_commit(h(b["commit_encoding"]))
         assert commit.hash().hex() == b["commit_hash"] == sha(h(b["commit_encoding"])).hex()
@@ -259,3 +260,143 @@ def test_merkle_vectors() -> None:
             assert verify_merkle_proof(
                 items[p["index"]], p["index"], len(items), path, h(c["root"])
             )
+
+
+# ---------------------------------------------------------------- proposer (§5.2)
+
+
+def _proposer_from_spec(powers: dict[bytes, int], height: int, round_: int) -> bytes:
+    """docs/protocol.md §5.2 written out from the text: smooth weighted round-robin."""
+    import math
+
+    keys = sorted(powers)
+    g = 0
+    for k in keys:
+        g = math.gcd(g, powers[k])
+    w = [powers[k] // g for k in keys]
+    total = sum(w)
+    c = [0] * len(w)
+    cycle = []
+    for _ in range(total):
+        c = [ci + wi for ci, wi in zip(c, w, strict=True)]
+        j = c.index(max(c))  # the lowest index with the largest value
+        c[j] -= total
+        cycle.append(j)
+    return keys[cycle[(height + round_) % total]]
+
+
+def test_block_vectors_follow_the_proposer_rule() -> None:
+    """Issue 15, item 5: block.json's proposers are §5.2's (the live network's) rule."""
+    doc = load("block.json")
+    powers = {h(a["public_key"]): a["power"] for a in doc["authorities"]}
+    for b in doc["blocks"]:
+        hdr = b["header"]
+        assert h(hdr["proposer"]) == _proposer_from_spec(powers, hdr["height"], hdr["round"])
+        # with equal powers: sorted_keys[(h + r) mod n]
+        assert h(hdr["proposer"]) == sorted(powers)[(hdr["height"] + hdr["round"]) % len(powers)]
+    for height, round_, key in doc["proposers"]["equal_powers"]:
+        assert _proposer_from_spec(powers, height, round_).hex() == key
+    weighted = doc["proposers"]["weighted"]
+    wpowers = {h(k): p for k, p in weighted["powers"]}
+    assert [_proposer_from_spec(wpowers, 0, j).hex() for j in range(len(weighted["cycle"]))] == weighted["cycle"]
+    for height, round_, key in weighted["schedule"]:
+        assert _proposer_from_spec(wpowers, height, round_).hex() == key
+    # each authority proposes power/gcd times per cycle
+    assert sorted(weighted["cycle"].count(k) for k, _ in weighted["powers"]) == [1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------------ ed25519 (§2.2)
+
+
+def test_ed25519_edge_cases_follow_libsodium() -> None:
+    """Issue 15, item 8: the verdicts are libsodium's crypto_sign_verify_detached, and the
+    node's verify (crypto.verify) agrees with every one of them."""
+    import nacl.bindings
+    import nacl.exceptions
+
+    doc = load("ed25519.json")
+    chain, domain = doc["chain_id"], doc["domain"]
+    for c in doc["cases"]:
+        pk, sig, payload, msg = h(c["public_key"]), h(c["signature"]), h(c["payload"]), h(c["message"])
+        assert msg == domain.encode() + b"\x00" + chain.encode() + b"\x00" + payload
+        assert crypto.verify(pk, sig, domain, chain, payload) is c["valid"], c["name"]
+        try:
+            nacl.bindings.crypto_sign_open(sig + msg, pk)
+            sodium = True
+        except (nacl.exceptions.BadSignatureError, ValueError):
+            sodium = False
+        assert sodium is c["valid"], c["name"]
+    names = " ".join(c["name"] for c in doc["cases"])
+    for needed in ("S + L", "small-order A", "small-order R", "mixed-order A", "mixed-order R",
+                   "non-canonical A", "non-canonical R"):
+        assert needed in names
+    # the point of the file: rules that disagree with libsodium exist and are caught
+    assert sum(c["valid"] != c["zip215"] for c in doc["cases"]) >= 8
+    assert any(c["valid"] and "mixed-order A" in c["name"] for c in doc["cases"])
+
+
+# ------------------------------------------------------------------------ gossip (§12.2)
+
+
+def test_gossip_vectors() -> None:
+    """Issue 15, item 12: message id = SHA-256 of the message data; every message decodes."""
+    from medchaind.consensus.wire import decode_consensus, decode_tx_batch
+    from medchaind.core.messages import Proposal, Vote
+    from medchaind.sync.wire import decode_announce
+
+    doc = load("gossip.json")
+    block2 = load("block.json")["blocks"][1]
+    ids = set()
+    for c in doc["cases"]:
+        data = h(c["data"])
+        assert c["message_id"] == sha(data).hex()
+        ids.add(c["message_id"])
+        name = c["topic"].split("/", 3)[3]
+        assert c["topic"] == f"/medchain/{doc['chain_id']}/{name}"
+        if name == "consensus/1":
+            m = decode_consensus(data)
+            assert isinstance(m.message, (Vote, Proposal))
+            assert m.message.block_hash.hex() == block2["header_hash"]
+            if isinstance(m.message, Proposal):
+                assert m.block is not None and m.block.encode().hex() == block2["encoded"]
+        elif name == "tx/1":
+            assert [decode_tx(t).hash.hex() for t in decode_tx_batch(data)] == [
+                v["hash"] for v in load("tx.json")["valid"]]
+        else:
+            assert name == "block/1"
+            assert decode_announce(data) == (2, h(block2["header_hash"]))
+    assert len(ids) == len(doc["cases"])  # a re-broadcast (resend) has its own id
+
+
+def test_libp2p_adapter_uses_the_specified_message_id() -> None:
+    """The reference's gossipsub msg_id_constructor is §12.2's function, whatever the envelope."""
+    from libp2p.pubsub.pb import rpc_pb2
+
+    from medchaind.net.libp2p_net import content_message_id
+
+    for c in load("gossip.json")["cases"]:
+        msg = rpc_pb2.Message(data=h(c["data"]), from_id=b"\x00\x01", seqno=b"\x00" * 8, topicIDs=[c["topic"]])
+        assert content_message_id(msg).hex() == c["message_id"]
+
+
+def test_peer_id_vectors() -> None:
+    """§12.1: an authority's peer id follows from its public key (item 13: `medchaind peer-id`)."""
+    from medchaind.net.libp2p_net import peer_id_from_public_key
+
+    doc = load("gossip.json")
+    keys = sorted(a["public_key"] for a in load("block.json")["authorities"])
+    assert [k for k, _ in doc["peer_ids"]] == keys
+    for k, pid in doc["peer_ids"]:
+        assert pid.startswith("12D3KooW") and str(peer_id_from_public_key(h(k))) == pid
+
+
+def test_state_block_results_hash_follows_section_7() -> None:
+    """state.json's block was executed by the reference state machine; its results_hash is
+    H(enc([{code, events}, ...])) of its receipts, reasons left out (protocol 3)."""
+    b = load("state.json")["block"]
+    receipts = [codec.decode(h(r)) for r in b["receipts"]]
+    assert [r["code"] for r in receipts] == ["ok", "ok", "ok", "already_registered"]
+    assert any(r["reason"] for r in receipts)  # a failed one has a reason, which is not hashed
+    results = [{"code": r["code"], "events": r["events"]} for r in receipts]
+    assert sha(codec.encode(results)).hex() == b["header"]["results_hash"]
+    assert all(r["events"] == [] for r in receipts if r["code"] != "ok")

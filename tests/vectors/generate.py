@@ -22,6 +22,7 @@ must sort them itself.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ if __name__ == "__main__":  # allow running the script from a checkout without i
     sys.path.insert(0, str(HERE.parent.parent))
 
 from medchaind import codec, crypto  # noqa: E402
+from medchaind.core.validators import ValidatorSet  # noqa: E402
 from medchaind.types import (  # noqa: E402
     EMPTY_HASH,
     PRECOMMIT,
@@ -50,7 +52,7 @@ from medchaind.types import (  # noqa: E402
 )
 from medchaind.types.merkle import merkle_proof, merkle_root  # noqa: E402
 
-FILES = ("codec.json", "tx.json", "block.json", "merkle.json", "state.json")
+FILES = ("codec.json", "tx.json", "block.json", "merkle.json", "state.json", "ed25519.json", "gossip.json")
 
 CHAIN_ID = "medchain-test"
 #: The signer of the tx vectors.
@@ -413,12 +415,14 @@ def build_block() -> dict[str, Any]:
     blocks = []
     prev_hash = genesis.hash()
     last_commit: Commit | None = None
+    vset = ValidatorSet.from_powers(powers)
     specs = [
-        # height, round, time, proposer, commit signers
-        (1, 0, GENESIS_TIME_MS + 1000, 0, [0, 1, 2]),
-        (2, 1, GENESIS_TIME_MS + 2500, 2, [0, 1, 2, 3]),
+        # height, round, time, commit signers; the proposer is the §5.2 rule's for (height, round)
+        (1, 0, GENESIS_TIME_MS + 1000, [0, 1, 2]),
+        (2, 1, GENESIS_TIME_MS + 2500, [0, 1, 2, 3]),
     ]
-    for height, round_, time_ms, proposer, signers in specs:
+    for height, round_, time_ms, signers in specs:
+        proposer = vset.proposer(height, round_)
         txs = (
             sign_tx(
                 clients[0],
@@ -442,7 +446,7 @@ def build_block() -> dict[str, Any]:
             app_hash=crypto.sha256(b"app state %d" % height),
             results_hash=results_hash(receipts),
             validators_hash=vhash,
-            proposer=auths[proposer].public_key,
+            proposer=proposer,
             last_commit_hash=EMPTY_HASH if last_commit is None else last_commit.hash(),
         )
         block = Block(header, txs, last_commit)
@@ -476,10 +480,26 @@ def build_block() -> dict[str, Any]:
             "signature": auths[0].sign(crypto.DOMAIN_VOTE, CHAIN_ID, nil_prevote).hex(),
         }
     ]
+    # §5.2: the proposer of (h, r) for equal powers (this genesis) and for unequal ones
+    weighted = {a.public_key: p for a, p in zip(auths, (1, 2, 3, 4), strict=True)}
+    wset = ValidatorSet.from_powers(weighted)
+    proposers = {
+        "equal_powers": [[h_, r_, vset.proposer(h_, r_).hex()] for h_ in range(1, 4) for r_ in range(3)],
+        "weighted": {
+            "powers": [[k.hex(), weighted[k]] for k in sorted(weighted)],
+            "cycle": [wset.proposer(0, r_).hex() for r_ in range(sum(weighted.values()))],
+            "schedule": [[h_, r_, wset.proposer(h_, r_).hex()] for h_ in range(1, 4) for r_ in range(3)],
+        },
+    }
     return {
         "description": "Genesis, blocks at heights 1 and 2 with their commits (docs/protocol.md "
         "§4-§7). Authority i has Ed25519 seed bytes([0x10+i])*32, power 1; block 1 is "
-        "committed by authorities 0,1,2, block 2 by all four, signatures sorted by key.",
+        "committed by authorities 0,1,2, block 2 by all four, signatures sorted by key. Each "
+        "block's proposer is proposer(height, round) of §5.2 (block 2 was decided in round 1). "
+        "Header and commit fields are plain JSON (§14): integers as numbers, byte strings as "
+        "hex, the chain id as a string. 'proposers': [height, round, proposer] by §5.2 for this "
+        "authority set, and for the same keys with powers 1, 2, 3, 4 (authority i has power i+1; "
+        "'cycle' is the smooth weighted round-robin cycle, entry j = proposer of h + r = j).",
         "chain_id": CHAIN_ID,
         "genesis_json": genesis_text,
         "genesis_hash": genesis.hash().hex(),
@@ -491,6 +511,7 @@ def build_block() -> dict[str, Any]:
         "client_seeds": [s.hex() for s in CLIENT_SEEDS],
         "blocks": blocks,
         "votes": votes,
+        "proposers": proposers,
         "empty_results_hash": results_hash([]).hex(),
     }
 
@@ -653,6 +674,281 @@ def build_state() -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------ ed25519 edge cases
+
+# Just enough edwards25519 arithmetic (RFC 8032 §5.1) to build signatures that libsodium
+# and other verifiers judge differently. Affine coordinates and modular inverses: slow,
+# and only ever run here, on public test data.
+_P = 2**255 - 19
+_L = 2**252 + 27742317777372353535851937790883648493
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+_Pt = tuple[int, int]
+_ZERO: _Pt = (0, 1)
+
+
+def _ed_add(a: _Pt, b: _Pt) -> _Pt:
+    (x1, y1), (x2, y2) = a, b
+    t = _D * x1 * x2 * y1 * y2 % _P
+    x3 = (x1 * y2 + x2 * y1) * pow(1 + t, _P - 2, _P) % _P
+    y3 = (y1 * y2 + x1 * x2) * pow(1 - t, _P - 2, _P) % _P
+    return (x3, y3)
+
+
+def _ed_mul(n: int, pt: _Pt) -> _Pt:
+    out = _ZERO
+    while n:
+        if n & 1:
+            out = _ed_add(out, pt)
+        pt = _ed_add(pt, pt)
+        n >>= 1
+    return out
+
+
+def _ed_x(y: int, sign: int) -> int | None:
+    """The x with parity ``sign`` of the curve point with this y (None: no such point)."""
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
+    x = u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P) % _P
+    if v * x * x % _P == (-u) % _P:
+        x = x * _SQRT_M1 % _P
+    if v * x * x % _P != u:
+        return None
+    if x == 0 and sign:
+        return None
+    return x if x & 1 == sign else _P - x
+
+
+_B: _Pt = (_ed_x(4 * pow(5, _P - 2, _P) % _P, 0) or 0, 4 * pow(5, _P - 2, _P) % _P)
+
+
+def _ed_enc(pt: _Pt) -> bytes:
+    x, y = pt
+    return (y | ((x & 1) << 255)).to_bytes(32, "little")
+
+
+def _ed_dec_lax(s: bytes) -> _Pt | None:
+    """ZIP-215 decoding: any y < 2**255 (reduced mod p), x = 0 with the sign bit set allowed."""
+    v = int.from_bytes(s, "little")
+    y, sign = (v & ((1 << 255) - 1)) % _P, v >> 255
+    x = _ed_x(y, 0)
+    if x is None:
+        return None
+    return (x if x == 0 or (x & 1) == sign else _P - x, y)
+
+
+def _ed_k(r_enc: bytes, a_enc: bytes, msg: bytes) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha512(r_enc + a_enc + msg).digest(), "little") % _L
+
+
+def _zip215_verify(a_enc: bytes, sig: bytes, msg: bytes) -> bool:
+    """ZIP 215: non-canonical A and R accepted, S < L, cofactored equation [8]SB = [8]R + [8]kA."""
+    a, r = _ed_dec_lax(a_enc), _ed_dec_lax(sig[:32])
+    s = int.from_bytes(sig[32:], "little")
+    if a is None or r is None or s >= _L:
+        return False
+    left = _ed_mul(8 * s, _B)
+    right = _ed_add(_ed_mul(8, r), _ed_mul(8 * _ed_k(sig[:32], a_enc, msg), a))
+    return left == right
+
+
+def _torsion8() -> _Pt:
+    """A point of order 8: L times the first curve point found from y = 2, 3, ..."""
+    y = 2
+    while True:
+        x = _ed_x(y, 0)
+        if x is not None:
+            t = _ed_mul(_L, (x, y))
+            if _ed_mul(4, t) != _ZERO:
+                return t
+        y += 1
+
+
+@functools.cache
+def _ed25519_cases() -> list[dict[str, Any]]:
+    """(name, public key, signature, message) of the edge cases; verdicts are computed."""
+    t8 = _torsion8()
+    t4 = _ed_mul(2, t8)  # order 4: (x, 0)
+    a_scalar = int.from_bytes(crypto.sha256(b"medchain ed25519 vectors: a"), "little") % _L
+    r_scalar = int.from_bytes(crypto.sha256(b"medchain ed25519 vectors: r"), "little") % _L
+    a_pt = _ed_mul(a_scalar, _B)
+    r_pt = _ed_mul(r_scalar, _B)
+    ident_noncanon_y = (_P + 1).to_bytes(32, "little")  # the identity with y = p + 1
+    ident_neg_zero = bytes([1]) + bytes(30) + bytes([0x80])  # the identity with x "negative"
+
+    def msg_for(i: int) -> tuple[bytes, bytes]:
+        payload = codec.encode({"edge": i})
+        return payload, crypto.signing_message(crypto.DOMAIN_TX, CHAIN_ID, payload)
+
+    def search(r_enc: bytes, a_enc: bytes, want: Any) -> tuple[bytes, bytes, int]:
+        """A payload whose challenge k = H(R || A || M) mod L satisfies ``want(k)``."""
+        i = 0
+        while True:
+            payload, msg = msg_for(i)
+            k = _ed_k(r_enc, a_enc, msg)
+            if want(k):
+                return payload, msg, k
+            i += 1
+
+    def sig(r_enc: bytes, s: int) -> bytes:
+        return r_enc + s.to_bytes(32, "little")
+
+    any_k = lambda k: True  # noqa: E731
+    out: list[tuple[str, bytes, bytes, bytes]] = []
+
+    # 1. an ordinary signature, and its S made non-canonical
+    key = crypto.SigningKey(TX_SEED)
+    payload, msg = msg_for(0)
+    good = key.sign(crypto.DOMAIN_TX, CHAIN_ID, payload)
+    s = int.from_bytes(good[32:], "little")
+    out.append(("ordinary signature (RFC 8032, from seed 00..1f)", key.public_key, good, payload))
+    out.append(("S + L: non-canonical S (S >= L), otherwise the signature above", key.public_key,
+                sig(good[:32], s + _L), payload))
+    out.append(("S + 15L: S >= L with the top bits of the last byte set", key.public_key,
+                sig(good[:32], s + 15 * _L), payload))
+
+    a_enc, r_enc = _ed_enc(a_pt), _ed_enc(r_pt)
+    # 2. small-order public keys (identity; order 8), R = rB, S = r
+    for name, small in (("the identity (order 1)", _ZERO), ("a point of order 8", t8), ("a point of order 4", t4)):
+        se = _ed_enc(small)
+        payload, msg, k = search(r_enc, se, lambda k: k % 8 != 0)
+        out.append((f"small-order A: {name}; R = rB, S = r (cofactored equation holds"
+                    + (", cofactorless too)" if small == _ZERO else ", cofactorless does not)"), se,
+                    sig(r_enc, r_scalar), payload))
+    # 3. small-order R with an ordinary A: R = identity or order 4, S = k*a
+    for name, small in (("the identity", _ZERO), ("a point of order 4", t4)):
+        se = _ed_enc(small)
+        payload, msg, k = search(se, a_enc, any_k)
+        out.append((f"small-order R: {name}; A = aB, S = k*a (cofactored holds"
+                    + (", cofactorless too)" if small == _ZERO else ", cofactorless does not)"), a_enc,
+                    sig(se, k * a_scalar % _L), payload))
+    # 4. mixed-order A = aB + T8 (not small order, not in the prime-order subgroup)
+    mixed_a = _ed_enc(_ed_add(a_pt, t8))
+    for holds in (True, False):
+        payload, msg, k = search(r_enc, mixed_a, (lambda k: k % 8 == 0) if holds else (lambda k: k % 8 != 0))
+        out.append(("mixed-order A = aB + T8, R = rB, S = r + k*a, "
+                    + ("k = 0 mod 8: the cofactorless equation holds" if holds
+                       else "k != 0 mod 8: only the cofactored equation holds"),
+                    mixed_a, sig(r_enc, (r_scalar + k * a_scalar) % _L), payload))
+    # 5. mixed-order R = rB + T8
+    mixed_r = _ed_enc(_ed_add(r_pt, t8))
+    payload, msg, k = search(mixed_r, a_enc, any_k)
+    out.append(("mixed-order R = rB + T8, S = r + k*a: only the cofactored equation holds", a_enc,
+                sig(mixed_r, (r_scalar + k * a_scalar) % _L), payload))
+    # 6. non-canonical encodings (only small-order points have them with a known discrete log)
+    for name, enc_ in (("y = p + 1", ident_noncanon_y), ("x = 0 with the sign bit set", ident_neg_zero)):
+        payload, msg, k = search(r_enc, enc_, any_k)
+        out.append((f"non-canonical A: the identity encoded with {name}; R = rB, S = r", enc_,
+                    sig(r_enc, r_scalar), payload))
+        payload, msg, k = search(enc_, a_enc, any_k)
+        out.append((f"non-canonical R: the identity encoded with {name}; S = k*a", a_enc,
+                    sig(enc_, k * a_scalar % _L), payload))
+    # 7. an A that is not a curve point
+    y = 2
+    while _ed_x(y, 0) is not None:
+        y += 1
+    off = y.to_bytes(32, "little")
+    payload, msg = msg_for(0)
+    out.append((f"A is not a curve point (y = {y})", off, sig(r_enc, r_scalar), payload))
+
+    cases = []
+    for name, pk, sg, payload in out:
+        msg = crypto.signing_message(crypto.DOMAIN_TX, CHAIN_ID, payload)
+        cases.append({
+            "name": name,
+            "public_key": pk.hex(),
+            "signature": sg.hex(),
+            "payload": payload.hex(),
+            "message": msg.hex(),
+            "valid": crypto.verify(pk, sg, crypto.DOMAIN_TX, CHAIN_ID, payload),
+            "zip215": _zip215_verify(pk, sg, msg),
+        })
+    return cases
+
+
+def build_ed25519() -> dict[str, Any]:
+    return {
+        "description": "Ed25519 verification edge cases (docs/protocol.md §2.2). Each case is a "
+        "signature under domain 'medchain/tx/v1' and chain 'medchain-test' of 'payload'; "
+        "'message' is the signing message that libsodium's crypto_sign_verify_detached checks. "
+        "'valid' is libsodium's verdict and THE RULE: an implementation MUST return exactly "
+        "'valid'. 'zip215' is informative: what a ZIP-215 verifier (cofactored equation, "
+        "non-canonical point encodings allowed, S < L) returns; where it differs from 'valid', "
+        "so do ed25519-zebra, and the default verifiers of several libraries. "
+        "A, R are point encodings, S the scalar half of the signature, B the base point, "
+        "L the group order, T8 a point of order 8, k = SHA-512(R || A || message) mod L.",
+        "libsodium_rules": [
+            "S must be canonical (S < L)",
+            "R must not be a small-order point (orders 1, 2, 4, 8), in any encoding",
+            "A must be canonical (y < p) and must not be a small-order point",
+            "cofactorless equation, compared as bytes: encode(S*B - k*A) == R",
+        ],
+        "domain": crypto.DOMAIN_TX,
+        "chain_id": CHAIN_ID,
+        "cases": _ed25519_cases(),
+    }
+
+
+# --------------------------------------------------------------------------- gossip
+
+
+def build_gossip() -> dict[str, Any]:
+    """Gossip messages of §12 with their topics and message ids (SHA-256 of the data)."""
+    from medchaind.consensus.wire import encode_consensus, encode_tx_batch
+    from medchaind.core.messages import Proposal, Vote, VoteKind, sign_proposal, sign_vote
+    from medchaind.sync.wire import encode_announce
+    from medchaind.types import decode_block
+
+    blocks = build_block()["blocks"]
+    block2 = decode_block(bytes.fromhex(blocks[1]["encoded"]))
+    auths = {k.public_key: k for k in (crypto.SigningKey(s) for s in AUTHORITY_SEEDS)}
+    vote = sign_vote(auths[block2.header.proposer], CHAIN_ID,
+                     Vote(VoteKind.PREVOTE, 2, 1, block2.hash(), block2.header.proposer))  # type: ignore[arg-type]
+    proposal = sign_proposal(auths[block2.header.proposer], CHAIN_ID,
+                             Proposal(2, 1, block2.hash(), -1, block2.header.proposer))  # type: ignore[arg-type]
+    key = crypto.SigningKey(TX_SEED)
+    txs = [sign_tx(key, CHAIN_ID, t, n, b).encoded for t, n, b in _tx_cases()]
+
+    def topic(name: str) -> str:
+        return f"/medchain/{CHAIN_ID}/{name}"
+
+    def peer_id(public_key: bytes) -> str:
+        """§12.1: base58btc(identity multihash(protobuf PublicKey{Type: Ed25519, Data: key}))."""
+        raw = b"\x00\x24" + b"\x08\x01\x12\x20" + public_key
+        alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+        n, out = int.from_bytes(raw, "big"), ""
+        while n:
+            n, r = divmod(n, 58)
+            out = alphabet[r] + out
+        return "1" * (len(raw) - len(raw.lstrip(b"\x00"))) + out
+
+    def case(name: str, topic_name: str, data: bytes) -> dict[str, Any]:
+        return {"name": name, "topic": topic(topic_name), "data": data.hex(),
+                "message_id": crypto.sha256(data).hex()}
+
+    return {
+        "description": "Gossip messages (docs/protocol.md §12) on chain 'medchain-test': the "
+        "libp2p topic, the message data (the 'data' field of the gossipsub message, nothing "
+        "else) and its message id, SHA-256(data). Topic, origin, seqno and signature of the "
+        "gossipsub envelope are not part of the id. The vote and the proposal are block.json's "
+        "block 2 (height 2, round 1), signed by its proposer; the re-broadcast differs from the "
+        "first publication only by 'resend', and so has another id. The tx batch holds the "
+        "three transactions of tx.json. 'peer_ids': the libp2p peer id (§12.1) of each "
+        "authority public key of block.json, as `medchaind peer-id` prints it.",
+        "chain_id": CHAIN_ID,
+        "peer_ids": [[k.hex(), peer_id(k)] for k in sorted(auths)],
+        "cases": [
+            case("prevote for block 2 (height 2, round 1)", "consensus/1", encode_consensus(vote)),
+            case("the same prevote, re-broadcast with resend = 1", "consensus/1", encode_consensus(vote, resend=1)),
+            case("proposal of block 2 with its block (pol_round -1)", "consensus/1",
+                 encode_consensus(proposal, block2)),
+            case("tx batch of tx.json's three transactions", "tx/1", encode_tx_batch(txs)),
+            case("announcement of block 2", "block/1", encode_announce(2, block2.hash())),
+        ],
+    }
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -663,6 +959,8 @@ def build_all() -> dict[str, Any]:
         "block.json": build_block(),
         "merkle.json": build_merkle(),
         "state.json": build_state(),
+        "ed25519.json": build_ed25519(),
+        "gossip.json": build_gossip(),
     }
 
 

@@ -602,11 +602,15 @@ def _submit(ctx: TxContext, b: Submit) -> None:
         raise TxFailed("bad_envelopes", "the claim document must be sealed to the payer and the provider")
     orig = _check_original(ctx, b) if b.original is not None else None
     claim_id = crypto.sha256(b"medchain/claims/id/v1" + ctx.tx_hash)
+    # the claim's maps are written with their keys in canonical order (shorter first, then
+    # bytewise): the stored bytes are the same in any order, but codec.encode skips its
+    # slower sorting mode when the keys already are in order (the claim's encoding was
+    # ~10% of a claims.submit)
     lines: list[dict[str, Any]] = [{
-        "n": ln.n, "code": ln.code, "revenue": ln.revenue, "modifiers": sorted(ln.modifiers or ()),
-        "units": ln.units, "charge": ln.charge, "pos": ln.pos, "rendering_npi": ln.rendering_npi,
-        "month": ln.month, "days": list(ln.days), "encounter": ln.encounter,
-        "flags": [], "denied": None, "exact": None, "suspect": [],
+        "n": ln.n, "pos": ln.pos, "code": ln.code, "days": list(ln.days), "exact": None, "flags": [],
+        "month": ln.month, "units": ln.units, "charge": ln.charge, "denied": None, "revenue": ln.revenue,
+        "suspect": [], "encounter": ln.encounter, "modifiers": sorted(ln.modifiers or ()),
+        "rendering_npi": ln.rendering_npi,
     } for ln in b.lines]
     if b.frequency != codes.VOID:  # a void is a copy of its original: nothing to detect or index
         _detect(ctx, claim_id, b, lines)
@@ -615,17 +619,16 @@ def _submit(ctx: TxContext, b: Submit) -> None:
     all_denied = all(ln["denied"] is not None for ln in lines) and b.frequency != codes.VOID
     seq_p = _next_seq(ctx, b"np/" + ctx.sender)
     seq_y = _next_seq(ctx, b"ny/" + b.payer)
-    claim: dict[str, Any] = {
-        "provider": ctx.sender, "payer": b.payer, "kind": b.kind, "frequency": b.frequency,
-        "original": b.original, "sequence": b.sequence, "billing_npi": b.billing_npi,
-        "rendering_npi": b.rendering_npi, "pos": b.pos, "total": b.total, "month": b.month,
-        "patient": b.patient, "pcn": b.pcn, "commitment": b.claim, "content_hash": b.content_hash,
-        "size": b.size,
+    claim: dict[str, Any] = {  # keys in canonical order (see lines above)
+        "ack": None, "icn": None, "pcn": b.pcn, "pos": b.pos, "kind": b.kind, "paid": 0, "size": b.size,
+        "flags": sorted(set(line_flags)), "holds": holds, "lines": lines, "month": b.month, "payer": b.payer,
+        "total": b.total, "status": SUBMITTED, "patient": b.patient, "original": b.original, "paid_out": 0,
+        "provider": ctx.sender, "sequence": b.sequence,
         "envelopes": [[e.recipient, e.sealed_key] for e in sorted(b.envelopes, key=lambda e: e.recipient)],
-        "lines": lines, "status": SUBMITTED, "holds": holds, "flags": sorted(set(line_flags)),
-        "ack": None, "icn": None, "paid": 0, "paid_out": 0, "patient_resp": 0, "adjudications": 0,
-        "pending_change": None, "changed_by": None, "chain_denied": False,
-        "submitted_height": ctx.block.height, "submitted_ms": ctx.block.time_ms, "updated_height": ctx.block.height,
+        "frequency": b.frequency, "changed_by": None, "commitment": b.claim, "billing_npi": b.billing_npi,
+        "chain_denied": False, "content_hash": b.content_hash, "patient_resp": 0,
+        "submitted_ms": ctx.block.time_ms, "adjudications": 0, "rendering_npi": b.rendering_npi,
+        "pending_change": None, "updated_height": ctx.block.height, "submitted_height": ctx.block.height,
     }
     if orig is not None:
         assert b.original is not None

@@ -189,6 +189,38 @@ def audit(c: Ctx, limit: int, offset: int, patient: str) -> None:
         out(cl.call("records_audit", {"patient": public_key_hex(c, patient), "limit": limit, "offset": offset}))
 
 
+@click.command("console")
+@click.option("--key", "key_ref", required=True, help="The patient's key (it never leaves this process).")
+@click.option("--listen", default="127.0.0.1:0", show_default=True,
+              help="host:port to serve on (port 0: any free port; keep it on loopback).")
+@pass_ctx
+def console(c: Ctx, key_ref: str, listen: str) -> None:
+    """A patient's own records, consents and who read them, in a browser (Ctrl-C stops it).
+
+    Runs a small read-only web app here, with the patient's key: records are fetched and
+    decrypted in this process, never in the node. Prints the URL with a one-time token.
+    """
+    import trio
+
+    from .patient_console import serve
+
+    kp = c.load_key(key_ref)
+    with c.client():  # fail now, with the usual message, if no node answers
+        pass
+
+    def announce(url: str) -> None:
+        click.echo(f"patient console: {url}", err=True)
+
+    try:
+        trio.run(serve, c.ipc, kp, listen, announce)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except OSError as exc:
+        click.echo(f"medchain: error: --listen {listen}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+
+
 #: commands this module adds at the top level: ``medchain audit PATIENT`` (the audit
-#: log is what patients and auditors ask for first, so it keeps its short name)
-top_level = [audit]
+#: log is what patients and auditors ask for first, so it keeps its short name) and
+#: ``medchain console`` (a patient's own view, decrypted in the patient's process)
+top_level = [audit, console]

@@ -526,6 +526,8 @@ def check_trial_consent(
         return "no_consent", f"the consent does not permit write on {CONSENT_RESOURCE}", 0
     prefix = b"g/" + participant
     for k, v in state.iterate(consent.NAMESPACE, prefix):
+        if k[len(prefix):] == grant_id:  # the permit checked above (decoded once is enough)
+            continue
         g = codec.decode(v)
         if (g["decision"] == consent.DENY and consent.grant_is_active(g, time_ms)
                 and consent.grant_matches(g, site, site_ident, "write", CONSENT_RESOURCE, None, purpose)):
