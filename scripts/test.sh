@@ -2,7 +2,7 @@
 # Install (first run) and run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/bootstrap.sh
+./scripts/bootstrap.sh --with-browser
 # byte-compile the package once: where PYTHONDONTWRITEBYTECODE is set (many CI images set
 # it) every medchaind/medchain process the tests start would compile it from source again
 .venv/bin/python -m compileall -q -j 0 medchaind >/dev/null || true
