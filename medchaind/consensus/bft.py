@@ -148,6 +148,10 @@ class BftConfig:
     #: genesis ``max_block_bytes``, may be larger); a proposal carries its block through
     #: gossip, so it must stay under the network's message limit
     max_proposal_bytes: int = 2 * 1024 * 1024
+    #: this node proposes blocks it expects to execute in about this long at most (see
+    #: :class:`ExecBudget`); None: a third of the base propose timeout, so that validators,
+    #: which re-execute the block before they prevote, finish within their propose timeout
+    max_block_exec_ms: int | None = None
     #: look back this many committed heights for this key's precommits that consensus.wal
     #: does not hold before signing after a start, and keep this key's precommits of that
     #: many heights in the WAL (CometBFT's double_sign_check_height; 0 turns the check and
@@ -162,6 +166,54 @@ class BftConfig:
     max_inbound_bytes: int = 64 * 1024 * 1024
     #: messages parked for the next height at most
     max_future_messages: int = 4096
+
+
+class ExecBudget:
+    """How many txs this node puts in a block it proposes, from how long recent blocks
+    took to execute here (a proposer's policy, not a validity rule: nothing here is
+    hashed or checked by other nodes).
+
+    Genesis ``max_block_txs`` bounds a block by count, but a tx's execution cost varies
+    tenfold between modules (a claim with its duplicate indexes against an identity
+    registration): 2,000 claims took longer to re-execute than the round's propose
+    timeout on a loaded 4-authority network, every validator prevoted nil, and the next
+    proposer built an equally large block (issue 12's bench stalled). So the proposer
+    keeps a moving estimate of execution time per tx, from the blocks it built and the
+    proposals it validated (of at least ``MIN_SAMPLE`` txs: small blocks are dominated by
+    fixed costs), and reaps at most ``budget_ms / estimate`` txs, never fewer than
+    ``FLOOR`` (progress under any estimate); before the first estimate, ``START``. Only
+    for nodes doing real I/O: simulations under a mock clock stay deterministic
+    (``enabled=False``).
+    """
+
+    MIN_SAMPLE = 16
+    FLOOR = 64
+    #: before any estimate (a fresh start): a block this large gives the first sample
+    #: without risking a round on a block of unknown cost
+    START = 256
+
+    def __init__(self, budget_ms: int, *, enabled: bool = True) -> None:
+        self.budget_ms = budget_ms
+        self.enabled = enabled
+        self.us_per_tx: float | None = None
+
+    def observe(self, txs: int, seconds: float) -> None:
+        """A block of ``txs`` txs took ``seconds`` to execute (build or validate) here."""
+        if not self.enabled or txs < self.MIN_SAMPLE:
+            return
+        sample = seconds * 1e6 / txs
+        self.us_per_tx = sample if self.us_per_tx is None else 0.5 * self.us_per_tx + 0.5 * sample
+
+    def limit(self, max_txs: int) -> int:
+        """At most this many txs in the next block this node proposes."""
+        if not self.enabled:
+            return max_txs
+        if self.us_per_tx is None:
+            return min(max_txs, self.START)
+        budget_us = self.budget_ms * 1000
+        if self.us_per_tx * max_txs <= budget_us:  # also a zero estimate (a clock too coarse)
+            return max_txs
+        return max(min(max_txs, self.FLOOR), int(budget_us / self.us_per_tx))
 
 
 # ---------------------------------------------------------------- engine events
@@ -232,6 +284,9 @@ class BftEngine:
         #: txs) are checked in worker threads when the ledger does real I/O
         self.verifier = Verifier(mempool.sigs, threads=ledger.commit_in_thread)
         t = self.config.timeouts
+        budget = self.config.max_block_exec_ms
+        self.exec_budget = ExecBudget(t.propose_ms // 3 if budget is None else budget,
+                                      enabled=ledger.commit_in_thread)
         grace_ms = self.config.double_sign_grace_ms
         if grace_ms is None:
             grace_ms = t.propose_ms + t.prevote_ms + t.precommit_ms
@@ -472,8 +527,10 @@ class BftEngine:
                 verify_commit(block.last_commit, self.chain_id, self._prev_powers,
                               block.header.prev_hash, block.height - 1)
             params = self.ledger.genesis.params
+            started = time.perf_counter()
             ex = validate_block(self.ledger.app, self.ledger.state, self.ledger.tip, block, self.mempool.sigs,
                                 max_txs=params.max_block_txs, max_bytes=params.max_block_bytes)
+            self.exec_budget.observe(len(block.txs), time.perf_counter() - started)
         except (InvalidBlock, ValidationError) as exc:
             log.warning("invalid proposal height=%d hash=%s reason=%s", block.height, h.hex()[:16], exc)
             ex = None
@@ -693,11 +750,14 @@ class BftEngine:
         assert self.key is not None and height == self.next_height
         params = self.ledger.genesis.params
         tip = self.ledger.tip
-        txs = self.mempool.reap(params.max_block_txs, min(params.max_block_bytes, self.config.max_proposal_bytes))
+        txs = self.mempool.reap(self.exec_budget.limit(params.max_block_txs),
+                                min(params.max_block_bytes, self.config.max_proposal_bytes))
+        started = time.perf_counter()
         block, ex = build_block(
             self.ledger.app, self.ledger.state, tip, txs, proposer=self.key.public_key,
             time_ms=next_time_ms(tip, self.clock_ms()), round_=round_, last_commit=self.last_commit,
         )
+        self.exec_budget.observe(len(txs), time.perf_counter() - started)
         self._blocks[block.hash()] = (block, ex)
         return block.hash()
 
