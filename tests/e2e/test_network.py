@@ -277,6 +277,13 @@ def test_dev_network_applies_run_options_to_every_node() -> None:
             assert b"medchaind_authorities 2.0" in body
             first = nodes[i].log_path.read_text().splitlines()[0]
             assert json.loads(first)["level"] in ("info", "warning")  # JSON lines, as asked
+    except BaseException:
+        # failed once in three full runs with node0's socket refusing connections: show why
+        for i in range(2):
+            log_path = root / f"node{i}" / "node.log"
+            tail = log_path.read_text(errors="replace").splitlines()[-30:] if log_path.exists() else ["(no log)"]
+            print(f"--- node{i} log (last 30 lines), dev exit code {proc.poll()} ---", *tail, sep="\n")
+        raise
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
