@@ -121,6 +121,24 @@ Flow = Generator[Call, Any, T]
 # ---------------------------------------------------------------------- transport flows
 
 
+def drive(flow: Flow[T], answer: Callable[[Call], Any],
+          errors: type[BaseException] | tuple[type[BaseException], ...] = Exception) -> T:
+    """Run ``flow`` to its end in-process: each call is answered by ``answer(call)``, and
+    an exception of ``errors`` it raises is thrown into the flow (as the clients do with
+    a failed call). For harnesses and tests; the clients add timeouts and waits."""
+    try:
+        call = next(flow)
+        while True:
+            try:
+                result = answer(call)
+            except errors as exc:
+                call = flow.throw(exc)
+            else:
+                call = flow.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
 def wait_tx_flow(tx_hash: bytes | str, timeout_ms: int) -> Flow[dict[str, Any]]:
     """Wait until the tx is committed (or the timeout passes); its status."""
     status: dict[str, Any] = yield Call(

@@ -21,7 +21,7 @@ from ..app import App
 from ..chain import Tip
 from ..crypto import KeyPair
 from ..errors import MedchainError, NotFound, TxRejected
-from ..flows import Call, Flow
+from ..flows import Call, Flow, drive
 from ..ipc import RPCError
 from ..node.queries import ModuleQueries, query_methods
 from ..node.rpc import receipt_json
@@ -103,17 +103,7 @@ class FlowNode:
 
     def run(self, flow: Flow[Any]) -> Any:
         """Drive ``flow`` to its end; a call's failure is thrown into it, as the clients do."""
-        try:
-            call = next(flow)
-            while True:
-                try:
-                    result = self.answer(call)
-                except (RPCError, TimeoutError) as exc:
-                    call = flow.throw(exc)
-                    continue
-                call = flow.send(result)
-        except StopIteration as stop:
-            return stop.value
+        return drive(flow, self.answer, (RPCError, TimeoutError))
 
     # setup helpers ------------------------------------------------------------------
 

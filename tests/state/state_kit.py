@@ -21,7 +21,7 @@ from typing import Any
 from medchaind.app import App, Execution
 from medchaind.chain import Tip, build_block
 from medchaind.errors import MedchainError, NotFound, TxRejected
-from medchaind.flows import Call, Flow
+from medchaind.flows import Call, Flow, drive
 from medchaind.ipc import RPCError
 from medchaind.node.queries import ModuleQueries, query_methods
 from medchaind.node.rpc import block_json, receipt_json
@@ -113,17 +113,7 @@ class ProofNode:
 
     def run(self, flow: Flow[Any]) -> Any:
         """Drive ``flow`` to its end; a call's failure is thrown into it, as the clients do."""
-        try:
-            call = next(flow)
-            while True:
-                try:
-                    result = self.answer(call)
-                except (RPCError, MedchainError) as exc:
-                    call = flow.throw(exc)
-                    continue
-                call = flow.send(result)
-        except StopIteration as stop:
-            return stop.value
+        return drive(flow, self.answer, (RPCError, MedchainError))
 
 
 def hexs(b: bytes) -> str:

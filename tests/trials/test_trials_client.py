@@ -18,7 +18,7 @@ from trials_kit import base
 
 from medchaind.app.schema import decode_json_params
 from medchaind.crypto import KeyPair, SigningKey
-from medchaind.flows import Call, Flow
+from medchaind.flows import Flow, drive
 from medchaind.ipc import RPCError
 from medchaind.modules.trials import client as tc
 from medchaind.modules.trials import ctgov
@@ -57,17 +57,7 @@ class FakeNode:
         return json.loads(json.dumps(answer))  # what crosses the socket
 
     def drive(self, flow: Flow[Any]) -> Any:
-        try:
-            call: Call = next(flow)
-            while True:
-                try:
-                    result = self(call.method, call.params)
-                except Exception as exc:  # thrown into the flow, as the clients do
-                    call = flow.throw(exc)
-                    continue
-                call = flow.send(result)
-        except StopIteration as stop:
-            return stop.value
+        return drive(flow, lambda call: self(call.method, call.params))
 
 
 CHAIN = "medchain-test"
