@@ -33,7 +33,7 @@ from typing import Any
 
 from medchaind import crypto
 from medchaind.client import Client
-from medchaind.errors import MedchainError
+from medchaind.errors import MedchainError, RPCError
 from medchaind.net.libp2p_net import peer_id_from_public_key
 from medchaind.node.init import init_testnet
 from medchaind.types import Tx, sign_tx
@@ -237,7 +237,14 @@ def submit(node: NsNode, tx: Tx) -> str:
 def committed_on(nodes: Sequence[NsNode], hashes: Sequence[str]) -> bool:
     for n in nodes:
         for h in hashes:
-            st = n.call("chain_getTx", {"hash": h})
+            try:
+                st = n.call("chain_getTx", {"hash": h})
+            except RPCError as exc:
+                # -32020 unknown tx: neither gossip nor a block has brought it here yet
+                # (tx gossip is paced, so a node may see the tx first in its block)
+                if exc.code == -32020:
+                    return False
+                raise
             if st is None or st.get("status") != "committed":
                 return False
     return True
