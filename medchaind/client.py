@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .app import Module
 from .crypto import SigningKey
+from .errors import TxDropped as TxDropped
 from .flows import (
     Call,
     Flow,
@@ -61,6 +62,7 @@ from .flows import (
     helper,
     hexstr,
     send_flow,
+    submit_batches,
     verified_nonce_flow,
     verified_query_flow,
     verifying,
@@ -73,7 +75,7 @@ from .ipc import RPCError as RPCError
 from .modules import module_classes
 from .types import Tx, sign_tx
 
-__all__ = ["AsyncClient", "Client", "RPCError", "add_helpers", "helper", "helpers_of", "hexstr"]
+__all__ = ["AsyncClient", "Client", "RPCError", "TxDropped", "add_helpers", "helper", "helpers_of", "hexstr"]
 
 T = TypeVar("T")
 
@@ -204,8 +206,17 @@ class Client(_Transport):
         raw = tx.encoded if isinstance(tx, Tx) else tx
         return self.call("tx_submit", {"tx": hexstr(raw)})  # type: ignore[no-any-return]
 
+    def submit_many(self, txs: Sequence[Tx | bytes],
+                    blobs: Sequence[bytes | None] | None = None) -> list[dict[str, Any]]:
+        """Submit many txs in as few ``tx_submitBatch`` calls as the limits allow; per tx,
+        in order, ``{hash, ok: True}`` or ``{hash, ok: False, code, reason,
+        retry_after_ms?}`` (``busy``: resend those after the hint). A malformed batch
+        raises RPCError and admits nothing of that call."""
+        return [r for params in submit_batches(txs, blobs) for r in self.call("tx_submitBatch", params)]
+
     def wait(self, tx_hash: bytes | str, *, timeout_ms: int = 30_000) -> dict[str, Any]:
-        """Wait until the tx is committed (or the timeout passes); returns its status."""
+        """Wait until the tx is committed (or the timeout passes); returns its status.
+        Raises :class:`TxDropped` (with its ``reason``) if the node dropped it."""
         return self._drive(wait_tx_flow(tx_hash, timeout_ms))
 
     def send(
@@ -314,8 +325,14 @@ class AsyncClient(_AsyncTransport):
         raw = tx.encoded if isinstance(tx, Tx) else tx
         return await self.call("tx_submit", {"tx": hexstr(raw)})  # type: ignore[no-any-return]
 
+    async def submit_many(self, txs: Sequence[Tx | bytes],
+                          blobs: Sequence[bytes | None] | None = None) -> list[dict[str, Any]]:
+        """:meth:`Client.submit_many`, awaited."""
+        return [r for params in submit_batches(txs, blobs) for r in await self.call("tx_submitBatch", params)]
+
     async def wait(self, tx_hash: bytes | str, *, timeout_ms: int = 30_000) -> dict[str, Any]:
-        """Wait until the tx is committed (or the timeout passes); returns its status."""
+        """Wait until the tx is committed (or the timeout passes); returns its status.
+        Raises :class:`TxDropped` (with its ``reason``) if the node dropped it."""
         return await self._drive(wait_tx_flow(tx_hash, timeout_ms))
 
     async def send(

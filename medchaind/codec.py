@@ -159,3 +159,17 @@ def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE, *, max_depth: int = MA
     if (cbor2.dumps(obj) if ordered else cbor2.dumps(obj, canonical=True)) != data:
         raise DecodeError("not the canonical encoding (RFC 8949 §4.2.1) or trailing bytes")
     return obj
+
+
+def decode_stored(data: bytes) -> CBORValue:
+    """Decode a state value that :func:`encode` wrote (a read of the committed state).
+
+    Not for bytes from outside: it skips :func:`decode`'s data-model walk and canonical
+    re-encoding, which were most of the cost of every state read (a trial's record is
+    read by every enrolment). The invariant that makes this safe: every value in the
+    state was produced by :func:`encode` in a handler or at genesis (so it is already
+    canonical and in the data model), and a state that arrives from peers in a
+    snapshot is accepted only when its trie root equals a verified ``app_hash``, i.e.
+    holds exactly the values the chain committed (docs/protocol.md §23).
+    """
+    return cbor2.loads(data)

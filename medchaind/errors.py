@@ -48,6 +48,18 @@ class TxRejected(MedchainError):
         self.retry_after_ms = retry_after_ms
 
 
+class TxDropped(MedchainError):
+    """Raised by the client library: the node's mempool let an admitted tx go without
+    committing it (``reason``: ``evicted``, ``nonce_used``, ``nonce_gap_expired``, or the
+    code of the re-check that refused it against a newer state). Nothing of it is on
+    chain; the submitter may fix and resend it (docs/client-guide.md §3.4)."""
+
+    def __init__(self, tx_hash: str, reason: str) -> None:
+        super().__init__(f"tx {tx_hash} was dropped by the node's mempool: {reason}")
+        self.tx_hash = tx_hash
+        self.reason = reason
+
+
 class ClientTimeout(MedchainError):
     """A client gave up waiting after its own timeout; the node refused nothing (what it
     waited for may still happen)."""

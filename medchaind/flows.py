@@ -45,14 +45,16 @@ every module can be verified without being written twice (``Client(verifier=...)
 
 from __future__ import annotations
 
+import base64
 import inspect
 import typing
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from . import codec
 from .crypto import SigningKey
-from .errors import NotFound, ProofError, ValidationError
+from .errors import NotFound, ProofError, TxDropped, ValidationError
 from .errors import RPCError as RPCError
 from .types import Commit, Genesis, Header, sign_tx, validators_hash, verify_commit
 
@@ -71,6 +73,7 @@ __all__ = [
     "hexstr",
     "ok",
     "send_flow",
+    "submit_batches",
     "unhex",
     "proven_header_flow",
     "verified_nonce_flow",
@@ -140,11 +143,47 @@ def drive(flow: Flow[T], answer: Callable[[Call], Any],
 
 
 def wait_tx_flow(tx_hash: bytes | str, timeout_ms: int) -> Flow[dict[str, Any]]:
-    """Wait until the tx is committed (or the timeout passes); its status."""
+    """Wait until the tx is committed (or the timeout passes); its status. Raises
+    :class:`~medchaind.errors.TxDropped` if the node's mempool dropped it instead."""
     status: dict[str, Any] = yield Call(
         "tx_wait", {"hash": hexstr(tx_hash), "timeout_ms": timeout_ms}, wait_s=timeout_ms / 1000
     )
+    if status.get("status") == "dropped":
+        raise TxDropped(str(status.get("hash", hexstr(tx_hash))), str(status.get("reason")))
     return status
+
+
+#: what one ``tx_submitBatch`` call carries at most (the node's MAX_BATCH_TXS and
+#: MAX_BATCH_TX_BYTES / MAX_BATCH_BLOB_BYTES, in docs/client-guide.md)
+BATCH_TXS, BATCH_TX_BYTES, BATCH_BLOB_BYTES = 1000, 8 * 1024 * 1024, 12 * 1024 * 1024
+
+
+def submit_batches(txs: Sequence[Any], blobs: Sequence[bytes | None] | None = None) -> list[dict[str, str]]:
+    """The ``tx_submitBatch`` params for ``txs`` (each a Tx or its encoded bytes) and
+    their optional sidecars (aligned by index, None for none): as few calls as the
+    node's per-call limits allow, in order. Each ``txs`` is the base64 of the canonical
+    CBOR array of the encoded txs."""
+    raws = [t if isinstance(t, bytes) else t.encoded for t in txs]
+    if blobs is not None and len(blobs) != len(raws):
+        raise ValueError(f"{len(blobs)} blobs for {len(raws)} txs: give one per tx (None for none)")
+    out: list[dict[str, str]] = []
+    start = 0
+    while start < len(raws):
+        end, size, bsize = start, 0, 0
+        while end < len(raws) and end - start < BATCH_TXS:
+            blob_len = len(blobs[end] or b"") if blobs is not None else 0
+            # 9 bytes of CBOR head per item at most, on top of the bytes themselves
+            if end > start and (size + len(raws[end]) + 9 > BATCH_TX_BYTES or bsize + blob_len + 9 > BATCH_BLOB_BYTES):
+                break
+            size += len(raws[end]) + 9
+            bsize += blob_len + 9
+            end += 1
+        params = {"txs": base64.b64encode(codec.encode(raws[start:end])).decode()}
+        if blobs is not None:
+            params["blobs"] = base64.b64encode(codec.encode(list(blobs[start:end]))).decode()
+        out.append(params)
+        start = end
+    return out
 
 
 def wait_height_flow(height: int, timeout_ms: int) -> Flow[dict[str, Any] | None]:

@@ -12,10 +12,12 @@ A crash at any point leaves either the old head or the new one, never a mix.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -329,13 +331,27 @@ class Ledger:
         while self.tip.height < height:
             await self._height_changed.wait()
 
-    async def commit(self, block: Block, commit: Commit, ex: Execution) -> None:
-        """Persist a decided block (atomic, fsync'd), then advance the tip and notify."""
+    async def commit(self, block: Block, commit: Commit, ex: Execution, *,
+                     meanwhile: Callable[[], None] | None = None) -> None:
+        """Persist a decided block (atomic, fsync'd), then advance the tip and notify.
+
+        ``meanwhile`` runs on the caller's thread while the write is in flight in its
+        worker thread (inline, after it, without ``commit_in_thread``): replay decodes
+        the next blocks there instead of idling through the fsync. It must not touch
+        this ledger (the tip still is the previous block's)."""
         assert block.height == self.tip.height + 1
-        if self.commit_in_thread:
+        later: BaseException | None = None  # meanwhile's error, raised once the tip is moved
+        if self.commit_in_thread and meanwhile is not None:
+            later = await _overlapped(functools.partial(self._commit_block, block, commit, ex), meanwhile)
+        elif self.commit_in_thread:
             await trio.to_thread.run_sync(self._commit_block, block, commit, ex)
         else:
             self._commit_block(block, commit, ex)
+            if meanwhile is not None:
+                try:
+                    meanwhile()
+                except BaseException as exc:  # noqa: BLE001 - raised below, once the tip is moved
+                    later = exc
             await trio.lowlevel.checkpoint()
         if ex.trie is not None:
             self.state.remember(ex.trie.puts)
@@ -349,3 +365,32 @@ class Ledger:
                 fn(committed)
             except Exception:  # a listener bug must not stop the chain
                 log.exception("commit listener failed height=%d", block.height)
+        if later is not None:
+            raise later
+
+
+async def _overlapped(work: Callable[[], None], meanwhile: Callable[[], None]) -> BaseException | None:
+    """Run ``work`` in a new worker thread and ``meanwhile`` on this one, then wait for
+    ``work`` (uncancellable, like ``trio.to_thread.run_sync``: a write in flight is never
+    abandoned). The thread starts before ``meanwhile`` runs, which a task spawned with
+    ``trio.to_thread`` would not guarantee (it starts at the next checkpoint). Raises
+    ``work``'s error; returns ``meanwhile``'s, for the caller to raise once it has
+    accounted for the finished write."""
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+    result: list[Any] = []  # the thread's outcome.Outcome (value or exception)
+
+    def deliver(out: Any) -> None:
+        result.append(out)
+        token.run_sync_soon(done.set)
+
+    trio.lowlevel.start_thread_soon(work, deliver)
+    error: BaseException | None = None
+    try:
+        meanwhile()
+    except BaseException as exc:  # noqa: BLE001 - handed back, raised by the caller
+        error = exc
+    with trio.CancelScope(shield=True):
+        await done.wait()
+    result[0].unwrap()
+    return error

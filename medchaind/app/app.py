@@ -57,8 +57,10 @@ NONCE_NS = "auth"
 #: The chain's protocol version (docs/protocol.md, "Protocol versions"): 2 made
 #: ``app_hash`` the root of the state trie (it was a hash chain over write-sets in 1),
 #: 3 leaves the free-text ``reason`` out of ``results_hash`` (it commits to each
-#: receipt's ``{code, events}``). Nodes of different versions disagree on block hashes.
-PROTOCOL_VERSION = 3
+#: receipt's ``{code, events}``), 4 makes proposals compact (tx hashes, not txs; a
+#: ``txs/1`` request/response for the missing ones: docs/protocol.md §12.3, §13.5).
+#: Nodes of different versions disagree on block hashes or cannot exchange proposals.
+PROTOCOL_VERSION = 4
 
 
 def nonce_key(sender: bytes) -> bytes:

@@ -96,7 +96,7 @@ class TxContext:
     # own namespace
     def get(self, key: bytes) -> Any | None:
         raw = self.state.get(self.module, key)
-        return None if raw is None else codec.decode(raw)
+        return None if raw is None else codec.decode_stored(raw)
 
     def put(self, key: bytes, value: Any) -> None:
         self.state.set(self.module, key, codec.encode(value))
@@ -106,12 +106,12 @@ class TxContext:
 
     def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, Any]]:
         for k, v in self.state.iterate(self.module, prefix):
-            yield k, codec.decode(v)
+            yield k, codec.decode_stored(v)
 
     # other modules' state, read-only
     def read(self, module: str, key: bytes) -> Any | None:
         raw = self.state.get(module, key)
-        return None if raw is None else codec.decode(raw)
+        return None if raw is None else codec.decode_stored(raw)
 
     def emit(self, kind: str, /, **fields: Any) -> None:
         self.events.append({"type": f"{self.module}.{kind}", **fields})

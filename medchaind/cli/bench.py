@@ -10,8 +10,10 @@ ciphertext travels as the blob sidecar, each patient writing its own records; or
 accredited manufacturers; or, with ``--tx-type claims``, ``claims.submit`` of a generated
 de-identified claim by one of 16 providers enrolled with 4 payers, its encrypted
 document as the blob sidecar), and submits them from
-``connections`` client threads, spread over the nodes, as JSON-RPC batches as fast as
-the nodes accept them. A watcher subscribed to ``newHeads`` on node0 timestamps every
+``connections`` client threads, spread over the nodes, as fast as the nodes accept
+them: each batch of 200 as one ``tx_submitBatch`` call (``--submit cbor``, the default)
+or as a JSON-RPC batch of ``tx_submit`` calls (``--submit json``, the per-tx path). A
+watcher subscribed to ``newHeads`` on node0 timestamps every
 committed block; submit-to-final latency of a tx is the time from sending its batch to
 seeing its block's header. Reports committed tx/s (first submit to last commit), p50 /
 p99 latency, CPU seconds and RSS per node, and, measured in the same run, the
@@ -35,12 +37,21 @@ from typing import Any
 
 from .. import crypto
 from ..client import Client
-from ..errors import MedchainError
+from ..errors import MedchainError, TxDropped
+from ..flows import submit_batches
 from ..node.init import init_testnet
 from ..types import Tx, sign_tx
 from .devnet import start_nodes, stop_nodes, wait_ready
 
 BATCH = 200
+#: a batch of which nothing was admitted for this long, every tx refused ``busy``, is
+#: given up (the network stalled: no block drains the pool), so the run ends and reports
+#: ``stalled`` and the txs as ``rejected`` instead of retrying forever
+BUSY_GIVE_UP_S = 120.0
+#: after the submits, the run is ``stalled`` when no block comes for this long (it was
+#: 30 s; with tx_submitBatch the submits end within seconds, while a loaded machine may
+#: still spend a minute on the first large height's rounds)
+STALL_S = 120.0
 SENDERS = 64
 #: manufacturers of ``--tx-type supply`` (each accredited by a 2/3+ vote: setup costs ~4 txs each)
 SUPPLY_SENDERS = 16
@@ -81,11 +92,13 @@ def verify_rate(seconds: float = 1.0) -> float:
 
 def _submit_batches(path: Path, txs: list[Tx], sent_at: dict[bytes, float], errors: list[str],
                     rate: float = 0.0, blobs: dict[bytes, bytes] | None = None,
-                    busy: list[int] | None = None) -> None:
+                    busy: list[int] | None = None, submit: str = "cbor") -> None:
     """Submit in batches; with ``rate`` > 0 (tx/s for this connection) pace the batches
     (open loop), so latency is measured below saturation rather than as queueing. A tx
     refused ``busy`` (the node's backpressure) is sent again after its ``retry_after_ms``;
-    ``busy[0]`` counts those refusals."""
+    ``busy[0]`` counts those refusals. ``submit``: ``cbor`` sends each batch as one
+    ``tx_submitBatch`` call (base64 of a CBOR array), ``json`` as a JSON-RPC batch of
+    ``tx_submit`` calls with hex params (the per-tx path, for comparison)."""
     busy = busy if busy is not None else [0]
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(str(path))
@@ -99,34 +112,55 @@ def _submit_batches(path: Path, txs: list[Tx], sent_at: dict[bytes, float], erro
                 if delay > 0:
                     time.sleep(delay)
             chunk = txs[i : i + batch]
+            first_busy: float | None = None
             while chunk:
-                req = [
-                    {"jsonrpc": "2.0", "id": j, "method": "tx_submit", "params": _submit_params(t, blobs)}
-                    for j, t in enumerate(chunk)
-                ]
+                req = _submit_request(chunk, blobs, submit)
                 now = time.perf_counter()
                 for t in chunk:
                     sent_at.setdefault(t.hash, now)  # latency counts from the first attempt
-                sock.sendall(json.dumps(req, separators=(",", ":")).encode() + b"\n")
-                replies = json.loads(f.readline())
+                sock.sendall(req)
                 retry, wait_ms = [], 0
-                for r in replies:
-                    err = r.get("error")
-                    if err is None:
-                        continue
-                    data = err.get("data") or {}
+                for j, data in _refusals(json.loads(f.readline()), len(chunk)):
                     if data.get("code") == "busy":  # backpressure: send it again after the hint
-                        retry.append(chunk[r["id"]])
+                        retry.append(chunk[j])
                         wait_ms = max(wait_ms, int(data.get("retry_after_ms", 100)))
                     else:
-                        errors.append(str(err.get("message")))
+                        errors.append(str(data.get("message") or data.get("reason")))
+                if len(retry) < len(chunk):
+                    first_busy = None  # some got in: the network makes progress
                 if retry:
                     busy[0] += len(retry)
+                    first_busy = first_busy or time.perf_counter()
+                    if time.perf_counter() - first_busy > BUSY_GIVE_UP_S:  # the network stalled
+                        errors.extend(f"busy for over {BUSY_GIVE_UP_S:g} s; not sent" for _ in retry)
+                        retry = []
                     time.sleep(wait_ms / 1000)
                 chunk = retry
     finally:
         f.close()
         sock.close()
+
+
+def _submit_request(chunk: list[Tx], blobs: dict[bytes, bytes] | None, submit: str) -> bytes:
+    """One request line for ``chunk``: a ``tx_submitBatch`` call or a batch of ``tx_submit``s."""
+    if submit == "cbor":
+        side = None if blobs is None else [blobs.get(t.hash) for t in chunk]
+        [params] = submit_batches(chunk, side)  # a bench batch is within one call's limits
+        req: Any = {"jsonrpc": "2.0", "id": 0, "method": "tx_submitBatch", "params": params}
+    else:
+        req = [{"jsonrpc": "2.0", "id": j, "method": "tx_submit", "params": _submit_params(t, blobs)}
+               for j, t in enumerate(chunk)]
+    return json.dumps(req, separators=(",", ":")).encode() + b"\n"
+
+
+def _refusals(reply: Any, n: int) -> list[tuple[int, dict[str, Any]]]:
+    """(index in the chunk, ``{code, reason | message, retry_after_ms?}``) of each refused tx."""
+    if isinstance(reply, list):  # tx_submit batch: one reply per call, its id the index
+        return [(r["id"], {"message": r["error"].get("message"), **(r["error"].get("data") or {})})
+                for r in reply if r.get("error") is not None]
+    if reply.get("error") is not None:  # the whole tx_submitBatch call was refused
+        return [(j, {"message": reply["error"].get("message")}) for j in range(n)]
+    return [(j, r) for j, r in enumerate(reply["result"]) if not r["ok"]]
 
 
 def _submit_params(tx: Tx, blobs: dict[bytes, bytes] | None) -> dict[str, str]:
@@ -171,6 +205,45 @@ def _watch_heads(path: Path, seen: dict[int, float], stop: threading.Event) -> N
             seen.setdefault(int(head["height"]), time.perf_counter())
 
 
+def wait_connected(ipcs: list[Path], timeout: float = 60.0) -> None:
+    """Wait (at most ``timeout``) until every node has every other node as a peer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = []
+        for p in ipcs:
+            with Client(p, timeout=10) as c:
+                counts.append(len(c.call("node_peers")))
+        if all(n >= len(ipcs) - 1 for n in counts):
+            return
+        time.sleep(0.2)
+
+
+def register_senders(ipcs: list[Path], chain: str, n: int) -> list[crypto.KeyPair]:
+    """``n`` fresh patient identities, registered and committed on every node (nonce 0
+    used: their next tx has nonce 1)."""
+    senders = [crypto.KeyPair.generate() for _ in range(n)]
+    with Client(ipcs[0], timeout=120) as c:
+        hashes = [c.submit(sign_tx(s.signing, chain, "identity.register", 0,
+                                   {"role": "patient", "enc_key": s.encryption.public_key}))
+                  for s in senders]
+    # every node must know the senders before their txs arrive there
+    for p in ipcs:
+        with Client(p, timeout=120) as c:
+            for h in hashes:
+                st = c.wait(h, timeout_ms=60_000)
+                if st.get("status") != "committed":
+                    raise MedchainError(f"setup: sender registration not committed: {st}")
+    return senders
+
+
+def _settled(c: Client, tx_hash: bytes) -> bool:
+    """Whether the tx is committed or was dropped (the wait for it is over either way)."""
+    try:
+        return bool(c.wait(tx_hash, timeout_ms=2000)["status"] == "committed")
+    except TxDropped:
+        return True
+
+
 def _percentile(xs: list[float], q: float) -> float:
     if not xs:
         return 0.0
@@ -181,7 +254,7 @@ def _percentile(xs: list[float], q: float) -> float:
 def run_bench(
     *, validators: int = 4, n_txs: int = 20_000, tx_size: int = 1024, connections: int = 8,
     tx_type: str = "anchor", datadir: Path | None = None, base_port: int = 27656,
-    node_log_level: str = "warning", rate: float = 0.0,
+    node_log_level: str = "warning", rate: float = 0.0, submit: str = "cbor",
 ) -> dict[str, Any]:
     tmp = None
     if datadir is None:
@@ -194,16 +267,7 @@ def run_bench(
         ipcs = [cfg.ipc_path for cfg, _ in nodes]
         procs = start_nodes(dirs, log_level=node_log_level)
         wait_ready(dirs, procs)
-        # wait until the network is fully connected
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            counts = []
-            for p in ipcs:
-                with Client(p, timeout=10) as c:
-                    counts.append(len(c.call("node_peers")))
-            if all(n >= validators - 1 for n in counts):
-                break
-            time.sleep(0.2)
+        wait_connected(ipcs)
         chain = "medchain-bench"
         t_sign = time.perf_counter()
         txs: list[Tx] = []
@@ -242,18 +306,7 @@ def run_bench(
             per_conn = [[t for s in range(c_i, len(pairs), connections) for t in by_pair[s]]
                         for c_i in range(connections)]
         else:  # anchor or records: registered senders with nonces
-            senders = [crypto.KeyPair.generate() for _ in range(SENDERS)]
-            with Client(ipcs[0], timeout=120) as c:
-                hashes = [c.submit(sign_tx(s.signing, chain, "identity.register", 0,
-                                           {"role": "patient", "enc_key": s.encryption.public_key}))
-                          for s in senders]
-            # every node must know the senders before their txs arrive there
-            for p in ipcs:
-                with Client(p, timeout=120) as c:
-                    for h in hashes:
-                        st = c.wait(h, timeout_ms=60_000)
-                        if st.get("status") != "committed":
-                            raise MedchainError(f"setup: sender registration not committed: {st}")
+            senders = register_senders(ipcs, chain, SENDERS)
             meta_len = max(0, tx_size - 250)  # ~250 bytes of tx envelope around meta
             nonces = [1] * SENDERS
             by_sender: list[list[Tx]] = [[] for _ in range(SENDERS)]
@@ -287,7 +340,7 @@ def run_bench(
         busy = [0]
         threads = [threading.Thread(target=_submit_batches,
                                     args=(ipcs[i % validators], per_conn[i], sent_at, errors, rate / connections,
-                                          blobs or None, busy))
+                                          blobs or None, busy, submit))
                    for i in range(connections)]
         load_before = os.getloadavg()[0]
         client_cpu0 = time.process_time()
@@ -299,14 +352,21 @@ def run_bench(
         submit_s = time.perf_counter() - t0
         stalled = False
         with Client(ipcs[0], timeout=600) as c:
-            # wait for every connection's last tx; give up if no block comes for 30 s
-            last_h, last_change = c.node_info()["height"], time.monotonic()
+            # wait for every sender's last tx (a sender's txs commit in nonce order, so
+            # the rest of its txs are in by then; a connection may carry several senders);
+            # give up if no block comes for STALL_S
+            last_of: dict[bytes, Tx] = {}
             for lst in per_conn:
-                while lst and c.wait(lst[-1].hash, timeout_ms=2000)["status"] != "committed":
+                for tx in lst:
+                    if tx.sender not in last_of or tx.nonce > last_of[tx.sender].nonce:
+                        last_of[tx.sender] = tx
+            last_h, last_change = c.node_info()["height"], time.monotonic()
+            for last_tx in last_of.values():
+                while not _settled(c, last_tx.hash):
                     h = c.node_info()["height"]
                     if h != last_h:
                         last_h, last_change = h, time.monotonic()
-                    elif time.monotonic() - last_change > 30:
+                    elif time.monotonic() - last_change > STALL_S:
                         stalled = True
                         break
                 if stalled:
@@ -352,6 +412,7 @@ def run_bench(
             "first_rejections": errors[:3],
             "connections": connections,
             "offered_rate_tx_per_s": rate or "unlimited",
+            "submit": submit,
             "submit_seconds": round(submit_s, 2),
             "commit_seconds": round(elapsed, 2),
             "committed_tx_per_s": round(achieved, 1),

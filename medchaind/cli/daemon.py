@@ -37,6 +37,7 @@ from ..logs import setup_logging
 from ..node.config import load_config
 from ..node.init import init_datadir
 from ..types.tx import MAX_TX_BYTES
+from .benchpresets import PRESET_HELP, PRESETS
 
 DATADIR = click.option(
     "--datadir", type=click.Path(file_okay=False, path_type=Path), envvar="MEDCHAIND_HOME",
@@ -384,9 +385,42 @@ def import_cmd(datadir: Path, src: Path) -> None:
     click.echo(json.dumps(result, indent=2))
 
 
-@main.command()
-@click.option("--validators", "-n", type=click.IntRange(1, 32), default=4, show_default=True,
-              help="Authorities, one process each.")
+class _Sizes(click.ParamType):  # type: ignore[type-arg]
+    """``4`` or ``4,7,10``: authority counts of a bench run or sweep (each 1..32)."""
+
+    name = "N[,N...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            sizes = tuple(int(x) for x in str(value).split(",") if x.strip())
+        except ValueError:
+            self.fail(f"{value!r}: give a number of authorities or a comma-separated list (e.g. 4,7)", param, ctx)
+        if not sizes or not all(1 <= n <= 32 for n in sizes):
+            self.fail(f"{value!r}: each number of authorities must be 1..32", param, ctx)
+        return sizes
+
+
+def _presets_epilog() -> str:
+    return "\b\nPresets (--preset NAME; options given explicitly win):\n" + "\n".join(
+        f"  {name:15s} {text}" for name, text in PRESET_HELP.items())
+
+
+@main.command(epilog=_presets_epilog())
+@click.option("--validators", "-n", type=_Sizes(), default="4", show_default=True,
+              help="Authorities, one process each; a list (4,7) runs one bench per size and prints a row each.")
+@click.option("--preset", type=click.Choice(list(PRESETS)), help="A named run (listed below).")
+@click.option("--soak", is_flag=True, help="Soak mode: commit --txs in segments of --sample-every and sample each "
+              "node's RSS, database size and query latency after each segment (CSV + table).")
+@click.option("--sample-every", type=click.IntRange(1), default=100_000, show_default=True,
+              help="Soak: committed txs between samples.")
+@click.option("--soak-records", type=click.IntRange(0, 100_000), default=1000, show_default=True,
+              help="Soak: records of the patient whose records_list is timed.")
+@click.option("--soak-reads", type=click.IntRange(0, 1000), default=20, show_default=True,
+              help="Soak: audited reads (audit_log entries) of that patient.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the rows here: soak samples (default ./bench-soak.csv), sweep or run summaries.")
 @click.option("--txs", type=click.IntRange(1, 10_000_000), default=20_000, show_default=True,
               help="Transactions to submit.")
 @click.option("--tx-size", type=click.IntRange(1, MAX_TX_BYTES), default=1024, show_default=True,
@@ -405,17 +439,51 @@ def import_cmd(datadir: Path, src: Path) -> None:
               help="Offered load in tx/s across all connections (0 = as fast as possible).")
 @click.option("--node-log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
-def bench(validators: int, txs: int, tx_size: int, tx_type: str, connections: int, base_port: int,
-          datadir: Path | None, node_log_level: str, rate: float) -> None:
-    """Start a local network, drive it through IPC, report tx/s, latency, CPU, RSS."""
+@click.option("--submit", type=click.Choice(["cbor", "json"]), default="cbor", show_default=True,
+              help="cbor: each batch of 200 txs as one tx_submitBatch call (base64 CBOR); json: a JSON-RPC batch "
+              "of tx_submit calls with hex params (the per-tx path, for comparison).")
+def bench(validators: tuple[int, ...], txs: int, tx_size: int, tx_type: str, connections: int, base_port: int,
+          datadir: Path | None, node_log_level: str, rate: float, preset: str | None, soak: bool,
+          sample_every: int, soak_records: int, soak_reads: int, csv_path: Path | None, submit: str) -> None:
+    """Start a local network, drive it through IPC, report tx/s, latency, CPU, RSS.
+
+    One size: the run's figures as JSON. Several (--validators 4,7): one run per size and
+    a summary row each. --soak: a table row per sample and node, and the summary as JSON.
+    """
+    from .benchpresets import resolve_preset
+
+    ctx = click.get_current_context()
+    explicit = {k for k in ctx.params if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    try:
+        opts = resolve_preset(preset, {"validators": validators, "txs": txs, "tx_size": tx_size, "rate": rate,
+                                       "tx_type": tx_type, "soak": soak, "sample_every": sample_every}, explicit)
+    except MedchainError as exc:
+        _fail(exc)
+    validators, txs, tx_size, rate = opts["validators"], opts["txs"], opts["tx_size"], opts["rate"]
+    tx_type, soak, sample_every = opts["tx_type"], opts["soak"], opts["sample_every"]
+    if soak or len(validators) > 1:
+        from .benchmodes import bench_mode
+
+        try:
+            bench_mode(validators, soak=soak, csv_path=csv_path, echo=click.echo, n_txs=txs, tx_size=tx_size,
+                       connections=connections, tx_type=tx_type, datadir=datadir, base_port=base_port,
+                       node_log_level=node_log_level, rate=rate, sample_every=sample_every,
+                       records=soak_records, reads=soak_reads, submit=submit)
+        except (MedchainError, OSError) as exc:
+            _fail(exc)
+        return
     from .bench import run_bench
 
     try:
-        result = run_bench(validators=validators, n_txs=txs, tx_size=tx_size, connections=connections,
+        result = run_bench(validators=validators[0], n_txs=txs, tx_size=tx_size, connections=connections,
                            tx_type=tx_type, datadir=datadir, base_port=base_port, node_log_level=node_log_level,
-                           rate=rate)
+                           rate=rate, submit=submit)
     except (MedchainError, OSError) as exc:
         _fail(exc)
+    if csv_path is not None:
+        from .benchmodes import SWEEP_FIELDS, summary_row, write_rows
+
+        write_rows(csv_path, SWEEP_FIELDS, [summary_row(result)])
     click.echo(json.dumps(result, indent=2))
 
 

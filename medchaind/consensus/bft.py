@@ -6,7 +6,7 @@ One task owns the core's state (STYLE habit 4). Everything else talks to it thro
 one bounded channel of events:
 
 * verified peer messages (the gossip validator already checked shape, signature and
-  authority membership; proposals carry their block),
+  authority membership; a proposal comes with its block rebuilt: see below),
 * expired timeouts (one small timer task per ``ScheduleTimeout`` effect; stale ones
   are ignored by the core),
 * "txs are ready" wake-ups from the mempool, and blocks handed over by sync.
@@ -30,6 +30,14 @@ blocks come through the same channel and are checked against the authority set
 (commit signatures, re-execution) before the ledger takes them. Each round timeout
 re-broadcasts this node's own messages of the height, so peers that missed them after
 a heal still get them.
+
+Proposals are compact (:mod:`.compact`, protocol 4): the block's txs by hash. The
+gossip validator rebuilds the block from the mempool (and this height's blocks) when it
+holds every tx; otherwise it starts one fetch task per proposed block, which asks the
+proposal's publisher and then the other peers over ``txs/1`` for what is missing, and
+queues the proposal once its block is complete. A proposal whose txs have not come by
+the propose timeout is a lost one to the core (nil prevote); one completed later is a
+late proposal (still decidable, L49). The engine serves ``txs/1`` from its mempool and block cache.
 
 What a peer can make this node hold is bounded (:mod:`.buffers`): the gossip validator
 drops proposals that are not their signer's turn before it decodes their block, the
@@ -87,15 +95,16 @@ from ..errors import InvalidBlock, MedchainError, ValidationError
 from ..ledger import Ledger
 from ..mempool import Mempool
 from ..types import Block, Commit, Tx, decode_block, sign_tx, verify_commit
-from ..types.block import MAX_BLOCK_BYTES
+from ..types.block import MAX_BLOCK_BYTES, PRECOMMIT, vote_payload
 from .buffers import FutureBuffer, InboxQuota
+from .compact import TXS_PROTOCOL, Assembly, fetch_missing, serve_txs
 from .signguard import DoubleSignGuard
-from .verify import Verifier
+from .verify import Lookahead, Verifier
 from .wal import WAL
 from .wire import (
     ConsensusMsg,
-    attach_block,
     block_topic,
+    check_compact,
     consensus_topic,
     decode_consensus_head,
     encode_announce,
@@ -115,9 +124,15 @@ log = logging.getLogger(__name__)
 #: capacity (in messages) of the channel from the gossip validator to the engine task;
 #: its bytes are bounded separately (BftConfig.max_inbound_bytes, buffers.InboxQuota)
 MAX_FUTURE_MESSAGES = 10_000
+#: events the engine task handles in a row when they are already queued, before it
+#: lets the scheduler run other tasks
+EVENT_BATCH = 64
 PUBLISH_TIMEOUT_S = 10.0
 #: room for a proposal's own fields beside its block on the wire
 PROPOSAL_OVERHEAD = 4096
+#: proposed blocks whose missing txs are fetched at once, at most (the core keeps at most
+#: three proposals a round; a fetch ends when its height is decided or gives up)
+MAX_FETCHES = 8
 
 
 def evidence_tx(app: App, key: SigningKey, chain_id: str, nonce: int, evidence: core.Evidence) -> Tx | None:
@@ -127,6 +142,26 @@ def evidence_tx(app: App, key: SigningKey, chain_id: str, nonce: int, evidence: 
         return None
     tx_type, body = found
     return sign_tx(key, chain_id, tx_type, nonce, body)
+
+
+def counted_precommits(chain_id: str, keeper: core.VoteKeeper, commit: Commit) -> set[tuple[str, bytes, bytes, bytes]]:
+    """The signatures of ``commit`` that ``keeper`` counted as precommits, signature for
+    signature, as :func:`~medchaind.types.verify_commit`'s ``verified`` keys.
+
+    A vote reaches a node's keeper only after that node's gossip validator checked its
+    Ed25519 signature (or the node signed it), so these need no second check when the
+    same precommits come back in the next proposal's ``last_commit``: with n authorities
+    that is most of its 2n/3+ signatures, which every node checked twice per height.
+    Anything else in the commit (another signature by the same validator, a precommit
+    this node never counted) is verified as before; nothing is taken from another node.
+    """
+    if keeper.height != commit.height:
+        return set()
+    payload = vote_payload(PRECOMMIT, commit.height, commit.round, commit.block_hash)
+    return {(chain_id, s.validator, s.signature, payload) for s in commit.signatures
+            if keeper.contains(Vote(VoteKind.PRECOMMIT, core.Height(commit.height), core.Round(commit.round),
+                                    core.BlockHash(commit.block_hash), core.ValidatorId(s.validator),
+                                    s.signature))}
 
 
 def wall_clock_ms() -> int:
@@ -248,6 +283,9 @@ class _Synced:
     block: Block
     commit: Commit
     done: trio.Event
+    #: why the engine refused the block (handed back to the submitter, never raised in
+    #: the engine's task: a peer's invalid block must not stop consensus)
+    refused: list[MedchainError] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +321,9 @@ class BftEngine:
         #: signatures of proposed and synced blocks (and, through the node, of gossiped
         #: txs) are checked in worker threads when the ledger does real I/O
         self.verifier = Verifier(mempool.sigs, threads=ledger.commit_in_thread)
+        #: block sync checks the signatures of the blocks it fetched ahead of executing
+        #: them (medchaind.sync), into the same caches
+        self.lookahead = Lookahead(mempool.sigs, ledger.genesis.chain_id, threads=ledger.commit_in_thread)
         t = self.config.timeouts
         budget = self.config.max_block_exec_ms
         self.exec_budget = ExecBudget(t.propose_ms // 3 if budget is None else budget,
@@ -318,6 +359,18 @@ class BftEngine:
         self._resends = 0
         self._need_drain = False
         self.rounds_total = 0
+        #: the vote keeper of the last height this node decided (_counted_precommits)
+        self._decided_votes: core.VoteKeeper | None = None
+        #: block hashes whose missing txs are being fetched (compact proposals)
+        self._fetching: set[bytes] = set()
+        #: txs fetched for this height's proposals (a later proposal may name them too)
+        self._fetched_txs: dict[bytes, Tx] = {}
+        #: compact proposals: rebuilt from local txs alone / after a fetch / given up
+        self.proposals_stats = {"rebuilt": 0, "fetched": 0, "fetch_failed": 0, "txs_fetched": 0}
+        #: a peer answered a txs/1 request with bytes it cannot have honestly (the node
+        #: wires this to sync's peer book, which bans it for a while)
+        self.on_peer_fault: Callable[[PeerId, str], None] | None = None
+        net.set_handler(TXS_PROTOCOL, self._serve_txs)
 
     # ------------------------------------------------------------ public
 
@@ -369,6 +422,7 @@ class BftEngine:
             "future": self._future.statistics(),
             "blocks_cached": len(self._blocks),
             "blocks_cached_tx_bytes": sum(len(t.encoded) for b, _ in self._blocks.values() for t in b.txs),
+            "proposals": dict(self.proposals_stats, fetching=len(self._fetching)),
         }
 
     def _validators_of(self, height: int) -> ValidatorSet:
@@ -405,21 +459,120 @@ class BftEngine:
         ok = core.verify_proposal(self.chain_id, m) if isinstance(m, Proposal) else core.verify_vote(self.chain_id, m)
         if not ok:
             return False
-        try:
-            msg = attach_block(m, raw, self.mempool.get)
-        except (MedchainError, ValueError) as exc:
-            log.debug("rejecting a proposal from %s: %s", peer, exc)
-            return False
-        if not self._inbox_quota.try_reserve(signer_key, len(data)):
+        msg = ConsensusMsg(m, None)
+        if isinstance(m, Proposal):
+            try:
+                check_compact(m, raw)
+                assert raw is not None
+                cached = self._blocks.get(m.block_hash)
+                if cached is not None:  # a re-publication, or a re-proposal of a block we hold
+                    msg = ConsensusMsg(m, cached[0], raw)
+                else:
+                    asm = Assembly(raw, self._known_tx)
+                    if not asm.complete:
+                        self._start_fetch(peer, m, asm, signer_key)
+                        return True  # valid: it spreads; it reaches the engine once complete
+                    msg = ConsensusMsg(m, asm.block(), raw)
+                    self.proposals_stats["rebuilt"] += 1
+            except (MedchainError, ValueError) as exc:
+                log.debug("rejecting a proposal from %s: %s", peer, exc)
+                return False
+        return self._queue(msg, signer_key, len(data))
+
+    def _queue(self, msg: ConsensusMsg, signer_key: bytes, size: int) -> bool:
+        """Hand a checked message to the engine task if its signer has room."""
+        m = msg.message
+        if not self._inbox_quota.try_reserve(signer_key, size):
             log.debug("consensus inbox: signer over its byte quota; dropping height=%d signer=%s",
                       m.height, signer_key.hex()[:16])
             return True  # valid, so it may spread; this node has no room for it now
         try:
-            self._send.send_nowait(_Peer(msg, signer_key, len(data)))
+            self._send.send_nowait(_Peer(msg, signer_key, size))
         except trio.WouldBlock:
-            self._inbox_quota.release(signer_key, len(data))
+            self._inbox_quota.release(signer_key, size)
             log.warning("consensus inbox full; dropping a message height=%d", m.height)
         return True
+
+    # ------------------------------------------------------------ compact proposals
+
+    def _known_tx(self, tx_hash: bytes) -> Tx | None:
+        """A decoded, signature-checked tx this node holds: mempool first, then the txs
+        fetched for this height's proposals."""
+        return self.mempool.get(tx_hash) or self._fetched_txs.get(tx_hash)
+
+    def _start_fetch(self, peer: PeerId, m: Proposal, asm: Assembly, signer: bytes) -> None:
+        """Fetch what a proposal's block misses, once per block at a time (bounded)."""
+        h = bytes(m.block_hash)
+        if h in self._fetching or self._nursery is None:
+            return
+        if len(self._fetching) >= MAX_FETCHES:
+            log.debug("proposal fetch: %d already running; not fetching height=%d round=%d",
+                      len(self._fetching), m.height, m.round)
+            return
+        self._fetching.add(h)
+        self._nursery.start_soon(self._fetch_proposal, peer, m, asm, signer)
+
+    async def _fetch_proposal(self, origin: PeerId, m: Proposal, asm: Assembly, signer: bytes) -> None:
+        """The missing txs from the publisher, then any connected peer (§12.3); then queue
+        the proposal like one that came complete. Until the round's propose timeout the
+        core waits for it; after that it has prevoted nil, as for a lost proposal, and a
+        block completed later is taken like a late proposal (it may still be decided,
+        L49). The fetch ends when the height is decided or the passes are used up."""
+        wanted = len(asm.missing())
+        try:
+            peers = [origin] + [p for p in self.net.connected_peers() if p != origin]
+            async with trio.open_nursery() as n:
+
+                async def until_decided() -> None:
+                    await self.ledger.wait_height(int(m.height))
+                    n.cancel_scope.cancel()
+
+                n.start_soon(until_decided)
+                await fetch_missing(self.net, asm, peers, on_fault=self.on_peer_fault)
+                n.cancel_scope.cancel()
+        finally:
+            self._fetching.discard(bytes(m.block_hash))
+        if m.height < self.next_height:
+            return  # decided meanwhile (with this block or another): nothing to deliver
+        if not asm.complete:
+            self.proposals_stats["fetch_failed"] += 1
+            log.info("proposal txs unavailable height=%d round=%d missing=%d of %d; treated as not received",
+                     m.height, m.round, len(asm.missing()), len(asm.compact.tx_hashes))
+            return
+        try:
+            block = asm.block()
+        except ValidationError as exc:
+            log.debug("rejecting a fetched proposal height=%d: %s", m.height, exc)
+            return
+        self.proposals_stats["fetched"] += 1
+        self.proposals_stats["txs_fetched"] += wanted
+        if len(self._fetched_txs) > 4 * self.ledger.genesis.params.max_block_txs:
+            self._fetched_txs = {}  # a height of many rounds: keep the bound, fetch again if needed
+        for tx in block.txs:
+            if tx.hash not in self.mempool:
+                self._fetched_txs[tx.hash] = tx
+        size = sum(len(tx.encoded) for tx in block.txs) + PROPOSAL_OVERHEAD
+        self._queue(ConsensusMsg(m, block, asm.compact), signer, size)
+
+    async def _serve_txs(self, peer: PeerId, data: bytes) -> bytes:
+        """``txs/1`` (§13.5): txs by hash from the mempool and this height's blocks; a
+        proposed (not yet committed) block by hash."""
+        in_blocks: dict[bytes, Tx] | None = None
+
+        def find_tx(h: bytes) -> Tx | None:
+            nonlocal in_blocks
+            tx = self._known_tx(h)
+            if tx is None:
+                if in_blocks is None:
+                    in_blocks = {t.hash: t for b, _ in self._blocks.values() for t in b.txs}
+                tx = in_blocks.get(h)
+            return tx
+
+        def find_block(h: bytes) -> Block | None:
+            cached = self._blocks.get(h)
+            return None if cached is None else cached[0]
+
+        return serve_txs(data, find_tx, find_block)
 
     def rebase(self) -> None:
         """The ledger was restored from a state snapshot before :meth:`run` started
@@ -432,10 +585,14 @@ class BftEngine:
         self._vset = None
 
     async def submit_synced(self, block: Block, commit: Commit) -> None:
-        """Hand a block fetched by sync to the engine; returns once it was processed."""
+        """Hand a block fetched by sync to the engine; returns once it was processed.
+        Raises InvalidBlock / ValidationError if the engine refused it."""
         done = trio.Event()
-        await self._send.send(_Synced(block, commit, done))
+        ev = _Synced(block, commit, done)
+        await self._send.send(ev)
         await done.wait()
+        if ev.refused:
+            raise ev.refused[0]
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -460,6 +617,15 @@ class BftEngine:
             async for ev in self._recv:
                 await self._handle(ev)
                 await self._settle()
+                # then what is already queued (up to a bound), without a trip through
+                # the scheduler per event: with n authorities a step brings ~n votes at once
+                for _ in range(EVENT_BATCH - 1):
+                    try:
+                        ev = self._recv.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    await self._handle(ev)
+                    await self._settle()
 
     # ------------------------------------------------------------ events
 
@@ -493,6 +659,8 @@ class BftEngine:
         elif isinstance(ev, _Synced):
             try:
                 await self._commit_synced(ev.block, ev.commit)
+            except (InvalidBlock, ValidationError) as exc:
+                ev.refused.append(exc)  # the submitter's to judge (a fault of the peer that served it)
             finally:
                 ev.done.set()
 
@@ -513,6 +681,12 @@ class BftEngine:
             assert isinstance(m, Vote)
             await self._apply(VoteReceived(m))
 
+    def _counted_precommits(self, commit: Commit) -> set[tuple[str, bytes, bytes, bytes]]:
+        """The signatures in ``commit`` (a proposal's ``last_commit``) this node already
+        verified (see :func:`counted_precommits`), from the keeper of the height it decided."""
+        keeper = self._decided_votes
+        return set() if keeper is None else counted_precommits(self.chain_id, keeper, commit)
+
     def _judge(self, block: Block) -> bool:
         """valid(v): full validation and re-execution; caches the execution by hash."""
         h = block.hash()
@@ -525,7 +699,8 @@ class BftEngine:
                 raise InvalidBlock("block time is too far in the future")
             if block.last_commit is not None:
                 verify_commit(block.last_commit, self.chain_id, self._prev_powers,
-                              block.header.prev_hash, block.height - 1)
+                              block.header.prev_hash, block.height - 1,
+                              verified=self._counted_precommits(block.last_commit))
             params = self.ledger.genesis.params
             started = time.perf_counter()
             ex = validate_block(self.ledger.app, self.ledger.state, self.ledger.tip, block, self.mempool.sigs,
@@ -553,7 +728,7 @@ class BftEngine:
         if me != self.state.me:
             # sign from this height on, or stop: a core without a key is a follower
             self.state = core.initial_state(me, self.config.timeouts)
-        vs = ValidatorSet.from_powers(self.ledger.tip.powers)
+        vs = self._validators_of(h)  # built once per height (the gossip validator's set)
         # A core without a key signs nothing, so it needs no last-signed guard; the WAL's
         # entries go back in when it starts (or restarts) the height with the key again.
         wal = self.wal.entries(h) if self.wal is not None and self.state.me is not None else ()
@@ -702,8 +877,8 @@ class BftEngine:
     async def _regossip(self) -> None:
         """Re-broadcast while a height is stuck, backing off 1, 2, 4, 8 intervals.
 
-        A height that decides quickly never re-sends anything: a proposal carries its
-        block, and every receiver would decode it again.
+        A height that decides quickly never re-sends anything. A re-sent proposal is
+        compact (tx hashes), and a receiver that holds its block takes it from its cache.
         """
         height, waited, backoff = 0, 0, 1
         while True:
@@ -780,6 +955,8 @@ class BftEngine:
                 self._note_foreign(c.height, f"a commit for height {c.height} carries a precommit "
                                              "signed with this key that consensus.wal does not hold")
         self._prev_powers = dict(self.ledger.tip.powers)
+        # the precommits this node verified and counted for the block (see _counted_precommits)
+        self._decided_votes = self.state.votes if self.state.votes.height == block.height else None
         await self.ledger.commit(block, commit, ex)
         self.last_commit = commit
         self.mempool.update(block.txs)
@@ -789,6 +966,7 @@ class BftEngine:
                 self.wal.prune, block.height + 1, keep_precommits_from=block.height - look_back if look_back else None))
         self.started_height = 0
         self._blocks = {k: v for k, v in self._blocks.items() if v[0].height > block.height}
+        self._fetched_txs = {}
         log.info("committed block height=%d round=%d txs=%d hash=%s", block.height, commit.round,
                  len(block.txs), block.hash().hex()[:16])
         assert self._nursery is not None
@@ -917,10 +1095,11 @@ class BftEngine:
             return
         tip = self.ledger.tip
         try:
-            verify_commit(commit, self.chain_id, tip.powers, block.hash(), block.height)
+            votes = self.lookahead.votes  # what sync checked ahead (the rules all apply here)
+            verify_commit(commit, self.chain_id, tip.powers, block.hash(), block.height, verified=votes)
             if block.last_commit is not None:
                 verify_commit(block.last_commit, self.chain_id, self._prev_powers,
-                              block.header.prev_hash, block.height - 1)
+                              block.header.prev_hash, block.height - 1, verified=votes)
             params = self.ledger.genesis.params
             await self.verifier.preverify(block.txs)
             ex = validate_block(self.ledger.app, self.ledger.state, tip, block, self.mempool.sigs,

@@ -3,8 +3,9 @@
 Topics (``<chain>`` is the chain id):
 
 * ``/medchain/<chain>/consensus/1``: ``{"t": "vote", ...vote}`` or
-  ``{"t": "proposal", ...proposal, "body": <block bytes>}``; a proposal carries the
-  block it proposes, so a validator can judge valid(v) without another round trip.
+  ``{"t": "proposal", ...proposal, "header", "tx_hashes", "last_commit"}``: a compact
+  proposal (protocol 4) names its block's txs by hash; the receiver rebuilds the block
+  from its mempool and fetches what it lacks over ``txs/1`` (:mod:`.compact`).
   An optional ``"resend": n`` marks the n-th periodic re-broadcast of the same message.
 * ``/medchain/<chain>/tx/1``: ``{"txs": [<tx bytes>, ...]}``, a batch of txs a node
   admitted (batched by count and time, DESIGN.md §5).
@@ -35,8 +36,9 @@ from ..sync.wire import encode_announce as encode_announce
 from ..sync.wire import encode_blocks as encode_blocks
 from ..sync.wire import encode_status as encode_status
 from ..sync.wire import encode_sync_request as encode_sync_request
-from ..types import Block, Tx, decode_block
+from ..types import Block, Tx
 from ..types.block import MAX_BLOCK_BYTES
+from .compact import Assembly, CompactBlock
 from .wal import message_from_map, message_to_map
 
 MAX_TX_BATCH = 1024
@@ -58,29 +60,35 @@ def tx_topic(chain: str) -> str:
 @dataclass(frozen=True, slots=True)
 class ConsensusMsg:
     message: Message
-    block: Block | None  # with proposals only
+    block: Block | None  # with proposals only, once rebuilt
+    #: a proposal's compact block as it came (the txs it names may still be missing)
+    compact: CompactBlock | None = None
 
 
-def encode_consensus(message: Message, block: Block | None = None, resend: int = 0) -> bytes:
+_COMPACT_KEYS = ("header", "tx_hashes", "last_commit")
+
+
+def encode_consensus(message: Message, block: Block | CompactBlock | None = None, resend: int = 0) -> bytes:
     """``resend`` > 0 marks a re-broadcast; it makes the bytes (and so the gossip message
-    id) differ from the first send, so peers that deduplicate by content still get it."""
+    id) differ from the first send, so peers that deduplicate by content still get it.
+    A proposal carries its block compactly (header, tx hashes, last_commit; §12.3)."""
     m = message_to_map(message)
     if resend:
         m["resend"] = resend
     if isinstance(message, Proposal):
         assert block is not None
-        # splice the block's canonical bytes in as a byte string
-        m["body"] = block.encode()
+        compact = block if isinstance(block, CompactBlock) else CompactBlock.of(block)
+        m.update(compact.to_fields())
     return codec.encode_unchecked(m)
 
 
-def decode_consensus_head(data: bytes) -> tuple[Message, bytes | None]:
-    """The message and, for a proposal, its block's bytes, *not yet decoded*.
+def decode_consensus_head(data: bytes) -> tuple[Message, CompactBlock | None]:
+    """The message and, for a proposal, its compact block, of the right shape (§12.3;
+    the rules that cost hashing are :func:`check_compact`'s).
 
-    Decoding a block (every tx in it) is the expensive part of a proposal; the gossip
-    validator first checks what is cheap (height, signer, proposer of the round,
-    signature) and only then calls :func:`attach_block`, so a flood of proposals that
-    are not the signer's turn costs no block decoding.
+    The gossip validator checks what is cheap first (height, signer, proposer of the
+    round, signature) and only then rebuilds the block, so a flood of proposals that are
+    not the signer's turn costs no lookups and no fetches.
     """
     d = codec.decode(data, max_size=MAX_CONSENSUS_MSG)
     if not isinstance(d, dict):
@@ -88,29 +96,43 @@ def decode_consensus_head(data: bytes) -> tuple[Message, bytes | None]:
     resend = d.pop("resend", 0)
     if type(resend) is not int or resend < 0:
         raise DecodeError("consensus message: resend must be a non-negative integer")
-    raw = None
+    compact = None
     if d.get("t") == "proposal":
-        raw = d.pop("body", None)
-        if not isinstance(raw, bytes):
-            raise DecodeError("proposal without its block")
-    return message_from_map(d), raw
+        if not all(k in d for k in _COMPACT_KEYS):
+            raise DecodeError("proposal without its compact block (header, tx_hashes, last_commit)")
+        fields = [d.pop(k) for k in _COMPACT_KEYS]
+        try:
+            compact = CompactBlock.from_fields(*fields)
+        except ValidationError as exc:
+            raise DecodeError(str(exc)) from None
+    return message_from_map(d), compact
 
 
-def attach_block(message: Message, raw: bytes | None,
+def check_compact(message: Message, compact: CompactBlock | None) -> None:
+    """A proposal's compact block is the block it signs (same hash and height) and is
+    consistent (``tx_root``, ``last_commit``: :meth:`CompactBlock.check`), §12.3."""
+    if isinstance(message, Proposal):
+        assert compact is not None
+        if compact.hash() != message.block_hash or compact.height != message.height:
+            raise ValidationError("proposal: block does not match the proposed hash and height")
+        compact.check()
+
+
+def attach_block(message: Message, compact: CompactBlock | None,
                  known: Callable[[bytes], Tx | None] | None = None) -> ConsensusMsg:
-    """Decode a proposal's block (``raw`` from :func:`decode_consensus_head`) and bind it."""
+    """Bind a proposal to its block, rebuilt from ``known`` txs; ``block`` stays None
+    while some are missing (``compact`` says which: :class:`~.compact.Assembly`)."""
     if not isinstance(message, Proposal):
         return ConsensusMsg(message, None)
-    assert raw is not None
-    block = decode_block(raw, known)
-    if block.hash() != message.block_hash or block.height != message.height:
-        raise ValidationError("proposal: block does not match the proposed hash and height")
-    return ConsensusMsg(message, block)
+    check_compact(message, compact)
+    assert compact is not None
+    asm = Assembly(compact, known or (lambda h: None))
+    return ConsensusMsg(message, asm.block() if asm.complete else None, compact)
 
 
 def decode_consensus(data: bytes, known: Callable[[bytes], Tx | None] | None = None) -> ConsensusMsg:
-    message, raw = decode_consensus_head(data)
-    return attach_block(message, raw, known)
+    message, compact = decode_consensus_head(data)
+    return attach_block(message, compact, known)
 
 
 def encode_tx_batch(txs: list[bytes]) -> bytes:

@@ -147,9 +147,8 @@ class NodeSource:
         oldest = None
         if txs:
             tx = txs[0]
-            arrived = getattr(mp, "_arrived", {}).get(tx.hash)
             oldest = {"hash": "0x" + tx.hash.hex(), "type": tx.type, "sender": "0x" + tx.sender.hex(),
-                      "age_s": None if arrived is None else max(0.0, time.monotonic() - arrived)}
+                      "age_s": mp.age_s(tx.hash)}
         return {"lanes": lanes, "types": types, "oldest": oldest}
 
     def peers(self) -> dict[str, Any]:
@@ -157,7 +156,7 @@ class NodeSource:
         node = self.node
         connected = {str(p) for p in node.net.connected_peers()}
         try:
-            allowed = {str(p) for p in node._allowlist()}
+            allowed = {str(p) for p in node.allowlist()}
         except (ImportError, MedchainError):
             allowed = set()
         observers = {x.strip() for x in node.config.p2p.observers.split(",") if x.strip()}

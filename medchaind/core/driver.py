@@ -122,7 +122,7 @@ def _file_vote(state: State, vote: Vote) -> tuple[State, list[Effect], Round | N
     if evidence is not None:
         effects.append(EvidenceFound(evidence))
     if keeper is not state.votes:
-        state = replace(state, votes=keeper)
+        state = state.with_votes(keeper)
     if outcome not in COUNTED:
         return state, effects, None
     if outcome is AddOutcome.ADDED and vote.validator == state.me:

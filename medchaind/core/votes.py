@@ -40,16 +40,25 @@ So a height holds at most ``(r + 1 + 2n) * n * 2 * 3`` votes and ``(r + 1 + 2n) 
 evidence records,
 for n validators. The keeper is dropped at the next height.
 
-Persistence: the keeper is a value. Adding a vote copies only the touched round's
-dictionaries (O(n)) and the small outer round map; older keepers stay valid, which is
-what lets ``apply(state, input)`` be a pure function.
+Persistence: the keeper is a value, and older keepers stay valid, which is what lets
+``apply(state, input)`` be a pure function. Every map in it is a persistent hash array
+mapped trie (``immutables.Map``, the structure behind :mod:`contextvars`): adding a vote
+updates a few maps in O(log32 n) (effectively constant: three levels up to 32,768
+validators) and shares everything else with the previous keeper. With plain dicts each
+vote copied the round's vote map, O(n) per vote and O(n^2) per height per node, which
+at 128 authorities was a measurable share of a height (docs/benchmarks.md, issue 14).
+Every quantity the round machine asks about (power per value, power of first votes,
+power of the round's participants, the quorum) is a running total updated by the add
+that changes it; no query rescans a vote set except :meth:`VoteKeeper.votes_for` and
+:meth:`VoteKeeper.all_votes`, which build a commit or a re-gossip list once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+
+from immutables import Map
 
 from ..errors import ValidationError
 from .messages import BlockHash, Height, Round, ValidatorId, Vote, VoteKind
@@ -104,39 +113,35 @@ class Tally:
     """The counted votes of one (round, kind)."""
 
     #: The first vote of each validator.
-    votes: Mapping[ValidatorId, Vote]
+    votes: Map[ValidatorId, Vote]
     #: Conflicting votes counted for their value, by (validator, value).
-    extra: Mapping[tuple[ValidatorId, BlockHash | None], Vote]
+    extra: Map[tuple[ValidatorId, BlockHash | None], Vote]
     #: Power of first votes per value (the f+1 bar for counting conflicting votes).
-    first_power: Mapping[BlockHash | None, int]
+    first_power: Map[BlockHash | None, int]
     #: Power per value, first and counted conflicting votes (L36, L44, L49).
-    power_by_value: Mapping[BlockHash | None, int]
+    power_by_value: Map[BlockHash | None, int]
     #: Power of the validators that voted at all (L34, L47).
     power: int
     quorum: Quorum | None
 
     def _with_value_power(self, value: BlockHash | None, power: int,
-                          validators: ValidatorSet) -> tuple[dict[BlockHash | None, int],
+                          validators: ValidatorSet) -> tuple[Map[BlockHash | None, int],
                                                              Quorum | None]:
-        by_value = dict(self.power_by_value)
-        value_power = by_value.get(value, 0) + power
-        by_value[value] = value_power
+        value_power = self.power_by_value.get(value, 0) + power
+        by_value = self.power_by_value.set(value, value_power)
         quorum = self.quorum
         if quorum is None and validators.is_quorum(value_power):
             quorum = Quorum(value)
         return by_value, quorum
 
     def with_first(self, vote: Vote, power: int, validators: ValidatorSet) -> Tally:
-        votes = dict(self.votes)
-        votes[vote.validator] = vote
-        first = dict(self.first_power)
-        first[vote.block_hash] = first.get(vote.block_hash, 0) + power
+        votes = self.votes.set(vote.validator, vote)
+        first = self.first_power.set(vote.block_hash, self.first_power.get(vote.block_hash, 0) + power)
         by_value, quorum = self._with_value_power(vote.block_hash, power, validators)
         return Tally(votes, self.extra, first, by_value, self.power + power, quorum)
 
     def with_extra(self, vote: Vote, power: int, validators: ValidatorSet) -> Tally:
-        extra = dict(self.extra)
-        extra[(vote.validator, vote.block_hash)] = vote
+        extra = self.extra.set((vote.validator, vote.block_hash), vote)
         by_value, quorum = self._with_value_power(vote.block_hash, power, validators)
         return Tally(self.votes, extra, self.first_power, by_value, self.power, quorum)
 
@@ -148,7 +153,7 @@ class Tally:
         return self.extra.get((validator, value))
 
 
-_EMPTY_TALLY = Tally({}, {}, {}, {}, 0, None)
+_EMPTY_TALLY = Tally(Map(), Map(), Map(), Map(), 0, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,12 +192,12 @@ COUNTED = (AddOutcome.ADDED, AddOutcome.ADDED_CONFLICTING)
 class VoteKeeper:
     height: Height
     validators: ValidatorSet
-    rounds: Mapping[Round, RoundVotes]
-    evidence: Mapping[tuple[ValidatorId, Round, VoteKind], Evidence]
+    rounds: Map[Round, RoundVotes]
+    evidence: Map[tuple[ValidatorId, Round, VoteKind], Evidence]
 
     @classmethod
     def new(cls, height: Height, validators: ValidatorSet) -> VoteKeeper:
-        return cls(height, validators, {}, {})
+        return cls(height, validators, Map(), Map())
 
     # ------------------------------------------------------------------ updates
 
@@ -230,7 +235,7 @@ class VoteKeeper:
         power = self.validators.power(vote.validator)
         rv = self.rounds.get(vote.round, _EMPTY_ROUND)
         tally = rv.tally(vote.kind)
-        evidence: Mapping[tuple[ValidatorId, Round, VoteKind], Evidence] = self.evidence
+        evidence = self.evidence
         new_evidence = None
         participant_power = rv.participant_power
         if outcome is AddOutcome.ADDED:
@@ -241,7 +246,7 @@ class VoteKeeper:
             key = (vote.validator, vote.round, vote.kind)
             if key not in self.evidence:
                 new_evidence = Evidence.of(tally.votes[vote.validator], vote)
-                evidence = {**self.evidence, key: new_evidence}
+                evidence = self.evidence.set(key, new_evidence)
             if outcome is AddOutcome.EQUIVOCATION:
                 keeper = self if new_evidence is None else VoteKeeper(
                     self.height, self.validators, self.rounds, evidence)
@@ -251,8 +256,7 @@ class VoteKeeper:
             new_rv = RoundVotes(tally, rv.precommits, participant_power)
         else:
             new_rv = RoundVotes(rv.prevotes, tally, participant_power)
-        rounds = dict(self.rounds)
-        rounds[vote.round] = new_rv
+        rounds = self.rounds.set(vote.round, new_rv)
         return VoteKeeper(self.height, self.validators, rounds, evidence), outcome, new_evidence
 
     # ------------------------------------------------------------------ queries

@@ -23,12 +23,24 @@ it), so a priority tx finds room in a full pool; should the reserve be used up t
 priority newcomer evicts default txs (the highest nonce of the sender holding the
 most), and a default newcomer never evicts a priority tx. One sender may hold at most
 ``max_priority_per_sender`` priority txs, so the reserve cannot be hogged by one key.
+
+Dropped txs are remembered (issue 14: an admitted tx is never silently lost). A tx that
+leaves the pool without being committed (evicted for a newcomer: ``evicted``; removed by
+``update`` because another tx used its nonce: ``nonce_used``, because it waited behind a
+nonce gap longer than ``gap_ttl_s``: ``nonce_gap_expired``, or because the re-check
+against the new state refused it: that check's code) goes into a bounded FIFO of the last
+``dropped_history`` hashes with its reason code (:meth:`Mempool.dropped_reason`), and
+the ``on_dropped`` callback hears of it, so ``tx_status`` / ``tx_wait`` and the ``tx``
+subscription can report ``dropped`` instead of ``unknown``. A dropped tx that is admitted
+again leaves the record. The record is node-local and volatile (lost on restart, like
+the pool itself): a status, never an input to consensus.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -65,6 +77,8 @@ class MempoolConfig:
     busy_txs: int = 10_000
     busy_bytes: int = 8 * 1024 * 1024
     busy_retry_ms: int = 500
+    #: hashes of dropped or evicted txs remembered with their reason (FIFO; ~150 bytes each)
+    dropped_history: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +109,11 @@ class Mempool:
         config: MempoolConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
         block_info: Callable[[], BlockInfo] | None = None,
+        on_dropped: Callable[[Tx, str], None] | None = None,
     ) -> None:
         self._block_info = block_info
+        #: told of every tx that leaves the pool uncommitted, with its reason code
+        self._on_dropped = on_dropped
         self.app = app
         self._state = state
         self.sigs = sigs
@@ -114,9 +131,13 @@ class Mempool:
         self._priority: dict[bytes, None] = {}
         self._priority_bytes = 0
         self._priority_by_sender: dict[bytes, int] = {}
+        #: admitted but not yet proposable: their sidecar is being written (:meth:`add`)
+        self._held: set[bytes] = set()
         self._admitted = self._rejected = self._evicted = self._dropped = 0
         self.busy_refusals = 0
         self._inserted = trio.Event()
+        #: the last ``dropped_history`` txs that left the pool uncommitted: hash -> reason code
+        self._gone: OrderedDict[bytes, str] = OrderedDict()
 
     # ------------------------------------------------------------------ queries
 
@@ -129,12 +150,22 @@ class Mempool:
     def get(self, tx_hash: bytes) -> Tx | None:
         return self._txs.get(tx_hash)
 
+    def age_s(self, tx_hash: bytes) -> float | None:
+        """Seconds since a pending tx arrived (on the pool's clock); None if not pending."""
+        arrived = self._arrived.get(tx_hash)
+        return None if arrived is None else max(0.0, self._clock() - arrived)
+
     def txs(self) -> list[Tx]:
         """The pending txs, in arrival order (a copy)."""
         return list(self._txs.values())
 
     def has_nonce(self, sender: bytes, nonce: int) -> bool:
         return nonce in self._by_sender.get(sender, ())
+
+    def dropped_reason(self, tx_hash: bytes) -> str | None:
+        """The reason code of a tx this pool dropped or evicted (among the last
+        ``dropped_history``) and has not admitted again since; None otherwise."""
+        return self._gone.get(tx_hash)
 
     def statistics(self) -> MempoolStats:
         return MempoolStats(len(self._txs), self._bytes, self._admitted, self._rejected, self._evicted,
@@ -175,13 +206,36 @@ class Mempool:
         raise TxRejected("busy", f"{len(self._txs)} txs ({self._bytes >> 20} MiB) are waiting for blocks; "
                          f"retry in {cfg.busy_retry_ms} ms", retry_after_ms=cfg.busy_retry_ms)
 
-    def add(self, tx: Tx) -> bool:
-        """Admit ``tx``; False if it is already pending. Raises TxRejected otherwise."""
+    def add(self, tx: Tx, *, held: bool = False) -> bool:
+        """Admit ``tx``; False if it is already pending. Raises TxRejected otherwise.
+
+        ``held``: admitted (every check done, it counts against the caps) but not
+        proposed by :meth:`reap` until :meth:`release` -- the node holds a client's tx
+        while its sidecar is written, so a refused tx never leaves a file behind and an
+        admitted one is never in a block before its sidecar is durable here."""
         try:
-            return self._add(tx)
+            new = self._add(tx)
         except TxRejected:
             self._rejected += 1
             raise
+        if new and held:
+            self._held.add(tx.hash)
+        return new
+
+    def release(self, tx_hash: bytes) -> bool:
+        """Make a held tx proposable; False if it is no longer pending (dropped meanwhile)."""
+        self._held.discard(tx_hash)
+        if tx_hash not in self._txs:
+            return False
+        self._inserted.set()  # proposable now: wake wait_for_txs
+        return True
+
+    def drop(self, tx_hash: bytes, reason: str) -> None:
+        """Remove a pending tx that will not be committed from here (a reason code the
+        submitter sees in its status, as for the pool's own drops)."""
+        if tx_hash in self._txs:
+            self._drop(tx_hash, reason)
+            self._dropped += 1
 
     def _add(self, tx: Tx) -> bool:
         if tx.hash in self._txs:
@@ -215,7 +269,7 @@ class Mempool:
         if victims is None:
             raise TxRejected("mempool_full", "the mempool is full; retry later")
         for h in victims:
-            self._remove(h)
+            self._drop(h, "evicted")
             self._evicted += 1
         self._insert(tx)
         self._admitted += 1
@@ -242,6 +296,8 @@ class Mempool:
 
     def _insert(self, tx: Tx) -> None:
         self._txs[tx.hash] = tx
+        if self._gone:
+            self._gone.pop(tx.hash, None)
         self._arrived[tx.hash] = self._clock()
         self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx.hash
         self._bytes += len(tx.encoded)
@@ -256,6 +312,7 @@ class Mempool:
     def _remove(self, tx_hash: bytes) -> None:
         tx = self._txs.pop(tx_hash)
         self._arrived.pop(tx_hash, None)
+        self._held.discard(tx_hash)
         self._bytes -= len(tx.encoded)
         if tx_hash in self._priority:
             del self._priority[tx_hash]
@@ -272,6 +329,18 @@ class Mempool:
             rest = [n for n, h in per.items() if self.app.registers_sender(self._txs[h])]
             if rest:
                 self._register_nonce[tx.sender] = min(rest)
+
+    def _drop(self, tx_hash: bytes, reason: str) -> None:
+        """Remove a pending tx that will not be committed from here, and remember why."""
+        tx = self._txs[tx_hash]
+        self._remove(tx_hash)
+        gone = self._gone
+        gone.pop(tx_hash, None)
+        gone[tx_hash] = reason
+        while len(gone) > self.config.dropped_history:
+            gone.popitem(last=False)
+        if self._on_dropped is not None:
+            self._on_dropped(tx, reason)
 
     def _registration_pending(self, tx: Tx) -> bool:
         """Whether an earlier pending tx of the sender registers its identity (O(1))."""
@@ -328,18 +397,19 @@ class Mempool:
     def reap(self, max_txs: int, max_bytes: int) -> list[Tx]:
         """Txs for the next block: the priority lane first, then arrival order; each
         sender's nonces contiguous (a priority tx behind a sender's default tx waits for
-        it in the second pass)."""
+        it in the second pass); a held tx (:meth:`add`) and the sender's later ones wait."""
         state = self._state()
         next_nonce: dict[bytes, int] = {}
         out: list[Tx] = []
         taken: set[bytes] = set()
+        held = self._held
         size = 0
 
         def take(txs: Iterable[Tx]) -> bool:
             """Add what fits; False once the block is full."""
             nonlocal size
             for tx in txs:
-                if tx.hash in taken:
+                if tx.hash in taken or tx.hash in held:
                     continue
                 n = next_nonce.get(tx.sender)
                 if n is None:
@@ -373,19 +443,19 @@ class Mempool:
             if tx.hash in self._txs:
                 self._remove(tx.hash)
         state = self._state()
-        stale: list[bytes] = []
+        stale: list[tuple[bytes, str]] = []
         reasons: dict[str, int] = {}
         now = self._clock()
         for sender, per in self._by_sender.items():
             committed_nonce = self.app.nonce(state, sender)
             for nonce, h in per.items():
                 if nonce < committed_nonce:
-                    stale.append(h)
+                    stale.append((h, "nonce_used"))
                     reasons["nonce_used"] = reasons.get("nonce_used", 0) + 1
                     continue
                 if nonce != committed_nonce:
                     if nonce > committed_nonce and now - self._arrived.get(h, now) > self.config.gap_ttl_s:
-                        stale.append(h)
+                        stale.append((h, "nonce_gap_expired"))
                         reasons["nonce_gap_expired"] = reasons.get("nonce_gap_expired", 0) + 1
                     continue
                 tx = self._txs[h]
@@ -394,10 +464,10 @@ class Mempool:
                                       registration_pending=self._registration_pending(tx),
                                       block=self._block_info() if self._block_info else None)
                 except TxRejected as exc:
-                    stale.append(h)
+                    stale.append((h, exc.code))
                     reasons[exc.code] = reasons.get(exc.code, 0) + 1
-        for h in stale:
-            self._remove(h)
+        for h, code in stale:
+            self._drop(h, code)
         if stale:
             self._dropped += len(stale)
             log.info("mempool dropped txs invalidated by the last block count=%d reasons=%s", len(stale), reasons)

@@ -8,6 +8,8 @@
 """
 
 from .api import (
+    MAX_ERROR_MESSAGE,
+    MalformedResponse,
     MessageTooLarge,
     NetLimits,
     NetStats,
@@ -23,6 +25,8 @@ from .api import (
 from .memory import MemoryEndpoint, MemoryNetwork
 
 __all__ = [
+    "MAX_ERROR_MESSAGE",
+    "MalformedResponse",
     "MemoryEndpoint",
     "MemoryNetwork",
     "MessageTooLarge",

@@ -44,7 +44,10 @@ The contract, precisely:
 * **Requests.** ``request`` raises a :class:`NetworkError` subclass on timeout
   (:class:`RequestTimeout`), unknown or unreachable peer (:class:`PeerUnreachable`), a
   handler error or a missing handler at the peer (:class:`RemoteError`) and a request or
-  response above ``NetLimits.max_request_size`` (:class:`MessageTooLarge`).
+  response above ``NetLimits.max_request_size`` (:class:`MessageTooLarge`). An error
+  response whose message announces more than :data:`MAX_ERROR_MESSAGE` bytes is refused
+  without reading it (:class:`MalformedResponse`, docs/protocol.md §13.1), and a server
+  never sends one.
 * **Inbound requests are admitted before they are read.** A server takes an inbound
   request only while fewer than ``NetLimits.max_inbound_requests`` are in progress in
   all and fewer than ``max_inbound_requests_per_peer`` from that peer; otherwise it
@@ -69,7 +72,7 @@ from typing import TYPE_CHECKING, NewType
 
 import trio
 
-from ..errors import MedchainError
+from ..errors import DecodeError, MedchainError
 
 if TYPE_CHECKING:  # trio-typing's stubs (a libp2p dependency) shadow trio's own types
     from trio_typing import TaskStatus
@@ -121,6 +124,17 @@ class RemoteError(NetworkError):
 
 class MessageTooLarge(NetworkError):
     """A gossip message, request or response exceeds the configured size limit."""
+
+
+#: the longest message of an error or "too large" response (UTF-8 bytes, docs/protocol.md §13.1)
+MAX_ERROR_MESSAGE = 1024
+
+
+class MalformedResponse(NetworkError, DecodeError):
+    """The peer broke the response framing (an error message above :data:`MAX_ERROR_MESSAGE`).
+
+    Also a :class:`~medchaind.errors.DecodeError`: a requester that penalises a peer for a
+    malformed answer (sync bans it, docs/protocol.md §13.3) does the same for this."""
 
 
 class NotRunning(NetworkError):

@@ -231,6 +231,7 @@ from .shared import (  # noqa: E402
     Counters,
     InboundRequests,
     Subscription,
+    check_error_size,
     refuse,
     serve_request,
     too_large,
@@ -1265,6 +1266,7 @@ class Libp2pNetwork(NetworkAPI):
                 size = await _read_uvarint(stream)
                 if status == STATUS_OK and size > limit:
                     raise MessageTooLarge(f"response of {size} bytes exceeds max_request_size={limit}")
+                check_error_size(peer, protocol, status, size)
                 payload = await _read_exactly(stream, size)
             except NetworkError:
                 await _reset_quietly(stream)

@@ -23,7 +23,16 @@ from dataclasses import dataclass
 
 import trio
 
-from .api import Handler, NetLimits, NetStats, PeerId, TopicStats, Validator
+from .api import (
+    MAX_ERROR_MESSAGE,
+    Handler,
+    MalformedResponse,
+    NetLimits,
+    NetStats,
+    PeerId,
+    TopicStats,
+    Validator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +40,19 @@ log = logging.getLogger(__name__)
 STATUS_OK = 0
 STATUS_ERROR = 1
 STATUS_TOO_LARGE = 2
+
+
+def error_message(text: str) -> bytes:
+    """``text`` as the message of a status-1/2 response: UTF-8, cut to at most
+    :data:`MAX_ERROR_MESSAGE` bytes on a character boundary (docs/protocol.md §13.1)."""
+    return text.encode()[:MAX_ERROR_MESSAGE].decode("utf-8", "ignore").encode()
+
+
+def check_error_size(peer: PeerId, protocol: str, status: int, size: int) -> None:
+    """Refuse, before reading it, an error response whose message is over the limit."""
+    if status != STATUS_OK and size > MAX_ERROR_MESSAGE:
+        raise MalformedResponse(f"peer {peer} ({protocol}): a status-{status} message of {size} bytes "
+                                f"(at most {MAX_ERROR_MESSAGE}); not read")
 
 
 @dataclass(slots=True)
@@ -140,22 +162,27 @@ class SeenCache:
         self._ttl = ttl
         self._expiry: OrderedDict[bytes, float] = OrderedDict()
 
-    def _expire(self) -> None:
-        now = trio.current_time()
-        while self._expiry:
-            key, expiry = next(iter(self._expiry.items()))
-            if expiry > now:
+    def _expire(self, now: float) -> None:
+        expiry = self._expiry
+        while expiry:
+            key = next(iter(expiry))
+            if expiry[key] > now:
                 break
-            del self._expiry[key]
+            del expiry[key]
 
     def __contains__(self, msg_id: bytes) -> bool:
-        self._expire()
+        # expiring only removes ids, so an id that is not held is not seen either way:
+        # only a hit needs the clock (most lookups, of new messages, are misses)
+        if msg_id not in self._expiry:
+            return False
+        self._expire(trio.current_time())
         return msg_id in self._expiry
 
     def add(self, msg_id: bytes) -> None:
-        self._expire()
+        now = trio.current_time()
+        self._expire(now)
         self._expiry.pop(msg_id, None)
-        self._expiry[msg_id] = trio.current_time() + self._ttl
+        self._expiry[msg_id] = now + self._ttl
 
     def clear(self) -> None:
         self._expiry.clear()
@@ -204,7 +231,7 @@ def refuse(counters: Counters, protocol: str, peer: PeerId, reason: str) -> tupl
     """The error response for a request that was not admitted (counted, logged at DEBUG)."""
     counters.requests_errored += 1
     log.debug("inbound request refused protocol=%s peer=%s reason=%s", protocol, peer, reason)
-    return STATUS_ERROR, reason.encode()
+    return STATUS_ERROR, error_message(reason)
 
 
 def too_large(counters: Counters, limits: NetLimits, protocol: str, size: int) -> tuple[int, bytes]:
@@ -214,7 +241,7 @@ def too_large(counters: Counters, limits: NetLimits, protocol: str, size: int) -
         text = f"request of {size} bytes exceeds the {protocol} request limit ({limits.request_limit(protocol)})"
     else:
         text = f"request of {size} bytes exceeds max_request_size={limits.max_request_size}"
-    return STATUS_TOO_LARGE, text.encode()
+    return STATUS_TOO_LARGE, error_message(text)
 
 
 async def serve_request(
@@ -234,21 +261,21 @@ async def serve_request(
     """
     status, payload = STATUS_ERROR, b""
     if handler is None:
-        payload = f"no handler for protocol {protocol}".encode()
+        payload = error_message(f"no handler for protocol {protocol}")
     else:
         try:
             result = await handler(peer, data)
         except Exception as exc:  # handler errors become error responses, never crash the node
             log.info("request handler raised protocol=%s peer=%s error=%r", protocol, peer, exc)
-            payload = f"handler error: {type(exc).__name__}: {exc}".encode()[:1024]
+            payload = error_message(f"handler error: {type(exc).__name__}: {exc}")
         else:
             if not isinstance(result, bytes):
-                payload = f"handler returned {type(result).__name__}, not bytes".encode()
+                payload = error_message(f"handler returned {type(result).__name__}, not bytes")
             elif len(result) > limits.max_request_size:
                 status = STATUS_TOO_LARGE
-                payload = (
+                payload = error_message(
                     f"response of {len(result)} bytes exceeds max_request_size={limits.max_request_size}"
-                ).encode()
+                )
             else:
                 status, payload = STATUS_OK, result
     if status == STATUS_OK:

@@ -115,6 +115,14 @@ class MempoolSection:
     max_per_sender: int = 20_000
     sender_rate: int = 5_000
     sender_burst: int = 20_000
+    #: backpressure: above this many pending txs / bytes a client's default-lane tx is
+    #: refused ``busy`` with a retry hint (gossip and the priority lane still fill up to
+    #: max_txs / max_bytes; a value above its cap turns backpressure off: clients are then
+    #: refused ``mempool_full`` once the pool is full, as before these settings existed)
+    busy_txs: int = 10_000
+    busy_bytes: int = 8 * 1024 * 1024
+    #: hashes of txs the mempool dropped or evicted, kept for tx_status / tx_wait
+    dropped_history: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +339,9 @@ RANGES: dict[str, tuple[int, int]] = {
     "mempool.max_per_sender": (1, 10_000_000),
     "mempool.sender_rate": (1, 1_000_000),
     "mempool.sender_burst": (1, 10_000_000),
+    "mempool.busy_txs": (1, 10_000_000),
+    "mempool.busy_bytes": (MAX_TX_BYTES, 1 << 36),
+    "mempool.dropped_history": (0, 10_000_000),
     "sync.snapshot_interval": (0, 100_000_000),
     "sync.snapshot_keep": (0, 100),
     "sync.proof_history": (0, 100_000_000),

@@ -40,11 +40,12 @@ from ..app.schema import FieldError
 from ..chain import SigCache
 from ..chain.executor import next_time_ms
 from ..consensus.bft import BftConfig, BftEngine, evidence_tx, wall_clock_ms
+from ..consensus.compact import TXS_PROTOCOL, TXS_REQUEST_LIMIT
 from ..consensus.wal import WAL
 from ..consensus.wire import block_topic, consensus_topic
 from ..core import TimeoutConfig
 from ..crypto import KeyPair
-from ..errors import ConfigError, MedchainError
+from ..errors import ConfigError, MedchainError, TxRejected
 from ..files import load_genesis, load_keystore
 from ..ipc import Dispatcher, IPCServer
 from ..ledger import Committed, Ledger, Retention
@@ -60,7 +61,17 @@ from .blobs import BATCH as BLOB_BATCH
 from .blobs import BATCH_PROTOCOL, BLOB_PROTOCOL, BlobService
 from .config import Config, ipc_server_options
 from .queries import ModuleQueries
-from .rpc import LONG_POLL_METHODS, AdminAPI, ChainAPI, InvalidParams, NodeAPI, hex_bytes, receipt_json, tx_event
+from .rpc import (
+    ADMIT_SLICE,
+    LONG_POLL_METHODS,
+    AdminAPI,
+    ChainAPI,
+    InvalidParams,
+    NodeAPI,
+    hex_bytes,
+    receipt_json,
+    tx_event,
+)
 from .sdnotify import SdNotifier
 from .txgossip import TxGossip
 
@@ -69,9 +80,10 @@ log = logging.getLogger(__name__)
 #: The largest request of each request/response protocol the node serves: the network
 #: reads no more of a request than its handler can accept (issue 9: a 256-byte sync
 #: request used to be read up to the 64 MiB response limit before any check). sync/1:
-#: ``sync.wire.decode_sync_request``'s 256 bytes; blob/1: one hash; blobs/1: BATCH hashes.
+#: ``sync.wire.decode_sync_request``'s 256 bytes; blob/1: one hash; blobs/1: BATCH hashes;
+#: txs/1: 1,024 tx hashes (a compact proposal's missing txs, consensus.compact).
 REQUEST_LIMITS = {SYNC_PROTOCOL: 256, BLOB_PROTOCOL: 32, BATCH_PROTOCOL: 32 * BLOB_BATCH,
-                  SNAPSHOT_PROTOCOL: MAX_SNAPSHOT_REQUEST}
+                  SNAPSHOT_PROTOCOL: MAX_SNAPSHOT_REQUEST, TXS_PROTOCOL: TXS_REQUEST_LIMIT}
 
 
 def read_passphrase(cfg: Config) -> str:
@@ -155,12 +167,14 @@ class Node:
         self.mempool = Mempool(
             self.app, lambda: self.ledger.state, self.sigs, self.ledger.is_committed,
             MempoolConfig(max_txs=mc.max_txs, max_bytes=mc.max_bytes, max_per_sender=mc.max_per_sender,
-                          sender_rate=float(mc.sender_rate), sender_burst=mc.sender_burst),
+                          sender_rate=float(mc.sender_rate), sender_burst=mc.sender_burst,
+                          busy_txs=mc.busy_txs, busy_bytes=mc.busy_bytes, dropped_history=mc.dropped_history),
             # admission dry-runs txs at the time the next block would have if this node
             # proposed it now: on an idle chain the last block's time can be hours old,
             # and a consent that started since then must not be refused at the door
             block_info=lambda: BlockInfo(self.genesis.chain_id, self.ledger.height + 1,
                                          next_time_ms(self.ledger.tip, wall_clock_ms()), b""),
+            on_dropped=self._on_dropped,
         )
         self.wal = WAL(cfg.datadir / "consensus.wal")
         self.blob_store = FileBlobStore(cfg.datadir / "blobs")
@@ -180,6 +194,7 @@ class Node:
             on_evidence=self._submit_evidence,
         )
         self.sync = SyncService(self.ledger, self.engine, self.net)
+        self.engine.on_peer_fault = self.sync.fault  # a wrong txs/1 answer (compact proposals)
         self.snapshots = SnapshotServer(self.ledger, self.net, chunk_bytes=sc.snapshot_chunk_bytes,
                                         corrupt_chunks=sc.fault_corrupt_snapshot_chunks)
         self.snapshot_fetcher: SnapshotFetcher | None = None
@@ -207,7 +222,8 @@ class Node:
         dispatcher = Dispatcher(max_reply_bytes=self.config.ipc.max_reply_bytes)
         queries = ModuleQueries(self.app, self.ledger.state, lambda: self.ledger.tip, self.blob_store.get_blob,
                                 versions=self.ledger)
-        chain = ChainAPI(self.ledger, self.mempool, self, self, prove_key=queries.prove_key)
+        chain = ChainAPI(self.ledger, self.mempool, self, self, prove_key=queries.prove_key,
+                         verifier=self.engine.verifier)
         node = NodeAPI(
             info=self.info, network=self.network_status,
             peers=lambda: [str(p) for p in self.net.connected_peers()],
@@ -265,7 +281,7 @@ class Node:
                 psk = bytes.fromhex(self.config.resolve(p.psk_file).read_text().strip())
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"p2p.psk_file: cannot read a hex key ({exc})") from None
-        allow = self._allowlist()
+        allow = self.allowlist()
         bootstrap = []
         for addr in (x.strip() for x in p.bootstrap.split(",") if x.strip()):
             peer = addr.rsplit("/p2p/", 1)[-1]
@@ -286,7 +302,7 @@ class Node:
             on_identity_conflict=lambda why: self.engine.report_key_elsewhere(why),
         )
 
-    def _allowlist(self) -> set[Any]:
+    def allowlist(self) -> set[Any]:
         """Who may connect: the current authorities, configured observers, minus bans."""
         from ..net.libp2p_net import peer_id_from_public_key
 
@@ -297,7 +313,7 @@ class Node:
     def refresh_allowlist(self) -> None:
         set_allowlist = getattr(self.net, "set_allowlist", None)
         if set_allowlist is not None:
-            set_allowlist(self._allowlist())
+            set_allowlist(self.allowlist())
 
     # PeerControl (admin_banPeer / admin_unbanPeer)
 
@@ -414,6 +430,8 @@ class Node:
                 nursery.start_soon(drain_subscription, consensus_in)
                 nursery.start_soon(drain_subscription, blocks_in)
                 if self.config.sync.snapshot_sync and self.ledger.height == 0:
+                    # before self.blobs.run: its first reconcile wants the ciphertexts of
+                    # the restored records (their blocks are never executed here)
                     await self._snapshot_sync()
                 await nursery.start(self.snapshots.run)
                 await nursery.start(self.txgossip.run)
@@ -468,25 +486,84 @@ class Node:
 
     # ------------------------------------------------------------------ txs
 
-    def submit(self, tx: Tx, blob: bytes | None = None, *, client: bool = True) -> bool:
+    async def submit_async(self, tx: Tx, blob: bytes | None = None) -> bool:
+        """:meth:`submit` for a client: :meth:`submit_many` of one tx."""
+        (result,) = await self.submit_many([(tx, blob)])
+        if isinstance(result, TxRejected):
+            raise result
+        return result
+
+    async def submit_many(self, pairs: list[tuple[Tx, bytes | None]]) -> list[bool | TxRejected]:
+        """Admit client txs in order, their sidecars written as one group; per tx, True
+        (admitted), False (already pending) or the refusal.
+
+        A tx with a sidecar is admitted *held* (every check done, not yet proposable
+        nor gossiped) while the blob service's writer files the sidecars in a worker
+        thread (fsync'd, grouped with other writes), then released. So the event loop
+        never waits on the disk, a refused tx leaves no file behind, and no block holds
+        a tx of this node's client before its sidecar is durable here. If the write
+        fails, those txs are dropped (``blob_store_failed``) and refused."""
+        results: list[bool | TxRejected] = []
+        held: list[tuple[int, Tx]] = []
+        sidecars: dict[bytes, bytes] = {}
+        for i, (tx, blob) in enumerate(pairs):
+            if i and i % ADMIT_SLICE == 0:  # yield to consensus during a long batch
+                await trio.lowlevel.checkpoint()
+            try:
+                if blob is None:
+                    results.append(self.submit(tx))
+                    continue
+                self.app.check_blob(tx, blob)
+                self.mempool.refuse_if_busy(tx)
+                h = crypto.sha256(blob)
+                if h not in sidecars and self.blob_store.has_blob(h):
+                    results.append(self.submit(tx, blob, blob_filed=True))
+                    continue
+                new = self.mempool.add(tx, held=True)
+                if new:
+                    held.append((i, tx))
+                    sidecars[h] = blob
+                results.append(new)
+            except TxRejected as exc:
+                results.append(exc)
+        if not held:
+            return results
+        try:
+            await self.blobs.save(list(sidecars.items()))
+        except MedchainError:
+            for i, tx in held:
+                self.mempool.drop(tx.hash, "blob_store_failed")
+                results[i] = TxRejected("blob_store_failed", "this node could not store the sidecar; retry later")
+            return results
+        for _, tx in held:
+            if self.mempool.release(tx.hash):
+                self._announce_pending(tx)
+        return results
+
+    def submit(self, tx: Tx, blob: bytes | None = None, *, client: bool = True, blob_filed: bool = False) -> bool:
         """Admit a tx, and its sidecar if its type carries one (the module's BlobSpec).
 
         A client's tx may be refused ``busy`` (retry hint) while the mempool holds more
         than the next blocks take (:meth:`Mempool.refuse_if_busy`); ``client=False``
-        (the node's own evidence txs) skips that."""
+        (the node's own evidence txs) skips that. The sidecar is written here, on the
+        caller's thread, unless ``blob_filed`` (already in the store); clients go
+        through :meth:`submit_many`, which writes it off the event loop."""
         self.app.check_blob(tx, blob)
         if client:
             self.mempool.refuse_if_busy(tx)
         new = self.mempool.add(tx)
-        if new and blob is not None:
+        if new and blob is not None and not blob_filed:
             # stored at admission so this node can serve it; if the tx never commits,
             # BlobService.reconcile shreds the orphan after its grace period
             self.blob_store.put_blob(crypto.sha256(blob), blob)
         if new:
-            if self.hub.has_subscribers("tx"):
-                self.hub.publish("tx", tx_event(tx, "pending"), _tx_filter(tx))
-            self.txgossip.queue(tx)
+            self._announce_pending(tx)
         return new
+
+    def _announce_pending(self, tx: Tx) -> None:
+        if self.hub.has_subscribers("tx"):
+            self.hub.publish("tx", tx_event(tx, "pending"), _tx_filter(tx))
+        self.txgossip.queue(tx)
 
     def _pending_from_peer(self, tx: Tx) -> None:
         blob_hash = self.app.blob_hash(tx)
@@ -520,11 +597,21 @@ class Node:
         return committed, n
 
     async def wait_tx(self, tx_hash: bytes) -> None:
-        while not self.ledger.is_committed(tx_hash):
+        """Return once the tx is committed, or dropped by the mempool (its status says which)."""
+        while not self.ledger.is_committed(tx_hash) and self.mempool.dropped_reason(tx_hash) is None:
             ev = self._tx_waiters.get(tx_hash)
             if ev is None:
                 ev = self._tx_waiters[tx_hash] = trio.Event()
             await ev.wait()
+
+    def _on_dropped(self, tx: Tx, reason: str) -> None:
+        """The mempool let ``tx`` go uncommitted: wake its ``tx_wait`` callers and tell
+        its ``tx`` subscribers, so the submitter sees ``dropped`` and why, not silence."""
+        ev = self._tx_waiters.pop(tx.hash, None)
+        if ev is not None:
+            ev.set()
+        if self.hub.has_subscribers("tx"):
+            self.hub.publish("tx", tx_event(tx, "dropped", reason=reason), _tx_filter(tx))
 
     def _on_commit(self, c: Committed) -> None:
         self.counters.blocks += 1
@@ -718,7 +805,14 @@ def _reload(node: Node, load_config: Any) -> None:
 
 
 async def drain_subscription(channel: trio.MemoryReceiveChannel[Any]) -> None:
-    """Consume a subscription whose validator already handled each message."""
+    """Consume a subscription whose validator already handled each message.
+
+    Takes everything already buffered at each wake-up: one scheduler round per burst,
+    not per message (with n authorities a step delivers ~n votes at once)."""
     with channel:
         async for _ in channel:
-            pass
+            try:
+                while True:
+                    channel.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                pass

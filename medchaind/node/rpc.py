@@ -14,12 +14,14 @@ Subscriptions (``subscribe`` / ``unsubscribe``), topics:
 * ``newHeads``: every committed header.
 * ``tx``: status changes of txs; ``{"topic": "tx", "hash": "0x…"}`` for one tx, or
   ``{"topic": "tx", "sender": "0x…"}`` for one sender's txs. A notification carries
-  ``{"hash", "status": "pending" | "committed", "height"?, "receipt"?}``.
+  ``{"hash", "status": "pending" | "committed" | "dropped", "height"?, "receipt"?,
+  "reason"?}`` (``dropped``: the mempool let the tx go uncommitted; ``reason`` is the code).
 * the topics modules declare (e.g. ``patient``), fed by committed events.
 """
 
 from __future__ import annotations
 
+import binascii
 import functools
 import logging
 import re
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from .. import codec
 from ..errors import DecodeError, NotFound, TxRejected
 from ..ipc import RPCError
 from ..types import Block, Receipt, Tx, decode_tx, to_jsonable
@@ -46,6 +49,14 @@ INVALID_PARAMS = -32602
 MAX_WAIT_MS = 600_000
 #: one IPC batch's calls at most (Dispatcher max_batch): what prepare_submits may hold
 MAX_PREDECODED = 1000
+#: ``tx_submitBatch``: txs in one call, and the decoded size of its ``txs`` and ``blobs``
+MAX_BATCH_TXS = 1000
+MAX_BATCH_TX_BYTES = 8 * 1024 * 1024
+MAX_BATCH_BLOB_BYTES = 12 * 1024 * 1024
+#: one sidecar at most (as ``tx_submit``'s ``blob``)
+MAX_BLOB_BYTES = 4 * 1024 * 1024
+#: txs a batch admits between two checkpoints (consensus and other clients run between)
+ADMIT_SLICE = 32
 
 Handler = Callable[[Any, "Connection"], Awaitable[Any]]
 
@@ -97,21 +108,85 @@ def takes(*names: str) -> Callable[[ParamsHandler], MethodHandler]:
     return decorate
 
 
-_HEX_DIGITS = re.compile(r"(?:[0-9a-fA-F]{2})*")
-
-
 def hex_bytes(params: dict[str, Any], name: str, size: int | None = None, *, max_size: int = 1 << 24) -> bytes:
     v = params.get(name)
     if not isinstance(v, str) or not v.startswith("0x"):
         raise InvalidParams(f"{name} must be a 0x-prefixed hex string")
     if len(v) > 2 + 2 * max_size:
         raise InvalidParams(f"{name} is longer than {max_size} bytes")
-    if not _HEX_DIGITS.fullmatch(v, 2):
-        raise InvalidParams(f"{name} is not valid hex (an even number of 0-9a-f digits after 0x)")
-    b = bytes.fromhex(v[2:])
+    try:  # strict (unlike bytes.fromhex, no whitespace), ~10x cheaper than a regex check first
+        b = binascii.a2b_hex(v[2:])
+    except (binascii.Error, ValueError):
+        raise InvalidParams(f"{name} is not valid hex (an even number of 0-9a-f digits after 0x)") from None
     if size is not None and len(b) != size:
         raise InvalidParams(f"{name} must be {size} bytes")
     return b
+
+
+def b64_bytes(params: dict[str, Any], name: str, max_size: int) -> bytes:
+    """A base64 param (RFC 4648 §4 alphabet, ``=`` padding, no whitespace), at most
+    ``max_size`` bytes decoded. Used where bulk bytes cross IPC (``tx_submitBatch``):
+    a third larger than the bytes, where ``0x``-hex is twice as large, and the framing,
+    JSON and decoding cost of a request grows with its length (client guide, ``tx_submitBatch``)."""
+    v = params.get(name)
+    if not isinstance(v, str):
+        raise InvalidParams(f"{name} must be a base64 string (RFC 4648 §4, with '=' padding)")
+    if len(v) > 4 * ((max_size + 2) // 3):
+        raise InvalidParams(f"{name} is longer than {max_size} bytes decoded")
+    try:
+        return binascii.a2b_base64(v, strict_mode=True)
+    except (binascii.Error, ValueError):  # ValueError: a non-ASCII character
+        raise InvalidParams(
+            f"{name} is not valid base64 (RFC 4648 §4 alphabet, '=' padding, no whitespace or line breaks)"
+        ) from None
+
+
+def decode_submit_batch(txs_raw: bytes, blobs_raw: bytes | None) -> list[tuple[Tx, bytes | None]]:
+    """The one decoder of ``tx_submitBatch``'s payload: ``txs`` is the canonical CBOR
+    array (1..MAX_BATCH_TXS items) of the txs' canonical encodings, each a byte string;
+    ``blobs``, if given, an array of the same length of a sidecar (byte string) or null
+    per tx. Returns (tx, sidecar) pairs in order, or raises for the whole batch: -32602
+    naming what is wrong, or -32001 for an item that is not a well-formed tx (``data``
+    has its ``index``), so a malformed batch admits nothing."""
+    items = _cbor_array(txs_raw, "txs", MAX_BATCH_TX_BYTES)
+    if len(items) > MAX_BATCH_TXS:
+        raise InvalidParams(f"txs holds {len(items)} txs; at most {MAX_BATCH_TXS} per call")
+    txs: list[Tx] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, bytes):
+            raise InvalidParams(f"txs[{i}] must be a byte string (one tx's canonical encoding)")
+        try:
+            txs.append(decode_tx(item))
+        except DecodeError as exc:
+            raise RPCError(exc.rpc_code, f"malformed tx at txs[{i}]: {exc}",
+                           {"code": "malformed", "reason": str(exc), "index": i}) from None
+    if blobs_raw is None:
+        return [(tx, None) for tx in txs]
+    blobs = _cbor_array(blobs_raw, "blobs", MAX_BATCH_BLOB_BYTES)
+    if len(blobs) != len(txs):
+        raise InvalidParams(f"blobs holds {len(blobs)} entries for {len(txs)} txs; give one per tx (null for none)")
+    for i, b in enumerate(blobs):
+        if b is not None and (not isinstance(b, bytes) or len(b) > MAX_BLOB_BYTES):
+            raise InvalidParams(f"blobs[{i}] must be null or a byte string of at most {MAX_BLOB_BYTES} bytes")
+    return list(zip(txs, blobs, strict=True))
+
+
+def _cbor_array(raw: bytes, name: str, max_size: int) -> list[Any]:
+    try:
+        items = codec.decode(raw, max_size=max_size, max_depth=2)
+    except DecodeError as exc:
+        raise InvalidParams(f"{name} is not one canonical CBOR array: {exc}") from None
+    if not isinstance(items, list) or not items:
+        raise InvalidParams(f"{name} must be a non-empty CBOR array")
+    return items
+
+
+def refusal_data(exc: TxRejected) -> dict[str, Any]:
+    """The JSON form of a refusal: ``{code, reason, retry_after_ms?}``."""
+    data: dict[str, Any] = {"code": exc.code, "reason": exc.reason}
+    if exc.retry_after_ms is not None:
+        data["retry_after_ms"] = exc.retry_after_ms
+    return data
 
 
 def opt_int(params: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
@@ -157,6 +232,10 @@ class Waits(Protocol):
 class Submitter(Protocol):
     def submit(self, tx: Tx, blob: bytes | None = None) -> bool: ...
 
+    async def submit_async(self, tx: Tx, blob: bytes | None = None) -> bool: ...
+
+    async def submit_many(self, pairs: list[tuple[Tx, bytes | None]]) -> list[bool | TxRejected]: ...
+
     def next_nonce(self, sender: bytes) -> tuple[int, int]: ...
 
 
@@ -173,8 +252,11 @@ class ChainAPI:
     """``chain_*``, ``tx_*`` and ``mempool_*``: the committed chain, pending txs, submission."""
 
     def __init__(self, ledger: Ledger, mempool: Mempool, waits: Waits, submitter: Submitter,
-                 prove_key: Callable[..., tuple[bytes | None, dict[str, Any]]] | None = None) -> None:
+                 prove_key: Callable[..., tuple[bytes | None, dict[str, Any]]] | None = None,
+                 verifier: Any = None) -> None:
         self.ledger = ledger
+        #: :class:`~medchaind.consensus.verify.Verifier`: tx_submitBatch pre-verifies with it
+        self.verifier = verifier
         self.mempool = mempool
         self.waits = waits
         self.submitter = submitter
@@ -214,6 +296,7 @@ class ChainAPI:
             "chain_getTx": (self.chain_get_tx, False),
             "chain_waitHeight": (self.chain_wait_height, False),
             "tx_submit": (self.tx_submit, True),
+            "tx_submitBatch": (self.tx_submit_batch, True),
             "tx_wait": (self.tx_wait, False),
             "tx_nonce": (self.tx_nonce, False),
             "mempool_status": (self.mempool_status, False),
@@ -262,6 +345,9 @@ class ChainAPI:
         if loc is None:
             if tx_hash in self.mempool:
                 return {"hash": "0x" + tx_hash.hex(), "status": "pending"}
+            reason = self.mempool.dropped_reason(tx_hash)
+            if reason is not None:
+                return {"hash": "0x" + tx_hash.hex(), "status": "dropped", "reason": reason}
             return {"hash": "0x" + tx_hash.hex(), "status": "unknown"}
         height, index = loc
         receipt = store.get_receipt(tx_hash)
@@ -277,6 +363,8 @@ class ChainAPI:
         status = self.tx_status(h)
         if status["status"] == "unknown":
             raise NotFound("unknown tx")
+        if status["status"] == "dropped":
+            return status  # the pool let it go: its bytes are not kept
         if status["status"] == "pending":
             tx = self.mempool.get(h)
             assert tx is not None
@@ -317,13 +405,33 @@ class ChainAPI:
         except DecodeError as exc:
             raise RPCError(exc.rpc_code, f"malformed tx: {exc}", {"code": "malformed", "reason": str(exc)}) from None
         try:
-            self.submitter.submit(tx, blob)
+            await self.submitter.submit_async(tx, blob)
         except TxRejected as exc:
-            data: dict[str, Any] = {"code": exc.code, "reason": exc.reason}
-            if exc.retry_after_ms is not None:
-                data["retry_after_ms"] = exc.retry_after_ms
-            raise RPCError(exc.rpc_code, str(exc), data) from None
+            raise RPCError(exc.rpc_code, str(exc), refusal_data(exc)) from None
         return "0x" + tx.hash.hex()
+
+    @takes("txs", "blobs")
+    async def tx_submit_batch(self, p: dict[str, Any], conn: Connection) -> Any:
+        """Bulk submission: one call, one base64 param holding a canonical CBOR array of
+        encoded txs (:func:`decode_submit_batch`), decoded in one pass; signatures are
+        verified in worker threads (unless the pool refuses client txs as ``busy``
+        anyway), then each tx goes through the same admission as ``tx_submit``
+        (backpressure included), in order, yielding every few dozen txs, and the
+        admitted txs' sidecars are written as one group (``Node.submit_many``). The
+        result lists, per tx in order, ``{hash, ok: true}`` or ``{hash, ok: false,
+        code, reason, retry_after_ms?}``."""
+        blobs = b64_bytes(p, "blobs", MAX_BATCH_BLOB_BYTES) if p.get("blobs") is not None else None
+        pairs = decode_submit_batch(b64_bytes(p, "txs", MAX_BATCH_TX_BYTES), blobs)
+        if not self.mempool.busy() and self.verifier is not None:  # while busy, refusals stay cheap
+            await self.verifier.preverify([tx for tx, _ in pairs])
+        out: list[dict[str, Any]] = []
+        for (tx, _), result in zip(pairs, await self.submitter.submit_many(pairs), strict=True):
+            item: dict[str, Any] = {"hash": "0x" + tx.hash.hex(), "ok": True}
+            if isinstance(result, TxRejected):
+                item["ok"] = False
+                item.update(refusal_data(result))
+            out.append(item)
+        return out
 
     @takes("hash", "timeout_ms")
     async def tx_wait(self, p: dict[str, Any], conn: Connection) -> Any:

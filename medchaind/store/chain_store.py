@@ -206,6 +206,17 @@ class ChainStore:
             )
         return block
 
+    def get_encoded(self, height: int) -> tuple[bytes, bytes] | None:
+        """The stored encodings of block ``height`` and its commit (None if not committed),
+        as written by :meth:`commit_block`, without decoding them: for serving them to a
+        peer (block sync), who decodes and checks every byte itself. A damaged entry is
+        passed on as it is (the peer refuses it; LevelDB's own checksums catch a damaged
+        disk block on the read)."""
+        block, commit = self._kv.get(schema.block_key(height)), self._kv.get(schema.commit_key(height))
+        if block is None or commit is None:
+            return None
+        return block, commit
+
     def get_commit(self, height: int) -> Commit | None:
         """The commit that finalised block ``height`` (None if not committed)."""
         key = schema.commit_key(height)

@@ -15,13 +15,22 @@ keep it busy). A round:
 2. probes, in the background, claims that no one corroborates: the claimer must serve
    its claimed head block with a commit for that height; a wrong or missing head is a
    fault (ban), a commit that verifies against the authority set proves the claim;
-3. pulls blocks in ranges of 64 from the peers that claim more than we have, best
+3. pulls blocks in ranges of up to 64 from the peers that claim more than we have, best
    ranked first, *hedged*: if the first peer has not answered well within ``hedge_s``
    (or answered badly), the next is asked too, up to ``fanout`` at once, and the first
    good answer wins. An empty or broken answer from a peer that claimed those blocks is
    a fault. Each block goes to the consensus engine (:meth:`BftEngine.submit_synced`),
    which verifies its commit against the authority set of that height and re-executes
    it before the ledger takes it; an invalid block is a fault of its server.
+
+   The range is adaptive (:attr:`SyncService.span`): it halves, down to one block,
+   when every peer asked let the deadline pass, and grows back towards 64 by a quarter
+   after each good answer (TCP's additive increase, multiplicative decrease: a link that
+   carries k blocks in time costs one timeout per few good answers, not every other). A
+   full range can be 48 MiB; on a starved machine or a thin link such an answer may
+   never arrive within ``blocks_timeout_s``, and asking for the same range again and
+   again would leave the node behind for good (it was seen: an authority held at height
+   9 while its peers passed 30, reporting ``syncing: false``).
 
 The target a node reports (``node_syncing``) is never one peer's word: its own height,
 the (f+1)-th highest claim, or a claim proven by a verified commit. So one Byzantine
@@ -90,6 +99,8 @@ class SyncService:
         self.target_height = 0
         self.syncing = False
         self.blocks_synced = 0
+        #: blocks asked for in one range (adaptive, 1..MAX_SYNC_BLOCKS; see the module docstring)
+        self.span = MAX_SYNC_BLOCKS
         self.book = PeerBook()
         self._poke = trio.Event()
         self._probing: set[str] = set()
@@ -139,10 +150,10 @@ class SyncService:
         size = 0
         top = min(req["to"], self.ledger.height, req["from"] + MAX_SYNC_BLOCKS - 1)
         for h in range(req["from"], top + 1):
-            block, commit = store.get_block(h), store.get_commit(h)
-            if block is None or commit is None:
+            stored = store.get_encoded(h)  # served as stored: the requester decodes and checks it
+            if stored is None:
                 break
-            b, c = block.encode(), commit.encode()
+            b, c = stored
             if items and size + len(b) + len(c) > MAX_SYNC_BYTES - 1024:
                 break
             items.append((b, c))
@@ -312,12 +323,13 @@ class SyncService:
         A peer whose claim is backed (corroborated or proven) gets the full time for a
         large answer; one whose claim no one else makes gets the status deadline, so a
         silent liar holds a round for seconds, not half a minute."""
-        request = encode_sync_request("blocks", **{"from": start, "to": start + MAX_SYNC_BLOCKS - 1})
+        request = encode_sync_request("blocks", **{"from": start, "to": start + self.span - 1})
         backed = {p: self.book.backed(p, corroborated) for p in ranked}
         send, recv = trio.open_memory_channel["tuple[PeerId, _Answer | MedchainError]"](len(ranked))
         winner: tuple[PeerId, _Answer] | None = None
         asked: list[PeerId] = []
         answered: set[PeerId] = set()
+        timed_out: set[PeerId] = set()
 
         async def ask(peer: PeerId) -> None:
             result: _Answer | MedchainError
@@ -343,6 +355,8 @@ class SyncService:
                 with trio.move_on_after(self.hedge_s if can_hedge else math.inf):
                     peer, result = await recv.receive()
                     answered.add(peer)
+                    if isinstance(result, RequestTimeout):
+                        timed_out.add(peer)
                     items = self._check_answer(peer, start, result, backed[peer])
                     if items is not None:
                         winner = (peer, items)
@@ -356,19 +370,34 @@ class SyncService:
             if peer not in answered:
                 self.book.slow(peer)  # lost the race without answering
         if winner is None:
+            if timed_out and timed_out == answered:  # nobody could send this much in time
+                self.span = max(1, self.span // 2)
+                log.info("sync: no range answer in time, asking for %d blocks at once", self.span)
             return False
+        self.span = min(MAX_SYNC_BLOCKS, self.span + max(1, self.span // 4))
         peer, items = winner
-        for block, commit in items:
-            if block.height <= self.ledger.height:
-                continue  # consensus got there first
-            if block.height != self.ledger.height + 1:
-                break
-            try:
-                await self.engine.submit_synced(block, commit)
-            except MedchainError as exc:
-                self._fault(peer, f"served an invalid block at height {block.height} ({exc})")
-                break
-            self.blocks_synced += 1
+        # every block's tx and commit signatures are checked in worker threads, in order,
+        # while the blocks before it execute (the engine still checks every rule)
+        lookahead = self.engine.lookahead
+        ahead = [lookahead.submit(block, commit) if block.height > self.ledger.height else None
+                 for block, commit in items]
+        try:
+            for (block, commit), checks in zip(items, ahead, strict=True):
+                if block.height <= self.ledger.height:
+                    continue  # consensus got there first
+                if block.height != self.ledger.height + 1:
+                    break
+                await lookahead.collect(checks)
+                try:
+                    await self.engine.submit_synced(block, commit)
+                except MedchainError as exc:
+                    self._fault(peer, f"served an invalid block at height {block.height} ({exc})")
+                    break
+                self.blocks_synced += 1
+        finally:
+            for checks in ahead:  # the blocks not replayed: drop their checks not started yet
+                if checks is not None:
+                    checks.cancel()
         if self.ledger.height >= start:
             self.book.reward(peer)
             return True

@@ -23,6 +23,7 @@ from ..crypto import SigningKey
 from ..ledger import Ledger, Retention
 from ..modules import make_app
 from ..store import ChainStore, LevelDBKV, MemoryKV
+from ..store.blobs import FileBlobStore
 from ..types import Commit, Genesis, Tx, sign_commit_vote
 
 
@@ -51,8 +52,15 @@ def build_chain(genesis: Genesis, signers: Sequence[SigningKey], blocks: int, *,
     return kv
 
 
-def write_datadirs(kv: MemoryKV, datadirs: Sequence[Path]) -> None:
-    """Write the store into ``<datadir>/chaindata`` of the first datadir, copy it to the others."""
+def write_datadirs(kv: MemoryKV, datadirs: Sequence[Path], *, blobs: Mapping[bytes, bytes] | None = None) -> None:
+    """Write the store into ``<datadir>/chaindata`` of the first datadir, copy it to the
+    others; ``blobs`` (content hash -> record ciphertext, the sidecars of the chain's
+    ``records.add`` txs) go into each datadir's blob store, as if the nodes had held them
+    all along."""
+    for d in datadirs:
+        store = FileBlobStore(d / "blobs")
+        for h, blob in (blobs or {}).items():
+            store.put_blob(h, blob)
     first = datadirs[0] / "chaindata"
     if first.exists():
         shutil.rmtree(first)

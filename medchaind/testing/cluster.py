@@ -78,6 +78,7 @@ class ClusterNode:
             on_evidence=self._submit_evidence,
         )
         self.sync = SyncService(self.ledger, self.engine, self.net, interval=0.5)
+        self.engine.on_peer_fault = self.sync.fault
         self.txgossip = TxGossip(self.net, self.mempool, self.genesis.chain_id)
 
     @property

@@ -29,6 +29,7 @@ is the caller's check (it knows the node).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -40,6 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
+
+from .. import codec
 
 __all__ = ["FuzzReport", "InputMaker", "run"]
 
@@ -132,7 +135,26 @@ class InputMaker:
             return rng.choice(self.topics) if self.topics else "newHeads"
         if name in ("path", "peer_id"):
             return self.string()
+        if name in ("txs", "blobs"):  # tx_submitBatch: base64 of (hostile) CBOR
+            return self._b64_cbor()
         return "0x" + rng.randbytes(rng.choice([32, 32, 16, 64])).hex()
+
+    def _b64_cbor(self) -> str:
+        """Base64 of a CBOR array of byte strings that are not txs, of a non-array, of
+        random bytes or of an oversized array: shapes ``tx_submitBatch`` must refuse."""
+        rng = self.rng
+        kind = rng.randrange(5)
+        if kind == 0:
+            raw = codec.encode([rng.randbytes(rng.choice([0, 1, 40, 300])) for _ in range(rng.choice([1, 2, 30]))])
+        elif kind == 1:
+            raw = codec.encode(rng.choice([0, {"a": 1}, [1, 2], [None], [[b"x"]]]))
+        elif kind == 2:
+            raw = rng.randbytes(rng.choice([0, 1, 9, 200]))
+        elif kind == 3:
+            raw = codec.encode([b"\xa0"] * 1001)
+        else:
+            raw = codec.encode([None] * rng.choice([1, 3]))  # a blobs shape; as txs, not bytes
+        return base64.b64encode(raw).decode()
 
     def params(self, method: str) -> Any:
         rng = self.rng

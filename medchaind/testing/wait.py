@@ -10,7 +10,7 @@ In order of preference:
        await wait_for(lambda: ledger.is_committed(h), lambda: ledger.wait_height(ledger.height + 1))
 
    :class:`Changes` is a notification a test raises itself, from a thin wrapper around
-   the code under test (a blob store that notifies after ``put_blob``).
+   the code under test (a blob service that notifies after ``save``).
 3. Polling, only where nothing can notify, each in one place:
 
    * :func:`wait_until` (blocking) for another process: a ``medchaind`` node seen

@@ -13,7 +13,8 @@ and its commit are enough to trust a receipt.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,8 +94,13 @@ class Header:
         return out
 
 
+@functools.lru_cache(maxsize=4096, typed=True)
 def vote_payload(kind: int, height: int, round_: int, block_hash: bytes | None) -> bytes:
-    """What an authority signs (domain ``medchain/vote/v1``) when it votes."""
+    """What an authority signs (domain ``medchain/vote/v1``) when it votes.
+
+    Memoised (a pure function of its arguments): every vote of a step names one of very
+    few values, so a node checking n votes would otherwise encode the same payload n
+    times. ``typed``: ``True`` and ``1`` are equal keys otherwise, and encode differently."""
     return codec.encode_unchecked({"type": kind, "height": height, "round": round_, "block": block_hash})
 
 
@@ -166,11 +172,21 @@ def sign_commit_vote(key: crypto.SigningKey, chain: str, height: int, round_: in
     return CommitSig(key.public_key, sig)
 
 
-def verify_commit(commit: Commit, chain: str, powers: dict[bytes, int], block_hash: bytes, height: int) -> None:
+def commit_sig_key(chain: str, commit: Commit, s: CommitSig) -> tuple[str, bytes, bytes, bytes]:
+    """What a precommit signature in ``commit`` signs, by whom: the key of a set of
+    signatures already checked (:func:`verify_commit`'s ``verified``)."""
+    return chain, s.validator, s.signature, vote_payload(PRECOMMIT, commit.height, commit.round, commit.block_hash)
+
+
+def verify_commit(commit: Commit, chain: str, powers: dict[bytes, int], block_hash: bytes, height: int, *,
+                  verified: Container[tuple[str, bytes, bytes, bytes]] = ()) -> None:
     """Raise ValidationError unless ``commit`` finalises ``block_hash`` at ``height``.
 
     ``powers`` is the authority set of that height. More than 2/3 of the total power
     must have signed a valid precommit; signatures by non-authorities are rejected.
+    ``verified`` holds :func:`commit_sig_key` of signatures whose Ed25519 check already
+    passed (replay checks them in worker threads ahead of time,
+    medchaind.consensus.verify); every other rule is checked here all the same.
     """
     if commit.height != height or commit.block_hash != block_hash:
         raise ValidationError("commit: does not refer to this block")
@@ -184,7 +200,8 @@ def verify_commit(commit: Commit, chain: str, powers: dict[bytes, int], block_ha
         seen.add(s.validator)
         if s.validator not in powers:
             raise ValidationError("commit: signature by a non-authority")
-        if not crypto.verify(s.validator, s.signature, crypto.DOMAIN_VOTE, chain, payload):
+        if (chain, s.validator, s.signature, payload) not in verified and not crypto.verify(
+                s.validator, s.signature, crypto.DOMAIN_VOTE, chain, payload):
             raise ValidationError("commit: invalid precommit signature")
         signed += powers[s.validator]
     if 3 * signed <= 2 * total:
@@ -234,18 +251,24 @@ class Block:
         for t in self.txs:
             if t.chain != self.header.chain:
                 raise ValidationError("block: tx for another chain")
-        if self.header.height == 1:
-            if self.last_commit is not None:
-                raise ValidationError("block: the first block has no last_commit")
-            if self.header.last_commit_hash != EMPTY_HASH:
-                raise ValidationError("block: last_commit_hash must be the empty hash at height 1")
-        else:
-            if self.last_commit is None or self.last_commit.height != self.header.height - 1:
-                raise ValidationError("block: last_commit must finalise the previous height")
-            if self.last_commit.hash() != self.header.last_commit_hash:
-                raise ValidationError("block: last_commit_hash mismatch")
-            if self.last_commit.block_hash != self.header.prev_hash:
-                raise ValidationError("block: last_commit is not for prev_hash")
+        check_last_commit(self.header, self.last_commit)
+
+
+def check_last_commit(header: Header, last_commit: Commit | None) -> None:
+    """docs/protocol.md §6 validate_basic rules 3-4: ``last_commit`` against its header
+    (shared by a block and a compact proposal, §12.3, which carries the same two)."""
+    if header.height == 1:
+        if last_commit is not None:
+            raise ValidationError("block: the first block has no last_commit")
+        if header.last_commit_hash != EMPTY_HASH:
+            raise ValidationError("block: last_commit_hash must be the empty hash at height 1")
+    else:
+        if last_commit is None or last_commit.height != header.height - 1:
+            raise ValidationError("block: last_commit must finalise the previous height")
+        if last_commit.hash() != header.last_commit_hash:
+            raise ValidationError("block: last_commit_hash mismatch")
+        if last_commit.block_hash != header.prev_hash:
+            raise ValidationError("block: last_commit is not for prev_hash")
 
 
 TxLookup = Callable[[bytes], "Tx | None"]

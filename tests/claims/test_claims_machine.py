@@ -28,7 +28,9 @@ from claims_kit import (
     submit_body,
 )
 
+from medchaind import codec
 from medchaind.modules.claims import canonical
+from medchaind.modules.claims.machine import get_claim
 from medchaind.testing.appkit import DAY_MS, pub
 
 
@@ -570,3 +572,44 @@ def test_month_window_arithmetic() -> None:
     assert codes.month_end_ms(202402) - codes.month_start_ms(202402) == 29 * DAY_MS  # leap year
     assert codes.month_of_ms(codes.month_end_ms(202412)) == 202501
     assert codes.date_range("20240228", "20240301", limit=5) == ["20240228", "20240229", "20240301"]
+
+
+def test_party_lists_carry_the_flag_that_the_duplicates_report_pages_over(c: ClaimsChain) -> None:
+    """State layout (protocol.md §22.4): one ``lp/`` and one ``ly/`` entry ``[claim_id, flagged]``
+    per claim, no separate flagged lists or document index; the report pages over the flagged
+    entries only, newest first, and the pcn index's values are the documents nodes keep."""
+    enc = c.encounter()
+    clean = c.submit(claim("PCN1"), encounters={1: enc})          # matches its encounter: no flag
+    held = c.submit(claim("PCN2", member="MBR0002"))                # no encounter: held
+    dup = c.submit(claim("PCN3"), encounters={1: enc})              # exact duplicate of the first
+    keys = [k for (m, k) in c.state.data if m == "claims"]
+    assert not [k for k in keys if k[:3] in (b"fp/", b"fy/") or k[:2] in (b"h/", b"x/")]
+    lists: dict[bytes, list[Any]] = {k[:3]: [] for k in keys if k[:3] in (b"lp/", b"ly/")}
+    for (m, k), v in sorted(c.state.data.items()):
+        if m == "claims" and k[:3] in lists:
+            lists[k[:3]].append(codec.decode(v))
+    expected = [[dup, True], [held, True], [clean, False]]  # newest first
+    assert lists == {b"lp/": expected, b"ly/": expected}
+    for side in ({"payer": pub("PAY")}, {"provider": pub("PRV")}):
+        report = c.query("claims.duplicates", side)
+        assert [x["claim_id"] for x in report["claims"]] == ["0x" + dup.hex(), "0x" + held.hex()]
+        page = c.query("claims.duplicates", {**side, "offset": 1, "limit": 1})
+        assert [x["claim_id"] for x in page["claims"]] == ["0x" + held.hex()]
+    listed = c.query("claims.list", {"provider": pub("PRV"), "offset": 2})
+    assert [x["claim_id"] for x in listed] == ["0x" + clean.hex()]
+    docs = {bytes.fromhex(c.get(x)["content_hash"][2:]) for x in (clean, held, dup)}
+    assert c.app.modules["claims"].live_blobs(c.state) == docs and len(docs) == 3
+
+
+def test_exact_duplicate_of_a_multi_day_line_is_found_under_its_first_day(c: ClaimsChain) -> None:
+    """No exact index (protocol.md §22.4): the suspect entry of the first day carries the exact key."""
+    first = c.submit(claim("PCN1", lines=[line(date=DOS, to=DOS2)]))
+    dup = c.submit(claim("PCN2", lines=[line(date=DOS, to=DOS2)]))
+    assert c.get(dup)["lines"][0]["flags"][0] == {"code": "exact_duplicate",
+                                                  "of": {"claim_id": "0x" + first.hex(), "line": 1}}
+    entries = sorted((k, codec.decode(v)) for (m, k), v in c.state.data.items() if m == "claims" and k[:2] == b"s/")
+    stored = get_claim(c.state, first)
+    assert stored is not None and len(entries) == 2 and all(v == stored["lines"][0]["exact"] for _, v in entries)
+    # the second day alone is another line: overlapping dates, not an exact duplicate
+    other = c.submit(claim("PCN3", lines=[line(date=DOS2)]))
+    assert [f["code"] for f in c.get(other)["lines"][0]["flags"]][:1] == ["suspect_duplicate"]

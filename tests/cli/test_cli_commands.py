@@ -35,7 +35,7 @@ def test_rpc_admin_and_version(node: NodeProcess, tmp_path: Path) -> None:
 
     for prog in ("medchain", "medchaind"):
         v = subprocess.run(_cmd(prog) + ["--version"], capture_output=True, text=True, timeout=60, check=True).stdout
-        assert v.startswith(f"{prog} ") and "protocol 3: tx/v1" in v and "commit " in v
+        assert v.startswith(f"{prog} ") and "protocol 4: tx/v1" in v and "commit " in v
 
 
 def test_peer_id_matches_the_network_layer() -> None:

@@ -20,6 +20,7 @@ from medchaind.core import (
     Evidence,
     Height,
     Round,
+    ValidatorId,
     ValidatorSet,
     Vote,
     VoteKeeper,
@@ -216,3 +217,78 @@ def test_keeper_matches_a_naive_recount(seq: list[Arrival]) -> None:
                 assert q is None
         voters = {x.validator for x in accepted if x.round == r}
         assert k.participant_power(Round(r)) == sum(VS.power(x) for x in voters)
+
+
+def _naive_tallies(accepted: list[Vote]) -> dict[tuple[int, VoteKind], tuple[int, dict[BlockHash | None, int]]]:
+    """(round, kind) -> (power of first votes, power per value), recounted from scratch."""
+    out: dict[tuple[int, VoteKind], tuple[int, dict[BlockHash | None, int]]] = {}
+    for r in {x.round for x in accepted}:
+        for kind in (PV, PC):
+            by_value: dict[BlockHash | None, int] = {}
+            for x in accepted:
+                if x.round == r and x.kind == kind:
+                    by_value[x.block_hash] = by_value.get(x.block_hash, 0) + VS.power(x.validator)
+            out[(r, kind)] = (sum(VS.power(x.validator) for x in _first_votes(accepted, r, kind)), by_value)
+    return out
+
+
+def _assert_matches(k: VoteKeeper, accepted: list[Vote]) -> None:
+    for (r, kind), (any_power, by_value) in _naive_tallies(accepted).items():
+        assert k.tally(Round(r), kind).power == any_power
+        for value in VALUES:
+            h = None if value is None else block(value)
+            assert k.power_for(Round(r), kind, h) == by_value.get(h, 0)
+    assert k.vote_count() == len(accepted)
+    assert sorted(k.all_votes(), key=lambda v: (v.round, v.kind, v.validator, v.block_hash or b"")) == sorted(
+        accepted, key=lambda v: (v.round, v.kind, v.validator, v.block_hash or b""))
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrivals)
+def test_every_older_keeper_still_answers_for_its_prefix(seq: list[Arrival]) -> None:
+    # The tallies are persistent maps updated in place of copies (O(log n) per vote): a
+    # keeper must still answer as the naive recount of the votes it had, after any number
+    # of later adds (the core's apply() is pure: callers keep old states).
+    history: list[tuple[VoteKeeper, list[Vote]]] = []
+    k = VoteKeeper.new(H, VS)
+    accepted: list[Vote] = []
+    for a in seq:
+        k, outcome, _ = k.add(a.vote, Round(a.current_round))
+        if outcome in (AddOutcome.ADDED, AddOutcome.ADDED_CONFLICTING):
+            accepted = [*accepted, a.vote]
+        history.append((k, accepted))
+    for old, prefix in history:
+        _assert_matches(old, prefix)
+
+
+def test_a_large_set_counts_each_vote_once_and_finds_the_quorum_at_the_bar() -> None:
+    # 128 equal authorities (the scaling benchmark's largest cluster): the quorum is 86.
+    # The keeper checks no signature, so unsigned votes by synthetic keys will do.
+    ids = sorted(ValidatorId(bytes([i]) * 32) for i in range(128))
+    big = ValidatorSet.from_powers({i: 1 for i in ids})
+    k = VoteKeeper.new(H, big)
+    assert big.quorum_power == 86
+    x = block("X")
+    for i, who in enumerate(ids):
+        k, outcome, _ = k.add(Vote(PC, H, Round(0), x, who), Round(0))
+        assert outcome is AddOutcome.ADDED
+        again, dup, _ = k.add(Vote(PC, H, Round(0), x, who), Round(0))
+        assert dup is AddOutcome.DUPLICATE and again is k
+        assert k.power_for(Round(0), PC, x) == i + 1 == k.participant_power(Round(0))
+        assert k.has_quorum_for(Round(0), PC, x) == (i + 1 >= 86)
+    assert [v.validator for v in k.votes_for(Round(0), PC, x)] == ids
+
+
+def test_state_with_votes_is_replace_of_the_keeper_alone() -> None:
+    # The driver's per-vote copy of the state (State.with_votes) must be exactly
+    # dataclasses.replace(state, votes=...): every other field kept, the old state intact.
+    from dataclasses import fields, replace
+
+    from medchaind.core import StartHeight, apply, initial_state
+
+    state, _ = apply(initial_state(C.id("A")), StartHeight(H, C.validators))
+    k, _, _ = state.votes.add(vote(PV, "B", 0, "X"), Round(0))
+    new = state.with_votes(k)
+    assert new == replace(state, votes=k) and new is not state
+    assert new.votes is k and state.votes is not k
+    assert all(getattr(new, f.name) is getattr(state, f.name) for f in fields(state) if f.name != "votes")

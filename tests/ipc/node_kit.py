@@ -48,14 +48,18 @@ def configure(cfg: Config, access: tuple[AccessRule, ...] = (), **ipc: Any) -> C
 
 @asynccontextmanager
 async def running_node(
-    base: Path, *, access: tuple[AccessRule, ...] = (), **ipc: Any
+    base: Path, *, access: tuple[AccessRule, ...] = (), mempool: dict[str, Any] | None = None, **ipc: Any
 ) -> AsyncIterator[Node]:
     """Init a datadir under ``base`` and run a node on it until the block exits.
 
-    ``ipc`` overrides ``[ipc]`` settings (e.g. ``path``, ``group``, ``max_reply_bytes``).
+    ``ipc`` overrides ``[ipc]`` settings (e.g. ``path``, ``group``, ``max_reply_bytes``),
+    ``mempool`` those of ``[mempool]`` (e.g. ``{"busy_txs": 1}``).
     """
     cfg, genesis, keys = init_datadir(base / "node")
-    node = Node(configure(cfg, access, **ipc), genesis, keys)
+    cfg = configure(cfg, access, **ipc)
+    if mempool:
+        cfg = dataclasses.replace(cfg, mempool=dataclasses.replace(cfg.mempool, **mempool))
+    node = Node(cfg, genesis, keys)
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
         try:

@@ -67,6 +67,7 @@ async def test_other_uid_gets_the_read_only_default(short_dir: Path, socket_dir:
         assert "result" in await other.call(c, "chain_head")
         assert (await other.call(c, "tx_nonce", {"sender": PATIENT}))["result"] == {"committed": 0, "next": 0}
         assert (await other.call(c, "tx_submit", {"tx": "0x00"}))["error"]["code"] == -32001  # checked, not refused
+        assert (await other.call(c, "tx_submitBatch", {"txs": "AA=="}))["error"]["code"] == -32602  # the same
         # topics belong to the namespace of their publisher
         assert "result" in await other.call(c, "subscribe", {"topic": "newHeads"})
         err = (await other.call(c, "subscribe", {"topic": "patient", "patient": PATIENT}))["error"]

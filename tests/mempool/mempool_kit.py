@@ -10,7 +10,7 @@ optionally B, C, D) in genesis, and Z unknown. ``commit`` executes a block direc
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from medchaind import crypto
@@ -56,7 +56,8 @@ class Harness:
     PRELUDE = {"P": "patient", "Q": "patient", "R": "patient", "X": "provider"}
 
     def __init__(
-        self, config: MempoolConfig | None = None, authorities: Mapping[str, int] | None = None
+        self, config: MempoolConfig | None = None, authorities: Mapping[str, int] | None = None,
+        on_dropped: Callable[[Tx, str], None] | None = None,
     ) -> None:
         auths = authorities or {"A": 1}
         self.genesis = Genesis(
@@ -78,6 +79,7 @@ class Harness:
             committed=lambda h: h in self.committed,
             config=config or MempoolConfig(),
             clock=self.clock,
+            on_dropped=on_dropped,
         )
         self.prelude = [self.register(n, role, nonce=0) for n, role in self.PRELUDE.items()]
         ex = self.commit(self.prelude)

@@ -181,3 +181,47 @@ def test_txs_stuck_behind_a_nonce_gap_expire() -> None:
     h.commit([])
     assert gapped.hash not in h.pool
     assert h.pool.statistics().dropped == 1
+
+
+def test_age_of_a_pending_tx_follows_the_pool_clock_and_ends_with_the_tx() -> None:
+    h = Harness()
+    tx = h.update("P", 1, tag="aging")
+    assert h.pool.age_s(tx.hash) is None  # not pending yet
+    h.pool.add(tx)
+    assert h.pool.age_s(tx.hash) == 0.0
+    h.clock.now += 2.5
+    assert h.pool.age_s(tx.hash) == 2.5
+    h.commit([tx])
+    assert h.pool.age_s(tx.hash) is None
+
+
+async def test_a_held_tx_is_not_proposed_until_released_and_its_release_wakes_the_proposer() -> None:
+    h = Harness()
+    first, second = h.update("P", 1, tag="held"), h.update("P", 2, tag="behind it")
+    assert h.pool.add(first, held=True) and h.pool.add(second)
+    assert first.hash in h.pool and h.pool.reap(10, 1 << 20) == []  # the sender's later tx waits too
+    woke = False
+
+    async def proposer() -> None:
+        nonlocal woke
+        await h.pool.wait_for_txs()
+        woke = True
+
+    async with trio.open_nursery() as n:
+        n.start_soon(proposer)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not woke  # held: nothing proposable yet
+        assert h.pool.release(first.hash)
+        await trio.testing.wait_all_tasks_blocked()
+        assert woke
+    assert h.pool.reap(10, 1 << 20) == [first, second]
+
+
+def test_a_held_tx_dropped_meanwhile_is_not_released_and_reports_its_reason() -> None:
+    h = Harness()
+    tx = h.update("P", 1, tag="held")
+    h.pool.add(tx, held=True)
+    h.pool.drop(tx.hash, "blob_store_failed")
+    assert tx.hash not in h.pool and not h.pool.release(tx.hash)
+    assert h.pool.dropped_reason(tx.hash) == "blob_store_failed"
+    assert h.pool.reap(10, 1 << 20) == []

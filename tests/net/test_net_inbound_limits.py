@@ -23,8 +23,18 @@ import pytest
 import trio
 from net_kit import CHAIN, TIMEOUT, Backend, Cluster, cluster, node_seed
 
-from medchaind.net import MessageTooLarge, NetLimits, NetworkError, PeerId, RemoteError
+from medchaind.errors import DecodeError
+from medchaind.net import (
+    MAX_ERROR_MESSAGE,
+    MalformedResponse,
+    MessageTooLarge,
+    NetLimits,
+    NetworkError,
+    PeerId,
+    RemoteError,
+)
 from medchaind.net.libp2p_net import Libp2pNetwork
+from medchaind.net.shared import STATUS_ERROR
 from medchaind.testing.wait import Changes
 
 LOCAL = ["/ip4/127.0.0.1/tcp/0"]
@@ -205,6 +215,42 @@ async def test_contract_protocol_request_limit(backend: Backend, backend_clock: 
         assert calls == [64, 4096]
 
 
+async def test_contract_error_messages_are_at_most_1_kib(
+    backend: Backend, backend_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/protocol.md §13.1: a server cuts its status-1/2 message to 1 KiB; a requester
+    refuses a longer one without reading it (MalformedResponse, a DecodeError, so sync
+    penalises the peer as for any malformed answer)."""
+
+    async def wordy(peer: PeerId, data: bytes) -> bytes:
+        raise ValueError("é" * 4096)  # 8 KiB of UTF-8: cut on a character boundary
+
+    async with cluster(backend, 2, salt="errmsg") as c:
+        c[0].set_handler("wordy/1", wordy)
+        with trio.fail_after(TIMEOUT):
+            with pytest.raises(RemoteError) as cut:
+                await c[1].request(c.ids[0], "wordy/1", b"q")
+        assert "handler error: ValueError: éé" in str(cut.value)
+        assert len(str(cut.value).split(": ", 1)[1].encode()) <= MAX_ERROR_MESSAGE
+
+        # a server that does not follow the rule (its message announces 1 KiB + 1)
+        module = "medchaind.net.memory" if backend == "memory" else "medchaind.net.libp2p_net"
+        sizes = iter([MAX_ERROR_MESSAGE, MAX_ERROR_MESSAGE + 1, 60 * MiB])
+
+        async def rogue(*args: Any) -> tuple[int, bytes]:
+            return STATUS_ERROR, b"e" * next(sizes)
+
+        monkeypatch.setattr(f"{module}.serve_request", rogue)
+        with trio.fail_after(TIMEOUT):
+            with pytest.raises(RemoteError):  # exactly 1 KiB: an ordinary error
+                await c[1].request(c.ids[0], "wordy/1", b"q")
+            for size in (MAX_ERROR_MESSAGE + 1, 60 * MiB):
+                with pytest.raises(MalformedResponse, match=f"message of {size} bytes") as refused:
+                    await c[1].request(c.ids[0], "wordy/1", b"q")
+                assert isinstance(refused.value, DecodeError) and not isinstance(refused.value, RemoteError)
+        assert c[1].statistics().requests_failed == 4
+
+
 async def test_contract_per_peer_concurrency_bound(backend: Backend, backend_clock: object) -> None:
     release = trio.Event()
     inside = 0
@@ -277,6 +323,11 @@ def test_the_node_gives_every_protocol_it_serves_its_request_limit() -> None:
     SyncService(None, None, net)  # type: ignore[arg-type]
     BlobService(None, net)  # type: ignore[arg-type]
     SnapshotServer(Ledger(), net)  # type: ignore[arg-type]
+    # the consensus engine serves txs/1 (BftEngine.__init__, which needs a real ledger)
+    from medchaind.consensus.compact import MAX_TXS_PER_REQUEST, TXS_PROTOCOL, encode_txs_request
+
+    net.protocols.append(TXS_PROTOCOL)
+    assert len(encode_txs_request([bytes(32)] * MAX_TXS_PER_REQUEST)) <= REQUEST_LIMITS[TXS_PROTOCOL]
     assert sorted(net.protocols) == sorted(REQUEST_LIMITS)
     largest_snapshot = encode_snapshot_request("chunk", height=2**64 - 1, index=2**64 - 1)
     assert decode_snapshot_request(largest_snapshot)

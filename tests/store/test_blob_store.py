@@ -6,13 +6,16 @@ physical erasure, fetching from a peer by hash, and reconciliation with the chai
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
 from medchaind import crypto
-from medchaind.errors import StoreError
+from medchaind.errors import MedchainError, StoreError
 from medchaind.net import MemoryNetwork
 from medchaind.node.blobs import BATCH, GC_GRACE_S, BlobService
 from medchaind.store.blobs import FileBlobStore
@@ -93,27 +96,29 @@ def test_reconcile_keeps_referenced_wants_missing_and_shreds_old_orphans(tmp_pat
     assert svc.reconcile().shredded == 1 and not store.has_blob(young_h)
 
 
-class WatchedBlobStore(FileBlobStore):
-    """A FileBlobStore that notifies after each stored blob (the service has no event)."""
+class WatchedBlobService(BlobService):
+    """A BlobService that notifies after each group it filed (it has no event of its
+    own); the notification comes once the service's task resumes, so its bookkeeping
+    (``fetched``, ``wanted``) is up to date when a waiter looks."""
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.stored = Changes()
 
-    def put_blob(self, content_hash: bytes, data: bytes) -> None:
-        super().put_blob(content_hash, data)
+    async def save(self, items: list[tuple[bytes, bytes]]) -> None:
+        await super().save(items)
         self.stored.notify()
 
 
 async def test_fetch_from_peer_checks_the_hash_and_respects_erasure(tmp_path: Path) -> None:
     hub = MemoryNetwork(seed=1)
     a_net, b_net = hub.endpoint("a"), hub.endpoint("b")
-    a_store, b_store = FileBlobStore(tmp_path / "a"), WatchedBlobStore(tmp_path / "b")
+    a_store, b_store = FileBlobStore(tmp_path / "a"), FileBlobStore(tmp_path / "b")
     h, data = blob("shared")
     a_store.put_blob(h, data)
     bad_h, _ = blob("lie")
     a_store.put_blob(bad_h, b"not what the hash commits to")  # a lying or corrupt peer
-    a_svc, b_svc = BlobService(a_store, a_net), BlobService(b_store, b_net)
+    a_svc, b_svc = BlobService(a_store, a_net), WatchedBlobService(b_store, b_net)
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:
             for net in (a_net, b_net):
@@ -123,7 +128,7 @@ async def test_fetch_from_peer_checks_the_hash_and_respects_erasure(tmp_path: Pa
             await b_net.wait_peers(1)
             b_svc.want(h)
             b_svc.want(bad_h)
-            await b_store.stored.wait_for(lambda: b_store.has_blob(h))
+            await b_svc.stored.wait_for(lambda: b_store.has_blob(h))
             assert b_store.get_blob(h) == data and b_svc.fetched == 1
             assert not b_store.has_blob(bad_h) and bad_h in b_svc._wanted  # refused, still wanted
 
@@ -134,7 +139,7 @@ async def test_fetch_from_peer_checks_the_hash_and_respects_erasure(tmp_path: Pa
             served_before = a_net.statistics().requests_served
             for mh, _ in many:
                 b_svc.want(mh)
-            await b_store.stored.wait_for(lambda: all(b_store.has_blob(mh) for mh, _ in many))
+            await b_svc.stored.wait_for(lambda: all(b_store.has_blob(mh) for mh, _ in many))
             assert all(b_store.get_blob(mh) == md for mh, md in many)
             assert a_net.statistics().requests_served - served_before <= 6  # 3 batches (+ retries of bad_h)
 
@@ -142,5 +147,74 @@ async def test_fetch_from_peer_checks_the_hash_and_respects_erasure(tmp_path: Pa
             assert not b_store.has_blob(h)
             # a later record committing to the same ciphertext makes it wanted again
             b_svc.want(h)
-            await b_store.stored.wait_for(lambda: b_store.has_blob(h))
+            await b_svc.stored.wait_for(lambda: b_store.has_blob(h))
+            nursery.cancel_scope.cancel()
+
+
+def test_put_blobs_files_a_group_durably_named_and_private(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path / "blobs")
+    group = [blob(f"g{i}") for i in range(20)]
+    store.put_blobs(group)
+    store.put_blobs([])  # nothing to do
+    store.put_blobs(group[:1])  # the one-blob path
+    for h, data in group:
+        path = tmp_path / "blobs" / h.hex()
+        assert store.get_blob(h) == data and os.stat(path).st_mode & 0o777 == 0o600
+    assert {h for _, h, _ in store.entries()} == {h for h, _ in group}  # no temp file left
+    store.close()
+
+
+def test_put_blobs_that_fails_leaves_no_temp_file_and_no_partial_name(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FileBlobStore(tmp_path)
+    group = [blob(f"f{i}") for i in range(5)]
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="No space"):
+        store.put_blobs(group)
+    monkeypatch.undo()
+    assert list(store.entries()) == []
+    store.close()
+
+
+async def test_service_save_groups_writes_off_the_event_loop_and_reports_failure(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path / "b")
+    svc = BlobService(store, MemoryNetwork(seed=2).endpoint("b"))
+    items = [blob(f"s{i}") for i in range(10)]
+    writers: list[threading.Thread] = []
+    real_put = store.put_blobs
+
+    def put_and_note_thread(group: Iterable[tuple[bytes, bytes]]) -> None:
+        writers.append(threading.current_thread())
+        real_put(group)
+
+    store.put_blobs = put_and_note_thread  # type: ignore[method-assign]
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(svc.run)
+            async with trio.open_nursery() as savers:  # concurrent callers, each waits for its own
+                for i in range(0, 10, 2):
+                    savers.start_soon(svc.save, items[i : i + 2])
+            assert all(store.get_blob(h) == d for h, d in items)
+            # the disk is never touched from the event loop's thread; callers are grouped
+            assert writers and threading.main_thread() not in writers and len(writers) <= 5
+            # a blob erased while its write was in flight does not survive the write
+            late = blob("late")
+            svc._erased.add(late[0])
+            await svc.save([late])
+            assert not store.has_blob(late[0])
+            real = store.put_blobs
+
+            def full(items: Iterable[tuple[bytes, bytes]]) -> None:
+                raise OSError(28, "No space left on device")
+
+            store.put_blobs = full  # type: ignore[method-assign]
+            with pytest.raises(MedchainError, match="blob store: .*No space"):
+                await svc.save([blob("denied")])
+            store.put_blobs = real  # type: ignore[method-assign]
+            await svc.save([blob("after")])  # the writer survived the failure
+            assert store.has_blob(blob("after")[0])
             nursery.cancel_scope.cancel()

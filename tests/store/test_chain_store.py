@@ -73,6 +73,9 @@ def test_commit_and_read_back(store: ChainStore, chain5: list[BlockFixture]) -> 
     assert store.get_block(3) == third.block
     assert store.get_block_by_hash(third.block.hash()) == third.block
     assert store.get_commit(3) == third.commit
+    # the stored encodings, as block sync serves them, are the canonical ones
+    assert store.get_encoded(3) == (third.block.encode(), third.commit.encode())
+    assert store.get_encoded(6) is None
     # block 4 carries block 3's commit as last_commit; the stored commit is the same one here
     block4 = store.get_block(4)
     assert block4 is not None and block4.last_commit == third.commit

@@ -33,6 +33,7 @@ from trials_kit import (
     unblind_body,
 )
 
+from medchaind import codec
 from medchaind.modules.trials import outcomes as oc
 from medchaind.modules.trials.machine import RESULTS_DUE_MS, consent_purpose, trial_id
 from medchaind.testing.appkit import DAY_MS, digest, pub
@@ -246,6 +247,24 @@ def test_enrolment_counts_against_the_target_withdrawals_included() -> None:
     c.ok("D1", "trials.enroll", enroll_body("P4", g4))  # a v1 consent: no re-consent was required
     t = trial(c)
     assert (t["enrolled"], t["withdrawn"], t["target_enrollment"]) == (4, 1, 4)
+
+
+def test_enrolment_count_has_its_own_key_and_only_the_first_enrolment_rewrites_the_trial() -> None:
+    """State layout (protocol.md §21.3): ``n/ || tid`` counts enrolments; the trial has no count."""
+    c = standard()
+    tid = trial_id(NCT)
+    assert (("trials", b"n/" + tid) not in c.state.data
+            and "enrolled" not in codec.decode(c.state.data[("trials", b"t/" + tid)]))
+    writes = []
+    for p in ("P1", "P2"):
+        g = grant(c, p)
+        ex = c.commit(c.txs([("D1", "trials.enroll", enroll_body(p, g))]))
+        assert ex.receipts[0].ok
+        writes.append({k for (m, k) in ex.writes if m == "trials"})
+    assert b"t/" + tid in writes[0] and b"t/" + tid not in writes[1]  # the start date, then nothing
+    assert all(b"n/" + tid in w for w in writes)
+    assert codec.decode(c.state.data[("trials", b"n/" + tid)]) == 2 == trial(c)["enrolled"]
+    assert [x["enrolled"] for x in c.query("trials.list", {}) if x["trial"] == NCT] == [2]
 
 
 # ------------------------------------------------------------------ re-consent and withdrawal

@@ -340,12 +340,14 @@ def test_ed25519_edge_cases_follow_libsodium() -> None:
 
 def test_gossip_vectors() -> None:
     """Issue 15, item 12: message id = SHA-256 of the message data; every message decodes."""
+    from medchaind.consensus.compact import decode_block_answer, decode_txs_answer, decode_txs_request
     from medchaind.consensus.wire import decode_consensus, decode_tx_batch
     from medchaind.core.messages import Proposal, Vote
     from medchaind.sync.wire import decode_announce
 
     doc = load("gossip.json")
     block2 = load("block.json")["blocks"][1]
+    held = {t.hash: t for t in decode_block(h(block2["encoded"])).txs}
     ids = set()
     for c in doc["cases"]:
         data = h(c["data"])
@@ -354,11 +356,12 @@ def test_gossip_vectors() -> None:
         name = c["topic"].split("/", 3)[3]
         assert c["topic"] == f"/medchain/{doc['chain_id']}/{name}"
         if name == "consensus/1":
-            m = decode_consensus(data)
+            m = decode_consensus(data, held.get)
             assert isinstance(m.message, (Vote, Proposal))
             assert m.message.block_hash.hex() == block2["header_hash"]
-            if isinstance(m.message, Proposal):
+            if isinstance(m.message, Proposal):  # compact (§12.3): rebuilt from the txs held
                 assert m.block is not None and m.block.encode().hex() == block2["encoded"]
+                assert m.compact is not None and [x.hex() for x in m.compact.tx_hashes] == block2["tx_hashes"]
         elif name == "tx/1":
             assert [decode_tx(t).hash.hex() for t in decode_tx_batch(data)] == [
                 v["hash"] for v in load("tx.json")["valid"]]
@@ -366,6 +369,13 @@ def test_gossip_vectors() -> None:
             assert name == "block/1"
             assert decode_announce(data) == (2, h(block2["header_hash"]))
     assert len(ids) == len(doc["cases"])  # a re-broadcast (resend) has its own id
+    # §13.5 txs/1: each answer names exactly the txs asked for, or the block, or null
+    txs_req, block_req, unknown_req = doc["txs_requests"]
+    asked = decode_txs_request(h(txs_req["request"]))[1]
+    got = decode_txs_answer(h(txs_req["response"]), asked)
+    assert [sha(t).hex() for t in got if t is not None] == block2["tx_hashes"] and got[-1] is None
+    assert decode_block_answer(h(block_req["response"])).encode().hex() == block2["encoded"]  # type: ignore[union-attr]
+    assert decode_block_answer(h(unknown_req["response"])) is None
 
 
 def test_libp2p_adapter_uses_the_specified_message_id() -> None:

@@ -932,21 +932,46 @@ def build_gossip() -> dict[str, Any]:
         "libp2p topic, the message data (the 'data' field of the gossipsub message, nothing "
         "else) and its message id, SHA-256(data). Topic, origin, seqno and signature of the "
         "gossipsub envelope are not part of the id. The vote and the proposal are block.json's "
-        "block 2 (height 2, round 1), signed by its proposer; the re-broadcast differs from the "
+        "block 2 (height 2, round 1), signed by its proposer; the proposal is compact (protocol 4, "
+        "§12.3): block 2's header, its tx hashes in block order and its last_commit, not its txs. "
+        "The re-broadcast differs from the "
         "first publication only by 'resend', and so has another id. The tx batch holds the "
         "three transactions of tx.json. 'peer_ids': the libp2p peer id (§12.1) of each "
-        "authority public key of block.json, as `medchaind peer-id` prints it.",
+        "authority public key of block.json, as `medchaind peer-id` prints it. 'txs_requests': "
+        "§13.5 txs/1 requests (the request bytes after the length prefix) with the status-0 "
+        "response bytes of a server that holds block 2 and its txs.",
         "chain_id": CHAIN_ID,
         "peer_ids": [[k.hex(), peer_id(k)] for k in sorted(auths)],
+        "txs_requests": _txs_requests(block2),
         "cases": [
             case("prevote for block 2 (height 2, round 1)", "consensus/1", encode_consensus(vote)),
             case("the same prevote, re-broadcast with resend = 1", "consensus/1", encode_consensus(vote, resend=1)),
-            case("proposal of block 2 with its block (pol_round -1)", "consensus/1",
+            case("compact proposal of block 2: header, tx hashes, last_commit (pol_round -1)", "consensus/1",
                  encode_consensus(proposal, block2)),
             case("tx batch of tx.json's three transactions", "tx/1", encode_tx_batch(txs)),
             case("announcement of block 2", "block/1", encode_announce(2, block2.hash())),
         ],
     }
+
+
+def _txs_requests(block: Any) -> list[dict[str, Any]]:
+    """§13.5 ``txs/1``: requests for block 2's txs and the answers of a server holding them."""
+    from medchaind.consensus.compact import encode_block_request, encode_txs_request, serve_txs
+
+    held = {t.hash: t for t in block.txs}
+    hashes = [t.hash for t in block.txs]
+    unknown = bytes(32)
+
+    def pair(name: str, request: bytes) -> dict[str, Any]:
+        answer = serve_txs(request, held.get, lambda h: block if h == block.hash() else None)
+        return {"name": name, "request": request.hex(), "response": answer.hex()}
+
+    return [
+        pair("block 2's txs by hash, then a hash the server does not hold (null)",
+             encode_txs_request(hashes + [unknown])),
+        pair("block 2 by its hash", encode_block_request(block.hash())),
+        pair("a block the server does not hold", encode_block_request(unknown)),
+    ]
 
 
 # ----------------------------------------------------------------------------- main

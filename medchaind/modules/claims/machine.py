@@ -86,18 +86,19 @@ State (namespace ``claims``)::
     a/<claim_id><seq 2B>                 -> adjudication history entry
     e/<payer><provider>                  -> enrollment {npis, envelopes, epoch, height}
     n/<payer><npi>                       -> provider (one billing identity per NPI and payer)
-    x/<exact_key><claim_id><line 2B>     -> True   live lines, by exact-duplicate key
-    s/<suspect_key><claim_id><line 2B>   -> True   live lines, by (day key, code)
+    s/<suspect_key><claim_id><line 2B>   -> exact_key   live lines, by (day key, code); an exact
+                                            duplicate is found under the first day's key
     u/<record_id><claim_id><line 2B>     -> {payer, code, sequence}   encounter uses
     pt/<payer><provider><token>          -> records patient the token was first seen with
     pp/<payer><provider><patient><month 4B> -> token
-    r/<pcn><claim_id>, i/<icn><claim_id> -> True   blind reference indexes
-    lp/<provider><~seq 8B>, ly/<payer><~seq 8B>   -> claim_id   (newest first)
-    fp/<provider><~seq 8B>, fy/<payer><~seq 8B>   -> claim_id   flagged claims (newest first)
+    r/<pcn><claim_id>                    -> content_hash   blind reference index; its values are
+                                            the claim documents every node keeps (live_blobs)
+    i/<icn><claim_id>                    -> True   blind reference index
+    lp/<provider><~seq 8B>, ly/<payer><~seq 8B>   -> [claim_id, flagged]   (newest first; the
+                                            duplicates report filters them on ``flagged``)
     np/<provider>, ny/<payer>            -> {next}
     st/<payer><provider>                 -> {claims, lines, exact, suspect, nsor, unit_limit}
     t/<payer><trace>                     -> payment {provider, method, total, claims, plb, height}
-    h/<content_hash>                     -> True   claim documents every node keeps
     ul/<code>                            -> max units (thousandths) per line
 """
 
@@ -191,7 +192,7 @@ def _seq_key(prefix: bytes, party: bytes, seq: int) -> bytes:
 
 def get_claim(state: StateReader, claim_id: bytes) -> dict[str, Any] | None:
     raw = state.get(NAMESPACE, claim_key(claim_id))
-    return None if raw is None else codec.decode(raw)
+    return None if raw is None else codec.decode_stored(raw)
 
 
 # ------------------------------------------------------------------ field types
@@ -415,8 +416,6 @@ def _unindex(ctx: TxContext, claim_id: bytes, claim: dict[str, Any]) -> None:
     """Take a claim that left the live statuses out of the duplicate and encounter indexes."""
     for ln in claim["lines"]:
         ref = _line_ref(claim_id, ln["n"])
-        if ln["exact"] is not None:
-            ctx.delete(b"x/" + ln["exact"] + ref)
         for sk in ln["suspect"]:
             ctx.delete(b"s/" + sk + ref)
         if ln["encounter"] is not None:
@@ -523,8 +522,13 @@ def _detect(ctx: TxContext, claim_id: bytes, b: Submit, lines: list[dict[str, An
         rendering = ln.rendering_npi or b.rendering_npi or b.billing_npi
         exact = codes.exact_key(b.billing_npi, rendering, ln.days, ln.code, ln.revenue, ln.modifiers or (),
                                 ln.units, ln.charge, ln.pos or b.pos)
-        dup = next((k[len(b"x/") + 32:] for k, _ in ctx.iterate(b"x/" + exact)
-                    if k[len(b"x/") + 32:][:32] != skip), None)
+        suspects = [codes.suspect_key(d, ln.code) for d in sorted(ln.days)]
+        # a live line with the same exact key has the same days and code, so it is indexed
+        # under this line's first suspect key with the exact key as its value (an exact
+        # index of its own was one more state key per line: protocol.md §22.4)
+        first_day = list(ctx.iterate(b"s/" + suspects[0]))  # read once: _suspect scans it too
+        dup = next((k[len(b"s/") + 32:] for k, v in first_day
+                    if v == exact and k[len(b"s/") + 32:][:32] != skip), None)
         limit = ctx.get(b"ul/" + ln.code.encode())
         if dup is not None:
             flags.append({"code": EXACT, "of": [dup[:32], int.from_bytes(dup[32:], "big")]})
@@ -533,8 +537,7 @@ def _detect(ctx: TxContext, claim_id: bytes, b: Submit, lines: list[dict[str, An
         if flags:
             out.update(flags=flags, denied=flags[0]["code"])
             continue
-        suspects = [codes.suspect_key(d, ln.code) for d in sorted(ln.days)]
-        found = _suspect(ctx, ln, suspects, skip)
+        found = _suspect(ctx, ln, suspects, skip, first_day)
         if found is not None:
             flags.append(found)
         problem = _encounter_problem(ctx, b, ln)
@@ -549,18 +552,20 @@ def _detect(ctx: TxContext, claim_id: bytes, b: Submit, lines: list[dict[str, An
             ctx.put(b"pt/" + b.payer + ctx.sender + b.patient, rec["patient"])
             ctx.put(b"pp/" + b.payer + ctx.sender + rec["patient"] + b.month.to_bytes(4, "big"), b.patient)
         ref = _line_ref(claim_id, ln.n)
-        ctx.put(b"x/" + exact + ref, True)
         for sk in suspects:
-            ctx.put(b"s/" + sk + ref, True)
+            ctx.put(b"s/" + sk + ref, exact)
         if ln.encounter is not None:
             ctx.put(b"u/" + ln.encounter + ref, {"payer": b.payer, "code": ln.code, "sequence": b.sequence})
         out.update(flags=flags, exact=exact, suspect=suspects)
 
 
-def _suspect(ctx: TxContext, ln: Line, suspects: list[bytes], skip: bytes | None) -> dict[str, Any] | None:
+def _suspect(ctx: TxContext, ln: Line, suspects: list[bytes], skip: bytes | None,
+             first_day: list[tuple[bytes, Any]]) -> dict[str, Any] | None:
+    """The first live line under one of ``suspects`` that this line duplicates (``first_day``:
+    the entries under ``suspects[0]``, already read)."""
     mods = ln.modifiers or ()
-    for sk in suspects:
-        for k, _ in ctx.iterate(b"s/" + sk):
+    for i, sk in enumerate(suspects):
+        for k, _ in (first_day if i == 0 else ctx.iterate(b"s/" + sk)):
             ref = k[len(b"s/") + 32:]
             other_id, n = ref[:32], int.from_bytes(ref[32:], "big")
             if other_id == skip:
@@ -635,13 +640,14 @@ def _submit(ctx: TxContext, b: Submit) -> None:
         orig["pending_change"] = claim_id
         ctx.put(claim_key(b.original), orig)
     ctx.put(claim_key(claim_id), claim)
-    ctx.put(_seq_key(b"lp/", ctx.sender, seq_p), claim_id)
-    ctx.put(_seq_key(b"ly/", b.payer, seq_y), claim_id)
-    if claim["flags"]:
-        ctx.put(_seq_key(b"fp/", ctx.sender, seq_p), claim_id)
-        ctx.put(_seq_key(b"fy/", b.payer, seq_y), claim_id)
-    ctx.put(b"r/" + b.pcn + claim_id, True)
-    ctx.put(b"h/" + b.content_hash, True)
+    # one list entry per party says whether the claim is flagged (the duplicates report
+    # filters the lists; separate flagged lists were two more state keys per claim), and
+    # the pcn index holds the document hash (the documents every node keeps; a separate
+    # document index was one more): protocol.md §22.4
+    entry = [claim_id, bool(claim["flags"])]
+    ctx.put(_seq_key(b"lp/", ctx.sender, seq_p), entry)
+    ctx.put(_seq_key(b"ly/", b.payer, seq_y), entry)
+    ctx.put(b"r/" + b.pcn + claim_id, b.content_hash)
     _bump(ctx, b"st/" + b.payer + ctx.sender, claims=1, lines=len(lines),
           **{c: line_flags.count(c) for c in (EXACT, SUSPECT, NSOR, UNIT_LIMIT)})
     ctx.emit("submitted", claim_id=claim_id, content_hash=b.content_hash, frequency=b.frequency,
@@ -945,9 +951,14 @@ class UnitLimitParams:
     code: Annotated[str, PROCEDURE]
 
 
-def _ids(state: StateReader, prefix: bytes, offset: int) -> Iterator[bytes]:
-    for _, raw in itertools.islice(state.iterate(NAMESPACE, prefix), offset, None):
-        yield codec.decode(raw)
+def _ids(state: StateReader, prefix: bytes, offset: int, *, flagged: bool = False) -> Iterator[bytes]:
+    """Claim ids of a party's list (``lp/`` or ``ly/`` prefix), newest first, after
+    skipping ``offset`` of them; with ``flagged`` only those of flagged claims."""
+    entries = (codec.decode_stored(raw) for _, raw in state.iterate(NAMESPACE, prefix))
+    if flagged:
+        entries = (e for e in entries if e[1])
+    for claim_id, _ in itertools.islice(entries, offset, None):
+        yield claim_id
 
 
 def _query_get(state: StateReader, p: GetParams) -> Any:
@@ -995,11 +1006,11 @@ def _query_by_ref(state: StateReader, p: RefParams) -> Any:
 def _query_duplicates(state: StateReader, p: DuplicatesParams) -> Any:
     """Duplicates report: flagged claims (newest first) with their line flags, and per-pair counts."""
     if p.provider is not None:
-        prefix, stats_prefix = b"fp/" + p.provider, None
+        prefix, stats_prefix = b"lp/" + p.provider, None
     else:
-        prefix, stats_prefix = b"fy/" + (p.payer or b""), b"st/" + (p.payer or b"")
+        prefix, stats_prefix = b"ly/" + (p.payer or b""), b"st/" + (p.payer or b"")
     claims = []
-    for cid in itertools.islice(_ids(state, prefix, p.offset), p.limit):
+    for cid in itertools.islice(_ids(state, prefix, p.offset, flagged=True), p.limit):
         c = get_claim(state, cid)
         assert c is not None
         j = claim_json(cid, c)
@@ -1100,4 +1111,4 @@ class ClaimsModule(Module):
         return ()
 
     def live_blobs(self, state: StateReader) -> set[bytes]:
-        return {k[2:34] for k, _ in state.iterate(NAMESPACE, b"h/")}
+        return {codec.decode_stored(v) for _, v in state.iterate(NAMESPACE, b"r/")}

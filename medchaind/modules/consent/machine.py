@@ -242,7 +242,7 @@ def check(
     permit: bytes | None = None
     prefix = b"g/" + patient
     for k, raw in state.iterate(NAMESPACE, prefix):
-        grant = codec.decode(raw)
+        grant = codec.decode_stored(raw)
         if not grant_is_active(grant, time_ms):
             continue
         if not grant_matches(grant, actor, actor_ident, action, resource_type, record_id, purpose):

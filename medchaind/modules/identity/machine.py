@@ -43,7 +43,7 @@ def identity_key(public_key: bytes) -> bytes:
 
 def get_identity(state: StateReader, public_key: bytes) -> dict[str, Any] | None:
     raw = state.get(NAMESPACE, identity_key(public_key))
-    return None if raw is None else codec.decode(raw)
+    return None if raw is None else codec.decode_stored(raw)
 
 
 def is_accredited(state: StateReader, public_key: bytes, role: str | None = None) -> bool:
@@ -116,7 +116,7 @@ def set_status(ctx: TxContext, subject: bytes, status: str) -> None:
     key = identity_key(subject)
     raw = ctx.state.get(NAMESPACE, key)
     assert raw is not None
-    ident = codec.decode(raw)
+    ident = codec.decode_stored(raw)
     ident["status"] = status
     ident["changed_at"] = ctx.block.height
     ctx.state.set(NAMESPACE, key, codec.encode(ident))

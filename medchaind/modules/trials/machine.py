@@ -125,6 +125,9 @@ State (namespace ``trials``; ``tid = SHA-256("medchain/trials/id/v1" || registry
                                         versions, commitments, counts)
     v/<tid><version 4B>              -> protocol version {protocol_hash, outcomes, ...}
     a/<tid><version 4B>              -> amendment {changes, reason, approval, reconsent, ...}
+    n/<tid>                          -> number of participants enrolled (absent: none);
+                                        kept apart from the trial so that an enrolment
+                                        does not rewrite the trial's record
     e/<tid><participant>             -> enrolment {site, seq, consents, status, events}
     s/<tid><seq 4B>                  -> participant (randomisation order)
     x/<tid><participant><n 4B>       -> study event {kind, data_hash, version}
@@ -237,6 +240,16 @@ def enrolment_key(tid: bytes, participant: bytes) -> bytes:
 
 def seq_key(tid: bytes, seq: int) -> bytes:
     return b"s/" + tid + _u32(seq)
+
+
+def count_key(tid: bytes) -> bytes:
+    return b"n/" + tid
+
+
+def enrolled_count(state: StateReader, tid: bytes) -> int:
+    """How many participants the trial has enrolled (withdrawn ones included)."""
+    raw = state.get(NAMESPACE, count_key(tid))
+    return 0 if raw is None else int(codec.decode_stored(raw))
 
 
 def event_key(tid: bytes, participant: bytes, n: int) -> bytes:
@@ -446,7 +459,7 @@ def _approval(a: Approval | None, ctx: TxContext) -> dict[str, Any] | None:
 
 def get_trial(state: StateReader, registry_id: str) -> dict[str, Any] | None:
     raw = state.get(NAMESPACE, trial_key(trial_id(registry_id)))
-    return None if raw is None else codec.decode(raw)
+    return None if raw is None else codec.decode_stored(raw)
 
 
 def _trial(ctx: TxContext, registry_id: str) -> tuple[bytes, dict[str, Any]]:
@@ -483,13 +496,17 @@ def _check_sites(ctx: TxContext, sites: Sequence[bytes]) -> None:
 # ------------------------------------------------------------------ consent
 
 
+_VERSION_NUMBER = re.compile(r"[1-9][0-9]{0,5}", re.ASCII)
+
+
 def _versions_named(grant: dict[str, Any], registry_id: str) -> list[int]:
     """The protocol versions a grant's purposes name for this trial."""
     prefix = f"{PURPOSE}.{registry_id}.v"
+    n = len(prefix)
     out = []
     for p in grant["purposes"] or ():
-        if p.startswith(prefix) and re.fullmatch(r"[1-9][0-9]{0,5}", p[len(prefix):], re.ASCII):
-            out.append(int(p[len(prefix):]))
+        if p.startswith(prefix) and _VERSION_NUMBER.fullmatch(p, n) is not None:
+            out.append(int(p[n:]))
     return out
 
 
@@ -506,7 +523,7 @@ def check_trial_consent(
     raw = state.get(consent.NAMESPACE, consent.grant_key(participant, grant_id))
     if raw is None:
         return "no_consent", "the participant has no such consent grant", 0
-    grant = codec.decode(raw)
+    grant = codec.decode_stored(raw)
     if grant["revoked_height"] is not None:
         return "consent_withdrawn", "the participant revoked this consent", 0
     if not consent.grant_is_active(grant, time_ms):
@@ -528,7 +545,7 @@ def check_trial_consent(
     for k, v in state.iterate(consent.NAMESPACE, prefix):
         if k[len(prefix):] == grant_id:  # the permit checked above (decoded once is enough)
             continue
-        g = codec.decode(v)
+        g = codec.decode_stored(v)
         if (g["decision"] == consent.DENY and consent.grant_is_active(g, time_ms)
                 and consent.grant_matches(g, site, site_ident, "write", CONSENT_RESOURCE, None, purpose)):
             return "consent_denied", f"denied by consent {k[len(prefix):].hex()}", 0
@@ -562,7 +579,7 @@ def _register(ctx: TxContext, b: Register) -> None:
         "arms": [{"label": a.label, "type": a.type} for a in b.arms or ()],
         "status": NOT_YET_RECRUITING, "suspended_from": None, "ethics": ethics, "dates": dates,
         "start_version": None, "outcome_versions": [b.protocol_version],
-        "enrolled": 0, "withdrawn": 0, "amendments": [], "reports": 0, "flags": 0,
+        "withdrawn": 0, "amendments": [], "reports": 0, "flags": 0,
         "commitments": {k: [] for k in COMMIT_KINDS}, "randomisation_reveal": None,
     }
     ctx.put(trial_key(tid), trial)
@@ -609,8 +626,9 @@ def _amend(ctx: TxContext, b: Amend) -> None:
         t["outcome_versions"].append(b.effective_version)
     old_target = t["target"]
     if b.target_enrollment is not None:
-        if b.target_enrollment < t["enrolled"]:
-            raise TxFailed("invalid_body", f"the target cannot be below the {t['enrolled']} already enrolled")
+        enrolled = enrolled_count(ctx.state, tid)
+        if b.target_enrollment < enrolled:
+            raise TxFailed("invalid_body", f"the target cannot be below the {enrolled} already enrolled")
         t["target"] = b.target_enrollment
     if b.add_sites is not None:
         if any(s in t["sites"] for s in b.add_sites):
@@ -697,7 +715,8 @@ def _enroll(ctx: TxContext, b: Enroll) -> None:
         raise TxFailed("no_ethics_approval", "no participant may be enrolled before ethics approval")
     if t["allocation"] == "randomized" and not t["commitments"]["randomisation"]:
         raise TxFailed("no_randomisation_commitment", "commit the randomisation list before the first enrolment")
-    if t["enrolled"] >= t["target"]:
+    seq = enrolled_count(ctx.state, tid)
+    if seq >= t["target"]:
         raise TxFailed("target_reached", f"the target enrolment of {t['target']} is reached (amend sample_size)")
     p = identity.get_identity(ctx.state, b.participant)
     if p is None or p["role"] != "patient" or p["status"] != identity.ACTIVE:
@@ -705,19 +724,21 @@ def _enroll(ctx: TxContext, b: Enroll) -> None:
     if ctx.get(enrolment_key(tid, b.participant)) is not None:
         raise TxFailed("already_enrolled", "the participant is already enrolled")
     version = _consent_or_fail(ctx, t, b.participant, b.consent_grant)
-    seq = t["enrolled"]
+    at = _at(ctx)
+    # keys in canonical order (shorter first, then bytewise): same bytes in any order, but
+    # codec.encode skips its slower sorting mode when they already are
     ctx.put(enrolment_key(tid, b.participant), {
-        "site": ctx.sender, "seq": seq, "status": ENROLLED, **_at(ctx),
-        "consents": [{"grant_id": b.consent_grant, "version": version, **_at(ctx)}],
-        "withdrawn": None, "events": 0,
+        "seq": seq, "site": ctx.sender, "events": 0, "height": at["height"], "status": ENROLLED,
+        "time_ms": at["time_ms"], "consents": [{**at, "version": version, "grant_id": b.consent_grant}],
+        "withdrawn": None,
     })
     ctx.put(seq_key(tid, seq), b.participant)
-    t["enrolled"] = seq + 1
-    if "start" not in t["dates"]:
+    ctx.put(count_key(tid), seq + 1)
+    if "start" not in t["dates"]:  # the trial's record changes at the first enrolment only
         t["dates"]["start"] = _at(ctx)
         t["start_version"] = t["protocol_version"]
         t["status"] = RECRUITING
-    ctx.put(trial_key(tid), t)
+        ctx.put(trial_key(tid), t)
     ctx.emit("enrolled", trial=b.trial, participant=b.participant, site=ctx.sender, seq=seq, consent_version=version)
 
 
@@ -755,8 +776,8 @@ def _event(ctx: TxContext, b: Event) -> None:
         raise TxFailed("trial_closed", f"the trial is {t['status']}")
     _consent_or_fail(ctx, t, b.participant, e["consents"][-1]["grant_id"])
     n = e["events"]
-    ctx.put(event_key(tid, b.participant, n), {
-        "kind": b.kind, "data_hash": b.data_hash, "protocol_version": t["protocol_version"], **_at(ctx),
+    ctx.put(event_key(tid, b.participant, n), {  # keys in canonical order (see _enroll)
+        "kind": b.kind, **_at(ctx), "data_hash": b.data_hash, "protocol_version": t["protocol_version"],
     })
     e["events"] = n + 1
     ctx.put(enrolment_key(tid, b.participant), e)
@@ -802,7 +823,7 @@ def _status(ctx: TxContext, b: Status) -> None:
         raise TxFailed("bad_transition", "primary completion is already recorded")
     if b.action == "complete" and "primary_completion" not in t["dates"]:
         raise TxFailed("bad_transition", "record primary completion first")
-    if b.action == "withdraw" and t["enrolled"]:
+    if b.action == "withdraw" and enrolled_count(ctx.state, tid):
         raise TxFailed("bad_transition", "a trial with enrolled participants is terminated, not withdrawn")
     if b.action == "suspend":
         t["suspended_from"] = t["status"]
@@ -875,7 +896,7 @@ def _report(ctx: TxContext, b: Report) -> None:
 
 def _load(state: StateReader, key: bytes) -> Any:
     raw = state.get(NAMESPACE, key)
-    return None if raw is None else codec.decode(raw)
+    return None if raw is None else codec.decode_stored(raw)
 
 
 def switching_report(state: StateReader, registry_id: str, report: int | None = None) -> dict[str, Any] | None:
@@ -932,7 +953,7 @@ def trial_json(state: StateReader, t: dict[str, Any], time_ms: int | None) -> di
         "protocol_version": t["protocol_version"], "protocol_hash": hex_or_none(t["protocol_hash"]),
         "consent_version": t["consent_version"], "start_version": t["start_version"],
         "registry_snapshot_hash": hex_or_none(t["registry_snapshot_hash"]),
-        "target_enrollment": t["target"], "enrolled": t["enrolled"], "withdrawn": t["withdrawn"],
+        "target_enrollment": t["target"], "enrolled": enrolled_count(state, tid), "withdrawn": t["withdrawn"],
         "allocation": t["allocation"], "masking": t["masking"], "phases": t["phases"], "arms": t["arms"],
         "ethics": _approval_json(t["ethics"]), "dates": _dates_json(t["dates"]),
         "amendments": t["amendments"], "outcome_versions": t["outcome_versions"], "reports": t["reports"],
@@ -1000,12 +1021,13 @@ def _query_get(state: StateReader, p: TrialParams) -> Any:
 def _query_list(state: StateReader, p: ListParams) -> Any:
     """Registered trials (registry id, sponsor, status, counts), optionally of one sponsor or status."""
     out = []
-    for _, raw in state.iterate(NAMESPACE, b"t/"):
+    for k, raw in state.iterate(NAMESPACE, b"t/"):
         t = codec.decode(raw)
         if (p.sponsor is None or t["sponsor"] == p.sponsor) and (p.status is None or t["status"] == p.status):
             out.append({"trial": t["registry_id"], "title": t["title"], "sponsor": hex_or_none(t["sponsor"]),
                         "status": t["status"], "protocol_version": t["protocol_version"],
-                        "enrolled": t["enrolled"], "target_enrollment": t["target"], "reports": t["reports"]})
+                        "enrolled": enrolled_count(state, k[2:]), "target_enrollment": t["target"],
+                        "reports": t["reports"]})
     out.sort(key=lambda x: x["trial"])
     return out[: p.limit]
 
