@@ -1,5 +1,5 @@
 """What the bench plot scripts share (``offered_load.py``, ``plot_soak.py``): a headless
-pyplot and one way to finish and save a figure (matplotlib from the ``dev`` extra)."""
+pyplot and one way to finish and save a figure (matplotlib from the ``test`` extra)."""
 
 from __future__ import annotations
 
