@@ -12,6 +12,7 @@ with ``MEDCHAIND_UPDATE_SCREENSHOTS=1``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -183,14 +184,17 @@ def check_operator_views(net: Net, browser: Any, shots: Path) -> None:
 def check_follow_a_block_to_its_txs(net: Net, browser: Any, shots: Path) -> None:
     d = browser
     d.get(net.url("/"))
-    row = next(r for r in all_css(d, "#recent-blocks tbody tr") if "claims.submit × 2" in r.text)
+    # a block with a claim in it (the world's two claims may share a block or not)
+    row = next(r for r in all_css(d, "#recent-blocks tbody tr") if "claims.submit × " in r.text)
+    in_row = sum(int(n) for n in re.findall(r"\S+ × (\d+)", row.text))
     height = row.get_attribute("data-height")
     row.find_element("css selector", "td a").click()
     assert d.current_url.endswith(f"/block/{height}") and by_css(d, "#block-height").text == height
     links = all_css(d, "#block-txs tbody a")
-    assert len(links) == 2 and "exact_duplicate" not in text(d)
+    assert len(links) == in_row >= 1 and "exact_duplicate" not in text(d)
     shoot(d, shots, "block")
-    links[1].click()
+    claim_row = next(r for r in all_css(d, "#block-txs tbody tr") if "claims.submit" in r.text)
+    claim_row.find_element("css selector", "a").click()
     assert "/tx/0x" in d.current_url
     assert "claims.submit" in text(d) and f"block {height}" in text(d)
     shoot(d, shots, "tx")
