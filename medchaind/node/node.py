@@ -510,14 +510,14 @@ class Node:
             if i and i % ADMIT_SLICE == 0:  # yield to consensus during a long batch
                 await trio.lowlevel.checkpoint()
             try:
-                if blob is None:
-                    results.append(self.submit(tx))
-                    continue
                 self.app.check_blob(tx, blob)
                 self.mempool.refuse_if_busy(tx)
+                if blob is None:
+                    results.append(self._admit(tx))
+                    continue
                 h = crypto.sha256(blob)
                 if h not in sidecars and self.blob_store.has_blob(h):
-                    results.append(self.submit(tx, blob, blob_filed=True))
+                    results.append(self._admit(tx))  # its sidecar is here already
                     continue
                 new = self.mempool.add(tx, held=True)
                 if new:
@@ -540,22 +540,20 @@ class Node:
                 self._announce_pending(tx)
         return results
 
-    def submit(self, tx: Tx, blob: bytes | None = None, *, client: bool = True, blob_filed: bool = False) -> bool:
-        """Admit a tx, and its sidecar if its type carries one (the module's BlobSpec).
+    def submit(self, tx: Tx, *, client: bool = True) -> bool:
+        """Admit a tx that carries no sidecar (a client's txs go through
+        :meth:`submit_many`, which also files sidecars).
 
         A client's tx may be refused ``busy`` (retry hint) while the mempool holds more
         than the next blocks take (:meth:`Mempool.refuse_if_busy`); ``client=False``
-        (the node's own evidence txs) skips that. The sidecar is written here, on the
-        caller's thread, unless ``blob_filed`` (already in the store); clients go
-        through :meth:`submit_many`, which writes it off the event loop."""
-        self.app.check_blob(tx, blob)
+        (the node's own evidence txs) skips that."""
+        self.app.check_blob(tx, None)
         if client:
             self.mempool.refuse_if_busy(tx)
+        return self._admit(tx)
+
+    def _admit(self, tx: Tx) -> bool:
         new = self.mempool.add(tx)
-        if new and blob is not None and not blob_filed:
-            # stored at admission so this node can serve it; if the tx never commits,
-            # BlobService.reconcile shreds the orphan after its grace period
-            self.blob_store.put_blob(crypto.sha256(blob), blob)
         if new:
             self._announce_pending(tx)
         return new
