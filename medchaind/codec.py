@@ -15,10 +15,21 @@ non-canonical bytes (checked by re-encoding and comparing), duplicate map keys,
 indefinite lengths, floats, tags, trailing bytes, nesting deeper than ``MAX_DEPTH``
 and input longer than the caller's ``max_size``. Each refusal raises
 :class:`~medchaind.errors.DecodeError` with a message that says which rule was broken.
+
+Tags are refused *while* parsing, before the tagged item is built
+(:data:`_NO_TAGS`), not by the data-model walk afterwards: cbor2 resolves value sharing
+(tags 28/29) and string references (tags 25/256) itself, so a few hundred bytes of
+shared references decoded to an object graph whose walk and re-encoding took seconds to
+hours of CPU (24 lists of 24 references to one list, five levels deep: 368 bytes, 7.5 s).
+
+:func:`split_bytes_array` reads the one shape that carries bulk bytes between nodes
+and from clients, a canonical array of byte strings (a tx batch, ``tx_submitBatch``),
+by its heads alone: no re-encoding of megabytes to prove them canonical.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import cbor2
@@ -130,15 +141,44 @@ def encode_unchecked(obj: CBORValue) -> bytes:
     return cbor2.dumps(obj, canonical=True)
 
 
+def _reject_tag(tag: int, decoder: object, value: object = None) -> None:
+    raise DecodeError(f"tags are not allowed (tag {tag})")
+
+
+class _RejectTags(dict[int, Any]):
+    """cbor2 ``semantic_decoders`` that refuse every tag: cbor2 looks each tag it meets
+    up here before its built-in decoders (value sharing, string references, dates,
+    bignums, ...) and before ``tag_hook``, so no tag is ever resolved. Holds nothing."""
+
+    def __missing__(self, tag: int) -> Any:
+        return partial(_reject_tag, tag)
+
+
+_NO_TAGS = _RejectTags()
+
+
 def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE, *, max_depth: int = MAX_DEPTH) -> CBORValue:
     """Decode exactly one canonical CBOR item from ``data`` or raise DecodeError.
 
     ``max_depth`` is counted from ``data``'s top-level item; containers that embed
     objects (a block embeds txs two levels down) pass the embedded limit plus that offset.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise DecodeError("expected bytes")
-    data = bytes(data)
+    data, obj = parse(data, max_size, max_depth=max_depth)
+    require_canonical(obj, data, ordered=_check(obj, 0, max_depth))
+    return obj
+
+
+def parse(data: bytes, max_size: int = DEFAULT_MAX_SIZE, *, max_depth: int = MAX_DEPTH) -> tuple[bytes, CBORValue]:
+    """The first half of :func:`decode`: ``data`` as ``bytes`` and the item cbor2 read
+    from it under the size and depth limits, with no tag, indefinite length or
+    duplicate key. The item is *not* yet known to be in the data model nor ``data`` to
+    be its canonical encoding (nor free of trailing bytes): a decoder that checks its
+    top level itself (``decode_tx``) walks the rest with :func:`check_model` and must
+    end with :func:`require_canonical`. Everything else calls :func:`decode`."""
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise DecodeError("expected bytes")
+        data = bytes(data)
     if len(data) > max_size:
         raise DecodeError(f"encoded size {len(data)} exceeds the limit of {max_size} bytes")
     if not data:
@@ -149,16 +189,118 @@ def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE, *, max_depth: int = MA
             allow_indefinite=False,
             allow_duplicate_keys=False,
             max_depth=max_depth + 1,
-            semantic_decoders={},
+            semantic_decoders=_NO_TAGS,
         )
     except DecodeError:
         raise
     except Exception as exc:  # cbor2 raises several types (CBORDecodeError, ValueError, ...)
+        if isinstance(exc.__cause__, DecodeError):  # a tag (_reject_tag), wrapped by cbor2
+            raise exc.__cause__ from None
         raise DecodeError(f"malformed CBOR: {exc}") from None
-    ordered = _check(obj, 0, max_depth)
+    return data, obj
+
+
+#: the data-model walk of :func:`decode` (``_check``) for decoders built on :func:`parse`:
+#: ``check_model(item, depth)`` for an item at ``depth``, returns whether its maps are ordered
+check_model = _check
+
+
+def require_canonical(obj: CBORValue, data: bytes, *, ordered: bool) -> None:
+    """The second half of :func:`decode`: raise unless ``data`` is the canonical encoding
+    of ``obj``. ``ordered`` says every map in ``obj`` already has its keys in canonical
+    order (:func:`check_model`'s answer for all of ``obj``); wrong, it lets unsorted
+    maps through, so pass it only as that answer."""
     if (cbor2.dumps(obj) if ordered else cbor2.dumps(obj, canonical=True)) != data:
         raise DecodeError("not the canonical encoding (RFC 8949 §4.2.1) or trailing bytes")
-    return obj
+
+
+def split_bytes_array(
+    data: bytes, start: int = 0, *, max_items: int = 2**64 - 1, nulls: bool = False
+) -> list[Any] | None:
+    """The items of ``data[start:]`` if it is exactly the canonical encoding of an array
+    of at most ``max_items`` byte strings (and, with ``nulls``, nulls); else None.
+
+    Reads only the heads (RFC 8949 §4.2.1: shortest form, definite lengths) and slices
+    the items out, so its cost grows with the number of items, not their bytes: the
+    canonical encoding of such an array is its head and each item's head and bytes,
+    nothing else, which is what this checks. None means "not that shape", not an
+    error: a caller falls back to :func:`decode` for the precise one (and for shapes
+    with other items). ``data`` is trusted to be ``bytes`` only by type.
+    """
+    if type(data) is not bytes:
+        return None
+    end = len(data)
+    got = _read_head(data, start, end)
+    if got is None or got[0] != 4 or got[1] > max_items:
+        return None
+    _, count, pos = got
+    out: list[Any] = []
+    append = out.append
+    for _ in range(count):
+        if pos + 3 <= end:  # the common heads inline (a call per item was most of the cost)
+            ib = data[pos]
+            if ib == 0x59:  # byte string, 2-byte length (256 .. 65535 bytes)
+                n = data[pos + 1] << 8 | data[pos + 2]
+                if n < 0x100:
+                    return None
+                pos += 3
+            elif ib == 0x58:  # 1-byte length (24 .. 255 bytes)
+                n = data[pos + 1]
+                if n < 24:
+                    return None
+                pos += 2
+            elif 0x40 <= ib <= 0x57:  # length in the initial byte
+                n, pos = ib - 0x40, pos + 1
+            elif ib == 0x5A or ib == 0x5B:
+                got = _read_head(data, pos, end)
+                if got is None:
+                    return None
+                _, n, pos = got
+            elif ib == 0xF6 and nulls:
+                append(None)
+                pos += 1
+                continue
+            else:
+                return None
+        else:  # the last bytes: a short item, or truncated
+            got = _read_head(data, pos, end)
+            if got is None:
+                return None
+            major, n, pos = got
+            if major == 7 and n == 22 and nulls:  # 0xf6, null
+                append(None)
+                continue
+            if major != 2:
+                return None
+        nxt = pos + n
+        if nxt > end:
+            return None
+        append(data[pos:nxt])
+        pos = nxt
+    return out if pos == end else None
+
+
+#: bytes after the initial byte, and the least argument that needs them (shortest form)
+_ARG_SIZES = {24: (1, 24), 25: (2, 1 << 8), 26: (4, 1 << 16), 27: (8, 1 << 32)}
+
+
+def _read_head(data: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
+    """``(major type, argument, position after the head)`` of the definite-length head
+    in shortest form at ``data[pos]``, or None (truncated, indefinite, reserved or not
+    the shortest form)."""
+    if pos >= end:
+        return None
+    ib = data[pos]
+    info = ib & 0x1F
+    if info < 24:
+        return ib >> 5, info, pos + 1
+    size = _ARG_SIZES.get(info)
+    if size is None or pos + 1 + size[0] > end:
+        return None
+    arg = int.from_bytes(data[pos + 1 : pos + 1 + size[0]], "big")
+    if arg < size[1]:
+        return None
+    return ib >> 5, arg, pos + 1 + size[0]
 
 
 def decode_stored(data: bytes) -> CBORValue:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,8 @@ from .types import Block, Commit, Genesis, Receipt, validators_hash
 
 log = logging.getLogger(__name__)
 
+_MISS = object()
+
 
 class StoreState:
     """Adapts the committed state in a ChainStore to the app's StateReader protocol.
@@ -39,19 +42,71 @@ class StoreState:
     cache: records are content addressed, so a cached one is never stale, and the nodes
     a block rewrites (the top of the trie, the senders' nonces) are the ones the next
     block reads, so :meth:`remember` puts each committed block's new records in it.
+
+    And it memoises point reads of state values (:meth:`get`, absent keys included):
+    a tx's keys (its sender's nonce and identity, what its handler reads) are read at
+    admission, again by the mempool's re-check after each block and again when the
+    block executes, each time a LevelDB get. A cached value is exact for the committed
+    state because every change to that state goes through :meth:`Ledger.commit`, which
+    hands the block's write-set to :meth:`apply_writes` before it moves the tip, or
+    through a snapshot restore, which drops the cache (:meth:`forget`). Readers in
+    worker threads (snapshot serving) may fill it too: a value read from the store
+    is kept only if no write-set was applied since the read began (``_gen`` under
+    ``_lock``), so a read that raced a commit cannot leave the old value behind.
+    While a block's batch is being written, a cached key still answers the old value
+    and an uncached one the new value, as uncached reads did before (nothing reads the
+    state for consensus between the write and the tip's move).
     """
 
-    __slots__ = ("store", "_trie_cache")
+    __slots__ = ("store", "_trie_cache", "_values", "_gen", "_lock")
 
     #: records kept in memory (inner records are at most ~600 bytes, most far smaller)
     TRIE_CACHE_RECORDS = 65_536
+    #: state values kept in memory (the oldest go first): a few blocks' worth of keys
+    VALUE_CACHE_ENTRIES = 32_768
+    #: larger values are not cached (bounds the cache to ~20 MiB; nonces, identities
+    #: and most module records are far smaller)
+    VALUE_CACHE_MAX_BYTES = 512
 
     def __init__(self, store: ChainStore) -> None:
         self.store = store
         self._trie_cache: dict[bytes, bytes] = {}
+        self._values: dict[tuple[str, bytes], bytes | None] = {}
+        self._gen = 0
+        self._lock = threading.Lock()
 
     def get(self, module: str, key: bytes) -> bytes | None:
-        return self.store.state_get(module, key)
+        k = (module, key)
+        value = self._values.get(k, _MISS)
+        if value is not _MISS:
+            return value  # type: ignore[return-value]
+        gen = self._gen
+        stored = self.store.state_get(module, key)
+        with self._lock:
+            if gen == self._gen:
+                self._keep(k, stored)
+        return stored
+
+    def apply_writes(self, writes: dict[tuple[str, bytes], bytes | None]) -> None:
+        """The committed state just took ``writes`` (a block's write-set, None = deleted):
+        make the value cache say so (the values are cached: the next block reads them)."""
+        with self._lock:
+            self._gen += 1
+            for k, value in writes.items():
+                self._values.pop(k, None)  # re-inserted as the newest
+                self._keep(k, value)
+
+    def _keep(self, k: tuple[str, bytes], value: bytes | None) -> None:
+        values = self._values
+        if value is not None and len(value) > self.VALUE_CACHE_MAX_BYTES:
+            values.pop(k, None)  # large values are read from the store each time
+            return
+        values[k] = value
+        excess = len(values) - self.VALUE_CACHE_ENTRIES
+        if excess > 0:
+            # drop the oldest eighth at once, so eviction is amortised over many reads
+            for old in list(itertools.islice(values, excess + self.VALUE_CACHE_ENTRIES // 8)):
+                del values[old]
 
     def iterate(self, module: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         return self.store.state_iterate(module, prefix)
@@ -70,8 +125,11 @@ class StoreState:
         return self.store.trie_value(leaf_hash)
 
     def forget(self) -> None:
-        """Drop the record cache (the store was replaced under it)."""
+        """Drop the record and value caches (the store was replaced under them)."""
         self._trie_cache.clear()
+        with self._lock:
+            self._gen += 1
+            self._values.clear()
 
     def remember(self, records: dict[bytes, bytes]) -> None:
         """Keep ``records`` (hash -> record) in the cache, dropping the oldest beyond its bound."""
@@ -353,6 +411,7 @@ class Ledger:
                 except BaseException as exc:  # noqa: BLE001 - raised below, once the tip is moved
                     later = exc
             await trio.lowlevel.checkpoint()
+        self.state.apply_writes(ex.writes)
         if ex.trie is not None:
             self.state.remember(ex.trie.puts)
         self.tip = Tip(block.height, block.hash(), block.header.app_hash, block.header.time_ms,

@@ -15,6 +15,8 @@ several times dearer than they are on a node (trials: ~35% of the time in that s
 Tx types (built as the node bench builds them, ``medchaind bench --tx-type ...``):
 
 * ``identity``: ``identity.register`` of new keys;
+* ``anchor``: ``anchor.commit`` with a 750-byte ``meta`` (the node bench's 1 KiB tx) by 64
+  registered patients;
 * ``claims``: ``claims.submit`` of generated claims (``modules/claims/benchkit.py``) by
   16 enrolled providers to 4 payers;
 * ``supply``: ``supply.capture`` of one commissioning event of one unit
@@ -109,6 +111,19 @@ def setup_identity(n: int) -> tuple[AppChain, list[Tx]]:
     c = AppChain.of({"A": 1})
     return c, c.txs((f"ID{i}", "identity.register", {"role": "patient", "enc_key": enc_key(f"ID{i}")})
                     for i in range(n))
+
+
+def setup_anchor(n: int) -> tuple[AppChain, list[Tx]]:
+    """``anchor.commit`` of ~1 KiB (a 750-byte ``meta``) by 64 registered patients, as the
+    node bench's default tx (``medchaind bench``: ``tx_size`` 1000 less ~250 bytes of envelope)."""
+    c = AppChain.of({"A": 1})
+    senders = [f"AN{i}" for i in range(64)]
+    _register_all(c, [(s, "patient") for s in senders])
+    def meta(i: int) -> bytes:  # 750 bytes
+        return hashlib.sha512(b"meta/%d" % i).digest() * 11 + b"m" * 46
+
+    return c, c.txs((senders[i % 64], "anchor.commit", {"digest": digest(f"anchor/{i}"), "kind": "bench",
+                                                         "meta": meta(i)}) for i in range(n))
 
 
 def setup_claims(n: int) -> tuple[AppChain, list[Tx]]:
@@ -229,7 +244,7 @@ def setup_trials_event(n: int) -> tuple[AppChain, list[Tx]]:
 
 
 SETUPS: dict[str, Setup] = {
-    "identity": setup_identity, "claims": setup_claims, "supply": setup_supply,
+    "identity": setup_identity, "anchor": setup_anchor, "claims": setup_claims, "supply": setup_supply,
     "trials-enroll": setup_trials_enroll, "trials-event": setup_trials_event,
 }
 
@@ -267,7 +282,8 @@ def main() -> None:
         k = 1e6 / len(txs)
         median = sorted(cpu)[len(cpu) // 2]
         print(f"{name:14s} {len(txs)} txs  cpu best {min(cpu) * k:7.0f} us/tx  median {median * k:7.0f}"
-              f"  wall best {min(wall) * k:7.0f} us/tx  app_hash {ex.app_hash.hex()[:16]}", flush=True)
+              f"  wall best {min(wall) * k:7.0f} us/tx  app_hash {ex.app_hash.hex()[:16]}"
+              f"  results_hash {ex.results_hash.hex()[:16]}", flush=True)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,15 @@ def state_update(root: bytes, read_node: NodeReader, writes: dict[StateKey, byte
     Changes are applied in key order (the result does not depend on it; the order only
     makes neighbouring keys share the nodes they load).
     """
-    return update(root, read_node, sorted((tree_key(m, k), v) for (m, k), v in writes.items()))
+    prefixes: dict[str, bytes] = {}  # tree_key(m, b"") per module (one encode per module, not per write)
+    changes: list[tuple[bytes, bytes | None]] = []
+    for (m, k), v in writes.items():
+        p = prefixes.get(m)
+        if p is None:
+            p = prefixes[m] = tree_key(m, b"")
+        changes.append((p + k, v))
+    changes.sort()  # tree keys are unique: values are never compared
+    return update(root, read_node, changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +118,10 @@ class App:
                 if topic in self.topics:
                     raise ValueError(f"two modules declare subscription topic {topic!r}")
                 self.topics[topic] = tspec
+        #: the modules that answer :meth:`sender_registered` (those that override the
+        #: base class's "no"): asking only them saves a call per module on every tx
+        self._registrars = [m for m in self.modules.values()
+                            if type(m).sender_registered is not Module.sender_registered]
 
     # ------------------------------------------------------------------ genesis
 
@@ -138,7 +150,10 @@ class App:
         return 0 if raw is None else int.from_bytes(raw, "big")
 
     def sender_registered(self, state: StateReader, sender: bytes) -> bool:
-        return any(m.sender_registered(state, sender) for m in self.modules.values())
+        for m in self._registrars:
+            if m.sender_registered(state, sender):
+                return True
+        return False
 
     def authority_powers(self, state: StateReader) -> dict[bytes, int]:
         """The current authority set (from the module that keeps it; empty if none does)."""
@@ -214,6 +229,7 @@ class App:
     def check_tx(
         self, state: StateReader, tx: Tx, *, expected_nonce: int | None = None,
         registration_pending: bool = False, block: BlockInfo | None = None,
+        committed_nonce: int | None = None,
     ) -> None:
         """Stateful admission checks against committed ``state`` (signature checked apart).
 
@@ -224,7 +240,8 @@ class App:
         pending tx of the sender registers it, so txs that need an identity may queue.
         ``block`` is what the dry run sees as its block (the node passes the next height
         and the time this node would propose it at, so time-bounded consents are judged
-        sensibly).
+        sensibly). ``committed_nonce``: the sender's nonce in ``state`` when the caller
+        has read it already (the mempool), so it is read once per admission.
         """
         if tx.chain != self.chain_id:
             raise TxRejected("wrong_chain", f"tx is for chain {tx.chain!r}, this node runs {self.chain_id!r}")
@@ -235,7 +252,7 @@ class App:
             body = spec.decode(tx.body)
         except TxFailed as exc:
             raise TxRejected(exc.code, exc.reason) from None
-        committed = self.nonce(state, tx.sender)
+        committed = self.nonce(state, tx.sender) if committed_nonce is None else committed_nonce
         if tx.nonce < committed:
             raise TxRejected("nonce_too_low", f"nonce {tx.nonce} already used (next is {committed})")
         if spec.requires_identity and not registration_pending and not self.sender_registered(state, tx.sender):
@@ -266,13 +283,20 @@ class App:
         block_state.set(NONCE_NS, nonce_key(tx.sender), (expected + 1).to_bytes(8, "big"))
         if spec.requires_identity and not self.sender_registered(block_state, tx.sender):
             return Receipt("unregistered_sender", "sender has no registered identity")
-        overlay = StateOverlay(block_state)
-        ctx = self._context(overlay, block, tx)
+        # the handler writes into the block's overlay under an undo log (a failure
+        # discards its writes, not the nonce): the same view and write-set as a tx layer
+        # merged on success, without reading through and copying a second layer
+        ctx = self._context(block_state, block, tx)
+        block_state.begin()
         try:
             spec.handler(ctx, spec.decode(tx.body))
         except TxFailed as exc:
+            block_state.rollback()
             return Receipt(exc.code, exc.reason)
-        overlay.merge_into(block_state)
+        except BaseException:
+            block_state.rollback()
+            raise
+        block_state.commit()
         return Receipt(events=tuple(ctx.events))
 
     def execute(self, state: StateReader, block: BlockInfo, txs: Sequence[Tx], prev_app_hash: bytes) -> Execution:

@@ -1,10 +1,11 @@
 """State access for the pure state machine.
 
 State is a key-value space partitioned by module: ``(module, key) -> value``. The
-state machine reads committed state through a :class:`StateReader` and writes into
-:class:`StateOverlay` layers: one per block over committed state, one per tx over the
-block's. A failed tx drops its layer; a finished block hands its write-set (value
-``None`` = delete) to the store, which commits it atomically with the block.
+state machine reads committed state through a :class:`StateReader` and writes into a
+:class:`StateOverlay` per block over committed state; each tx writes into the block's
+under an undo log (:meth:`StateOverlay.begin`), and a failed tx's writes are undone
+(:meth:`StateOverlay.rollback`). A finished block hands its write-set (value ``None`` =
+delete) to the store, which commits it atomically with the block.
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ class DictState:
                 self.data[k] = v
 
 
+#: an undo-log entry's "the key had no write before" (distinct from None, a delete)
+_ABSENT = object()
+
+
 class StateOverlay:
     """Buffered writes over a parent reader; reads see the buffer first.
 
@@ -95,14 +100,22 @@ class StateOverlay:
     O(log W + matches) instead of a pass over every write of the block: a block of
     thousands of txs that each scan a few keys (records, audit entries) would otherwise
     be quadratic, and too slow to validate within a consensus round.
+
+    A tx runs directly on the block's overlay between :meth:`begin` and :meth:`commit`;
+    :meth:`rollback` (its handler failed) undoes every write since :meth:`begin` from an
+    undo log. That is the view and the write-set (same keys, values and insertion order)
+    of a tx layer stacked on the block's and merged into it on success
+    (:meth:`merge_into`), without a second layer to read through and copy from.
     """
 
-    __slots__ = ("parent", "writes", "_keys")
+    __slots__ = ("parent", "writes", "_keys", "_undo")
 
     def __init__(self, parent: StateReader) -> None:
         self.parent = parent
         self.writes: dict[StateKey, bytes | None] = {}
         self._keys: dict[str, list[bytes]] = {}
+        #: while a tx is open: (key, its write before the tx's first write, or _ABSENT)
+        self._undo: list[tuple[StateKey, object]] | None = None
 
     def get(self, module: str, key: bytes) -> bytes | None:
         k = (module, key)
@@ -112,9 +125,40 @@ class StateOverlay:
 
     def _put(self, module: str, key: bytes, value: bytes | None) -> None:
         k = (module, key)
-        if k not in self.writes:
+        writes = self.writes
+        undo = self._undo
+        if k not in writes:
             bisect.insort(self._keys.setdefault(module, []), key)
-        self.writes[k] = value
+            if undo is not None:
+                undo.append((k, _ABSENT))
+        elif undo is not None:
+            undo.append((k, writes[k]))
+        writes[k] = value
+
+    def begin(self) -> None:
+        """Open a tx: from now on each write is undoable by :meth:`rollback`."""
+        if self._undo is not None:
+            raise RuntimeError("a tx is already open on this overlay")
+        self._undo = []
+
+    def commit(self) -> None:
+        """Close the open tx, keeping its writes."""
+        self._undo = None
+
+    def rollback(self) -> None:
+        """Close the open tx, undoing its writes (latest first)."""
+        undo = self._undo
+        if undo is None:
+            raise RuntimeError("no tx is open on this overlay")
+        self._undo = None
+        writes = self.writes
+        for k, old in reversed(undo):
+            if old is _ABSENT:
+                del writes[k]
+                keys = self._keys[k[0]]
+                del keys[bisect.bisect_left(keys, k[1])]
+            else:
+                writes[k] = old  # type: ignore[assignment]
 
     def set(self, module: str, key: bytes, value: bytes) -> None:
         self._put(module, key, value)

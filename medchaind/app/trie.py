@@ -56,6 +56,7 @@ computes them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -224,6 +225,13 @@ def _sym(key: bytes, i: int) -> int:
     return ((key[j] & 15) if i & 1 else (key[j] >> 4)) + 1
 
 
+@functools.lru_cache(maxsize=4096)
+def _symbols(bitmap: int) -> tuple[int, ...]:
+    """The child symbols of an inner record's bitmap, in increasing order (memoised:
+    loading a node was a loop over all 17 symbols)."""
+    return tuple(v for v in range(RADIX) if bitmap >> v & 1)
+
+
 class _Updater:
     """Mutable working copy of the top of a trie: nodes are loaded on first visit.
 
@@ -255,10 +263,9 @@ class _Updater:
         bitmap = int.from_bytes(record[5:8], "big")
         kids: list[_Node | bytes | None] = [None] * RADIX
         at = INNER_HEAD
-        for v in range(RADIX):
-            if bitmap >> v & 1:
-                kids[v] = record[at:at + 32]
-                at += 32
+        for v in _symbols(bitmap):
+            kids[v] = record[at:at + 32]
+            at += 32
         if at != len(record) or bitmap >> RADIX or at < INNER_HEAD + 64:
             decode_node(record)  # raises with the reason
         return _InnerN(int.from_bytes(record[1:5], "big"), kids, ref)
@@ -302,11 +309,20 @@ class _Updater:
         return path, node  # type: ignore[return-value]
 
     def _any_leaf(self, node: _Node) -> _LeafN:
+        """A leaf under ``node``: through children already in memory when there are
+        (each load is a store read and a hash check), else the first child."""
         while type(node) is _InnerN:
-            v = next(i for i, k in enumerate(node.kids) if k is not None)
-            k = node.kids[v]
-            if type(k) is bytes:
-                k = node.kids[v] = self._load(k)
+            kids = node.kids
+            first = -1
+            for v, k in enumerate(kids):
+                if k is None:
+                    continue
+                if type(k) is not bytes:
+                    break
+                if first < 0:
+                    first = v
+            else:  # no child in memory: load the first one
+                k = kids[first] = self._load(kids[first])  # type: ignore[arg-type]
             node = k  # type: ignore[assignment]
         return node  # type: ignore[return-value]
 
@@ -332,7 +348,11 @@ class _Updater:
             self._dirty(path)
             return
         # a new inner node at ``c`` above the first node of the path whose position is past c
-        at = next((i for i, (node, _) in enumerate(path) if node.pos > c), len(path))
+        at = 0
+        for node, _ in path:
+            if node.pos > c:
+                break
+            at += 1
         below = path[at][0] if at < len(path) else stop
         kids: list[_Node | bytes | None] = [None] * RADIX
         kids[_sym(key, c)] = new_leaf
@@ -381,30 +401,40 @@ class _Updater:
         if top.hash is not None:  # type: ignore[union-attr]
             return top.hash  # type: ignore[union-attr]
         sha = hashlib.sha256
-        # (node, its (symbol, child) pairs once its children are queued; None before)
-        stack: list[tuple[_Node, list[tuple[int, _Node | bytes]] | None]] = [(top, None)]  # type: ignore[list-item]
+        if type(top) is _LeafN:
+            record = b"\x00" + top.vhash + top.key
+            top.hash = h = sha(record).digest()
+            added[h] = record
+            return h
+        # (inner node, whether its dirty children are hashed): a node is visited twice,
+        # first to hash its dirty leaves at once and queue its dirty inner children, then
+        # (after them) to hash itself
+        stack: list[tuple[_InnerN, bool]] = [(top, False)]  # type: ignore[list-item]
         while stack:
-            node, present = stack.pop()
-            if type(node) is _LeafN:
-                record = b"\x00" + node.vhash + node.key
+            node, ready = stack.pop()
+            kids = node.kids
+            if ready:
+                bitmap = 0
+                parts = [b""]
+                for v, k in enumerate(kids):
+                    if k is not None:
+                        bitmap |= 1 << v
+                        parts.append(k if type(k) is bytes else k.hash)  # type: ignore[arg-type,union-attr]
+                parts[0] = b"\x01" + node.pos.to_bytes(4, "big") + bitmap.to_bytes(3, "big")
+                record = b"".join(parts)
                 node.hash = h = sha(record).digest()
                 added[h] = record
                 continue
-            if present is None:
-                present = [(v, k) for v, k in enumerate(node.kids) if k is not None]  # type: ignore[union-attr]
-                stack.append((node, present))
-                for _, k in present:
-                    if type(k) is not bytes and k.hash is None:  # type: ignore[union-attr]
-                        stack.append((k, None))  # type: ignore[arg-type]
-                continue
-            bitmap = 0
-            for v, _ in present:
-                bitmap |= 1 << v
-            hashes: list[bytes] = [k if type(k) is bytes else k.hash for _, k in present]  # type: ignore[misc,union-attr]
-            record = (b"\x01" + node.pos.to_bytes(4, "big")  # type: ignore[union-attr]
-                      + bitmap.to_bytes(3, "big") + b"".join(hashes))
-            node.hash = h = sha(record).digest()
-            added[h] = record
+            stack.append((node, True))
+            for k in kids:
+                if k is None or type(k) is bytes or k.hash is not None:  # type: ignore[union-attr]
+                    continue
+                if type(k) is _LeafN:
+                    record = b"\x00" + k.vhash + k.key
+                    k.hash = h = sha(record).digest()
+                    added[h] = record
+                else:
+                    stack.append((k, False))  # type: ignore[arg-type]
         return top.hash  # type: ignore[union-attr,return-value]
 
 
@@ -416,15 +446,16 @@ def update(root: bytes, read: NodeReader, changes: Iterable[tuple[bytes, bytes |
     missing or does not match its hash (a damaged store, or a ``root`` it does not hold).
     """
     up = _Updater(root, read)
+    put, delete, values, sha = up.put, up.delete, up.values, hashlib.sha256
     for key, value in changes:
         if len(key) > MAX_KEY_SIZE:
             raise ProofError(f"a state key is at most {MAX_KEY_SIZE} bytes with its module name")
         if value is None:
-            up.delete(key)
-            up.values.pop(key, None)
+            delete(key)
+            values.pop(key, None)
         else:
-            up.put(key, _h(value))
-            up.values[key] = value
+            put(key, sha(value).digest())  # value_hash(value)
+            values[key] = value
     return up.finish()
 
 

@@ -10,7 +10,7 @@ rejected.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..app import App, BlockInfo, Execution, StateReader
@@ -37,10 +37,22 @@ class Tip:
 class SigCache:
     """Hashes of txs whose signatures verified, so each tx is verified once per node.
 
-    Bounded, oldest-first eviction: ``capacity`` hashes of 32 bytes (~100 bytes each with overhead).
+    What it serves: a tx is verified when it reaches the node (admission, gossip, a
+    proposal or a synced block, often in worker threads ahead of use) and its hash is
+    looked up when the tx is admitted and when its block is validated. Once the tx is
+    committed no one asks again (a committed tx is refused before any signature check),
+    so the owner calls :meth:`discard` with a committed block's hashes and the cache holds
+    about what the mempool and the blocks in flight hold, not the chain's history.
+    ``capacity`` (oldest first out) bounds what is never committed: txs verified and
+    then refused, dropped or evicted. ~150 bytes per hash with overhead.
+
+    Eviction costs time, never safety: a hash that is not here is verified again
+    (:meth:`verify`); only a hash whose signature verified is ever added.
     """
 
     def __init__(self, capacity: int = 200_000) -> None:
+        if capacity < 1:
+            raise ValueError("SigCache capacity must be at least 1")
         self.capacity = capacity
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self.hits = 0
@@ -51,8 +63,17 @@ class SigCache:
         if len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
 
+    def discard(self, tx_hashes: Iterable[bytes]) -> None:
+        """Forget ``tx_hashes`` (those of a committed block): absent ones are ignored."""
+        pop = self._seen.pop
+        for h in tx_hashes:
+            pop(h, None)
+
     def __contains__(self, tx_hash: bytes) -> bool:
         return tx_hash in self._seen
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def verify(self, tx: Tx) -> None:
         """Raise SignatureError unless the tx's signature is (or was) verified."""

@@ -101,8 +101,8 @@ def run_sweep(sizes: Sequence[int], *, base_port: int, datadir: Path | None = No
 
 # ------------------------------------------------------------------------- soak
 
-SOAK_FIELDS = ["sample", "committed_txs", "height", "node", "rss_mib", "peak_rss_mib", "cpu_s",
-               "chaindata_mib", "blobs_mib", "db_mib", "identity_get_ms", "records_list_ms", "audit_log_ms",
+SOAK_FIELDS = ["sample", "committed_txs", "height", "node", "rss_mib", "rss_anon_mib", "rss_file_mib", "peak_rss_mib",
+               "cpu_s", "chaindata_mib", "blobs_mib", "db_mib", "identity_get_ms", "records_list_ms", "audit_log_ms",
                "records_listed", "audit_entries", "segment_tx_per_s", "busy_retries", "load_1m"]
 
 
@@ -255,6 +255,9 @@ def run_soak(
                 row: dict[str, Any] = {
                     "sample": len(samples) // validators, "committed_txs": committed, "node": i,
                     "rss_mib": round(st.get("VmRSS", 0.0), 1), "peak_rss_mib": round(st.get("VmHWM", 0.0), 1),
+                    # anonymous (heaps, arenas) apart from file-backed (LevelDB's mmapped tables: clean pages
+                    # the kernel may drop at will), so a growing rss_mib can be told apart
+                    "rss_anon_mib": round(st.get("RssAnon", 0.0), 1), "rss_file_mib": round(st.get("RssFile", 0.0), 1),
                     "cpu_s": round(st.get("cpu_s", 0.0) - cpu0[i], 2),
                     "chaindata_mib": round(chaindata / 2**20, 3), "blobs_mib": round(blobs / 2**20, 3),
                     "db_mib": round((chaindata + blobs) / 2**20, 3),
@@ -332,8 +335,8 @@ def format_row(fields: list[str], row: dict[str, Any], widths: dict[str, int]) -
 #: the columns of the printed tables (the CSV has every field)
 SWEEP_TABLE = ["validators", "txs_committed", "committed_tx_per_s", "latency_p50_s", "latency_p99_s", "blocks",
                "cpu_us_per_tx_per_node_mean", "peak_rss_mib_max", "busy_retries", "stalled", "load_1m_start"]
-SOAK_TABLE = ["committed_txs", "node", "height", "rss_mib", "db_mib", "identity_get_ms", "records_list_ms",
-              "audit_log_ms", "segment_tx_per_s", "load_1m"]
+SOAK_TABLE = ["committed_txs", "node", "height", "rss_mib", "rss_anon_mib", "rss_file_mib", "db_mib", "identity_get_ms",
+              "records_list_ms", "audit_log_ms", "segment_tx_per_s", "load_1m"]
 
 
 def bench_mode(sizes: Sequence[int], *, soak: bool, csv_path: Path | None, echo: Callable[[str], None],

@@ -262,9 +262,9 @@ class Mempool:
             raise TxRejected("nonce_pending", f"another tx with nonce {tx.nonce} is already pending")
         if tx.nonce > committed_nonce + cfg.max_nonce_ahead:
             raise TxRejected("nonce_too_high", f"nonce {tx.nonce} is too far ahead (next is {committed_nonce})")
-        self.app.check_tx(state, tx, expected_nonce=committed_nonce,
+        self.app.check_tx(state, tx, expected_nonce=committed_nonce, committed_nonce=committed_nonce,
                           registration_pending=self._registration_pending(tx),
-                                      block=self._block_info() if self._block_info else None)
+                          block=self._block_info() if self._block_info else None)
         victims = self._plan_evictions(tx.sender, len(tx.encoded), priority)
         if victims is None:
             raise TxRejected("mempool_full", "the mempool is full; retry later")
@@ -446,6 +446,7 @@ class Mempool:
         stale: list[tuple[bytes, str]] = []
         reasons: dict[str, int] = {}
         now = self._clock()
+        block = self._block_info() if self._block_info else None
         for sender, per in self._by_sender.items():
             committed_nonce = self.app.nonce(state, sender)
             for nonce, h in per.items():
@@ -461,8 +462,8 @@ class Mempool:
                 tx = self._txs[h]
                 try:
                     self.app.check_tx(state, tx, expected_nonce=committed_nonce,
-                                      registration_pending=self._registration_pending(tx),
-                                      block=self._block_info() if self._block_info else None)
+                                      committed_nonce=committed_nonce,
+                                      registration_pending=self._registration_pending(tx), block=block)
                 except TxRejected as exc:
                     stale.append((h, exc.code))
                     reasons[exc.code] = reasons.get(exc.code, 0) + 1

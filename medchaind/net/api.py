@@ -186,10 +186,15 @@ class NetLimits:
 
 @dataclass(frozen=True, slots=True)
 class TopicStats:
+    """One topic's counters (see :class:`NetStats`)."""
+
     published: int = 0
     received: int = 0
     rejected_by_validator: int = 0
     dropped_full_buffer: int = 0
+    wire_received: int = 0
+    wire_bytes: int = 0
+    duplicates: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +210,10 @@ class NetStats:
     ``identity_conflicts`` counts sightings of another process holding this node's key
     (a peer authenticated with our own peer id, a gossip message signed with our key
     that this process did not publish; libp2p only: memory endpoint names are unique).
+    ``wire_received`` counts gossip messages that arrived from peers, duplicates
+    included, ``wire_bytes`` their data bytes, and ``duplicates`` those of them already
+    seen (dropped before validation): what the transport carried, against ``received``
+    (what reached the consumer). libp2p only: the memory backend delivers each message once.
     """
 
     published: int = 0
@@ -218,6 +227,9 @@ class NetStats:
     requests_errored: int = 0
     connections_refused: int = 0
     identity_conflicts: int = 0
+    wire_received: int = 0
+    wire_bytes: int = 0
+    duplicates: int = 0
     topics: Mapping[str, TopicStats] = field(default_factory=dict)
 
 

@@ -72,7 +72,22 @@ DESIGN.md §5) with py-libp2p's defaults overridden where they lose messages or 
   (one float per message, pruned only by adaptive gossip);
 * ``publish`` applies soft back-pressure: while a peer's outbound queue is more than half
   full it waits (up to ``Libp2pTuning.publish_backpressure_s``) instead of letting the
-  queue overflow.
+  queue overflow;
+* gossipsub's message cache is keyed by the message id (:class:`_ContentMessageCache`;
+  py-libp2p keys it by ``from || seqno`` whatever the id function, so IWANTs for our ids
+  went unserved and heartbeat IHAVEs advertised ids nobody had seen);
+* a received message's id is computed once, and a copy of a message already seen is
+  recognised by its signature without hashing its data (:class:`_MedchainPubsub`);
+  what arrives, duplicates included, is counted per topic (``NetStats.wire_received``,
+  ``wire_bytes``, ``duplicates``);
+* bulk-topic messages (tx batches) that we forward are announced with IHAVE instead of
+  pushed (``_MedchainGossipSub._announce``, ``Libp2pTuning.lazy_bulk_forwarding``): on
+  the authorities' full mesh 2 of every 3 copies a node received were duplicates; a peer
+  that lacks one asks with IWANT (py-libp2p's IHAVE/IWANT rate limits, 10 per second,
+  are raised to ``max_ihave_iwant_per_s``). Our own publications are pushed as before;
+* yamux receive credit is given as go-yamux gives it, once half the window has been read
+  (:func:`_credit_after_half_window`), not after every read (py-libp2p 0.8.1 sent a
+  WINDOW_UPDATE frame per read, even per byte of a varint length prefix).
 
 A dedicated task per topic drains the libp2p subscription into the consumer's bounded
 channel (:class:`~medchaind.net.shared.Subscription`), counting what overflows. When the
@@ -91,7 +106,8 @@ refuses a request above *its protocol's* limit (``NetLimits.request_limit``: 256
 for ``sync/1``, not the 64 MiB a response may have) without reading the body. What a
 peer can make us read is therefore bounded by the request limits times the admitted
 streams. (py-libp2p's yamux still buffers up to its receive window, 256 KiB, of a
-stream we do not read.)
+stream we do not read.) The requester therefore reads the response while it writes the
+request (:meth:`Libp2pNetwork._exchange`): a refusal ends the writing.
 
 **Connectivity.** Bootstrap peers are dialled at start and, while disconnected, redialled
 with exponential backoff (``reconnect_initial_s`` doubling to ``reconnect_max_s``). The
@@ -196,6 +212,7 @@ from libp2p.peer.id import ID  # noqa: E402
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr  # noqa: E402
 from libp2p.protocol_muxer.exceptions import ProtocolNotSupportedError  # noqa: E402
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub  # noqa: E402
+from libp2p.pubsub.mcache import CacheEntry, MessageCache  # noqa: E402
 from libp2p.pubsub.pb import rpc_pb2  # noqa: E402
 from libp2p.pubsub.pubsub import Pubsub  # noqa: E402
 from libp2p.pubsub.rpc_queue import RpcQueue  # noqa: E402
@@ -205,7 +222,7 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID  # 
 from libp2p.security.noise.transport import Transport as NoiseTransport  # noqa: E402
 from libp2p.security.pnet.protector import new_protected_conn  # noqa: E402
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID  # noqa: E402
-from libp2p.stream_muxer.yamux.yamux import Yamux  # noqa: E402
+from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream  # noqa: E402
 from libp2p.tools.anyio_service import background_trio_service  # noqa: E402
 from libp2p.utils.varint import encode_uvarint  # noqa: E402
 
@@ -252,9 +269,9 @@ class _ExpectedFailureFilter(logging.Filter):
     (``transport/tcp/tcp.py``), and a request for a protocol the peer does not serve logs
     a multi-line ERROR (``host/basic_host.py``), as does a stream to a peer that just went
     away (a failed multistream handshake, also logged by ``multiselect_client``); the
-    bootstrap loop and ``request`` report these at the right level. A connection our allowlist refuses makes the swarm log
-    "failed to upgrade security" at ERROR (``network/swarm.py``); the refusal itself is
-    logged by this module. They are kept when libp2p debug logging is on.
+    bootstrap loop and ``request`` report these at the right level. A connection our
+    allowlist refuses makes the swarm log "failed to upgrade security" at ERROR
+    (``network/swarm.py``); the refusal itself is logged by this module. They are kept when libp2p debug logging is on.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -290,6 +307,33 @@ def _listen_socket_flags(sock: Any) -> None:
 
 if hasattr(_libp2p_tcp, "_set_reuse_flags"):  # tests/net/test_net_listen.py fails if this stops applying
     _libp2p_tcp._set_reuse_flags = _listen_socket_flags
+
+
+async def _credit_after_half_window(self: YamuxStream, *, bytes_read: int = 0) -> None:
+    """Yamux receive credit as go-yamux gives it (``sendWindowUpdate``): only once the
+    reader has consumed at least half the receive window, and then all of it.
+
+    py-libp2p 0.8.1's ``_auto_tune_and_send_window_update`` sends a WINDOW_UPDATE frame
+    (a Noise-encrypted write) after nearly every read: each byte of a gossip RPC's
+    varint length prefix (read one byte at a time), then each chunk of its body. Measured
+    on 4 authorities under tx load, that was ~6% of a node's event loop, and as many
+    frames on the wire as data frames. Credit is still only given for bytes the reader
+    took, so a stream nobody reads still holds at most its window (see "Request/response"
+    in the module doc); the window still grows (py-libp2p's auto-tuning, up to 16 MiB)
+    while updates follow each other within 4 RTTs.
+    """
+    async with self.window_lock:
+        buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+        delta = self.target_recv_window - (self.recv_window + buffered)
+        if delta <= 0 or delta < self.target_recv_window // 2:
+            return
+        self.recv_window += delta
+        delta += self._apply_autotune_epoch(buffered)
+    await self.send_window_update(delta, skip_lock=True)
+
+
+if hasattr(YamuxStream, "_auto_tune_and_send_window_update"):  # tests/net/test_net_gossip_wire.py checks it applies
+    YamuxStream._auto_tune_and_send_window_update = _credit_after_half_window  # type: ignore[method-assign]
 
 
 def _probe_listen(maddr: multiaddr.Multiaddr) -> OSError | None:
@@ -354,6 +398,11 @@ class Libp2pTuning:
     self_probe_repeat_s: float = 1.0
     #: after start, gossip signed with our key may still be our previous run's
     self_echo_grace_s: float = 10.0
+    #: forward bulk-topic messages (tx batches) as IHAVE announcements, not copies
+    #: (``_MedchainGossipSub._announce``); our own publications are always pushed
+    lazy_bulk_forwarding: bool = True
+    #: IHAVE (per peer and topic) and IWANT (per peer) messages accepted per second
+    max_ihave_iwant_per_s: float = 1000.0
 
 
 def peer_id_from_public_key(ed25519_pub: bytes) -> PeerId:
@@ -397,13 +446,90 @@ class _SizedQueues(dict[ID, RpcQueue]):
         super().__setitem__(peer, queue)
 
 
-class _MedchainPubsub(Pubsub):
-    """Pubsub with whole-message writes and per-stream failure containment (see the module doc)."""
+#: signatures of recently seen gossip messages kept to drop duplicates without hashing them
+SEEN_SIGNATURES_KEPT = 8192
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+
+class _MedchainPubsub(Pubsub):
+    """Pubsub with whole-message writes, per-stream failure containment (see the module
+    doc) and a cheaper path for each received message.
+
+    **One message id per message.** py-libp2p computes the message id of a received
+    message three times in ``push_msg`` (seen check, validation cache, mark seen) and again
+    in the router (message cache, IDONTWANT), and ours is a SHA-256 of the data: ~0.8 ms
+    and a copy of the data per MiB each time. The id is computed once per ``push_msg`` and
+    handed to the others while it runs (``_ids``, by object identity).
+
+    **Duplicates without hashing.** On a full mesh each tx batch arrives once from its
+    publisher and once from every other peer; those copies are dropped as seen. Strict
+    signing means a copy carries the very signature of the message we validated, and an
+    Ed25519 signature names its signed bytes (origin, seqno, data, topics), so
+    a signature we recorded (``_by_signature``, ``SEEN_SIGNATURES_KEPT``) whose content id
+    is still in the seen cache marks a duplicate without hashing the data. The outcome is
+    the seen check's: a message with a copied signature but other content would fail
+    signature validation and be dropped just the same; anything not recorded takes the
+    full path.
+
+    **Wire counters.** Every message from a peer is reported to ``on_wire`` (the message,
+    its data size, whether it was a duplicate) for :class:`~medchaind.net.api.NetStats`.
+    (Not ``ByteSize()``: upb serialises the message for it, ~170 us per MiB.)
+    """
+
+    def __init__(
+        self, *args: Any, on_wire: Callable[[rpc_pb2.Message, int, bool], None] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._write_locks: weakref.WeakKeyDictionary[Any, trio.Lock] = weakref.WeakKeyDictionary()
         self.stream_failures = 0
+        self._on_wire = on_wire
+        self._ids: dict[int, tuple[rpc_pb2.Message, bytes, int]] = {}  # id(msg) -> (msg, id, data size)
+        self._by_signature: dict[bytes, tuple[bytes, int]] = {}  # signature -> (id, data size)
+        self._msg_id_constructor = self._message_id
+
+    def _message_id(self, msg: rpc_pb2.Message) -> bytes:
+        known = self._ids.get(id(msg))
+        if known is not None and known[0] is msg:
+            return known[1]
+        return content_message_id(msg)
+
+    async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        own = msg_forwarder == self.my_id
+        if not own:
+            signature = msg.signature
+            known = self._by_signature.get(signature) if signature else None
+            if known is not None and self.seen_messages.has(known[0]):
+                self._wire(msg, known[1], duplicate=True)
+                return
+        data = msg.data  # a copy (upb): taken once
+        msg_id = hashlib.sha256(data).digest()  # content_message_id
+        if not own:
+            duplicate = self.seen_messages.has(msg_id)
+            self._wire(msg, len(data), duplicate=duplicate)
+            if duplicate:
+                return
+        key = id(msg)
+        self._ids[key] = (msg, msg_id, len(data))
+        try:
+            await super().push_msg(msg_forwarder, msg)
+        finally:
+            self._ids.pop(key, None)
+
+    def _mark_msg_seen(self, msg: rpc_pb2.Message) -> None:
+        # called by push_msg after the signature and the validators accepted msg
+        known = self._ids.get(id(msg))
+        if known is None or known[0] is not msg:
+            known = (msg, content_message_id(msg), len(msg.data))
+        self.seen_messages.add(known[1])
+        signature = msg.signature
+        if signature:
+            kept = self._by_signature
+            kept[signature] = (known[1], known[2])
+            if len(kept) > SEEN_SIGNATURES_KEPT:
+                del kept[next(iter(kept))]
+
+    def _wire(self, msg: rpc_pb2.Message, size: int, *, duplicate: bool) -> None:
+        if self._on_wire is not None:
+            self._on_wire(msg, size, duplicate)
 
     async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
         lock = self._write_locks.get(stream)
@@ -427,6 +553,29 @@ class _MedchainPubsub(Pubsub):
             # keep one whose pubsub state no longer matches the peer's
             with contextlib.suppress(Exception):
                 await self.host.disconnect(peer_id)
+
+
+class _ContentMessageCache(MessageCache):
+    """Gossipsub's message cache keyed by the pubsub's message id, as IHAVE/IWANT are.
+
+    py-libp2p 0.8.1's ``MessageCache.put`` keys by ``from || seqno`` whatever the message-id
+    function, while ``handle_ihave`` checks the seen cache and ``handle_iwant`` looks up the
+    cache with the ids it receives. With content ids (docs/protocol.md §12.2) an IWANT for
+    an advertised content id was never served, and our heartbeat IHAVEs advertised
+    ``from || seqno`` ids that no receiver had seen, so a non-mesh peer asked for, and got,
+    every message of the gossip window again.
+    """
+
+    def __init__(self, window_size: int, history_size: int, msg_id: Callable[[rpc_pb2.Message], bytes]) -> None:
+        super().__init__(window_size, history_size)
+        self._msg_id = msg_id
+
+    def put(self, msg: rpc_pb2.Message) -> None:
+        mid = self._msg_id(msg)
+        if mid in self.msgs:
+            return
+        self.msgs[mid] = msg
+        self.history[0].append(CacheEntry(mid, msg.topicIDs))
 
 
 class _MedchainGossipSub(GossipSub):
@@ -466,10 +615,41 @@ class _MedchainGossipSub(GossipSub):
         super()._notify_mesh_peer_added(peer_id, topic)
         self._on_mesh_change()
 
+    #: announce, rather than push, bulk messages we forward (``Libp2pTuning.lazy_bulk_forwarding``)
+    lazy_bulk_forwarding = False
+
     async def publish(self, msg_forwarder: ID, pubsub_msg: rpc_pb2.Message) -> None:
+        pubsub = self.pubsub
+        if (
+            self.lazy_bulk_forwarding
+            and pubsub is not None
+            and msg_forwarder != pubsub.my_id
+            and pubsub_msg.topicIDs
+            and all(t in self.bulk_topics for t in pubsub_msg.topicIDs)
+        ):
+            await self._announce(msg_forwarder, pubsub_msg, pubsub)
+            return
         await super().publish(msg_forwarder, pubsub_msg)
         # Only adaptive gossip (disabled) reads this list, and only it prunes it.
         self.recent_message_deliveries.clear()
+
+    async def _announce(self, msg_forwarder: ID, msg: rpc_pb2.Message, pubsub: Pubsub) -> None:
+        """Forward a bulk message lazily: IHAVE to the peers it would be pushed to.
+
+        On a full mesh (the authorities) every peer already has it from its publisher, so
+        pushing it again only made duplicates (2 of every 3 tx batches a node received on
+        4 authorities, each read, decrypted, parsed and dropped); a peer that lacks it (an
+        observer behind this node, a peer the publisher does not reach) answers IWANT and
+        gets it from the message cache, one round trip later. Both are gossipsub v1.1
+        messages: peers that forward eagerly interoperate unchanged.
+        """
+        self.mcache.put(msg)
+        msg_id = pubsub.get_message_id(msg)
+        for peer in self._get_peers_to_send(msg.topicIDs, msg_forwarder=msg_forwarder, origin=ID(msg.from_id),
+                                            msg_id=msg_id):
+            if peer in pubsub.peers:
+                for topic in msg.topicIDs:
+                    await self.emit_ihave(topic, [msg_id], peer)
 
 
 class _OwnPeerId(HandshakeFailure):
@@ -640,6 +820,7 @@ class Libp2pNetwork(NetworkAPI):
         self._counters = Counters()
         self._subs: dict[str, Subscription] = {}
         self._bulk_topics: frozenset[str] = frozenset()
+        self._topic_names: dict[str, str] = {}  # libp2p topic id -> our topic name (subscribed ones)
         #: content hashes of what this process published, newest last (OWN_PUBLISHED_KEPT)
         self._own_published: dict[bytes, None] = {}
         self._handlers: dict[str, Handler] = {}
@@ -781,6 +962,11 @@ class Libp2pNetwork(NetworkAPI):
             eclipse_protection_enabled=False,
         )
         router.bulk_topics = self._bulk_topics
+        router.lazy_bulk_forwarding = self._tuning.lazy_bulk_forwarding
+        # py-libp2p ignores IHAVEs beyond 10 per second per peer and topic, and IWANTs
+        # beyond 10 per second per peer: lazy forwarding sends one per bulk message
+        router.max_ihave_messages_per_second = self._tuning.max_ihave_iwant_per_s
+        router.max_iwant_requests_per_second = self._tuning.max_ihave_iwant_per_s
         pubsub = _MedchainPubsub(
             host,
             router,
@@ -791,7 +977,10 @@ class Libp2pNetwork(NetworkAPI):
             validation_cache_ttl=0,
             validation_cache_size=1,
             max_inbound_rpc_size=self._limits.max_gossip_size + _RPC_OVERHEAD,
+            on_wire=self._on_wire,
         )
+        router.mcache = _ContentMessageCache(router.mcache.window_size, router.mcache.history_size,
+                                             pubsub.get_message_id)
         pubsub.peer_queues = _SizedQueues(
             self._tuning.outbound_queue_size, self._limits.max_gossip_size + _RPC_OVERHEAD
         )
@@ -902,6 +1091,18 @@ class Libp2pNetwork(NetworkAPI):
             await state.host.close()
         if scope.cancelled_caught:
             log.warning("libp2p shutdown exceeded %.1fs; abandoning the rest", self._tuning.shutdown_timeout_s)
+
+    def _on_wire(self, msg: rpc_pb2.Message, size: int, duplicate: bool) -> None:
+        """Count a gossip message of ``size`` data bytes that arrived from a peer (``NetStats.wire_received``)."""
+        for topic_id in msg.topicIDs:
+            topic = self._topic_names.get(topic_id)
+            if topic is None:
+                continue
+            counters = self._counters.topic(topic)
+            counters.wire_received += 1
+            counters.wire_bytes += size
+            if duplicate:
+                counters.duplicates += 1
 
     def _on_dropped(self, rpc: rpc_pb2.RPC, reason: str) -> None:
         if not rpc.publish:
@@ -1113,6 +1314,7 @@ class Libp2pNetwork(NetworkAPI):
             return
         state.drained.add(topic)
         topic_id = self._topic_id(topic)
+        self._topic_names[topic_id] = topic
         state.pubsub.set_topic_validator(topic_id, self._validator_for(topic), is_async_validator=False)
         state.nursery.start_soon(self._drain, state, topic)
 
@@ -1152,12 +1354,13 @@ class Libp2pNetwork(NetworkAPI):
             raise MessageTooLarge(
                 f"gossip message of {len(data)} bytes exceeds max_gossip_size={self._limits.max_gossip_size}"
             )
-        if state.pubsub.seen_messages.has(hashlib.sha256(data).digest()):
+        msg_id = hashlib.sha256(data).digest()
+        if state.pubsub.seen_messages.has(msg_id):
             await trio.lowlevel.checkpoint()
             return  # content already seen: pubsub would drop it too
         await self._wait_outbound_room(state)
         own = self._own_published
-        own[hashlib.sha256(data).digest()] = None
+        own[msg_id] = None
         if len(own) > OWN_PUBLISHED_KEPT:
             del own[next(iter(own))]
         try:
@@ -1261,20 +1464,17 @@ class Libp2pNetwork(NetworkAPI):
             except Exception as exc:
                 raise PeerUnreachable(f"cannot reach peer {peer}: {exc!r}") from exc
             try:
-                await stream.write(encode_uvarint(len(data)) + data)
-                status = (await _read_exactly(stream, 1))[0]
-                size = await _read_uvarint(stream)
-                if status == STATUS_OK and size > limit:
-                    raise MessageTooLarge(f"response of {size} bytes exceeds max_request_size={limit}")
-                check_error_size(peer, protocol, status, size)
-                payload = await _read_exactly(stream, size)
+                status, payload, sent = await self._exchange(stream, peer, protocol, data, limit)
             except NetworkError:
                 await _reset_quietly(stream)
                 raise
             except Exception as exc:
                 await _reset_quietly(stream)
                 raise NetworkError(f"{protocol} exchange with {peer} failed: {exc!r}") from exc
-            await _close_quietly(stream)
+            if sent:
+                await _close_quietly(stream)
+            else:  # refused before the server read it all: the rest of the request is moot
+                await _reset_quietly(stream)
             if status == STATUS_OK:
                 return payload
             message = payload.decode("utf-8", "replace")
@@ -1285,6 +1485,47 @@ class Libp2pNetwork(NetworkAPI):
         if stream is not None:
             await _reset_quietly(stream)
         raise RequestTimeout(f"request {protocol} to {peer} timed out after {timeout}s")
+
+    @staticmethod
+    async def _exchange(
+        stream: INetStream, peer: PeerId, protocol: str, data: bytes, limit: int
+    ) -> tuple[int, bytes, bool]:
+        """Write the request while reading the response: ``(status, payload, request sent whole)``.
+
+        A server refuses an oversize request, or one it has no place for, without reading
+        it (see "Request/response" in the module doc), so the part beyond the yamux
+        receive window is never credited and a writer that waited for that credit before
+        reading would wait until py-libp2p gives up (5 s). The response ends the writing.
+        """
+        failures: list[Exception] = []
+        response: list[tuple[int, bytes]] = []
+        sent = False
+
+        async def write(cancel_scope: trio.CancelScope) -> None:
+            nonlocal sent
+            try:
+                await stream.write(encode_uvarint(len(data)) + data)
+                sent = True
+            except Exception as exc:  # reported below, after the reader stopped too
+                failures.append(exc)
+                cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write, nursery.cancel_scope)
+            try:
+                status = (await _read_exactly(stream, 1))[0]
+                size = await _read_uvarint(stream)
+                if status == STATUS_OK and size > limit:
+                    raise MessageTooLarge(f"response of {size} bytes exceeds max_request_size={limit}")
+                check_error_size(peer, protocol, status, size)
+                response.append((status, await _read_exactly(stream, size)))
+            except Exception as exc:  # raised outside the nursery, not wrapped in a group
+                failures.append(exc)
+            nursery.cancel_scope.cancel()  # a refused request is not read: stop writing it
+        if response:  # an answer stands; "ok" means the server read the whole request
+            status, payload = response[0]
+            return status, payload, sent or status == STATUS_OK
+        raise failures[0]
 
     def statistics(self) -> NetStats:
         return self._counters.snapshot()

@@ -61,6 +61,9 @@ class _TopicCounters:
     received: int = 0
     rejected_by_validator: int = 0
     dropped_full_buffer: int = 0
+    wire_received: int = 0
+    wire_bytes: int = 0
+    duplicates: int = 0
 
 
 class Counters:
@@ -84,7 +87,8 @@ class Counters:
 
     def snapshot(self) -> NetStats:
         topics = {
-            name: TopicStats(c.published, c.received, c.rejected_by_validator, c.dropped_full_buffer)
+            name: TopicStats(c.published, c.received, c.rejected_by_validator, c.dropped_full_buffer,
+                             c.wire_received, c.wire_bytes, c.duplicates)
             for name, c in sorted(self._topics.items())
         }
         return NetStats(
@@ -99,6 +103,9 @@ class Counters:
             requests_errored=self.requests_errored,
             connections_refused=self.connections_refused,
             identity_conflicts=self.identity_conflicts,
+            wire_received=sum(t.wire_received for t in topics.values()),
+            wire_bytes=sum(t.wire_bytes for t in topics.values()),
+            duplicates=sum(t.duplicates for t in topics.values()),
             topics=topics,
         )
 

@@ -40,6 +40,9 @@ LOG_FORMATS = ("text", "json")
 @dataclass(frozen=True, slots=True)
 class NodeSection:
     moniker: str = "medchaind"
+    #: after a commit, return freed heap pages to the OS (glibc ``malloc_trim``) at most
+    #: this often; 0 turns it off (medchaind/node/memtrim.py: why not more often)
+    malloc_trim_ms: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +328,7 @@ def load_config(
 #: proposer that is a millisecond late lose its round) or holds the chain up longer than
 #: anyone means (a 10-minute propose timeout stalls it ten minutes per crashed proposer).
 RANGES: dict[str, tuple[int, int]] = {
+    "node.malloc_trim_ms": (0, 3_600_000),
     "consensus.empty_block_interval_ms": (10, 3_600_000),
     "consensus.timeout_propose_ms": (10, 600_000),
     "consensus.timeout_propose_delta_ms": (0, 600_000),
@@ -349,7 +353,8 @@ RANGES: dict[str, tuple[int, int]] = {
     "sync.snapshot_discovery_ms": (0, 3_600_000),
 }
 #: what a range error adds about a special value
-_RANGE_NOTES = {"consensus.double_sign_check_height": " (0 turns the check off)"}
+_RANGE_NOTES = {"consensus.double_sign_check_height": " (0 turns the check off)",
+                "node.malloc_trim_ms": " (0 turns it off)"}
 
 
 class _SettingError(ConfigError):

@@ -223,6 +223,9 @@ class NodeCollector(Collector):
             ("requests_served", "Requests served to peers"),
             ("connections_refused", "Connections refused (not on the allowlist)"),
             ("identity_conflicts", "Sightings of another process running with this node's key"),
+            ("wire_received", "Gossip messages that arrived from peers, duplicates included,"),
+            ("wire_bytes", "Data bytes of the gossip messages that arrived from peers"),
+            ("duplicates", "Gossip messages that arrived again and were dropped as already seen"),
         ):
             yield counter(f"p2p_{field}", f"{doc} since start.", getattr(ns, field))
         ipc = n.ipc_server

@@ -60,6 +60,7 @@ from ..types import Genesis, Tx, to_jsonable
 from .blobs import BATCH as BLOB_BATCH
 from .blobs import BATCH_PROTOCOL, BLOB_PROTOCOL, BlobService
 from .config import Config, ipc_server_options
+from .memtrim import MemoryTrimmer, load_malloc_trim
 from .queries import ModuleQueries
 from .rpc import (
     ADMIT_SLICE,
@@ -127,7 +128,10 @@ class Node:
         self.wal: WAL | None = None
         self.banned: set[Any] = set()
         self._powers_seen: dict[bytes, int] = {}
-        self.sigs = SigCache()
+        # what the cache serves: the pool's txs and the blocks in flight (committed
+        # hashes leave it in _on_commit); the cap bounds the ones never committed
+        self.sigs = SigCache(capacity=config.mempool.max_txs + 2 * genesis.params.max_block_txs)
+        self.trimmer = MemoryTrimmer(load_malloc_trim(), config.node.malloc_trim_ms / 1000)
         self._tx_waiters: dict[bytes, trio.Event] = {}
         self._head_changed = trio.Event()
         self._sd = SdNotifier()
@@ -363,6 +367,10 @@ class Node:
             "requests_failed": s.requests_failed, "requests_served": s.requests_served,
             "connections_refused": s.connections_refused,
             "identity_conflicts": s.identity_conflicts,
+            "wire_received": s.wire_received, "wire_bytes": s.wire_bytes, "duplicates": s.duplicates,
+            "topics": {name: {"published": t.published, "received": t.received, "wire_received": t.wire_received,
+                              "wire_bytes": t.wire_bytes, "duplicates": t.duplicates}
+                       for name, t in s.topics.items()},
         }
 
     def readiness(self) -> tuple[bool, str]:
@@ -439,6 +447,7 @@ class Node:
                 await nursery.start(self.sync.run)
                 await nursery.start(self.blobs.run)
                 await nursery.start(self.ipc_server.serve)
+                await nursery.start(self.trimmer.run)
                 if self.metrics is not None:
                     await nursery.start(self.metrics.serve)
                 for service in self.services:
@@ -612,6 +621,8 @@ class Node:
             self.hub.publish("tx", tx_event(tx, "dropped", reason=reason), _tx_filter(tx))
 
     def _on_commit(self, c: Committed) -> None:
+        self.sigs.discard(tx.hash for tx in c.block.txs)  # no one checks a committed tx again
+        self.trimmer.committed()
         self.counters.blocks += 1
         self.counters.txs += len(c.block.txs)
         self.counters.txs_failed += sum(1 for r in c.receipts if not r.ok)

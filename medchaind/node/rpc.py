@@ -148,7 +148,7 @@ def decode_submit_batch(txs_raw: bytes, blobs_raw: bytes | None) -> list[tuple[T
     per tx. Returns (tx, sidecar) pairs in order, or raises for the whole batch: -32602
     naming what is wrong, or -32001 for an item that is not a well-formed tx (``data``
     has its ``index``), so a malformed batch admits nothing."""
-    items = _cbor_array(txs_raw, "txs", MAX_BATCH_TX_BYTES)
+    items = _cbor_array(txs_raw, "txs", MAX_BATCH_TX_BYTES, nulls=False)
     if len(items) > MAX_BATCH_TXS:
         raise InvalidParams(f"txs holds {len(items)} txs; at most {MAX_BATCH_TXS} per call")
     txs: list[Tx] = []
@@ -171,11 +171,15 @@ def decode_submit_batch(txs_raw: bytes, blobs_raw: bytes | None) -> list[tuple[T
     return list(zip(txs, blobs, strict=True))
 
 
-def _cbor_array(raw: bytes, name: str, max_size: int) -> list[Any]:
-    try:
-        items = codec.decode(raw, max_size=max_size, max_depth=2)
-    except DecodeError as exc:
-        raise InvalidParams(f"{name} is not one canonical CBOR array: {exc}") from None
+def _cbor_array(raw: bytes, name: str, max_size: int, *, nulls: bool = True) -> list[Any]:
+    # the usual shape (byte strings, or nulls where allowed) is read from its heads alone;
+    # anything else is decoded in full, for its items or for the error
+    items = codec.split_bytes_array(raw, nulls=nulls) if len(raw) <= max_size else None
+    if items is None:
+        try:
+            items = codec.decode(raw, max_size=max_size, max_depth=2)
+        except DecodeError as exc:
+            raise InvalidParams(f"{name} is not one canonical CBOR array: {exc}") from None
     if not isinstance(items, list) or not items:
         raise InvalidParams(f"{name} must be a non-empty CBOR array")
     return items

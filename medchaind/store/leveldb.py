@@ -13,6 +13,16 @@ module adds is the mapping from plyvel's errors to ours, so a user sees
 * anything else plyvel raises -> :class:`~medchaind.errors.StoreError` with plyvel's text.
 
 LevelDB handles are thread-safe, but medchaind still gives each store one owner.
+
+Options (:data:`BLOOM_FILTER_BITS`): every table LevelDB writes carries a bloom filter
+of 10 bits per key, so a point read of an absent key (the already-committed check of
+every new tx, the nonce of a new sender, a new identity) is answered from the filter
+(~1% false positives) instead of by reading a data block. Filters are per table file:
+a database written without them stays readable (its old tables are searched as before
+until compaction rewrites them), and one written with them opens without the option
+(the filter is then ignored). It changes no stored byte of medchaind's (keys and
+values are the same), only LevelDB's own table format. Block cache and open-files
+limit stay LevelDB's defaults (8 MiB, 1,000 tables).
 """
 
 from __future__ import annotations
@@ -25,6 +35,9 @@ import plyvel  # type: ignore[import-untyped]
 
 from ..errors import DatadirLockedError, StoreError
 from .kv import KVStore, Puts, prefix_upper_bound, prepare_write
+
+#: bits per key of the bloom filter in each table LevelDB writes (LevelDB's recommended 10)
+BLOOM_FILTER_BITS = 10
 
 
 def _plyvel_message(exc: BaseException) -> str:
@@ -68,7 +81,7 @@ class LevelDBKV(KVStore):
                 f"{path}: cannot create the database directory ({exc.strerror or exc})"
             ) from None
         try:
-            db = plyvel.DB(str(path), create_if_missing=True)
+            db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=BLOOM_FILTER_BITS)
         except plyvel.Error as exc:
             if _is_lock_error(exc):
                 raise DatadirLockedError(

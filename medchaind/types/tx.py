@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from .. import codec, crypto
@@ -29,6 +30,11 @@ MAX_NONCE = 2**63 - 1
 TX_TYPE_RE = re.compile(r"^[a-z][a-z_]{0,31}\.[a-z][a-z_]{0,31}$")
 CHAIN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _TX_KEYS = frozenset({"v", "chain", "type", "sender", "nonce", "body", "sig"})
+#: the same keys in canonical order (docs/protocol.md §1.2: shorter first, then bytewise)
+_TX_ORDER = ("v", "sig", "body", "type", "chain", "nonce", "sender")
+#: how a canonical tx encoding begins: a map of 7, "v": 1, then "sig": a 64-byte string
+_SIGNED_HEAD = b"\xa7\x61v\x01\x63sig\x58\x40"
+_SIGNED_HEAD_LEN = len(_SIGNED_HEAD)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -63,6 +69,19 @@ class Tx:
         return m
 
     def signing_payload(self) -> bytes:
+        """``enc(tx without "sig")`` (docs/protocol.md §3), cut out of ``encoded``.
+
+        In the canonical map the ``v`` entry comes first and ``sig`` second (keys sort
+        shorter first), and dropping an entry changes only the map's head, so the
+        payload is ``0xa6``, the ``v`` entry and everything after the ``sig`` entry: no
+        re-encoding in canonical mode (which sorts every map again, ~4x the plain
+        encoding; once per tx per node, by the verifier). ``encoded`` is the canonical
+        encoding of these fields for every Tx built here (decode_tx, tx_from_map); a Tx
+        constructed by hand without it is encoded as before.
+        """
+        e = self.encoded
+        if e[:_SIGNED_HEAD_LEN] == _SIGNED_HEAD:
+            return b"\xa6" + e[1:4] + e[_SIGNED_HEAD_LEN + crypto.SIGNATURE_SIZE :]
         return codec.encode_unchecked(self.unsigned_map())
 
     def verify_signature(self) -> None:
@@ -87,11 +106,30 @@ def _unsigned(v: int, chain: str, type_: str, sender: bytes, nonce: int, body: d
     return {"v": v, "chain": chain, "type": type_, "sender": sender, "nonce": nonce, "body": body}
 
 
+# ``Tx(...)`` goes through the frozen dataclass's ``__init__``: a keyword call and an
+# ``object.__setattr__`` per field, about half of what building a decoded tx cost. The
+# slots' own descriptors fill a bare instance directly (what ``object.__setattr__``
+# ends in, minus the lookups); the instance is as frozen as any other (assignment still
+# raises). tests/unit/test_decode_fastpaths.py checks that this sets every field.
+_new = object.__new__
+_set_chain, _set_type, _set_sender, _set_nonce, _set_body, _set_sig, _set_v, _set_encoded, _set_hash = (
+    Tx.__dict__[name].__set__ for name in ("chain", "type", "sender", "nonce", "body", "sig", "v", "encoded", "hash")
+)
+
+
 def _finish(m: dict[str, Any], encoded: bytes) -> Tx:
-    return Tx(
-        chain=m["chain"], type=m["type"], sender=m["sender"], nonce=m["nonce"], body=m["body"],
-        sig=m["sig"], v=m["v"], encoded=encoded, hash=crypto.sha256(encoded),
-    )
+    """The Tx of a validated map ``m`` whose canonical encoding is ``encoded``."""
+    tx = _new(Tx)
+    _set_chain(tx, m["chain"])
+    _set_type(tx, m["type"])
+    _set_sender(tx, m["sender"])
+    _set_nonce(tx, m["nonce"])
+    _set_body(tx, m["body"])
+    _set_sig(tx, m["sig"])
+    _set_v(tx, m["v"])
+    _set_encoded(tx, encoded)
+    _set_hash(tx, crypto.sha256(encoded))
+    return tx
 
 
 def sign_tx(key: crypto.SigningKey, chain: str, type_: str, nonce: int, body: dict[str, Any]) -> Tx:
@@ -107,24 +145,42 @@ def validate_tx_map(m: Any) -> None:
     """Stateless shape and size checks of a decoded tx map (CometBFT's ValidateBasic)."""
     if not isinstance(m, dict):
         raise ValidationError("tx: expected a map")
-    if set(m) != _TX_KEYS:
+    if m.keys() != _TX_KEYS:
         missing = sorted(_TX_KEYS - set(m))
         extra = sorted(set(m) - _TX_KEYS)
         raise ValidationError(f"tx: wrong fields (missing {missing}, unexpected {extra})")
-    if m["v"] != TX_VERSION or type(m["v"]) is not int:
-        raise ValidationError(f"tx: unsupported version {m['v']!r} (expected {TX_VERSION})")
-    if not isinstance(m["chain"], str) or not CHAIN_ID_RE.fullmatch(m["chain"]):
+    v = m["v"]
+    if type(v) is not int or v != TX_VERSION:
+        raise ValidationError(f"tx: unsupported version {v!r} (expected {TX_VERSION})")
+    chain = m["chain"]
+    if not isinstance(chain, str) or not _is_chain_id(chain):
         raise ValidationError("tx: chain id must match [a-z0-9][a-z0-9-]{0,63}")
-    if not isinstance(m["type"], str) or not TX_TYPE_RE.fullmatch(m["type"]):
+    type_ = m["type"]
+    if not isinstance(type_, str) or not _is_tx_type(type_):
         raise ValidationError("tx: type must look like 'module.action' (lowercase)")
-    if not isinstance(m["sender"], bytes) or len(m["sender"]) != crypto.PUBLIC_KEY_SIZE:
+    sender = m["sender"]
+    if not isinstance(sender, bytes) or len(sender) != crypto.PUBLIC_KEY_SIZE:
         raise ValidationError("tx: sender must be a 32-byte Ed25519 public key")
-    if type(m["nonce"]) is not int or not 0 <= m["nonce"] <= MAX_NONCE:
+    nonce = m["nonce"]
+    if type(nonce) is not int or not 0 <= nonce <= MAX_NONCE:
         raise ValidationError("tx: nonce must be an unsigned 63-bit integer")
     if not isinstance(m["body"], dict):
         raise ValidationError("tx: body must be a map")
-    if not isinstance(m["sig"], bytes) or len(m["sig"]) != crypto.SIGNATURE_SIZE:
+    sig = m["sig"]
+    if not isinstance(sig, bytes) or len(sig) != crypto.SIGNATURE_SIZE:
         raise ValidationError("tx: sig must be 64 bytes")
+
+
+# A network carries one chain id and a few dozen tx types: remember which strings match
+# (bounded memo of a pure function; a regex match cost more than the cache lookup).
+@lru_cache(maxsize=64)
+def _is_chain_id(s: str) -> bool:
+    return CHAIN_ID_RE.fullmatch(s) is not None
+
+
+@lru_cache(maxsize=256)
+def _is_tx_type(s: str) -> bool:
+    return TX_TYPE_RE.fullmatch(s) is not None
 
 
 def tx_from_map(m: Any, *, checked: bool = False) -> Tx:
@@ -140,18 +196,39 @@ def tx_from_map(m: Any, *, checked: bool = False) -> Tx:
 
 
 def decode_tx(data: bytes) -> Tx:
-    """The one entry point for tx bytes from outside: canonical, well-formed, bounded."""
-    m = codec.decode(data, max_size=MAX_TX_BYTES)
+    """The one entry point for tx bytes from outside: canonical, well-formed, bounded.
+
+    Accepts and refuses exactly as ``codec.decode`` followed by :func:`validate_tx_map`
+    (tests/unit/test_decode_fastpaths.py holds that reference): when the top level is a
+    map with the seven keys in canonical order and passes the field rules, those rules
+    have checked it against the data model too, so only the body is walked before the
+    canonical comparison. Any other input takes the general path, whose errors (and
+    their order) are the reference's.
+    """
+    raw, m = codec.parse(data, max_size=MAX_TX_BYTES)
+    if type(m) is dict and tuple(m) == _TX_ORDER:
+        try:
+            validate_tx_map(m)
+        except ValidationError:
+            pass  # the general path below says what is wrong, canonical form first
+        else:
+            codec.require_canonical(m, raw, ordered=codec.check_model(m["body"], 1))
+            return _finish_decoded(m, raw)
+    m = codec.decode(raw, max_size=MAX_TX_BYTES)
     try:
         validate_tx_map(m)
     except ValidationError as exc:
         raise DecodeError(str(exc)) from None
-    # ``data`` is canonical, so the body's encoding is a part of it: only a tx longer
+    return _finish_decoded(m, raw)
+
+
+def _finish_decoded(m: dict[str, Any], raw: bytes) -> Tx:
+    # ``raw`` is canonical, so the body's encoding is a part of it: only a tx longer
     # than the body limit can hold a body over it (replay decodes every tx: skip the
     # re-encoding for all others)
-    if len(data) > MAX_BODY_BYTES and len(codec.encode_unchecked(m["body"])) > MAX_BODY_BYTES:
+    if len(raw) > MAX_BODY_BYTES and len(codec.encode_unchecked(m["body"])) > MAX_BODY_BYTES:
         raise DecodeError(f"tx: body exceeds {MAX_BODY_BYTES} bytes")
-    return _finish(m, bytes(data))
+    return _finish(m, raw)
 
 
 def to_jsonable(obj: Any) -> Any:

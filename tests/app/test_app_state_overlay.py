@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -132,3 +133,50 @@ def test_stacked_overlays_match_a_dict_model(
     assert base.data == committed  # nothing reached the committed state yet
     base.apply(overlays[0].writes)
     assert base.data == model
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    committed=st.dictionaries(st.tuples(st.sampled_from(MODULES), key_st), value_st, max_size=8),
+    txs=st.lists(st.tuples(st.lists(write_st, max_size=8), st.booleans()), max_size=6),
+    queries=st.lists(st.tuples(st.sampled_from(MODULES), prefix_st), min_size=1, max_size=4),
+)
+def test_undo_log_equals_a_tx_layer_merged_on_success(
+    committed: dict[Any, bytes],
+    txs: list[tuple[list[tuple[str, bytes, bytes | None]], bool]],
+    queries: list[tuple[str, bytes]],
+) -> None:
+    """App.deliver_tx runs a tx on the block's overlay between begin() and commit() or
+    rollback(): the block's write-set (items *and* insertion order, which the store's
+    batch follows), its reads and its prefix scans must be those of the tx-layer
+    design it replaced (a StateOverlay per tx, merged into the block's if the tx
+    succeeds, dropped if it fails)."""
+    base = DictState(committed)
+    journaled, layered = StateOverlay(base), StateOverlay(base)
+    for writes, fails in txs:
+        journaled.begin()
+        _write(journaled, writes)
+        layer = StateOverlay(layered)
+        _write(layer, writes)
+        for m, k, _ in writes:  # inside the tx, both see the tx's own writes
+            assert journaled.get(m, k) == layer.get(m, k)
+        if fails:
+            journaled.rollback()
+        else:
+            journaled.commit()
+            layer.merge_into(layered)
+        assert list(journaled.writes.items()) == list(layered.writes.items())
+        for module, prefix in queries:
+            assert list(journaled.iterate(module, prefix)) == list(layered.iterate(module, prefix))
+
+
+def test_begin_twice_or_rollback_without_begin_is_an_error() -> None:
+    o = StateOverlay(DictState())
+    o.begin()
+    with pytest.raises(RuntimeError, match="already open"):
+        o.begin()
+    o.set("identity", b"a", b"1")
+    o.rollback()
+    assert o.writes == {} and list(o.iterate("identity")) == []
+    with pytest.raises(RuntimeError, match="no tx is open"):
+        o.rollback()

@@ -1,10 +1,13 @@
 """SigCache (medchaind/chain/executor.py): each tx's signature is verified once per node,
-in a cache bounded by ``capacity`` that drops its oldest entries first."""
+in a cache bounded by ``capacity`` that drops its oldest entries first; committed hashes
+are discarded, and a hash that left the cache is verified again, never trusted."""
 
 from __future__ import annotations
 
 import pytest
 from chain_kit import register
+from hypothesis import given
+from hypothesis import strategies as st
 
 from medchaind.chain import SigCache
 from medchaind.errors import SignatureError
@@ -71,3 +74,57 @@ def test_evicted_tx_is_verified_again() -> None:
     cache.verify(b)  # evicts a
     cache.verify(a)
     assert (cache.hits, cache.misses) == (0, 3)
+
+
+def test_discard_forgets_committed_hashes_and_ignores_unknown_ones() -> None:
+    cache = SigCache(capacity=10)
+    hashes = [bytes([i]) * 32 for i in range(4)]
+    for h in hashes:
+        cache.add(h)
+    cache.discard([hashes[1], hashes[3], b"\xff" * 32])  # never added
+    assert [h in cache for h in hashes] == [True, False, True, False]
+    assert len(cache) == 2
+
+
+def test_a_discarded_tx_is_verified_again_not_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Discarding (after a commit) or evicting costs a verification, never a check: a
+    # tx whose hash left the cache is verified again, and a forged one is refused.
+    cache = SigCache()
+    tx = register("X")
+    cache.verify(tx)
+    cache.discard([tx.hash])
+    cache.verify(tx)
+    assert (cache.hits, cache.misses) == (0, 2)
+    m = tx.to_map()
+    m["sig"] = bytes(64)
+    forged = tx_from_map(m)
+    cache.discard([forged.hash])
+    with pytest.raises(SignatureError):
+        cache.verify(forged)
+
+
+def test_capacity_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        SigCache(capacity=0)
+
+
+@given(capacity=st.integers(1, 8),
+       ops=st.lists(st.tuples(st.booleans(), st.integers(0, 15)), max_size=80))
+def test_the_cache_never_exceeds_its_capacity_and_keeps_the_newest(capacity: int, ops: list[tuple[bool, int]]) -> None:
+    # model: the hashes added and not discarded since, newest last; the cache holds the
+    # newest ``capacity`` of them (a re-add does not refresh an entry's age: FIFO, not LRU)
+    cache = SigCache(capacity=capacity)
+    model: list[bytes] = []
+    for add, i in ops:
+        h = bytes([i]) * 32
+        if add:
+            if h not in model:
+                model.append(h)
+            cache.add(h)
+            del model[:-capacity]
+        else:
+            if h in model:
+                model.remove(h)
+            cache.discard([h])
+        assert len(cache) <= capacity
+        assert sorted(h for h in (bytes([j]) * 32 for j in range(16)) if h in cache) == sorted(model)

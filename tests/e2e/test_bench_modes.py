@@ -52,6 +52,10 @@ def test_soak_samples_every_node_after_each_segment_and_plots(tmp_path: Path) ->
         (c, n) for c in (0, 200, 400, 600) for n in (0, 1)]
     for r in rows:
         assert float(r["rss_mib"]) > 0 and float(r["peak_rss_mib"]) >= float(r["rss_mib"])
+        # RSS = anonymous + file-backed (+ shared memory, none here), each read from /proc/PID/status in
+        # one pass; 0.1 MiB of rounding per column, plus shmem pages
+        anon, file = float(r["rss_anon_mib"]), float(r["rss_file_mib"])
+        assert anon > 0 and file > 0 and abs(anon + file - float(r["rss_mib"])) <= 1.0
         assert float(r["chaindata_mib"]) > 0 and float(r["blobs_mib"]) > 0  # the records' ciphertexts
         assert all(float(r[k]) > 0 for k in ("identity_get_ms", "records_list_ms", "audit_log_ms"))
         assert (int(r["records_listed"]), int(r["audit_entries"])) == (12, 3)  # set up through the client

@@ -207,6 +207,9 @@ def test_record_blobs_reach_every_node_and_erasure_removes_them_everywhere(netwo
     # the ciphertext reached node0 as a sidecar; every other node fetches it by hash
     wait_until(lambda: all(blob_files()), timeout=60, what="every node to hold the record's ciphertext")
     with Client(nodes[3].ipc, timeout=60) as c3:
+        # a node fetches a sidecar while its tx is pending, so the file can be there
+        # before the node commits the block that holds the record
+        assert (c3.wait_height(st["height"], timeout_ms=60_000) or {}).get("height", 0) >= st["height"]
         assert c3.read_record(patient, rid)["code"]["text"].endswith(marker)
 
     # an emergency on another node: ER (accredited by 3 of 4 authorities) breaks the glass

@@ -1,6 +1,6 @@
 """Gossip throughput of 4 in-process libp2p nodes on 127.0.0.1 (a script, not a test).
 
-    .venv/bin/python tests/net/measure_gossip.py [--messages 2000] [--size 200] [--nodes 4]
+    .venv/bin/python tests/net/measure_gossip.py [--messages 2000] [--size 200] [--nodes 4] [--bulk]
 
 Starts ``--nodes`` :class:`Libp2pNetwork` nodes (full mesh of connections, as the contract
 suite builds them), then runs two rounds and prints one line per round:
@@ -12,7 +12,9 @@ suite builds them), then runs two rounds and prints one line per round:
 
 ``msgs/s`` is distinct messages delivered to all subscribers per second of wall time,
 CPU is this process's CPU time over the same interval (all nodes share one process and
-one core, so this is a lower bound for one-process-per-node deployments).
+one core, so this is a lower bound for one-process-per-node deployments). ``--bulk`` marks
+the topic as bulk traffic, as TxGossip marks ``tx/1`` (lazy forwarding by IHAVE), and
+adds the messages that arrived on the wire and the duplicates among them to each line.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from medchaind.net.libp2p_net import Libp2pNetwork  # noqa: E402
 TOPIC = "bench/1"
 
 
-async def run(messages: int, size: int, nodes: int) -> None:
+async def run(messages: int, size: int, nodes: int, bulk: bool = False) -> None:
     async with trio.open_nursery() as nursery:
         net: list[Libp2pNetwork] = []
         channels: list[trio.MemoryReceiveChannel[tuple[PeerId, bytes]]] = []
@@ -41,6 +43,8 @@ async def run(messages: int, size: int, nodes: int) -> None:
         for i in range(nodes):
             seed = hashlib.sha256(b"measure-gossip/%d" % i).digest()
             node = Libp2pNetwork(seed, ["/ip4/127.0.0.1/tcp/0"], bootstrap=list(addrs), chain_id="bench")
+            if bulk:
+                node.set_bulk_topic(TOPIC)
             channels.append(node.subscribe(TOPIC, buffer=messages + 1))
             await nursery.start(node.run)
             addrs.extend(node.listen_addrs())
@@ -78,9 +82,12 @@ async def run(messages: int, size: int, nodes: int) -> None:
             wall, used = time.perf_counter() - start, time.process_time() - cpu
             total = per_publisher * len(publishers)
             dropped = sum(n.statistics().dropped_outbound + n.statistics().dropped_full_buffer for n in net)
+            wire = sum(n.statistics().wire_received for n in net)
+            duplicates = sum(n.statistics().duplicates for n in net)
             print(
                 f"{name:14s} nodes={nodes} size={size}B messages={total} wall={wall:.2f}s "
-                f"msgs/s={total / wall:.0f} cpu={used:.2f}s dropped={dropped}",
+                f"msgs/s={total / wall:.0f} cpu={used:.2f}s dropped={dropped} "
+                f"wire_received={wire} duplicates={duplicates} (both cumulative)",
                 flush=True,
             )
         nursery.cancel_scope.cancel()
@@ -91,8 +98,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--bulk", action="store_true", help="mark the topic as bulk (lazy forwarding)")
     args = parser.parse_args()
-    trio.run(run, args.messages, args.size, args.nodes)
+    trio.run(run, args.messages, args.size, args.nodes, args.bulk)
 
 
 if __name__ == "__main__":

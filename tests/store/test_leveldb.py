@@ -134,3 +134,30 @@ def test_chain_store_over_reopened_leveldb_continues(tmp_path: Path) -> None:
             commit_fixture(store, fx)
         assert store.head_height() == 4
     assert repr(kv) == f"LevelDBKV({str(path)!r}, closed)"
+
+
+@pytest.mark.parametrize("first, second", [(0, 10), (10, 0)], ids=["no-filter-then-filter", "filter-then-no-filter"])
+def test_bloom_filter_option_keeps_tables_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: int, second: int
+) -> None:
+    """A datadir whose tables were written without bloom filters (before the option)
+    opens and reads the same with them, and the other way round: the filter lives in
+    each table file and a reader without the policy ignores it."""
+    from medchaind.store import leveldb
+
+    path = tmp_path / "chaindata"
+    present = {b"k/%05d" % i: b"v%d" % i for i in range(0, 4000, 2)}
+    monkeypatch.setattr(leveldb, "BLOOM_FILTER_BITS", first)
+    with LevelDBKV.open(path) as kv:
+        kv.write(present)
+        kv._db.compact_range()  # into table files written with the first option
+    assert list(path.glob("*.ldb")), "no table file was written"
+    monkeypatch.setattr(leveldb, "BLOOM_FILTER_BITS", second)
+    with LevelDBKV.open(path) as kv:
+        for i in range(4000):
+            key = b"k/%05d" % i
+            assert kv.get(key) == present.get(key)  # odd keys: absent, asked of the filter
+        kv.write({b"k/new": b"n"})
+        kv._db.compact_range()  # old and new tables merged under the second option
+        assert kv.get(b"k/new") == b"n" and kv.get(b"k/00001") is None
+        assert dict(kv.iterate(b"k/")) == {**present, b"k/new": b"n"}

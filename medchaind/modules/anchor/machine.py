@@ -38,7 +38,8 @@ def _commit(ctx: TxContext, b: Commit) -> None:
     if ctx.get(key) is not None:
         raise TxFailed("already_anchored", "this digest is already anchored")
     meta_hash = crypto.sha256(b.meta or b"")
-    ctx.put(key, {"sender": ctx.sender, "kind": b.kind, "height": ctx.block.height, "meta_hash": meta_hash})
+    # keys in canonical order, so encoding skips cbor2's canonical sort (same bytes)
+    ctx.put(key, {"kind": b.kind, "height": ctx.block.height, "sender": ctx.sender, "meta_hash": meta_hash})
     ctx.emit("anchored", digest=b.digest, kind=b.kind)
 
 

@@ -91,10 +91,10 @@ def _register(ctx: TxContext, b: Register) -> None:
     if ctx.get(key) is not None:
         raise TxFailed("already_registered", "this key is already registered")
     status = PENDING if b.role in ACCREDITED_ROLES else ACTIVE
+    # keys in canonical order, so encoding skips cbor2's canonical sort (same bytes)
     ctx.put(key, {
-        "role": b.role, "enc_key": b.enc_key, "status": status,
-        "label": b.label, "registered_at": ctx.block.height,
-        "changed_at": ctx.block.height,
+        "role": b.role, "label": b.label, "status": status, "enc_key": b.enc_key,
+        "changed_at": ctx.block.height, "registered_at": ctx.block.height,
     })
     ctx.emit("registered", subject=ctx.sender, role=b.role, status=status)
 
