@@ -16,6 +16,7 @@ import functools
 import itertools
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +71,7 @@ class StoreState:
 
     def __init__(self, store: ChainStore) -> None:
         self.store = store
-        self._trie_cache: dict[bytes, bytes] = {}
+        self._trie_cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._values: dict[tuple[str, bytes], bytes | None] = {}
         self._gen = 0
         self._lock = threading.Lock()
@@ -132,13 +133,18 @@ class StoreState:
             self._values.clear()
 
     def remember(self, records: dict[bytes, bytes]) -> None:
-        """Keep ``records`` (hash -> record) in the cache, dropping the oldest beyond its bound."""
+        """Keep ``records`` (hash -> record) in the cache, dropping the oldest beyond its bound.
+
+        An ``OrderedDict``: dropping a plain dict's oldest entry one at a time (as this
+        did) scans the deleted slots at the front of its table, ~45 us per drop at
+        65,536 entries, and once the cache was full every record read from the store
+        paid it (10.8% of a node's event loop in a sustained run, the cost per tx
+        growing with the chain: docs/benchmarks.md, issue 14 session 3)."""
         cache = self._trie_cache
         cache.update(records)
-        excess = len(cache) - self.TRIE_CACHE_RECORDS
-        if excess > 0:
-            for h in list(itertools.islice(cache, excess)):
-                del cache[h]
+        pop = cache.popitem
+        for _ in range(len(cache) - self.TRIE_CACHE_RECORDS):
+            pop(last=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -178,6 +178,7 @@ import random
 import socket
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -483,7 +484,9 @@ class _MedchainPubsub(Pubsub):
         self.stream_failures = 0
         self._on_wire = on_wire
         self._ids: dict[int, tuple[rpc_pb2.Message, bytes, int]] = {}  # id(msg) -> (msg, id, data size)
-        self._by_signature: dict[bytes, tuple[bytes, int]] = {}  # signature -> (id, data size)
+        # signature -> (id, data size); FIFO: an OrderedDict, whose oldest entry goes in O(1)
+        # (a plain dict's next(iter(d)) scans the deleted slots at its front: ~20 us at 8,192)
+        self._by_signature: OrderedDict[bytes, tuple[bytes, int]] = OrderedDict()
         self._msg_id_constructor = self._message_id
 
     def _message_id(self, msg: rpc_pb2.Message) -> bytes:
@@ -525,7 +528,7 @@ class _MedchainPubsub(Pubsub):
             kept = self._by_signature
             kept[signature] = (known[1], known[2])
             if len(kept) > SEEN_SIGNATURES_KEPT:
-                del kept[next(iter(kept))]
+                kept.popitem(last=False)
 
     def _wire(self, msg: rpc_pb2.Message, size: int, *, duplicate: bool) -> None:
         if self._on_wire is not None:
@@ -822,7 +825,7 @@ class Libp2pNetwork(NetworkAPI):
         self._bulk_topics: frozenset[str] = frozenset()
         self._topic_names: dict[str, str] = {}  # libp2p topic id -> our topic name (subscribed ones)
         #: content hashes of what this process published, newest last (OWN_PUBLISHED_KEPT)
-        self._own_published: dict[bytes, None] = {}
+        self._own_published: OrderedDict[bytes, None] = OrderedDict()  # FIFO (see _by_signature)
         self._handlers: dict[str, Handler] = {}
         self._change = trio.Event()
         self._refusal_logged: dict[ID, float] = {}
@@ -1362,7 +1365,7 @@ class Libp2pNetwork(NetworkAPI):
         own = self._own_published
         own[msg_id] = None
         if len(own) > OWN_PUBLISHED_KEPT:
-            del own[next(iter(own))]
+            own.popitem(last=False)
         try:
             await state.pubsub.publish(self._topic_id(topic), data)
         except Exception as exc:  # libp2p internals: surface as our error type

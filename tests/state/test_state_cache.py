@@ -160,3 +160,21 @@ def test_the_cache_always_answers_what_the_store_holds(
         assert state.get(*sk) == store.data.get(sk)
         assert len(state._values) <= capacity
         assert all(v is None or len(v) <= max_bytes for v in state._values.values())
+
+
+def test_the_trie_record_cache_keeps_the_newest_records_within_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records remembered past the bound push out the oldest first (FIFO), whether they
+    come with a committed block (:meth:`StoreState.remember`) or from a store read."""
+    monkeypatch.setattr(StoreState, "TRIE_CACHE_RECORDS", 8)
+    kv = MemoryKV()
+    state = StoreState(ChainStore(kv))
+    first = {bytes([i]) * 32: b"r%d" % i for i in range(6)}
+    state.remember(first)
+    second = {bytes([i]) * 32: b"r%d" % i for i in range(6, 12)}
+    state.remember(second)
+    kept = list(state._trie_cache)
+    assert kept == [bytes([i]) * 32 for i in range(4, 12)]  # the 4 oldest went, in order
+    # a hit is answered from the cache, not the (empty) store
+    assert state.trie_node(bytes([11]) * 32) == b"r11"
+    assert state.trie_node(bytes([0]) * 32) is None  # dropped, and the store never had it
+    assert len(state._trie_cache) == 8
