@@ -32,12 +32,12 @@ from pathlib import Path
 
 import trio
 
-from medchaind.testing.ipcfuzz import FuzzReport, InputMaker, run
 from medchaind.modules import make_app
 from medchaind.node.init import init_datadir
 from medchaind.node.node import Node
 from medchaind.node.rpc import method_params
 from medchaind.testing.appkit import make_genesis
+from medchaind.testing.ipcfuzz import FuzzReport, InputMaker, run
 
 MAX_COUNT = 1_000_000
 MAX_MINUTES = 60

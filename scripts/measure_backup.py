@@ -27,7 +27,8 @@ try:
         hashes = []
         for _ in range(N):
             kp = crypto.KeyPair.generate()
-            tx = sign_tx(kp.signing, chain, "identity.register", 0, {"role": "patient", "enc_key": kp.encryption.public_key})
+            tx = sign_tx(kp.signing, chain, "identity.register", 0,
+                         {"role": "patient", "enc_key": kp.encryption.public_key})
             hashes.append(c.submit(tx))
             if len(hashes) % 2000 == 0:
                 c.wait(hashes[-1], timeout_ms=120000)
@@ -36,7 +37,8 @@ try:
     du = subprocess.run(["du", "-sh", str(root / "node" / "chaindata")], capture_output=True, text=True).stdout
     print("chaindata", du.strip())
     t = time.monotonic()
-    res = subprocess.run(_cmd("medchaind") + ["backup", "--ipc", str(n.ipc), "--out", str(root / "backup")], capture_output=True, text=True)
+    res = subprocess.run(_cmd("medchaind") + ["backup", "--ipc", str(n.ipc), "--out", str(root / "backup")],
+                         capture_output=True, text=True)
     dt = time.monotonic() - t
     m = json.loads(res.stdout)
     print("backup s", round(dt, 2), "keys", m["keys"], "bytes", m["bytes"], "height", m["height"])

@@ -272,7 +272,9 @@ class OneOf(Field):
 class Custom(Field):
     """A value checked by a function (returns the decoded value or raises FieldError)."""
 
-    def __init__(self, check: Callable[[Any, str], Any], what: str, *, to_json: Callable[[Any], Any] | None = None) -> None:
+    def __init__(
+        self, check: Callable[[Any, str], Any], what: str, *, to_json: Callable[[Any], Any] | None = None
+    ) -> None:
         self._check, self.what, self._to_json = check, what, to_json
 
     def native(self, value: Any, name: str) -> Any:

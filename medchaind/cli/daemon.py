@@ -143,7 +143,8 @@ RUN_OPTIONS = [
     click.option("--log-level", "log__level", type=click.Choice(["debug", "info", "warning", "error"])),
     click.option("--log-format", "log__format", type=click.Choice(["text", "json"])),
     click.option("--create-empty-blocks/--no-create-empty-blocks", "consensus__create_empty_blocks", default=None),
-    click.option("--metrics-listen", "metrics__listen", help="Serve Prometheus metrics on host:port (e.g. 127.0.0.1:9464)."),
+    click.option("--metrics-listen", "metrics__listen",
+                 help="Serve Prometheus metrics on host:port (e.g. 127.0.0.1:9464)."),
     click.option("--console-listen", "console__listen",
                  help="Serve the read-only web console on host:port (e.g. 127.0.0.1:9470; 0 = any free port)."),
     click.option("--snapshot-sync/--no-snapshot-sync", "sync__snapshot_sync", default=None,
@@ -178,7 +179,8 @@ def run(datadir: Path, **kw: Any) -> None:
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for node0..nodeN-1 (must be empty or absent).")
 @click.option("--chain-id", default="medchain-testnet", show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True, help="IPv4 or IPv6 address the nodes listen on and dial.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="IPv4 or IPv6 address the nodes listen on and dial.")
 @click.option("--base-port", type=PORT, default=26656, show_default=True, help="node i listens on base-port + i.")
 @click.option("--create-empty-blocks", is_flag=True)
 def testnet(n_validators: int, observers: int, output: Path, chain_id: str, host: str, base_port: int,

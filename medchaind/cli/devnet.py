@@ -90,7 +90,8 @@ def run_devnet(validators: int, datadir: Path | None, base_port: int, settings: 
     node has stopped. SIGHUP is passed on to every node (each reloads its settings)."""
     settings = dict(settings or {})
     if settings.pop("ipc.path", None):
-        raise MedchainError("--ipc-path names one socket; with --validators N each node uses <datadir>/nodeI/medchaind.ipc")
+        raise MedchainError("--ipc-path names one socket; with --validators N each node uses "
+                            "<datadir>/nodeI/medchaind.ipc")
     log_level = str(settings.pop("log.level", "info"))
     # Ctrl-C and SIGTERM both stop every node (even when started with SIGINT ignored,
     # as a shell does for background jobs)

@@ -40,9 +40,11 @@ def init_datadir(
     if not MONIKER_RE.fullmatch(moniker):
         raise ConfigError(f"moniker {moniker!r} must be 1..64 characters of letters, digits, '.', '_' or '-'")
     if (datadir / "config.toml").exists() and not force:
-        raise ConfigError(f"{datadir} is already initialised (config.toml exists); use --force to overwrite keys and config")
+        raise ConfigError(f"{datadir} is already initialised (config.toml exists); "
+                          "use --force to overwrite keys and config")
     if (datadir / "chaindata").exists() and force:
-        raise ConfigError(f"{datadir}/chaindata exists; refusing to replace the keys or genesis of a datadir with a chain")
+        raise ConfigError(f"{datadir}/chaindata exists; "
+                          "refusing to replace the keys or genesis of a datadir with a chain")
     datadir.mkdir(parents=True, exist_ok=True)
     datadir.chmod(0o700)
     (datadir / "keys").mkdir(exist_ok=True, mode=0o700)

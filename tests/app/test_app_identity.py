@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from app_kit import Chain, enc_key, pub, register_body, update_body
 
-from medchaind.modules.identity.machine import ACCREDITED_ROLES, ROLES
 from medchaind.errors import TxRejected
+from medchaind.modules.identity.machine import ACCREDITED_ROLES, ROLES
 
 E = enc_key("1")
 

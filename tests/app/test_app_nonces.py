@@ -12,9 +12,9 @@ import pytest
 from app_kit import Chain, accredit_body, key, pub, register_body, update_body
 
 from medchaind.app import App, DictState
+from medchaind.errors import SignatureError, TxRejected
 from medchaind.modules.governance.machine import GovernanceModule
 from medchaind.modules.identity.machine import IdentityModule
-from medchaind.errors import SignatureError, TxRejected
 from medchaind.types import sign_tx
 from medchaind.types.tx import tx_from_map
 

@@ -119,7 +119,7 @@ def test_wait_sync_after_a_restart_returns_only_at_the_network_height(network: l
         # every peer the restarted node will ask must report the network height: the rule
         # takes its target from more than one peer's report (a lone claim is not enough),
         # so a lagging observer would rightly make it stop one block short
-        wait_until(lambda: _height(steady) >= network_height, timeout=60,
+        wait_until(lambda h=network_height: _height(steady) >= h, timeout=60,
                    what=f"the steady observer to reach height {network_height}")
         # launched before the node: it must wait for the socket, then for the peers' reports
         status = subprocess.Popen(

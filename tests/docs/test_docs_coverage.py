@@ -56,7 +56,8 @@ def _commands(group: click.Group, prefix: str) -> list[str]:
 
 
 def test_every_command_is_in_the_guides() -> None:
-    text = "".join((DOCS / name).read_text() for name in ("operator-guide.md", "client-guide.md", "records-walkthrough.md"))
+    guides = ("operator-guide.md", "client-guide.md", "records-walkthrough.md")
+    text = "".join((DOCS / name).read_text() for name in guides)
     commands = _commands(medchaind_main, "medchaind") + _commands(medchain_main, "medchain")
     # "medchain keys list" in prose, or "`keys list" in the CLI reference tables
     missing = [c for c in commands if c not in text and f"`{c.split(' ', 1)[1]}" not in text]

@@ -73,7 +73,8 @@ def test_raw_json_submit_wait_and_proof(node: NodeProcess) -> None:
     kp = crypto.KeyPair.generate()
     tx = sign_tx(kp.signing, info["chain_id"], "identity.register", 0,
                  {"role": "patient", "enc_key": kp.encryption.public_key})
-    r = raw_call(node.ipc, {"jsonrpc": "2.0", "id": "a", "method": "tx_submit", "params": {"tx": "0x" + tx.encoded.hex()}})
+    r = raw_call(node.ipc, {"jsonrpc": "2.0", "id": "a", "method": "tx_submit",
+                            "params": {"tx": "0x" + tx.encoded.hex()}})
     assert r == {"jsonrpc": "2.0", "id": "a", "result": "0x" + tx.hash.hex()}
     w = raw_call(node.ipc, {"jsonrpc": "2.0", "id": 2, "method": "tx_wait",
                             "params": {"hash": "0x" + tx.hash.hex(), "timeout_ms": 20000}})["result"]

@@ -24,8 +24,8 @@ from gov_kit import FOUR, Chain, add_body, hx, make_genesis, powers_of, pub, rem
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medchaind.modules.governance.machine import CHANGE_DELAY, authority_powers
 from medchaind.errors import TxRejected
+from medchaind.modules.governance.machine import CHANGE_DELAY, authority_powers
 
 
 @dataclass(frozen=True)

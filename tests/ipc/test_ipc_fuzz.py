@@ -18,8 +18,8 @@ import trio
 from ipc_harness import RawConn, req
 from node_kit import running_node, state_of
 
-from medchaind.testing.ipcfuzz import InputMaker, run
 from medchaind.node.rpc import method_params
+from medchaind.testing.ipcfuzz import InputMaker, run
 
 SEED = 20240609
 COUNT = 3000

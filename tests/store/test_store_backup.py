@@ -16,7 +16,9 @@ from medchaind.store.memory import MemoryKV
 class FailingKV(MemoryKV):
     """A store whose full scan breaks half-way (a disk error while copying)."""
 
-    def iterate(self, prefix: bytes, *, start: bytes | None = None, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def iterate(
+        self, prefix: bytes, *, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
         items = super().iterate(prefix, start=start, reverse=reverse)
         yield next(items)
         raise StoreError("read failed (simulated)")

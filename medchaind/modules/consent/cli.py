@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .machine import ACTIONS
-
 from ...clikit import WAIT, Ctx, Group, fail, finish, hash_arg, out, pass_ctx, public_key_hex
+from .machine import ACTIONS
 
 
 @click.group("consent", cls=Group)
