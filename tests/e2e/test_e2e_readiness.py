@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from medchaind.client import Client
 from medchaind.testing.nodeproc import NodeProcess, free_port_range, start_testnet
 from medchaind.testing.wait import wait_until
 
@@ -48,6 +49,10 @@ def test_readyz_turns_503_when_the_quorum_is_lost_and_200_when_it_returns(
 ) -> None:
     nodes, port = four
     wait_until(lambda: readyz(port) == (200, "ready"), timeout=60, what="node 0 ready with all four up")
+    # ready needs a quorum only (node 0 and two peers): wait until node 0 sees node 1 as
+    # well, or killing nodes 2 and 3 can leave it with no peer at all ("no peers")
+    with Client(nodes[0].ipc, timeout=30) as c:
+        wait_until(lambda: len(c.call("node_peers")) == 3, timeout=60, what="node 0 connected to all three peers")
 
     for n in nodes[2:]:
         n.stop(signal.SIGKILL)  # 2 of 4 left: no commit is possible any more
