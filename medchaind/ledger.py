@@ -26,6 +26,7 @@ import trio
 from .app import App, Execution
 from .app.app import PROTOCOL_VERSION
 from .app.proofs import ProvingState
+from .app.state import merge_writes
 from .chain import Tip
 from .errors import ConfigError
 from .store import GENESIS_APP_HASH_META, GENESIS_HASH_META, PROTOCOL_META, ChainStore, IncompleteStoreError
@@ -59,7 +60,7 @@ class StoreState:
     state for consensus between the write and the tip's move).
     """
 
-    __slots__ = ("store", "_trie_cache", "_values", "_gen", "_lock")
+    __slots__ = ("store", "_trie_cache", "_values", "_gen", "_lock", "trie_hits", "trie_misses")
 
     #: records kept in memory (inner records are at most ~600 bytes, most far smaller)
     TRIE_CACHE_RECORDS = 65_536
@@ -75,6 +76,9 @@ class StoreState:
         self._values: dict[tuple[str, bytes], bytes | None] = {}
         self._gen = 0
         self._lock = threading.Lock()
+        #: record cache lookups answered from memory / from the store
+        self.trie_hits = 0
+        self.trie_misses = 0
 
     def get(self, module: str, key: bytes) -> bytes | None:
         k = (module, key)
@@ -116,9 +120,12 @@ class StoreState:
         """A record of the committed state trie (medchaind.app.trie; root = the tip's app_hash)."""
         record = self._trie_cache.get(node_hash)
         if record is None:
+            self.trie_misses += 1
             record = self.store.trie_node(node_hash)
             if record is not None:
                 self.remember({node_hash: record})
+        else:
+            self.trie_hits += 1
         return record
 
     def trie_value(self, leaf_hash: bytes) -> bytes | None:
@@ -145,6 +152,53 @@ class StoreState:
         pop = cache.popitem
         for _ in range(len(cache) - self.TRIE_CACHE_RECORDS):
             pop(last=False)
+
+
+class PendingState:
+    """The committed state as it is once one more executed block is written: that
+    block's write-set and trie records over a :class:`StoreState` (a StateReader and
+    TrieSource), so that replay executes block N+1 while N's write is in flight
+    (``medchaind import``, node/chainfile.py).
+
+    Exact whatever the write's progress, and whether it lands or fails: a key block N
+    wrote is answered from N's write-set (None: deleted), and every other key has the
+    same value before and after N's write (LevelDB applies a batch atomically to
+    readers). A trie record N added is answered from N's delta; every other record
+    reachable from N's root was in the store before N, and N's write deletes none of
+    them (records are content addressed, and a delta deletes only the records that
+    left the trie: :class:`~medchaind.app.trie.TrieDelta`). Read-only: nothing here
+    moves the tip or makes anything durable; :meth:`Ledger.commit` still does both, in
+    order.
+    """
+
+    __slots__ = ("base", "writes", "trie_puts", "trie_values")
+
+    def __init__(self, base: StoreState, ex: Execution) -> None:
+        self.base = base
+        self.writes = ex.writes
+        self.trie_puts: dict[bytes, bytes] = {} if ex.trie is None else ex.trie.puts
+        self.trie_values: dict[bytes, bytes] = {} if ex.trie is None else ex.trie.values
+
+    def get(self, module: str, key: bytes) -> bytes | None:
+        k = (module, key)
+        if k in self.writes:
+            return self.writes[k]
+        return self.base.get(module, key)
+
+    def iterate(self, module: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        mine = {k: v for (m, k), v in self.writes.items() if m == module and k.startswith(prefix)}
+        if not mine:
+            yield from self.base.iterate(module, prefix)
+            return
+        yield from merge_writes(self.base.iterate(module, prefix), mine)
+
+    def trie_node(self, node_hash: bytes) -> bytes | None:
+        record = self.trie_puts.get(node_hash)
+        return record if record is not None else self.base.trie_node(node_hash)
+
+    def trie_value(self, leaf_hash: bytes) -> bytes | None:
+        value = self.trie_values.get(leaf_hash)
+        return value if value is not None else self.base.trie_value(leaf_hash)
 
 
 @dataclass(frozen=True, slots=True)

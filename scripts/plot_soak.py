@@ -36,6 +36,9 @@ def plot(rows: list[dict[str, str]], path: Path, note: str) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     for node in nodes:
         axes[0].plot(*series(node, "rss_mib"), "o-", ms=3, label=f"node{node} RSS")
+        if rows[0].get("rss_anon_mib"):  # CSVs since issue 14 session 3 split it
+            axes[0].plot(*series(node, "rss_anon_mib"), "^--", ms=3, label=f"node{node} anonymous")
+            axes[0].plot(*series(node, "rss_file_mib"), "s:", ms=3, label=f"node{node} file-backed (LevelDB mmap)")
         axes[1].plot(*series(node, "db_mib"), "o-", ms=3, label=f"node{node} chaindata + blobs")
     axes[0].set_ylabel("MiB")
     axes[0].set_ylim(bottom=0)

@@ -37,6 +37,7 @@ from ..types.genesis import Genesis
 from .module import (
     LANES,
     BlockInfo,
+    BodyCache,
     HostEffect,
     Module,
     QueryContext,
@@ -102,8 +103,11 @@ class App:
     framework never names a module.
     """
 
-    def __init__(self, genesis: Genesis, modules: Sequence[Module]) -> None:
+    def __init__(self, genesis: Genesis, modules: Sequence[Module], *, body_cache: int = 10_000) -> None:
         self.genesis = genesis
+        #: typed bodies of txs that passed :meth:`check_tx`, reused by the re-checks and
+        #: :meth:`deliver_tx` (the mempool discards a tx's entry when the tx leaves it)
+        self.bodies = BodyCache(body_cache)
         self.chain_id = genesis.chain_id
         self.modules: dict[str, Module] = {}
         self.specs: dict[str, TxSpec] = {}
@@ -242,16 +246,33 @@ class App:
         and the time this node would propose it at, so time-bounded consents are judged
         sensibly). ``committed_nonce``: the sender's nonce in ``state`` when the caller
         has read it already (the mempool), so it is read once per admission.
+
+        A tx that passes leaves its typed body in :attr:`bodies` for the next checks
+        and :meth:`deliver_tx`; the caller discards it when the tx leaves its pool.
         """
         if tx.chain != self.chain_id:
             raise TxRejected("wrong_chain", f"tx is for chain {tx.chain!r}, this node runs {self.chain_id!r}")
         spec = self.specs.get(tx.type)
         if spec is None:
             raise TxRejected("unknown_type", f"no module handles tx type {tx.type!r}")
+        # the typed body is stored only once every check below passed, and a failed check
+        # forgets it (BodyCache's invariants)
+        bodies = self.bodies
+        body = bodies.get(tx.hash, tx.type, tx.body)
         try:
-            body = spec.decode(tx.body)
-        except TxFailed as exc:
-            raise TxRejected(exc.code, exc.reason) from None
+            if body is None:
+                try:
+                    body = spec.decode(tx.body)
+                except TxFailed as exc:
+                    raise TxRejected(exc.code, exc.reason) from None
+            self._check_decoded(state, tx, spec, body, expected_nonce, registration_pending, block, committed_nonce)
+        except BaseException:
+            bodies.discard((tx.hash,))
+            raise
+        bodies.put(tx.hash, tx.type, tx.body, body)
+
+    def _check_decoded(self, state: StateReader, tx: Tx, spec: TxSpec, body: Any, expected_nonce: int | None,
+                       registration_pending: bool, block: BlockInfo | None, committed_nonce: int | None) -> None:
         committed = self.nonce(state, tx.sender) if committed_nonce is None else committed_nonce
         if tx.nonce < committed:
             raise TxRejected("nonce_too_low", f"nonce {tx.nonce} already used (next is {committed})")
@@ -287,9 +308,10 @@ class App:
         # discards its writes, not the nonce): the same view and write-set as a tx layer
         # merged on success, without reading through and copying a second layer
         ctx = self._context(block_state, block, tx)
+        typed = self.bodies.get(tx.hash, tx.type, tx.body)  # decoded by this node's admission
         block_state.begin()
         try:
-            spec.handler(ctx, spec.decode(tx.body))
+            spec.handler(ctx, spec.decode(tx.body) if typed is None else typed)
         except TxFailed as exc:
             block_state.rollback()
             return Receipt(exc.code, exc.reason)

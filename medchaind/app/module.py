@@ -29,8 +29,9 @@ declares, as data:
 Handlers are pure: they read and write state only through their :class:`TxContext`, see
 time only as the block's ``time_ms``, and fail by raising :class:`TxFailed`, which
 discards every write of that tx (the sender's nonce is still consumed). Body classes are
-decoded once, statelessly, at mempool admission and again at execution (a block from a
-peer may carry txs this node never saw).
+decoded statelessly at mempool admission; the re-checks and the execution reuse that
+typed body (:class:`BodyCache`) and decode again only the txs this node did not admit
+(a block from a peer may carry txs this node never saw).
 
 A module's client flows live in ``<package>.client`` (a ``HELPERS`` list of
 :func:`medchaind.flows.helper` flows) and its CLI commands in ``<package>.cli``
@@ -41,7 +42,7 @@ state machine, imported only by clients, so the pure part never imports click or
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any, ClassVar
@@ -112,6 +113,11 @@ class TxContext:
 
     def put(self, key: bytes, value: Any) -> None:
         self.state.set(self.module, key, codec.encode(value))
+
+    def put_built(self, key: bytes, value: Any) -> None:
+        """:meth:`put` of a value the handler built in canonical key order from checked
+        parts (:func:`codec.encode_built`'s contract: same bytes, no data-model walk)."""
+        self.state.set(self.module, key, codec.encode_built(value))
 
     def delete(self, key: bytes) -> None:
         self.state.delete(self.module, key)
@@ -193,6 +199,76 @@ class TxSpec:
             return decode_body(self.body, body)
         except FieldError as exc:
             raise TxFailed("invalid_body", str(exc)) from None
+
+
+class BodyCache:
+    """Typed tx bodies that passed admission, kept for the re-checks and the execution.
+
+    Theory of operation. A tx's typed body (:meth:`TxSpec.decode`: the schema walk and the
+    body class's ``check()``) is a pure function of the tx's type and its CBOR body, and a
+    running node computes it three times for the same tx: at mempool admission, at the
+    re-check after each block while the tx is the sender's next, and at execution (for a
+    ``claims.submit`` ~50 us each, about a seventh of its execution). The app stores the
+    result of a successful :meth:`App.check_tx` here under the tx's hash and reuses it.
+
+    Invariants:
+
+    * Only :meth:`App.check_tx` stores, and only once every check passed; a check that
+      fails (bad body, nonce, sender, dry run) removes the tx's entry, so a body whose tx
+      failed a check is never reused. Execution only reads.
+    * A hit needs the same tx type and the very body object the entry was decoded from
+      (``is``): a tx rebuilt with another body under a stale hash (``dataclasses.replace``)
+      decodes afresh. Two txs with the same body bytes but different senders have
+      different hashes (the hash covers sender and signature), hence separate entries;
+      the typed body does not depend on the sender either way.
+    * Typed bodies are immutable (frozen dataclasses, tuples, scalars: schema.py refuses
+      mutable defaults), so a handler cannot change what a later use of the entry sees.
+    * Bounded: at most ``capacity`` entries, oldest first out; the mempool calls
+      :meth:`discard` when a tx leaves it (committed, dropped, evicted), so the cache
+      holds about what the pool holds. A miss costs a decode, never a different result.
+    """
+
+    __slots__ = ("capacity", "_entries", "hits", "misses")
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        if capacity < 1:
+            raise ValueError("BodyCache capacity must be at least 1")
+        self.capacity = capacity
+        #: tx hash -> (tx type, raw body object, typed body); insertion order = age
+        self._entries: dict[bytes, tuple[str, Any, Any]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._entries
+
+    def get(self, tx_hash: bytes, tx_type: str, raw: Any) -> Any | None:
+        """The typed body stored for this tx, or None."""
+        e = self._entries.get(tx_hash)
+        if e is not None and e[1] is raw and e[0] == tx_type:
+            self.hits += 1
+            return e[2]
+        self.misses += 1
+        return None
+
+    def put(self, tx_hash: bytes, tx_type: str, raw: Any, typed: Any) -> None:
+        entries = self._entries
+        entries.pop(tx_hash, None)  # re-stored: youngest again
+        entries[tx_hash] = (tx_type, raw, typed)
+        while len(entries) > self.capacity:
+            try:
+                del entries[next(iter(entries))]
+            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+                break
+
+    def discard(self, tx_hashes: Iterable[bytes]) -> None:
+        """Forget ``tx_hashes`` (absent ones are ignored)."""
+        pop = self._entries.pop
+        for h in tx_hashes:
+            pop(h, None)
 
 
 @dataclass(frozen=True, slots=True)

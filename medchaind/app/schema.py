@@ -320,7 +320,7 @@ def _compile(cls: type, *, canonical: bool) -> tuple[FieldSpec, ...]:
         if len(meta) != 1:
             raise TypeError(f"{cls.__name__}.{f.name}: annotate with exactly one field type")
         has_default = f.default is not dataclasses.MISSING
-        if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        if f.default_factory is not dataclasses.MISSING:
             raise TypeError(f"{cls.__name__}.{f.name}: no default factories (immutable values only)")
         if canonical and has_default and f.default is not None:
             raise TypeError(f"{cls.__name__}.{f.name}: an optional body field defaults to None (one encoding)")
@@ -343,6 +343,8 @@ def params(cls: type[T]) -> type[T]:
 
 
 def _register(cls: type, specs: tuple[FieldSpec, ...]) -> None:
+    if hasattr(cls, "__post_init__"):
+        _BY_INIT.add(cls)
     _SPECS[cls] = specs
     _NAMES[cls] = (frozenset(s.name for s in specs), frozenset(s.name for s in specs if s.required))
 
@@ -351,20 +353,34 @@ def _register(cls: type, specs: tuple[FieldSpec, ...]) -> None:
 #: error messages (``where.name``), made once: a body's nesting is fixed, so the set of
 #: ``where`` values is bounded by the schemas (the per-field f-string and branch were a
 #: tenth of decoding a claim)
-_PLANS: dict[tuple[type, str | None, bool], tuple[tuple[str, Callable[[Any, str], Any], str], ...]] = {}
+#: Each step also carries the field's slot setter and its default: the instance is filled
+#: through its slots' own descriptors (what the frozen dataclass's ``__init__`` ends in,
+#: by ``object.__setattr__`` per field, which cost ~5x as much: a tenth of decoding a
+#: claim) -- every field set exactly once, absent optional ones to their default, and no
+#: class here has a ``__post_init__`` (:func:`_register` keeps those on ``__init__``).
+_Step = tuple[str, Callable[[Any, str], Any], str, Callable[[Any, Any], None], Any]
+_PLANS: dict[tuple[type, str | None, bool], tuple[_Step, ...]] = {}
+#: classes whose instances are built by ``__init__`` (they have a ``__post_init__``)
+_BY_INIT: set[type] = set()
 
 
-def _plan(cls: type, specs: tuple[FieldSpec, ...], where: str | None,
-          json: bool) -> tuple[tuple[str, Callable[[Any, str], Any], str], ...]:
+def _slot(cls: type, name: str) -> Any:
+    """The slot descriptor of field ``name`` (on ``cls`` or the base class that declares it)."""
+    return next(k.__dict__[name] for k in cls.__mro__ if name in k.__dict__)
+
+
+def _plan(cls: type, specs: tuple[FieldSpec, ...], where: str | None, json: bool) -> tuple[_Step, ...]:
     found = _PLANS.get((cls, where, json))
     if found is None:
         found = _PLANS[(cls, where, json)] = tuple(
-            (s.name, s.type.json if json else s.type.native, f"{where}.{s.name}" if where else s.name)
+            (s.name, s.type.json if json else s.type.native, f"{where}.{s.name}" if where else s.name,
+             _slot(cls, s.name).__set__, s.default)
             for s in specs)
     return found
 
 
 _ABSENT = object()
+_new = object.__new__
 
 
 def _decode(cls: type[T], value: Any, where: str | None, *, json: bool, what: str = "field") -> T:
@@ -378,12 +394,19 @@ def _decode(cls: type[T], value: Any, where: str | None, *, json: bool, what: st
     if not names.issuperset(value):
         extra = sorted(str(k) for k in value if k not in names)
         raise FieldError(f"unexpected {what}(s) {extra}" + (f" in {where}" if where else ""))
-    kwargs = {}
-    for name, check_field, label in _plan(cls, specs, where, json):
-        v = value.get(name, _ABSENT)
-        if v is not _ABSENT:
-            kwargs[name] = check_field(v, label)
-    obj = cls(**kwargs)
+    plan = _plan(cls, specs, where, json)
+    if cls in _BY_INIT:
+        kwargs = {}
+        for name, check_field, label, _, _ in plan:
+            v = value.get(name, _ABSENT)
+            if v is not _ABSENT:
+                kwargs[name] = check_field(v, label)
+        obj = cls(**kwargs)
+    else:
+        obj = _new(cls)
+        for name, check_field, label, set_slot, default in plan:
+            v = value.get(name, _ABSENT)
+            set_slot(obj, default if v is _ABSENT else check_field(v, label))
     check = getattr(obj, "check", None)
     if check is not None:
         check()

@@ -11,7 +11,7 @@ delete) to the store, which commits it atomically with the block.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from . import trie
@@ -174,17 +174,23 @@ class StateOverlay:
         if lo >= hi:
             yield from self.parent.iterate(module, prefix)
             return
-        mine = {k: self.writes[(module, k)] for k in keys[lo:hi]}
-        merged: dict[bytes, bytes | None] = dict(self.parent.iterate(module, prefix))
-        merged.update(mine)
-        for k in sorted(merged):
-            v = merged[k]
-            if v is not None:
-                yield k, v
+        yield from merge_writes(self.parent.iterate(module, prefix),
+                                {k: self.writes[(module, k)] for k in keys[lo:hi]})
 
     def merge_into(self, other: StateOverlay) -> None:
         for (module, key), value in self.writes.items():
             other._put(module, key, value)
+
+
+def merge_writes(items: Iterable[tuple[bytes, bytes]], writes: dict[bytes, bytes | None]
+                 ) -> Iterator[tuple[bytes, bytes]]:
+    """Key-sorted ``items`` (a state range) with ``writes`` over them (None: deleted)."""
+    merged: dict[bytes, bytes | None] = dict(items)
+    merged.update(writes)
+    for k in sorted(merged):
+        v = merged[k]
+        if v is not None:
+            yield k, v
 
 
 def _prefix_upper_bound(prefix: bytes) -> bytes | None:

@@ -283,6 +283,8 @@ class _Synced:
     block: Block
     commit: Commit
     done: trio.Event
+    #: the block came out of decode_block, which ran its validate_basic
+    basic_checked: bool = False
     #: why the engine refused the block (handed back to the submitter, never raised in
     #: the engine's task: a peer's invalid block must not stop consensus)
     refused: list[MedchainError] = field(default_factory=list)
@@ -584,11 +586,12 @@ class BftEngine:
         self._start_head = self.ledger.height
         self._vset = None
 
-    async def submit_synced(self, block: Block, commit: Commit) -> None:
+    async def submit_synced(self, block: Block, commit: Commit, *, basic_checked: bool = False) -> None:
         """Hand a block fetched by sync to the engine; returns once it was processed.
-        Raises InvalidBlock / ValidationError if the engine refused it."""
+        Raises InvalidBlock / ValidationError if the engine refused it. ``basic_checked``:
+        ``block`` came out of ``decode_block`` (validate_block's same argument)."""
         done = trio.Event()
-        ev = _Synced(block, commit, done)
+        ev = _Synced(block, commit, done, basic_checked)
         await self._send.send(ev)
         await done.wait()
         if ev.refused:
@@ -658,7 +661,7 @@ class BftEngine:
                 self._maybe_start_height(force=True)
         elif isinstance(ev, _Synced):
             try:
-                await self._commit_synced(ev.block, ev.commit)
+                await self._commit_synced(ev.block, ev.commit, basic_checked=ev.basic_checked)
             except (InvalidBlock, ValidationError) as exc:
                 ev.refused.append(exc)  # the submitter's to judge (a fault of the peer that served it)
             finally:
@@ -849,6 +852,8 @@ class BftEngine:
                     log.warning("could not submit evidence: %s", exc)
 
     async def _publish(self, message: Message, block: Block | None, resend: int = 0) -> None:
+        if not self.net.connected_peers():
+            return  # nobody to send to (a lone authority); a peer that connects gets the rebroadcast
         try:
             with trio.move_on_after(PUBLISH_TIMEOUT_S):
                 await self.net.publish(consensus_topic(self.chain_id), encode_consensus(message, block, resend))
@@ -1085,12 +1090,14 @@ class BftEngine:
         await self._send.send(_SigningCheck())
 
     async def _announce(self, height: int, block_hash: bytes) -> None:
+        if not self.net.connected_peers():
+            return  # nobody to tell (a lone authority)
         try:
             await self.net.publish(block_topic(self.chain_id), encode_announce(height, block_hash))
         except MedchainError:
             pass
 
-    async def _commit_synced(self, block: Block, commit: Commit) -> None:
+    async def _commit_synced(self, block: Block, commit: Commit, *, basic_checked: bool = False) -> None:
         if block.height != self.next_height:  # consensus got there first
             return
         tip = self.ledger.tip
@@ -1103,7 +1110,8 @@ class BftEngine:
             params = self.ledger.genesis.params
             await self.verifier.preverify(block.txs)
             ex = validate_block(self.ledger.app, self.ledger.state, tip, block, self.mempool.sigs,
-                                max_txs=params.max_block_txs, max_bytes=params.max_block_bytes)
+                                max_txs=params.max_block_txs, max_bytes=params.max_block_bytes,
+                                basic_checked=basic_checked)
         except (InvalidBlock, ValidationError) as exc:
             log.warning("sync: rejected block height=%d reason=%s", block.height, exc)
             raise

@@ -180,7 +180,7 @@ class Assembly:
         places = self._missing.get(h)
         if places is None:
             raise DecodeError("txs answer: a tx the proposal does not miss")
-        tx = decode_tx(raw)
+        tx = decode_tx(raw, tx_hash=h)
         for i in places:
             self._txs[i] = tx
         del self._missing[h]

@@ -29,6 +29,12 @@ from ..types.block import commit_sig_key
 #: txs per worker-thread call: large enough that the hand-off (~0.1 ms) is small beside
 #: the work (~4 ms), small enough that both cores share a gossip batch or a block
 CHUNK = 64
+#: fewer unverified txs than this are left to the admission or block check that follows,
+#: which verifies them on the event loop (at most a few hundred microseconds): a thread
+#: hand-off costs ~100-200 us of CPU whatever the batch, as much as verifying one or two
+#: signatures. A paced client (the bench at 200 tx/s sends 2 txs a call) and the small
+#: gossip batches of a lightly loaded network paid it on every call (issue 14, session 4).
+MIN_THREADED = 8
 
 
 def verified_hashes(txs: Sequence[Tx]) -> list[bytes]:
@@ -53,11 +59,12 @@ class Verifier:
         self.verified = 0  # signatures checked here (statistics)
 
     async def preverify(self, txs: Sequence[Tx]) -> None:
-        """Verify the signatures of ``txs`` not already in the cache; record the good ones."""
+        """Verify the signatures of ``txs`` not already in the cache; record the good ones
+        (not when fewer than ``MIN_THREADED`` are left: see there)."""
         if not self.threads:
             return
         todo = [t for t in txs if t.hash not in self.sigs]
-        if not todo:
+        if len(todo) < MIN_THREADED:
             return
         chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
         results: list[list[bytes]] = []
@@ -179,16 +186,25 @@ class Lookahead:
                      (self._pool.submit(verified_commit_sigs, self.chain, commits), commits))
 
     async def collect(self, ahead: Ahead | None) -> None:
-        """Record what of ``ahead``'s checks verified (:meth:`Ahead.results`: finishing
-        on this thread what the pool has not started), then checkpoint."""
+        """:meth:`collect_nowait`, then checkpoint."""
         if ahead is None:
             return
+        self.collect_nowait(ahead)
+        await trio.lowlevel.checkpoint()
+
+    def collect_nowait(self, ahead: Ahead | None) -> set[VoteKey]:
+        """Record what of ``ahead``'s checks verified (:meth:`Ahead.results`: finishing
+        on this thread what the pool has not started); the precommit signatures that
+        verified (also left in :attr:`votes`). For a caller that cannot checkpoint
+        (``medchaind import`` checks block N+1 while N's write is in flight)."""
+        if ahead is None:
+            return set()
         hashes, votes = ahead.results()
         for h in hashes:
             self.sigs.add(h)
         # the signatures of this block's commit and last_commit, the next ones checked
         self.votes = votes
-        await trio.lowlevel.checkpoint()
+        return votes
 
     def close(self, *, wait: bool = True) -> None:
         """Drop the checks not started yet and let the pool's threads end (after the

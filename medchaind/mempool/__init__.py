@@ -267,6 +267,7 @@ class Mempool:
                           block=self._block_info() if self._block_info else None)
         victims = self._plan_evictions(tx.sender, len(tx.encoded), priority)
         if victims is None:
+            self.app.bodies.discard((tx.hash,))  # check_tx kept its typed body for a pool it never joins
             raise TxRejected("mempool_full", "the mempool is full; retry later")
         for h in victims:
             self._drop(h, "evicted")
@@ -311,6 +312,7 @@ class Mempool:
 
     def _remove(self, tx_hash: bytes) -> None:
         tx = self._txs.pop(tx_hash)
+        self.app.bodies.discard((tx_hash,))  # committed or dropped: its typed body is not needed here again
         self._arrived.pop(tx_hash, None)
         self._held.discard(tx_hash)
         self._bytes -= len(tx.encoded)

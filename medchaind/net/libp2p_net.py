@@ -187,6 +187,7 @@ import libp2p  # noqa: F401  (import first: it configures the "libp2p" logger, s
 
 logging.getLogger("libp2p").propagate = True
 
+import libp2p.pubsub.gossipsub as _libp2p_gossipsub  # noqa: E402
 import libp2p.pubsub.pubsub as _libp2p_pubsub  # noqa: E402
 import libp2p.transport.tcp.tcp as _libp2p_tcp  # noqa: E402
 import multiaddr  # type: ignore[import-untyped]  # noqa: E402
@@ -211,12 +212,14 @@ from libp2p.network.config import ConnectionConfig  # noqa: E402
 from libp2p.network.swarm import Swarm  # noqa: E402
 from libp2p.peer.id import ID  # noqa: E402
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr  # noqa: E402
+from libp2p.peer.peerstore import env_to_send_in_RPC  # noqa: E402
 from libp2p.protocol_muxer.exceptions import ProtocolNotSupportedError  # noqa: E402
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub  # noqa: E402
 from libp2p.pubsub.mcache import CacheEntry, MessageCache  # noqa: E402
 from libp2p.pubsub.pb import rpc_pb2  # noqa: E402
 from libp2p.pubsub.pubsub import Pubsub  # noqa: E402
 from libp2p.pubsub.rpc_queue import RpcQueue  # noqa: E402
+from libp2p.pubsub.utils import maybe_consume_signed_record  # noqa: E402
 from libp2p.rcmgr import new_resource_manager  # noqa: E402
 from libp2p.security.exceptions import HandshakeFailure  # noqa: E402
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID  # noqa: E402
@@ -335,6 +338,87 @@ async def _credit_after_half_window(self: YamuxStream, *, bytes_read: int = 0) -
 
 if hasattr(YamuxStream, "_auto_tune_and_send_window_update"):  # tests/net/test_net_gossip_wire.py checks it applies
     YamuxStream._auto_tune_and_send_window_update = _credit_after_half_window  # type: ignore[method-assign]
+
+
+#: a peer's signed peer record that verified is taken again without checks for this long
+#: (seconds); then it is consumed again, which also renews its addresses' 2-hour TTL
+PEER_RECORD_RECHECK_S = 60.0
+
+
+class _PeerRecords:
+    """What py-libp2p 0.8.1's pubsub does with signed peer records, once per record.
+
+    Every pubsub RPC carries the sender's signed peer record (``senderRecord``: an
+    Ed25519-signed envelope of its peer id and addresses), and every RPC received is
+    checked twice (``Pubsub.continuously_read_stream`` and ``GossipSub.handle_rpc`` each
+    call ``maybe_consume_signed_record``): decode the envelope, verify its signature,
+    replace the peer's addresses in the peerstore. Sending rebuilt the local record's
+    address set and re-serialised the envelope for every RPC. With the bulk of a node's
+    RPCs small (votes, IHAVE/IWANT, light-load tx batches) that was ~13% of py-libp2p's
+    CPU per message in a 4-node gossip micro-bench, 2 of the 3 signature checks per
+    received message (docs/benchmarks.md, "Issue 14, session 4").
+
+    The record a peer sends is the same bytes until its addresses change, and the check
+    is a pure function of those bytes and the peer id they came from, so a record that
+    verified from that peer is accepted again without checks for ``PEER_RECORD_RECHECK_S``;
+    different bytes, or a record that failed, go through py-libp2p's check every time.
+    The outgoing envelope is serialised once per local record and address set. Kept per
+    host (a WeakKeyDictionary keyed by the host: nothing outlives its node); peer records
+    play no part in who may connect (the allowlist checks the Noise-authenticated peer id).
+    """
+
+    def __init__(self) -> None:
+        self.accepted: dict[ID, tuple[bytes, float]] = {}
+        self.outgoing: tuple[object, frozenset[Any], bytes] | None = None
+
+
+_peer_records: weakref.WeakKeyDictionary[IHost, _PeerRecords] = weakref.WeakKeyDictionary()
+_consume_signed_record = maybe_consume_signed_record
+_env_to_send = env_to_send_in_RPC
+
+
+def _records_of(host: IHost) -> _PeerRecords:
+    records = _peer_records.get(host)
+    if records is None:
+        records = _peer_records[host] = _PeerRecords()
+    return records
+
+
+def _consume_signed_record_once(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> bool:
+    if not msg.HasField("senderRecord"):
+        return True
+    records = _records_of(host)
+    raw = msg.senderRecord
+    now = time.monotonic()
+    known = records.accepted.get(peer_id)
+    if known is not None and known[0] == raw and now - known[1] < PEER_RECORD_RECHECK_S:
+        return True
+    ok = bool(_consume_signed_record(msg, host, peer_id))
+    if ok:
+        records.accepted[peer_id] = (raw, now)
+    else:
+        records.accepted.pop(peer_id, None)
+    return ok
+
+
+def _env_to_send_once(host: IHost) -> tuple[bytes, bool]:
+    records = _records_of(host)
+    local = host.get_peerstore().get_local_record()
+    addrs = frozenset(host.get_addrs())
+    cached = records.outgoing
+    if local is not None and cached is not None and cached[0] is local and cached[1] == addrs:
+        return cached[2], False
+    raw, created = _env_to_send(host)
+    records.outgoing = (host.get_peerstore().get_local_record(), addrs, raw)
+    return raw, created
+
+
+# tests/net/test_net_peer_records.py checks that these apply
+for _module in (_libp2p_pubsub, _libp2p_gossipsub):
+    if hasattr(_module, "maybe_consume_signed_record"):
+        _module.maybe_consume_signed_record = _consume_signed_record_once  # type: ignore[attr-defined]
+    if hasattr(_module, "env_to_send_in_RPC"):
+        _module.env_to_send_in_RPC = _env_to_send_once  # type: ignore[attr-defined]
 
 
 def _probe_listen(maddr: multiaddr.Multiaddr) -> OSError | None:
@@ -594,6 +678,19 @@ class _MedchainGossipSub(GossipSub):
     def _handle_dropped_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, reason: str) -> None:
         self._on_dropped(rpc, reason)
         super()._handle_dropped_rpc(peer_id, rpc, reason)
+
+    async def handle_graft(self, graft_msg: rpc_pb2.ControlGraft, sender_peer_id: ID) -> None:
+        # A GRAFT for a topic this router has not joined is ignored, as go-libp2p-pubsub
+        # does ("spam hardening: ignore GRAFTs for unknown topics"). py-libp2p 0.8.1
+        # answers it with a PRUNE, and the sender then backs off this peer for
+        # prune_back_off (60 s). Pubsub.subscribe announces the subscription *before*
+        # router.join creates the topic's mesh, so a peer's GRAFT that raced our own join
+        # kept the two out of each other's mesh for a minute (a contract test waiting
+        # 15 s for the mesh timed out on loaded machines). Ignored, the sender's mesh
+        # holds us and our join grafts it back, so both meshes agree.
+        if graft_msg.topicID not in self.mesh:
+            return
+        await super().handle_graft(graft_msg, sender_peer_id)
 
     #: topic ids of bulk traffic (tx gossip, :meth:`Libp2pNetwork.set_bulk_topic`)
     bulk_topics: frozenset[str] = frozenset()

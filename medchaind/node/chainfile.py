@@ -20,6 +20,7 @@ File format::
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import struct
@@ -32,12 +33,13 @@ from typing import IO, Any
 import trio
 
 from .. import codec
-from ..chain import SigCache
+from ..app import Execution, StateReader
+from ..chain import SigCache, Tip
 from ..chain.executor import validate_block
 from ..consensus.verify import LOOKAHEAD_BLOCKS, Ahead, Lookahead
 from ..errors import ConfigError, InvalidBlock, MedchainError, ValidationError
 from ..files import load_genesis
-from ..ledger import Ledger
+from ..ledger import Ledger, PendingState
 from ..modules import make_app
 from ..store import ChainStore, open_store
 from ..types import Block, Commit, Genesis, decode_block, verify_commit
@@ -138,7 +140,7 @@ def read_header(records: Iterator[Any], genesis: Genesis, name: str) -> None:
 
 async def import_records(
     ledger: Ledger, records: Iterator[Any], progress: Callable[[int], None] = lambda h: None, *,
-    threads: bool = True,
+    threads: bool = True, pipeline: bool = True,
 ) -> int:
     """Verify and commit the block records that follow ``ledger``'s head; how many.
 
@@ -150,7 +152,18 @@ async def import_records(
     before it was committed, exactly as without the look-ahead. Each block is still one
     atomic, fsync'd write (an import cut short, even by a power failure, keeps a
     prefix of the chain: the module docstring); with a ledger that commits in a worker
-    thread the next records are decoded while it is in flight."""
+    thread the next records are decoded while it is in flight.
+
+    ``pipeline`` (issue 14, session 4): while block N's write is in flight, block N+1 is
+    also checked and executed, against the state N leaves (:class:`PendingState`: N's
+    write-set and trie records over the committed state) and the tip N makes. Nothing
+    of N+1 is written before N's write returned and the ledger's tip moved to N, and
+    :meth:`Ledger.commit` still writes one block at a time, in order: so a crash keeps a
+    prefix of the chain and the state never runs ahead of the blocks, and a block N+1
+    that fails is reported after N is committed, with nothing of it written. The tip a
+    block was checked against must equal the ledger's when its turn comes (else it is
+    checked again). What overlaps is the write's I/O (LevelDB's write and fsync release
+    the GIL) with N+1's execution; the Python work is still serial."""
     chain_id = ledger.genesis.chain_id
     params = ledger.genesis.params
     sigs = SigCache()
@@ -188,36 +201,86 @@ async def import_records(
                 return
             queue.append(_Queued(block, commit, ahead.submit(block, commit), None))
 
+    def take() -> _Queued | None:
+        """The next decoded record (None at the end of the file); raises its error."""
+        fill()
+        if not queue:
+            return None
+        item = queue.popleft()
+        if item.error is not None:
+            raise item.error
+        return item
+
+    def check(item: _Queued, state: StateReader, tip: Tip) -> _Checked:
+        """Every check of one block against its parent ``tip`` and the state after it."""
+        block, commit = item.block, item.commit
+        assert block is not None and commit is not None
+        h = block.height
+        try:
+            votes = ahead.collect_nowait(item.ahead)
+            verify_commit(commit, chain_id, tip.powers, block.hash(), h, verified=votes)
+            if block.last_commit is not None:
+                verify_commit(block.last_commit, chain_id, prev_powers, block.header.prev_hash, h - 1,
+                              verified=votes)
+            # decode_block (fill) ran the block's validate_basic
+            ex = validate_block(ledger.app, state, tip, block, sigs,
+                                max_txs=params.max_block_txs, max_bytes=params.max_block_bytes,
+                                basic_checked=True)
+        except (InvalidBlock, ValidationError, MedchainError) as exc:
+            raise ChainFileError(f"block {h} rejected: {exc}") from None
+        return _Checked(block, commit, ex, tip)
+
+    ready: _Checked | None = None  # checked against the state the ledger is about to have
+
+    def check_next(cur: _Checked) -> None:
+        """While block ``cur``'s write and fsync are in flight: decode the next records,
+        and check the block after it against the state ``cur`` leaves (PendingState)
+        and the tip it makes. An error is raised once ``cur`` is committed."""
+        nonlocal ready
+        item = take()
+        if item is None:
+            return
+        state = PendingState(ledger.state, cur.ex)
+        header = cur.block.header
+        tip = Tip(cur.block.height, cur.block.hash(), header.app_hash, header.time_ms,
+                  ledger.app.authority_powers(state), block_powers=ledger.tip.powers)
+        ready = check(item, state, tip)
+
     try:
         while True:
-            fill()
-            if not queue:
-                return imported
-            item = queue.popleft()
-            if item.error is not None:
-                raise item.error
-            block, commit = item.block, item.commit
-            assert block is not None and commit is not None
-            h = block.height
-            await ahead.collect(item.ahead)
+            if ready is None:
+                item = take()
+                if item is None:
+                    return imported
+                ready = check(item, ledger.state, ledger.tip)
+                await trio.lowlevel.checkpoint()
+            cur, ready = ready, None
+            if cur.tip != ledger.tip:  # never expected (the parent of a check ahead is exact)
+                log.warning("import: block %d was checked against another tip; checking it again",
+                            cur.block.height)
+                cur = check(_Queued(cur.block, cur.commit, None, None), ledger.state, ledger.tip)
+            h = cur.block.height
+            prev_powers = dict(ledger.tip.powers)  # the set that signs block h
+            meanwhile = functools.partial(check_next, cur) if pipeline else fill
             try:
-                tip = ledger.tip
-                verify_commit(commit, chain_id, tip.powers, block.hash(), h, verified=ahead.votes)
-                if block.last_commit is not None:
-                    verify_commit(block.last_commit, chain_id, prev_powers, block.header.prev_hash, h - 1,
-                                  verified=ahead.votes)
-                ex = validate_block(ledger.app, ledger.state, tip, block, sigs,
-                                    max_txs=params.max_block_txs, max_bytes=params.max_block_bytes)
-            except (InvalidBlock, ValidationError, MedchainError) as exc:
-                raise ChainFileError(f"block {h} rejected: {exc}") from None
-            prev_powers = dict(ledger.tip.powers)
-            # decode the next records while this block's write and fsync are in flight
-            await ledger.commit(block, commit, ex, meanwhile=fill)
-            sigs.discard(t.hash for t in block.txs)  # only the blocks ahead need theirs
-            imported += 1
-            progress(h)
+                await ledger.commit(cur.block, cur.commit, cur.ex, meanwhile=meanwhile)
+            finally:
+                if ledger.height == h:  # committed (the next block's check may have failed)
+                    sigs.discard(t.hash for t in cur.block.txs)  # only the blocks ahead need theirs
+                    imported += 1
+                    progress(h)
     finally:
         ahead.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A block that passed every check against ``tip``, with its execution."""
+
+    block: Block
+    commit: Commit
+    ex: Execution
+    tip: Tip
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +293,10 @@ class _Queued:
     error: ChainFileError | None
 
 
-def import_chain(datadir: Path, src: Path, *, progress: Callable[[int], None] = lambda h: None) -> dict[str, Any]:
-    """Verify and commit the blocks of ``src`` that follow this (stopped) node's head."""
+def import_chain(datadir: Path, src: Path, *, progress: Callable[[int], None] = lambda h: None,
+                 pipeline: bool = True) -> dict[str, Any]:
+    """Verify and commit the blocks of ``src`` that follow this (stopped) node's head
+    (``pipeline``: :func:`import_records`'s)."""
     genesis = load_genesis(datadir / "genesis.json")
     kv, store = open_store(datadir)
     try:
@@ -243,7 +308,7 @@ def import_chain(datadir: Path, src: Path, *, progress: Callable[[int], None] = 
             records = read_records(f)
             read_header(records, genesis, str(src))
             try:
-                imported = trio.run(import_records, ledger, records, progress)
+                imported = trio.run(functools.partial(import_records, ledger, records, progress, pipeline=pipeline))
             except ChainFileError as exc:
                 raise ChainFileError(f"{exc}; the chain stays at height {ledger.height}") from None
         return {"chain_id": genesis.chain_id, "from_height": start, "height": ledger.height, "imported": imported,

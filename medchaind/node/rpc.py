@@ -57,6 +57,10 @@ MAX_BATCH_BLOB_BYTES = 12 * 1024 * 1024
 MAX_BLOB_BYTES = 4 * 1024 * 1024
 #: txs a batch admits between two checkpoints (consensus and other clients run between)
 ADMIT_SLICE = 32
+#: the newest committed blocks ``chain_getBlock`` serves from memory: a client following
+#: the chain asks for each new block once, and decoding it back from the store cost ~15 us
+#: per tx on the node's event loop; two bound the memory held (a full block is a few MiB)
+RECENT_BLOCKS = 2
 
 Handler = Callable[[Any, "Connection"], Awaitable[Any]]
 
@@ -266,6 +270,18 @@ class ChainAPI:
         self.prove_key = prove_key
         #: txs a batch hook decoded and pre-verified (prepare_submits), by their hex param
         self._decoded: dict[str, Tx] = {}
+        #: the last RECENT_BLOCKS committed blocks by height (:meth:`remember_block`)
+        self._recent: dict[int, Block] = {}
+
+    def remember_block(self, block: Block) -> None:
+        """Keep a block just committed, so ``chain_getBlock`` of a new height does not
+        read and decode it back from the store. A committed block never changes (BFT
+        finality), so the copy in memory is the one the store holds; only the newest
+        RECENT_BLOCKS are kept, far above any pruning horizon."""
+        recent = self._recent
+        recent[block.height] = block
+        while len(recent) > RECENT_BLOCKS:
+            del recent[min(recent)]
 
     async def prepare_submits(self, verifier: Any, params: list[Any]) -> None:
         """Batch hook of ``tx_submit``: decode the batch's txs once and verify their
@@ -313,7 +329,7 @@ class ChainAPI:
         store = self.ledger.store
         if "height" in p:
             h = opt_int(p, "height", 0, 1, 2**62)
-            block = store.get_block(h)
+            block = self._recent.get(h) or store.get_block(h)
         elif "hash" in p:
             block = store.get_block_by_hash(hex_bytes(p, "hash", 32))
         else:

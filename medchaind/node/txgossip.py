@@ -6,6 +6,17 @@ message count, because py-libp2p costs ~2 ms of CPU per message per node (DESIGN
 §5) and gossipsub forwards each one. The tx topic is marked as bulk traffic, so on
 every peer connection votes and proposals are sent ahead of queued tx batches.
 
+Under light load the interval alone would still send one message per interval with a
+tx or two in it: at 200 tx/s offered over 4 authorities that was 80 messages a second
+(~10 ms of CPU each over the 4 nodes), half of all the CPU the network spent per
+committed tx (docs/benchmarks.md, "Issue 14, session 4"). So a batch smaller than
+``MIN_BATCH_TXS`` txs and ``MIN_BATCH_BYTES`` waits for company until its oldest tx
+has been queued ``MAX_BATCH_DELAY``: a tx reaches its peers at most that late, while
+the message rate falls to one per ``MAX_BATCH_DELAY`` (or one per ``MIN_BATCH_TXS``
+txs) per node. A block takes about a second here, so the delay costs a tx a fraction
+of a height on average, and what the nodes save makes the heights shorter. This is a
+node's sending policy: nothing on the wire or in any block changes.
+
 Received batches go through the mempool's normal admission; a refusal (duplicate,
 already committed, invalid) is counted and dropped. The batch's signatures are checked
 first in worker threads (:class:`~medchaind.consensus.verify.Verifier`), and admission
@@ -42,6 +53,11 @@ log = logging.getLogger(__name__)
 BATCH_INTERVAL = 0.05
 #: the encoded txs of one batch at most (MAX_TX_BATCH txs at most, too)
 BATCH_BYTES = 1024 * 1024
+#: a batch smaller than both of these waits for more txs (see the module docstring) ...
+MIN_BATCH_TXS = 32
+MIN_BATCH_BYTES = 64 * 1024
+#: ... until its oldest tx has been queued this long (seconds)
+MAX_BATCH_DELAY = 0.2
 #: a publish waits at most this long for the bulk queues to peers to drain (seconds)
 MAX_WIRE_WAIT = 2.0
 #: txs admitted between two checkpoints
@@ -59,13 +75,24 @@ class TxGossip:
         self._on_admitted = on_admitted
         self.topic = tx_topic(chain_id)
         self._queue: list[bytes] = []
+        #: the encoded bytes in _queue, and when its oldest entry was queued (trio time)
+        self._queued_bytes = 0
+        self._since = 0.0
         self._wake = trio.Event()
         self.received = 0
         self.refused = 0
+        #: admitted txs not published because no peer was connected (statistics)
+        self.unsent = 0
 
     def queue(self, tx: Tx) -> None:
+        if not self._queue:
+            self._queued_bytes, self._since = 0, trio.current_time()
         self._queue.append(tx.encoded)
+        self._queued_bytes += len(tx.encoded)
         self._wake.set()
+
+    def _batch_ready(self) -> bool:
+        return len(self._queue) >= MIN_BATCH_TXS or self._queued_bytes >= MIN_BATCH_BYTES
 
     @staticmethod
     def validate(peer: PeerId, data: bytes) -> bool:
@@ -125,7 +152,18 @@ class TxGossip:
             n += 1
             size += len(raw)
         batch, self._queue = self._queue[:n], self._queue[n:]
+        self._queued_bytes -= size
+        if self._queue:  # the batch was full: what is left goes out next, without waiting for company
+            self._since = trio.current_time() - MAX_BATCH_DELAY
         return batch
+
+    async def _wait_company(self) -> None:
+        """While the queue is smaller than a batch worth a message, wait for more txs,
+        until its oldest tx has been queued ``MAX_BATCH_DELAY``."""
+        with trio.move_on_at(self._since + MAX_BATCH_DELAY):
+            while not self._batch_ready():
+                self._wake = trio.Event()
+                await self._wake.wait()
 
     async def _wait_wire(self) -> None:
         """Wait (up to ``MAX_WIRE_WAIT``) until no peer connection has a bulk message queued.
@@ -150,7 +188,15 @@ class TxGossip:
             # followed by an interval, so the message rate stays at 1 / BATCH_INTERVAL
             await trio.sleep(BATCH_INTERVAL)
             while self._queue:
+                await self._wait_company()
                 await self._wait_wire()
+                if not self.net.connected_peers():
+                    # nobody to send to (a lone authority): publishing would only sign,
+                    # validate and cache the batch (~1 ms each); a peer that connects
+                    # later learns these txs from the blocks that carry them
+                    while self._queue:
+                        self.unsent += len(self._take_batch())
+                    break
                 try:
                     await self.net.publish(self.topic, encode_tx_batch(self._take_batch()))
                 except MedchainError as exc:

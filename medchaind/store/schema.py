@@ -38,6 +38,7 @@ peer input).
 
 from __future__ import annotations
 
+import functools
 import re
 
 from .. import crypto
@@ -127,6 +128,15 @@ def receipt_key(tx_hash: bytes) -> bytes:
 
 def state_prefix(module: str) -> bytes:
     """The prefix of every state key of ``module`` (ends with ``/``)."""
+    if type(module) is str:
+        return _state_prefix(module)
+    return STATE_PREFIX + _module(module) + b"/"  # raises: not a module name
+
+
+@functools.lru_cache(maxsize=256)
+def _state_prefix(module: str) -> bytes:
+    # every state read and write builds its key (a regex match per call): a chain has a
+    # few dozen modules, so remember the prefixes (a bad name raises and is not kept)
     return STATE_PREFIX + _module(module) + b"/"
 
 

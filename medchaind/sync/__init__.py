@@ -389,7 +389,8 @@ class SyncService:
                     break
                 await lookahead.collect(checks)
                 try:
-                    await self.engine.submit_synced(block, commit)
+                    # decode_blocks ran each block's validate_basic
+                    await self.engine.submit_synced(block, commit, basic_checked=True)
                 except MedchainError as exc:
                     self._fault(peer, f"served an invalid block at height {block.height} ({exc})")
                     break

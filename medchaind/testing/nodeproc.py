@@ -125,7 +125,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = True) -
 #: where test ports come from: below Linux's ephemeral range (32768-60999 by default), so
 #: an outgoing connection's source port can never take a port between the check here and
 #: the node's bind; one band per pytest-xdist worker
-PORT_BANDS_START, PORT_BAND_SIZE = 20000, 6000
+PORT_BANDS_START: int = 20000
+PORT_BAND_SIZE: int = 6000
 _cursor: dict[int, int] = {}
 
 
@@ -144,7 +145,8 @@ def free_port_range(n: int, start: int | None = None) -> int:
     lo = PORT_BANDS_START + (k % 2) * PORT_BAND_SIZE
     hi = lo + PORT_BAND_SIZE
     first = _cursor.get(lo, lo)
-    for base in [*range(first, hi - n, 7), *range(lo, first, 7)]:
+    candidates: list[int] = [*range(first, hi - n, 7), *range(lo, first, 7)]
+    for base in candidates:
         socks = []
         try:
             for i in range(n):

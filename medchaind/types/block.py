@@ -285,10 +285,13 @@ def block_from_map(m: Any, *, known: TxLookup | None = None) -> Block:
     for raw in m["txs"]:
         if not isinstance(raw, bytes):
             raise ValidationError("block: each tx is the byte string of its canonical encoding")
-        tx = known(crypto.sha256(raw)) if known is not None else None
+        tx, h = None, None
+        if known is not None:
+            h = crypto.sha256(raw)
+            tx = known(h)
         if tx is None or tx.encoded != raw:
             try:
-                tx = decode_tx(raw)
+                tx = decode_tx(raw, tx_hash=h)
             except DecodeError as exc:
                 raise ValidationError(f"block: {exc}") from None
         txs.append(tx)

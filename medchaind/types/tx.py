@@ -117,8 +117,9 @@ _set_chain, _set_type, _set_sender, _set_nonce, _set_body, _set_sig, _set_v, _se
 )
 
 
-def _finish(m: dict[str, Any], encoded: bytes) -> Tx:
-    """The Tx of a validated map ``m`` whose canonical encoding is ``encoded``."""
+def _finish(m: dict[str, Any], encoded: bytes, tx_hash: bytes | None = None) -> Tx:
+    """The Tx of a validated map ``m`` whose canonical encoding is ``encoded`` (and
+    whose SHA-256 is ``tx_hash`` when the caller already computed it)."""
     tx = _new(Tx)
     _set_chain(tx, m["chain"])
     _set_type(tx, m["type"])
@@ -128,7 +129,7 @@ def _finish(m: dict[str, Any], encoded: bytes) -> Tx:
     _set_sig(tx, m["sig"])
     _set_v(tx, m["v"])
     _set_encoded(tx, encoded)
-    _set_hash(tx, crypto.sha256(encoded))
+    _set_hash(tx, crypto.sha256(encoded) if tx_hash is None else tx_hash)
     return tx
 
 
@@ -195,8 +196,11 @@ def tx_from_map(m: Any, *, checked: bool = False) -> Tx:
     return _finish(m, encoded)
 
 
-def decode_tx(data: bytes) -> Tx:
+def decode_tx(data: bytes, *, tx_hash: bytes | None = None) -> Tx:
     """The one entry point for tx bytes from outside: canonical, well-formed, bounded.
+
+    ``tx_hash``: ``sha256(data)``, when the caller computed it to look the tx up (a
+    block's or a compact proposal's txs), so it is not computed twice.
 
     Accepts and refuses exactly as ``codec.decode`` followed by :func:`validate_tx_map`
     (tests/unit/test_decode_fastpaths.py holds that reference): when the top level is a
@@ -213,22 +217,22 @@ def decode_tx(data: bytes) -> Tx:
             pass  # the general path below says what is wrong, canonical form first
         else:
             codec.require_canonical(m, raw, ordered=codec.check_model(m["body"], 1))
-            return _finish_decoded(m, raw)
+            return _finish_decoded(m, raw, tx_hash)
     m = codec.decode(raw, max_size=MAX_TX_BYTES)
     try:
         validate_tx_map(m)
     except ValidationError as exc:
         raise DecodeError(str(exc)) from None
-    return _finish_decoded(m, raw)
+    return _finish_decoded(m, raw, tx_hash)
 
 
-def _finish_decoded(m: dict[str, Any], raw: bytes) -> Tx:
+def _finish_decoded(m: dict[str, Any], raw: bytes, tx_hash: bytes | None = None) -> Tx:
     # ``raw`` is canonical, so the body's encoding is a part of it: only a tx longer
     # than the body limit can hold a body over it (replay decodes every tx: skip the
     # re-encoding for all others)
     if len(raw) > MAX_BODY_BYTES and len(codec.encode_unchecked(m["body"])) > MAX_BODY_BYTES:
         raise DecodeError(f"tx: body exceeds {MAX_BODY_BYTES} bytes")
-    return _finish(m, raw)
+    return _finish(m, raw, tx_hash)
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from medchaind.cli.benchmodes import SOAK_FIELDS, SWEEP_FIELDS
-from medchaind.testing.nodeproc import _cmd, free_port_range
+from medchaind.cli.bench import register_senders
+from medchaind.cli.benchmodes import SOAK_FIELDS, SWEEP_FIELDS, _committed_soak_txs, _segment
+from medchaind.client import Client
+from medchaind.testing.nodeproc import NodeProcess, _cmd, free_port_range
 
 pytestmark = pytest.mark.e2e
 
@@ -108,3 +110,21 @@ def test_offered_load_script_runs_each_rate_and_plots(tmp_path: Path) -> None:
     again = run_script("scripts/offered_load.py", "--from-csv", str(out), "--png", str(png2))
     assert again.returncode == 0, again.stderr
     assert png2.stat().st_size > 10_000
+
+
+def test_a_stalled_soak_counts_what_the_chain_holds(node: NodeProcess) -> None:
+    """After a stall the soak's summary counts its txs from the senders' committed nonces
+    (the unfinished segment included), not only the segments it finished: a soak that
+    stopped at 95,126 committed txs once printed 0."""
+    with Client(node.ipc) as c:
+        chain = c.node_info()["chain_id"]
+    senders = register_senders([node.ipc], chain, 3)
+    assert _committed_soak_txs(node.ipc, senders) == 0  # registrations are not soak txs
+    nonces = [1, 1, 1]
+    per_conn, lasts = _segment(senders, nonces, chain, 7, 16, 1)
+    with Client(node.ipc) as c:
+        for tx in per_conn[0]:
+            c.submit(tx)
+        for tx in lasts:
+            assert c.wait(tx.hash, timeout_ms=30000)["status"] == "committed"
+    assert _committed_soak_txs(node.ipc, senders) == 7

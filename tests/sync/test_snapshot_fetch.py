@@ -229,16 +229,17 @@ async def test_an_offer_is_tried_again_when_a_new_peer_offers_it(autojump_clock:
         net.hub.cut("j", "s0")  # at first only the corrupt peer is reachable
         fetcher = net.fetcher(discovery_s=10.0)
         got: list[Any] = []
+        done = trio.Event()
 
         async def fetch() -> None:
             got.append(await fetcher.fetch())
+            done.set()
 
         nursery.start_soon(fetch)
         await trio.sleep(2.0)
         assert "s1" in net.banned and not got
         net.hub.restore("j", "s0")  # an honest peer offering the same snapshot appears
-        while not got:
-            await trio.sleep(0.5)
+        await done.wait()
         assert got[0] is not None and got[0].stats["served_by"].keys() == {"s0"}
         nursery.cancel_scope.cancel()
 

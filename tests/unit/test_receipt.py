@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medchaind import codec, crypto
 from medchaind.errors import DecodeError
@@ -89,3 +92,53 @@ def test_ipc_receipt_carries_its_exact_encoding() -> None:
     j = receipt_json(r)
     assert j["ok"] is True and j["events"][0]["who"] == j["events"][0]["text"] == "0x01"  # ambiguous
     assert decode_receipt(bytes.fromhex(j["encoded"][2:])) == r
+
+
+# ------------------------------------------------ results_hash cut out of the receipts' encodings
+
+_scalars = st.one_of(st.integers(-(2**63), 2**64 - 1), st.binary(max_size=40), st.text(max_size=12),
+                     st.booleans(), st.none())
+_values = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                         st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                       max_leaves=12)
+_receipts = st.builds(Receipt, st.text(max_size=20), st.text(max_size=60),
+                      st.lists(st.dictionaries(st.text(max_size=10), _values, max_size=5), max_size=3).map(tuple))
+
+
+def _direct_results_hash(rs: list[Receipt]) -> bytes:
+    """The definition (docs/protocol.md §7), as results_hash computed it before issue 14."""
+    return crypto.sha256(codec.encode([r.result_map() for r in rs]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_receipts, max_size=30))
+def test_results_hash_equals_the_direct_encoding(rs: list[Receipt]) -> None:
+    # unordered and non-ASCII event keys, unicode reasons, 0..30 receipts (array heads
+    # of one and two bytes): the hash is the definition's, byte for byte
+    assert results_hash(rs) == _direct_results_hash(rs)
+    for r in rs:
+        assert r.result_encoding() == codec.encode(r.result_map())
+        assert r.encode() == codec.encode(r.to_map())  # the memo is the encoding
+
+
+@pytest.mark.parametrize("n", [0, 23, 24, 255, 256, 65_536])
+def test_results_hash_array_heads(n: int) -> None:
+    rs = [Receipt("ok", "r" * (i % 3), ({"i": i},)) for i in range(n)]
+    assert results_hash(rs) == _direct_results_hash(rs)
+
+
+def test_results_hash_of_a_receipt_whose_reason_does_not_encode() -> None:
+    # a lone surrogate in the reason: the receipt cannot be stored, but the result (which
+    # leaves the reason out) hashes as it always did
+    r = Receipt("failed", "bad \ud800", ({"k": 1},))
+    with pytest.raises(DecodeError):
+        r.encode()
+    assert results_hash([r]) == _direct_results_hash([r])
+
+
+def test_the_memo_is_not_part_of_equality_or_replace() -> None:
+    r = Receipt("ok", "first", ({"k": 1},))
+    enc = r.encode()
+    assert r == Receipt("ok", "first", ({"k": 1},))
+    other = dataclasses.replace(r, reason="second")
+    assert other.encode() != enc and other.encode() == codec.encode(other.to_map())

@@ -230,11 +230,13 @@ def exact_key(billing_npi: str, rendering_npi: str, days: Sequence[bytes], code:
     payer-provider pair key, so the chain compares them without learning either);
     provider, code, modifiers (as a set), units, charge and place of service in the clear.
     """
-    return hashlib.sha256(codec.encode([
+    # an array of checked scalars and arrays (no map): its plain encoding is the canonical
+    # one, so encode_built's bytes are encode's without the walk
+    return hashlib.sha256(codec.encode_built([
         EXACT_TAG, billing_npi, rendering_npi, sorted(days), code, revenue or "", sorted(modifiers), units, charge, pos,
     ])).digest()
 
 
 def suspect_key(day: bytes, code: str) -> bytes:
     """The suspect-duplicate key of one day of a line: same patient, same day, same code."""
-    return hashlib.sha256(codec.encode([SUSPECT_TAG, day, code])).digest()
+    return hashlib.sha256(codec.encode_built([SUSPECT_TAG, day, code])).digest()

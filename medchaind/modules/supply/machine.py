@@ -641,11 +641,13 @@ class CaseUpdate:
 
 
 def _put(ctx: TxContext, key: bytes, value: Any) -> None:
-    """``ctx.put``. The maps written on the capture path are built with their keys in
-    canonical order (shorter first, then bytewise; decoded maps always are), so
-    :func:`codec.encode` takes cbor2's plain mode after its data-model walk: together about
-    half the cost of cbor2's sorting mode, which ``codec.encode_unchecked`` always takes."""
-    ctx.put(key, value)
+    """``ctx.put_built``: every value written through here (the capture path's objects,
+    lots, counters, trace, reports, party index, flags, documents) is built by this module
+    from checked fields with its maps' keys in canonical order (shorter first, then
+    bytewise), or is a stored map (decoded in that order) whose existing keys were
+    reassigned. So cbor2's plain mode gives :func:`codec.encode`'s bytes without its
+    data-model walk (:func:`codec.encode_built`); writes of other shapes use ``ctx.put``."""
+    ctx.put_built(key, value)
 
 
 # ------------------------------------------------------------------ reading helpers
@@ -1103,8 +1105,10 @@ def _aggregate(w: _Work, e: _Event, reporter: bytes) -> None:
     # someone else's goods, e.g. by importing a document it received)
     created = p is None and kind == "pack" and pid[0] == SSCC
     if created:
-        p = {"k": SSCC, "gtin": None, "lot": None, "exp": None, "st": ACTIVE, "own": reporter,
-             "cus": reporter, "to": None, "par": None, "agg": {}, "last": ev.hash, "n": 0, "fl": 0}
+        p = {  # keys in canonical order (see _put)
+            "k": SSCC, "n": 0, "fl": 0, "st": ACTIVE, "to": None, "agg": {}, "cus": reporter, "exp": None,
+            "lot": None, "own": reporter, "par": None, "gtin": None, "last": ev.hash,
+        }
         w.create(pid, p)
     code = life_flag(kind, p)
     if code is not None:
@@ -1280,7 +1284,7 @@ def _capture(ctx: TxContext, b: Capture) -> None:
     if b.content_hash is not None:
         assert b.size is not None and b.envelopes is not None
         if ctx.get(b"D/" + b.content_hash) is None:
-            _put(ctx, b"D/" + b.content_hash, {"size": b.size, "sender": reporter, "height": ctx.block.height})
+            _put(ctx, b"D/" + b.content_hash, {"size": b.size, "height": ctx.block.height, "sender": reporter})
         for env in b.envelopes:
             _put(ctx, b"E/" + b.content_hash + env.recipient, env.sealed_key)
     ctx.emit("captured", reporter=reporter, events=new, duplicates=dup, flags=flags_total,
@@ -1312,7 +1316,7 @@ def _record(ctx: TxContext, w: _Work, e: _Event, reporter: bytes, dest: bytes | 
         _put(ctx, b"p/" + dest + inv8, [ev.hash, reporter])
     by_code: dict[str, list[bytes]] = {}
     for i, (code, flagged) in enumerate(e.flags):
-        _put(ctx, b"x/" + inv8 + i.to_bytes(2, "big"), {"code": code, "oid": flagged, "event": ev.hash, "by": reporter})
+        _put(ctx, b"x/" + inv8 + i.to_bytes(2, "big"), {"by": reporter, "oid": flagged, "code": code, "event": ev.hash})
         lst = by_code.setdefault(code, [])
         if flagged is not None:
             lst.append(flagged)

@@ -725,15 +725,15 @@ def _enroll(ctx: TxContext, b: Enroll) -> None:
         raise TxFailed("already_enrolled", "the participant is already enrolled")
     version = _consent_or_fail(ctx, t, b.participant, b.consent_grant)
     at = _at(ctx)
-    # keys in canonical order (shorter first, then bytewise): same bytes in any order, but
-    # codec.encode skips its slower sorting mode when they already are
-    ctx.put(enrolment_key(tid, b.participant), {
+    # keys in canonical order (shorter first, then bytewise) and checked parts: same bytes
+    # in any order, but put_built encodes them without codec.encode's walk or sort
+    ctx.put_built(enrolment_key(tid, b.participant), {
         "seq": seq, "site": ctx.sender, "events": 0, "height": at["height"], "status": ENROLLED,
         "time_ms": at["time_ms"], "consents": [{**at, "version": version, "grant_id": b.consent_grant}],
         "withdrawn": None,
     })
-    ctx.put(seq_key(tid, seq), b.participant)
-    ctx.put(count_key(tid), seq + 1)
+    ctx.put_built(seq_key(tid, seq), b.participant)
+    ctx.put_built(count_key(tid), seq + 1)
     if "start" not in t["dates"]:  # the trial's record changes at the first enrolment only
         t["dates"]["start"] = _at(ctx)
         t["start_version"] = t["protocol_version"]
@@ -776,11 +776,11 @@ def _event(ctx: TxContext, b: Event) -> None:
         raise TxFailed("trial_closed", f"the trial is {t['status']}")
     _consent_or_fail(ctx, t, b.participant, e["consents"][-1]["grant_id"])
     n = e["events"]
-    ctx.put(event_key(tid, b.participant, n), {  # keys in canonical order (see _enroll)
+    ctx.put_built(event_key(tid, b.participant, n), {  # keys in canonical order (see _enroll)
         "kind": b.kind, **_at(ctx), "data_hash": b.data_hash, "protocol_version": t["protocol_version"],
     })
-    e["events"] = n + 1
-    ctx.put(enrolment_key(tid, b.participant), e)
+    e["events"] = n + 1  # a key the stored (canonical) map has: its order holds
+    ctx.put_built(enrolment_key(tid, b.participant), e)
     ctx.emit("event", trial=b.trial, participant=b.participant, kind=b.kind, n=n)
 
 
