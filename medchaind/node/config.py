@@ -43,6 +43,10 @@ class NodeSection:
     #: after a commit, return freed heap pages to the OS (glibc ``malloc_trim``) at most
     #: this often; 0 turns it off (medchaind/node/memtrim.py: why not more often)
     malloc_trim_ms: int = 10_000
+    #: heap blocks of at least this many bytes get their own mapping, returned to the OS
+    #: when freed (glibc ``M_MMAP_THRESHOLD``; 0 keeps glibc's sliding threshold, which
+    #: climbs to 32 MiB and leaves large buffers fragmenting the heap: memtrim.py)
+    malloc_mmap_threshold: int = 131_072
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +333,8 @@ def load_config(
 #: anyone means (a 10-minute propose timeout stalls it ten minutes per crashed proposer).
 RANGES: dict[str, tuple[int, int]] = {
     "node.malloc_trim_ms": (0, 3_600_000),
+    # glibc documents 32 MiB (DEFAULT_MMAP_THRESHOLD_MAX, 64-bit) as the maximum
+    "node.malloc_mmap_threshold": (0, 32 << 20),
     "consensus.empty_block_interval_ms": (10, 3_600_000),
     "consensus.timeout_propose_ms": (10, 600_000),
     "consensus.timeout_propose_delta_ms": (0, 600_000),
@@ -354,7 +360,8 @@ RANGES: dict[str, tuple[int, int]] = {
 }
 #: what a range error adds about a special value
 _RANGE_NOTES = {"consensus.double_sign_check_height": " (0 turns the check off)",
-                "node.malloc_trim_ms": " (0 turns it off)"}
+                "node.malloc_trim_ms": " (0 turns it off)",
+                "node.malloc_mmap_threshold": " (0 keeps glibc's sliding threshold)"}
 
 
 class _SettingError(ConfigError):

@@ -60,7 +60,7 @@ from ..types import Genesis, Tx, to_jsonable
 from .blobs import BATCH as BLOB_BATCH
 from .blobs import BATCH_PROTOCOL, BLOB_PROTOCOL, BlobService
 from .config import Config, ipc_server_options
-from .memtrim import MemoryTrimmer, load_malloc_trim
+from .memtrim import MemoryTrimmer, load_malloc_trim, set_mmap_threshold
 from .queries import ModuleQueries
 from .rpc import (
     ADMIT_SLICE,
@@ -132,6 +132,8 @@ class Node:
         # hashes leave it in _on_commit); the cap bounds the ones never committed
         self.sigs = SigCache(capacity=config.mempool.max_txs + 2 * genesis.params.max_block_txs)
         self.trimmer = MemoryTrimmer(load_malloc_trim(), config.node.malloc_trim_ms / 1000)
+        # large buffers in their own mappings, not fragmenting the heaps (memtrim.py)
+        set_mmap_threshold(config.node.malloc_mmap_threshold)
         self._tx_waiters: dict[bytes, trio.Event] = {}
         self._head_changed = trio.Event()
         self._admission_info: BlockInfo | None = None

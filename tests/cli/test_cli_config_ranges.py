@@ -61,6 +61,9 @@ def _load(tmp_path: Path, toml: str) -> None:
          "p2p.bootstrap: the TCP port must be in 1..65535 (got '0'"),
         ('[p2p]\nobservers = "node4"', "p2p.observers: 'node4' is not a libp2p peer id"),
         ("[ipc]\nmax_connections = -1", "ipc.max_connections must be in 1..65536 (got -1)"),
+        ("[node]\nmalloc_mmap_threshold = -1",
+         "node.malloc_mmap_threshold must be in 0..33554432 (0 keeps glibc's sliding threshold) (got -1)"),
+        ("[node]\nmalloc_mmap_threshold = 33554433", "node.malloc_mmap_threshold must be in 0..33554432"),
     ],
 )
 def test_bad_settings_name_the_setting_and_the_range(tmp_path: Path, toml: str, message: str) -> None:
@@ -86,6 +89,23 @@ def test_defaults_and_edges_are_accepted(tmp_path: Path) -> None:
     load_config(tmp_path, env={})
     _load(tmp_path, "[mempool]\nmax_txs = 1\nmax_per_sender = 1\n[consensus]\ntimeout_prevote_ms = 0\n"
                     f'[p2p]\nlisten = "/ip4/127.0.0.1/tcp/0"\nobservers = "{PEER}"')
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "expected"),
+    [
+        ("", {}, 131_072),  # the default: glibc's initial threshold, fixed (memtrim.py)
+        ("[node]\nmalloc_mmap_threshold = 0", {}, 0),
+        ("[node]\nmalloc_mmap_threshold = 33554432", {}, 32 << 20),
+        ("[node]\nmalloc_mmap_threshold = 0", {"MEDCHAIND_NODE_MALLOC_MMAP_THRESHOLD": "65536"}, 65_536),
+    ],
+)
+def test_malloc_mmap_threshold_parses(tmp_path: Path, toml: str, env: dict[str, str], expected: int) -> None:
+    (tmp_path / "config.toml").write_text(toml)
+    cfg = load_config(tmp_path, env=env)
+    assert cfg.node.malloc_mmap_threshold == expected
+    (tmp_path / "config.toml").write_text(render_config(cfg))  # what init writes says it
+    assert load_config(tmp_path, env={}).node.malloc_mmap_threshold == expected
 
 
 def test_environment_and_option_errors_say_where(tmp_path: Path) -> None:

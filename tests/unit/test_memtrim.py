@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from medchaind.node.memtrim import MemoryTrimmer, load_malloc_trim
+from medchaind.node.memtrim import M_MMAP_THRESHOLD, MemoryTrimmer, load_malloc_trim, set_mmap_threshold
 
 
 async def inline(fn: Callable[[], bool]) -> bool:
@@ -93,3 +93,49 @@ def test_load_malloc_trim_is_none_where_it_cannot_exist(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(ctypes, "CDLL", no_libc)
     assert load_malloc_trim() is None
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def test_set_mmap_threshold_on_this_machine() -> None:
+    """A heap that must grow for a block at or above the threshold maps it on its own
+    (mallinfo2's hblks counts it), below it grows the heap; 0 or less changes nothing."""
+    if not sys.platform.startswith("linux") or "musl" in (ctypes.util.find_library("c") or ""):
+        assert set_mmap_threshold(128 * 1024) is False  # pragma: no cover - the test machines run glibc
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.mallinfo2.restype = _Mallinfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    assert set_mmap_threshold(0) is False and set_mmap_threshold(-1) is False
+    size = 20 << 20  # larger than any free chunk a test process's heaps hold
+    try:
+        assert set_mmap_threshold(128 * 1024) is True
+        before = libc.mallinfo2().hblks
+        p = libc.malloc(size)
+        assert libc.mallinfo2().hblks == before + 1  # mapped on its own, not from a heap
+        libc.free(p)
+        assert libc.mallinfo2().hblks == before  # and unmapped when freed
+        assert set_mmap_threshold(32 << 20) is True
+        p = libc.malloc(size)
+        assert libc.mallinfo2().hblks == before  # below the threshold now: from a heap
+        libc.free(p)
+    finally:
+        assert set_mmap_threshold(128 * 1024) is True  # the node's default, for later tests
+
+
+def test_set_mmap_threshold_is_false_where_it_cannot_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert M_MMAP_THRESHOLD == -3  # glibc malloc.h
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert set_mmap_threshold(128 * 1024) is False
+    monkeypatch.setattr(sys, "platform", "linux")
+
+    def no_libc(name: str) -> None:
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert set_mmap_threshold(128 * 1024) is False
