@@ -36,9 +36,9 @@ space was most of the anonymous memory beyond the live heap (``mallinfo2``: 117 
 free against 65 MiB in use, after 60,000 txs). Fixing the threshold at 128 KiB (which
 also stops the sliding) keeps those buffers in their own mappings: peak anonymous RSS
 over 60,000 txs fell from 261/281 to 196/198 MiB, idle from 203/227 to 177/172 MiB. The
-price is CPU (each large buffer's pages now fault in fresh): measured +20-160 us/tx on a
-noisy machine, not yet pinned down (docs/benchmarks.md, issue 14 session 4, "Memory per
-node"); 0 restores glibc's behaviour. It is set once, at node start, before the
+possible price is CPU (each large buffer's pages fault in fresh): +20-160 us/tx on a
+loaded machine, none visible in quieter alternated pairs (docs/benchmarks.md, issue 14
+session 4, "Memory per node"); 0 restores glibc's behaviour. It is set once, at node start, before the
 database is opened.
 """
 
