@@ -449,6 +449,19 @@ class Ledger:
         while self.tip.height < height:
             await self._height_changed.wait()
 
+    def pending(self, block: Block, ex: Execution) -> tuple[PendingState, Tip]:
+        """The state and the tip this ledger will have once ``block`` (the next block,
+        executed as ``ex``) is committed: replay checks the block after it against them
+        while its write is in flight (``medchaind import``, block sync)."""
+        state = PendingState(self.state, ex)
+        return state, self._tip_after(block, state)
+
+    def _tip_after(self, block: Block, state: StoreState | PendingState) -> Tip:
+        """The tip ``block`` makes (the next block; ``state``: the state after it)."""
+        header = block.header
+        return Tip(block.height, block.hash(), header.app_hash, header.time_ms, self.app.authority_powers(state),
+                   block_powers=self.tip.powers)
+
     async def commit(self, block: Block, commit: Commit, ex: Execution, *,
                      meanwhile: Callable[[], None] | None = None) -> None:
         """Persist a decided block (atomic, fsync'd), then advance the tip and notify.
@@ -474,8 +487,7 @@ class Ledger:
         self.state.apply_writes(ex.writes)
         if ex.trie is not None:
             self.state.remember(ex.trie.puts)
-        self.tip = Tip(block.height, block.hash(), block.header.app_hash, block.header.time_ms,
-                       self.app.authority_powers(self.state), block_powers=self.tip.powers)
+        self.tip = self._tip_after(block, self.state)
         ev, self._height_changed = self._height_changed, trio.Event()
         ev.set()
         committed = Committed(block, commit, ex.receipts)

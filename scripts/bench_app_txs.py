@@ -288,7 +288,7 @@ def run_pipeline(c: AppChain, pre: DictState, txs: list[Tx], block_txs: int) -> 
             raise SystemExit(f"pipeline: {len(failed)} txs failed, e.g. {failed[0]}")
         state.apply(ex.writes, ex.trie)
         app_hash, height, time_ms = ex.app_hash, height + 1, time_ms + 1000
-        pool.update(block)
+        pool.update(block, ex.writes)
     return time.process_time() - c0, time.perf_counter() - w0, app_hash
 
 

@@ -16,7 +16,18 @@ layout with one observer, exports it with ``medchaind export``, then measures:
   observer is started; from the moment its IPC socket answers until its height is the
   head: wall seconds and the observer's CPU (``/proc/<pid>/stat``) over that interval.
   Connection set-up is included; each block is verified and re-executed as live
-  block sync does.
+  block sync does. ``main_blocked`` / ``main_critical`` as for sync-inproc (below), of
+  the observer's main thread.
+* **sync in process** (``--modes sync-inproc``): the same block sync code (``SyncService``
+  feeding a running ``BftEngine``, LevelDB, writes in a worker thread) in this process,
+  over a MemoryNetwork from a server that opens the first authority's datadir; runs
+  ``--repeat`` times, alternating block sync's pipeline off and on (the serial path, and
+  block N+1 checked while N is written), each into a fresh datadir: wall, CPU of all
+  threads and of the main thread per mode, so that the pipeline alone is compared under
+  the same machine load. ``main_blocked``: the main thread's wall time neither on a CPU
+  nor waiting for one (schedstat), i.e. waiting for something (the write, the server);
+  ``main_critical``: on a CPU or blocked, the wall time it would take if it never had to
+  wait for a core (a proxy for an idle machine that a loaded one inflates less).
 
 ``--export`` / ``--genesis`` replay an existing export instead (e.g. of a ``medchaind
 bench --datadir D`` network: ``medchaind export --datadir D/node0 --out F``); only the
@@ -63,6 +74,18 @@ def _cpu_self() -> float:
 def _cpu_children() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
+
+
+def _schedstat(pid: str | int = "self", tid: int | None = None) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of thread ``tid`` of
+    ``pid`` (default: the calling thread; ``/proc/<pid>/task/<tid>/schedstat``; (0, 0)
+    where the kernel does not keep it)."""
+    tid = threading.get_native_id() if tid is None else tid
+    try:
+        fields = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+    except OSError:
+        return 0.0, 0.0
+    return int(fields[0]) / 1e9, int(fields[1]) / 1e9
 
 
 def _cpu_of(pid: int, tid: int | None = None) -> float:
@@ -194,20 +217,81 @@ def bench_sync(root: Path, datadirs: list[Path], head: int, txs: int) -> dict[st
         assert observer.proc is not None
         pid = observer.proc.pid
         cpu0, main0, t0 = _cpu_of(pid), _cpu_of(pid, pid), time.perf_counter()
+        on0, queued0 = _schedstat(pid, pid)
         wait_until(lambda: int(call(observer, "node_info")["height"]) >= head, timeout=1800,
                    what="the observer to sync to the head", interval=0.05)
         wall, cpu, main = time.perf_counter() - t0, _cpu_of(pid) - cpu0, _cpu_of(pid, pid) - main0
+        on, queued = _schedstat(pid, pid)
+        blocked = wall - (on - on0) - (queued - queued0)
         info = call(observer, "node_info")
         top = call(authorities[0], "node_info")
         assert info["height"] >= head and top["height"] >= head
         return {"sync": {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
                          "main_thread_cpu_seconds": round(main, 3), "tx_per_s": round(txs / wall),
                          "cpu_us_per_tx": round(cpu * 1e6 / max(txs, 1)),
-                         "main_thread_us_per_tx": round(main * 1e6 / max(txs, 1))}}
+                         "main_thread_us_per_tx": round(main * 1e6 / max(txs, 1)),
+                         # see sync-inproc: blocked = neither on a CPU nor waiting for one
+                         "main_blocked_s": round(blocked, 3), "main_critical_s": round(main + blocked, 3)}}
     finally:
         for n in nodes:
             if n.proc is not None and n.proc.poll() is None:
                 n.stop(signal.SIGTERM)
+
+
+def bench_sync_inproc(root: Path, datadirs: list[Path], genesis_file: Path, head: int, txs: int,
+                      repeat: int) -> dict[str, Any]:
+    """Block sync of the whole chain in this process, pipeline off and on, alternating."""
+    import trio
+
+    from medchaind.chain import SigCache
+    from medchaind.consensus.bft import BftEngine
+    from medchaind.ledger import Ledger
+    from medchaind.mempool import Mempool
+    from medchaind.modules import make_app
+    from medchaind.net.memory import MemoryNetwork
+    from medchaind.store import open_store
+    from medchaind.sync import SyncService
+
+    genesis = Genesis.from_json(genesis_file.read_text())
+
+    def node(kv_store: Any, net: Any, *, pipeline: bool = True) -> tuple[Ledger, BftEngine, SyncService]:
+        ledger = Ledger(kv_store, make_app(genesis), genesis, commit_in_thread=True)
+        mempool = Mempool(ledger.app, lambda: ledger.state, SigCache(), ledger.is_committed)
+        engine = BftEngine(ledger, mempool, None, net, None)
+        return ledger, engine, SyncService(ledger, engine, net, pipeline=pipeline)
+
+    async def one(pipeline: bool, run: int) -> dict[str, Any]:
+        hub = MemoryNetwork(run, latency_ms=(0, 0))
+        server_kv, server_store = open_store(datadirs[0])
+        d = fresh_datadir(root / f"sync-inproc-{run}", genesis_file)
+        kv, store = open_store(d)
+        try:
+            endpoints = [hub.endpoint("server"), hub.endpoint("observer")]
+            node(server_store, endpoints[0])  # serves the chain (its engine does not run)
+            ledger, engine, sync = node(store, endpoints[1], pipeline=pipeline)
+            async with trio.open_nursery() as n:
+                for ep in endpoints:
+                    await n.start(ep.run)
+                await n.start(engine.run)
+                await endpoints[1].wait_peers(1)
+                (on0, queued0), cpu0, t0 = _schedstat(), _cpu_self(), time.perf_counter()
+                while ledger.height < head:
+                    await sync.catch_up()
+                wall, cpu = time.perf_counter() - t0, _cpu_self() - cpu0
+                on, queued = (a - b for a, b in zip(_schedstat(), (on0, queued0), strict=True))
+                n.cancel_scope.cancel()
+            blocked = wall - on - queued
+            return {"pipeline": pipeline, "seconds": round(wall, 3), "tx_per_s": round(txs / wall),
+                    "cpu_us_per_tx": round(cpu * 1e6 / txs), "main_thread_us_per_tx": round(on * 1e6 / txs),
+                    "main_blocked_s": round(blocked, 3), "main_critical_s": round(on + blocked, 3),
+                    "checked_ahead": engine.synced_checked_ahead}
+        finally:
+            kv.close()
+            server_kv.close()
+            shutil.rmtree(d, ignore_errors=True)
+
+    runs = [trio.run(one, i % 2 == 1, i) for i in range(2 * repeat)]
+    return {"sync_inproc": runs}
 
 
 def main() -> None:
@@ -215,7 +299,8 @@ def main() -> None:
     ap.add_argument("--txs", type=int, default=20_000, help="identity.register txs in the chain")
     ap.add_argument("--per-block", type=int, default=500, help="txs per block")
     ap.add_argument("--validators", type=int, default=1, help="authorities (each signs every commit)")
-    ap.add_argument("--modes", default="import,sync", help="comma-separated: import, sync")
+    ap.add_argument("--modes", default="import,sync", help="comma-separated: import, sync, sync-inproc")
+    ap.add_argument("--repeat", type=int, default=2, help="sync-inproc: pairs of runs (pipeline off, on)")
     ap.add_argument("--export", type=Path, help="replay this export instead of building a chain")
     ap.add_argument("--genesis", type=Path, help="the genesis.json of --export's chain")
     ap.add_argument("--keep", type=Path, help="build in this (new) directory and keep it")
@@ -237,7 +322,7 @@ def main() -> None:
             genesis_file, export = a.genesis.resolve(), a.export.resolve()
             genesis = Genesis.from_json(genesis_file.read_text())
             datadirs: list[Path] = []
-            modes.discard("sync")
+            modes -= {"sync", "sync-inproc"}
         elif a.net is not None:
             shutil.copytree(a.net, root / "net", ignore=shutil.ignore_patterns("*.ipc", "*.log"))
             datadirs = sorted((p for p in (root / "net").iterdir() if p.name.startswith("node")),
@@ -271,6 +356,8 @@ def main() -> None:
         result["load_average_1m_start"] = round(os.getloadavg()[0], 2)
         if "import" in modes:
             result.update(bench_import(root, export, genesis_file, result["txs"], pipeline=not a.no_pipeline))
+        if "sync-inproc" in modes:
+            result.update(bench_sync_inproc(root, datadirs, genesis_file, result["blocks"], result["txs"], a.repeat))
         if "sync" in modes:
             try:
                 result.update(bench_sync(root, datadirs, result["blocks"], result["txs"]))

@@ -68,6 +68,11 @@ def nonce_key(sender: bytes) -> bytes:
     return b"n/" + sender
 
 
+def nonce_sender(key: bytes) -> bytes | None:
+    """The sender whose nonce the ``auth`` key ``key`` holds (:func:`nonce_key`'s inverse), or None."""
+    return key[2:] if key.startswith(b"n/") else None
+
+
 def state_update(root: bytes, read_node: NodeReader, writes: dict[StateKey, bytes | None]) -> TrieDelta:
     """The state trie after ``writes`` (value None = delete) on the trie at ``root``.
 
@@ -181,6 +186,12 @@ class App:
     def registers_sender(self, tx: Tx) -> bool:
         spec = self.specs.get(tx.type)
         return spec is not None and spec.registers_sender
+
+    def verdict_reads_block(self, tx: Tx) -> bool:
+        """Whether ``tx``'s admission verdict may depend on the block (:attr:`TxSpec.verdict_reads_block`;
+        True for an unknown type)."""
+        spec = self.specs.get(tx.type)
+        return spec is None or spec.verdict_reads_block
 
     def lane(self, tx: Tx) -> str:
         spec = self.specs.get(tx.type)

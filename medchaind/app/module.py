@@ -188,6 +188,14 @@ class TxSpec:
     registers_sender: bool = False
     blob: BlobSpec | None = None
     lane: str = "default"
+    #: whether the handler's pass/fail outcome may depend on the block it runs in
+    #: (``ctx.block``'s height or time: a consent's period, a deadline, a key built from
+    #: the height). Only a verdict counts: a handler that merely *stores* the height or
+    #: time, whose reads and failures never depend on them, may say False. The mempool
+    #: then re-checks a pending tx of this type after a block only if the block wrote a
+    #: state key its last check read (or its sender's nonce); with True (the safe
+    #: default) it re-checks it after every block (medchaind.mempool, docs/writing-a-module.md).
+    verdict_reads_block: bool = True
 
     def __post_init__(self) -> None:
         if self.lane not in LANES:

@@ -10,12 +10,12 @@ rejected.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..app import App, BlockInfo, Execution, StateReader
 from ..errors import InvalidBlock, SignatureError
-from ..types import EMPTY_HASH, Block, Commit, Header, Tx, tx_root, validators_hash
+from ..types import EMPTY_HASH, Block, Commit, Header, Tx, tx_root, validators_hash, verify_commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,3 +159,35 @@ def validate_block(
     if ex.results_hash != h.results_hash:
         raise InvalidBlock("results_hash differs from re-execution")
     return ex
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A decided block that passed every check against its parent ``tip``, with its
+    execution: what replay commits once the ledger's tip is ``tip``."""
+
+    block: Block
+    commit: Commit
+    ex: Execution
+    tip: Tip
+
+
+def check_decided_block(
+    app: App, state: StateReader, tip: Tip, prev_powers: dict[bytes, int], block: Block, commit: Commit,
+    sigs: SigCache, *, max_txs: int, max_bytes: int, verified: Container[tuple[str, bytes, bytes, bytes]] = (),
+    basic_checked: bool = False,
+) -> Checked:
+    """Every check of a block that arrives decided, with the commit that decides it
+    (replay: ``medchaind import``, block sync; docs/protocol.md §13, §19): ``commit``
+    carries more than 2/3 of ``tip.powers`` (the set of the block's height), the
+    block's ``last_commit`` more than 2/3 of ``prev_powers`` (the set that signed the
+    parent), and :func:`validate_block` (which re-executes it). Raises ValidationError or
+    InvalidBlock. ``verified``: precommit signatures already checked (``verify_commit``'s
+    argument: the quorum and set rules still apply); ``basic_checked``: validate_block's."""
+    h = block.height
+    verify_commit(commit, app.chain_id, tip.powers, block.hash(), h, verified=verified)
+    if block.last_commit is not None:
+        verify_commit(block.last_commit, app.chain_id, prev_powers, block.header.prev_hash, h - 1, verified=verified)
+    ex = validate_block(app, state, tip, block, sigs, max_txs=max_txs, max_bytes=max_bytes,
+                        basic_checked=basic_checked)
+    return Checked(block, commit, ex, tip)

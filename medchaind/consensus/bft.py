@@ -66,7 +66,7 @@ import trio
 
 from .. import core
 from ..app import App
-from ..chain import build_block, next_time_ms, validate_block
+from ..chain import Checked, build_block, check_decided_block, next_time_ms, validate_block
 from ..core import (
     BlockReady,
     Broadcast,
@@ -99,7 +99,7 @@ from ..types.block import MAX_BLOCK_BYTES, PRECOMMIT, vote_payload
 from .buffers import FutureBuffer, InboxQuota
 from .compact import TXS_PROTOCOL, Assembly, fetch_missing, serve_txs
 from .signguard import DoubleSignGuard
-from .verify import Lookahead, Verifier
+from .verify import Ahead, Lookahead, Verifier
 from .wal import WAL
 from .wire import (
     ConsensusMsg,
@@ -183,9 +183,10 @@ class BftConfig:
     #: genesis ``max_block_bytes``, may be larger); a proposal carries its block through
     #: gossip, so it must stay under the network's message limit
     max_proposal_bytes: int = 2 * 1024 * 1024
-    #: this node proposes blocks it expects to execute in about this long at most (see
-    #: :class:`ExecBudget`); None: a third of the base propose timeout, so that validators,
-    #: which re-execute the block before they prevote, finish within their propose timeout
+    #: this node proposes blocks it expects to execute in about this much CPU time at most
+    #: (see :class:`ExecBudget`; wall time is only checked against the base propose
+    #: timeout); None: a third of the base propose timeout, so that validators, which
+    #: re-execute the block before they prevote, finish well within their propose timeout
     max_block_exec_ms: int | None = None
     #: look back this many committed heights for this key's precommits that consensus.wal
     #: does not hold before signing after a start, and keep this key's precommits of that
@@ -213,12 +214,27 @@ class ExecBudget:
     registration): 2,000 claims took longer to re-execute than the round's propose
     timeout on a loaded 4-authority network, every validator prevoted nil, and the next
     proposer built an equally large block (issue 12's bench stalled). So the proposer
-    keeps a moving estimate of execution time per tx, from the blocks it built and the
+    keeps a moving estimate of execution cost per tx, from the blocks it built and the
     proposals it validated (of at least ``MIN_SAMPLE`` txs: small blocks are dominated by
     fixed costs), and reaps at most ``budget_ms / estimate`` txs, never fewer than
     ``FLOOR`` (progress under any estimate); before the first estimate, ``START``. Only
     for nodes doing real I/O: simulations under a mock clock stay deterministic
     (``enabled=False``).
+
+    Two estimates, because wall time on a shared machine counts waiting, not work
+    (issue 14, session 5: under sustained load on 2 cores, validating a block took
+    5-17 times its CPU time, e.g. 2,142 ms of wall time for 125 ms of CPU, so a wall
+    estimate of ~1 ms per tx cut blocks to 800-1,300 txs while 7,000-9,000 waited, and
+    smaller blocks meant more heights, i.e. more per-height work, for the same txs):
+
+    - the *work* per tx, in CPU time of the executing thread (``clock``, by default
+      ``time.thread_time``: execution runs on the event loop's thread), against
+      ``budget_ms``. It depends on the txs and the state, not on what else the machine
+      runs, so it does not shrink blocks because another process had the core;
+    - the *wall* time per tx, against ``wall_ms`` (the base propose timeout, for a
+      node: a validator waits that long for a proposal), a guard only: a block that
+      recent blocks say takes longer than that to execute here is not proposed, however
+      cheap its work (a starved node still proposes blocks it can build in time).
     """
 
     MIN_SAMPLE = 16
@@ -227,17 +243,27 @@ class ExecBudget:
     #: without risking a round on a block of unknown cost
     START = 256
 
-    def __init__(self, budget_ms: int, *, enabled: bool = True) -> None:
+    def __init__(self, budget_ms: int, *, wall_ms: int | None = None, enabled: bool = True,
+                 clock: Callable[[], float] = time.thread_time) -> None:
         self.budget_ms = budget_ms
+        #: None: no wall-time guard
+        self.wall_ms = wall_ms
         self.enabled = enabled
+        #: the CPU clock the engine reads around an execution (seconds)
+        self.clock = clock
         self.us_per_tx: float | None = None
+        self.wall_us_per_tx: float | None = None
 
-    def observe(self, txs: int, seconds: float) -> None:
-        """A block of ``txs`` txs took ``seconds`` to execute (build or validate) here."""
+    def observe(self, txs: int, seconds: float, wall_seconds: float | None = None) -> None:
+        """A block of ``txs`` txs took ``seconds`` of CPU time (``clock``) and
+        ``wall_seconds`` of wall time to execute (build or validate) here."""
         if not self.enabled or txs < self.MIN_SAMPLE:
             return
         sample = seconds * 1e6 / txs
         self.us_per_tx = sample if self.us_per_tx is None else 0.5 * self.us_per_tx + 0.5 * sample
+        if wall_seconds is not None:
+            wall = wall_seconds * 1e6 / txs
+            self.wall_us_per_tx = wall if self.wall_us_per_tx is None else 0.5 * self.wall_us_per_tx + 0.5 * wall
 
     def limit(self, max_txs: int) -> int:
         """At most this many txs in the next block this node proposes."""
@@ -245,10 +271,16 @@ class ExecBudget:
             return max_txs
         if self.us_per_tx is None:
             return min(max_txs, self.START)
-        budget_us = self.budget_ms * 1000
-        if self.us_per_tx * max_txs <= budget_us:  # also a zero estimate (a clock too coarse)
+        n = self._fit(max_txs, self.budget_ms, self.us_per_tx)
+        if self.wall_ms is not None and self.wall_us_per_tx is not None:
+            n = min(n, self._fit(max_txs, self.wall_ms, self.wall_us_per_tx))
+        return n
+
+    def _fit(self, max_txs: int, budget_ms: int, us_per_tx: float) -> int:
+        budget_us = budget_ms * 1000
+        if us_per_tx * max_txs <= budget_us:  # also a zero estimate (a clock too coarse)
             return max_txs
-        return max(min(max_txs, self.FLOOR), int(budget_us / self.us_per_tx))
+        return max(min(max_txs, self.FLOOR), int(budget_us / us_per_tx))
 
 
 # ---------------------------------------------------------------- engine events
@@ -288,6 +320,9 @@ class _Synced:
     #: why the engine refused the block (handed back to the submitter, never raised in
     #: the engine's task: a peer's invalid block must not stop consensus)
     refused: list[MedchainError] = field(default_factory=list)
+    #: the block sync fetched after it, with its look-ahead checks: checked and
+    #: executed while this block's write is in flight (BftEngine._check_following)
+    following: tuple[Block, Commit, Ahead | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,9 +361,14 @@ class BftEngine:
         #: block sync checks the signatures of the blocks it fetched ahead of executing
         #: them (medchaind.sync), into the same caches
         self.lookahead = Lookahead(mempool.sigs, ledger.genesis.chain_id, threads=ledger.commit_in_thread)
+        #: the synced block after the last one committed, checked and executed while that
+        #: one was written (_check_following); used only if the tip is still its parent
+        self._synced_ahead: Checked | None = None
+        #: synced blocks committed with the check made during the previous one's write
+        self.synced_checked_ahead = 0
         t = self.config.timeouts
         budget = self.config.max_block_exec_ms
-        self.exec_budget = ExecBudget(t.propose_ms // 3 if budget is None else budget,
+        self.exec_budget = ExecBudget(t.propose_ms // 3 if budget is None else budget, wall_ms=t.propose_ms,
                                       enabled=ledger.commit_in_thread)
         grace_ms = self.config.double_sign_grace_ms
         if grace_ms is None:
@@ -586,12 +626,16 @@ class BftEngine:
         self._start_head = self.ledger.height
         self._vset = None
 
-    async def submit_synced(self, block: Block, commit: Commit, *, basic_checked: bool = False) -> None:
+    async def submit_synced(self, block: Block, commit: Commit, *, basic_checked: bool = False,
+                            following: tuple[Block, Commit, Ahead | None] | None = None) -> None:
         """Hand a block fetched by sync to the engine; returns once it was processed.
         Raises InvalidBlock / ValidationError if the engine refused it. ``basic_checked``:
-        ``block`` came out of ``decode_block`` (validate_block's same argument)."""
+        ``block`` came out of ``decode_block`` (validate_block's same argument).
+        ``following``: the next fetched block, its commit and its look-ahead checks
+        (also from ``decode_block``), to check and execute while this block is written
+        (issue 14: block sync pipelined as ``medchaind import`` is); it is submitted next."""
         done = trio.Event()
-        ev = _Synced(block, commit, done, basic_checked)
+        ev = _Synced(block, commit, done, basic_checked, following=following)
         await self._send.send(ev)
         await done.wait()
         if ev.refused:
@@ -661,7 +705,8 @@ class BftEngine:
                 self._maybe_start_height(force=True)
         elif isinstance(ev, _Synced):
             try:
-                await self._commit_synced(ev.block, ev.commit, basic_checked=ev.basic_checked)
+                await self._commit_synced(ev.block, ev.commit, basic_checked=ev.basic_checked,
+                                          following=ev.following)
             except (InvalidBlock, ValidationError) as exc:
                 ev.refused.append(exc)  # the submitter's to judge (a fault of the peer that served it)
             finally:
@@ -705,10 +750,10 @@ class BftEngine:
                               block.header.prev_hash, block.height - 1,
                               verified=self._counted_precommits(block.last_commit))
             params = self.ledger.genesis.params
-            started = time.perf_counter()
+            cpu, started = self.exec_budget.clock(), time.perf_counter()
             ex = validate_block(self.ledger.app, self.ledger.state, self.ledger.tip, block, self.mempool.sigs,
                                 max_txs=params.max_block_txs, max_bytes=params.max_block_bytes)
-            self.exec_budget.observe(len(block.txs), time.perf_counter() - started)
+            self.exec_budget.observe(len(block.txs), self.exec_budget.clock() - cpu, time.perf_counter() - started)
         except (InvalidBlock, ValidationError) as exc:
             log.warning("invalid proposal height=%d hash=%s reason=%s", block.height, h.hex()[:16], exc)
             ex = None
@@ -930,14 +975,20 @@ class BftEngine:
         assert self.key is not None and height == self.next_height
         params = self.ledger.genesis.params
         tip = self.ledger.tip
-        txs = self.mempool.reap(self.exec_budget.limit(params.max_block_txs),
-                                min(params.max_block_bytes, self.config.max_proposal_bytes))
-        started = time.perf_counter()
+        budget = self.exec_budget
+        limit = budget.limit(params.max_block_txs)
+        txs = self.mempool.reap(limit, min(params.max_block_bytes, self.config.max_proposal_bytes))
+        cpu, started = budget.clock(), time.perf_counter()
         block, ex = build_block(
             self.ledger.app, self.ledger.state, tip, txs, proposer=self.key.public_key,
             time_ms=next_time_ms(tip, self.clock_ms()), round_=round_, last_commit=self.last_commit,
         )
-        self.exec_budget.observe(len(txs), time.perf_counter() - started)
+        budget.observe(len(txs), budget.clock() - cpu, time.perf_counter() - started)
+        # a block below its budget's limit while txs wait was cut by bytes (max_proposal_bytes)
+        log.debug("proposing height=%d round=%d txs=%d budget_limit=%d pending=%d cpu_us_per_tx=%s "
+                  "wall_us_per_tx=%s", height, round_, len(txs), limit, len(self.mempool),
+                  None if budget.us_per_tx is None else round(budget.us_per_tx),
+                  None if budget.wall_us_per_tx is None else round(budget.wall_us_per_tx))
         self._blocks[block.hash()] = (block, ex)
         return block.hash()
 
@@ -952,7 +1003,8 @@ class BftEngine:
             return
         await self._commit(block, d.to_commit(), ex)
 
-    async def _commit(self, block: Block, commit: Commit, ex: Execution) -> None:
+    async def _commit(self, block: Block, commit: Commit, ex: Execution, *,
+                      meanwhile: Callable[[], None] | None = None) -> None:
         # before the WAL is pruned: does this block carry a precommit of ours we never made?
         # (heights up to the head at start were judged by the look-back already)
         for c in (commit, block.last_commit):
@@ -962,9 +1014,10 @@ class BftEngine:
         self._prev_powers = dict(self.ledger.tip.powers)
         # the precommits this node verified and counted for the block (see _counted_precommits)
         self._decided_votes = self.state.votes if self.state.votes.height == block.height else None
-        await self.ledger.commit(block, commit, ex)
+        self._synced_ahead = None  # checked against the tip this commit replaces
+        await self.ledger.commit(block, commit, ex, meanwhile=meanwhile)
         self.last_commit = commit
-        self.mempool.update(block.txs)
+        self.mempool.update(block.txs, ex.writes)  # the write-set bounds the re-check (mempool docstring)
         if self.wal is not None:
             look_back = self.sign_guard.look_back
             await self._wal_io(functools.partial(
@@ -1097,24 +1150,62 @@ class BftEngine:
         except MedchainError:
             pass
 
-    async def _commit_synced(self, block: Block, commit: Commit, *, basic_checked: bool = False) -> None:
+    async def _commit_synced(self, block: Block, commit: Commit, *, basic_checked: bool = False,
+                             following: tuple[Block, Commit, Ahead | None] | None = None) -> None:
+        """Check a block from sync (every rule: :func:`check_decided_block`) and commit it.
+
+        Pipelined like ``medchaind import`` (issue 14): while its write and fsync are in
+        flight (:meth:`Ledger.commit`'s ``meanwhile``), the ``following`` block is checked
+        and executed against the state and tip this one leaves (:meth:`Ledger.pending`).
+        Nothing of it is written then: it waits in :attr:`_synced_ahead` until sync
+        submits it, and is used only if it is that very block and the ledger's tip is
+        still the one it was checked against (consensus may have committed meanwhile:
+        then it is checked again, as is a block whose check ahead failed, so a bad block
+        is refused with its usual error, at its turn, after every block before it)."""
         if block.height != self.next_height:  # consensus got there first
             return
         tip = self.ledger.tip
-        try:
-            votes = self.lookahead.votes  # what sync checked ahead (the rules all apply here)
-            verify_commit(commit, self.chain_id, tip.powers, block.hash(), block.height, verified=votes)
-            if block.last_commit is not None:
-                verify_commit(block.last_commit, self.chain_id, self._prev_powers,
-                              block.header.prev_hash, block.height - 1, verified=votes)
-            params = self.ledger.genesis.params
-            await self.verifier.preverify(block.txs)
-            ex = validate_block(self.ledger.app, self.ledger.state, tip, block, self.mempool.sigs,
-                                max_txs=params.max_block_txs, max_bytes=params.max_block_bytes,
-                                basic_checked=basic_checked)
-        except (InvalidBlock, ValidationError) as exc:
-            log.warning("sync: rejected block height=%d reason=%s", block.height, exc)
-            raise
+        ahead, self._synced_ahead = self._synced_ahead, None
+        if ahead is not None and ahead.block is block and ahead.commit is commit and ahead.tip == tip:
+            checked = ahead
+            self.synced_checked_ahead += 1
+        else:
+            try:
+                await self.verifier.preverify(block.txs)
+                params = self.ledger.genesis.params
+                # the signatures sync checked ahead: every rule still applies
+                checked = check_decided_block(self.ledger.app, self.ledger.state, tip, self._prev_powers, block,
+                                              commit, self.mempool.sigs, max_txs=params.max_block_txs,
+                                              max_bytes=params.max_block_bytes, verified=self.lookahead.votes,
+                                              basic_checked=basic_checked)
+            except (InvalidBlock, ValidationError) as exc:
+                log.warning("sync: rejected block height=%d reason=%s", block.height, exc)
+                raise
         # leave the height we were deciding: the network already decided it
         self.state = core.initial_state(self.state.me, self.config.timeouts)
-        await self._commit(block, commit, ex)
+        meanwhile = (None if following is None
+                     else functools.partial(self._check_following, checked, following, basic_checked=basic_checked))
+        await self._commit(block, commit, checked.ex, meanwhile=meanwhile)
+
+    def _check_following(self, cur: Checked, following: tuple[Block, Commit, Ahead | None], *,
+                         basic_checked: bool) -> None:
+        """While ``cur``'s write is in flight: check the next synced block against the
+        state and tip ``cur`` leaves; keep it for its turn if it passes (a block that
+        fails is simply not kept: checked again at its turn, it is refused there). It
+        runs before the tip moves, so ``_prev_powers`` is already the set that signed
+        ``cur`` (``_commit`` set it), the one ``following``'s ``last_commit`` needs."""
+        block, commit, checks = following
+        if block.height != cur.block.height + 1:
+            return
+        params = self.ledger.genesis.params
+        try:
+            votes = self.lookahead.collect_nowait(checks)
+            state, tip = self.ledger.pending(cur.block, cur.ex)
+            self._synced_ahead = check_decided_block(
+                self.ledger.app, state, tip, self._prev_powers, block, commit, self.mempool.sigs,
+                max_txs=params.max_block_txs, max_bytes=params.max_block_bytes, verified=votes,
+                basic_checked=basic_checked)
+        except Exception as exc:  # noqa: BLE001 - checked again at its turn, which raises it as before
+            # (raised here, it would surface from Ledger.commit and cut this block's _commit short)
+            log.debug("sync: block height=%d failed its check ahead (checked again at its turn): %s",
+                      block.height, exc)

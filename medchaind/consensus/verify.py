@@ -116,17 +116,24 @@ class Ahead:
     chain: str
     txs: list[tuple[concurrent.futures.Future[list[bytes]], list[Tx]]]
     votes: tuple[concurrent.futures.Future[set[VoteKey]], list[Commit | None]]
+    #: what :meth:`results` found, kept: block sync's pipeline collects a block while
+    #: the one before it is written, and sync collects it again before submitting it
+    outcome: tuple[list[bytes], set[VoteKey]] | None = None
 
     def results(self) -> tuple[list[bytes], set[VoteKey]]:
         """What verified. A job not started yet is cancelled and run on this thread
         instead (the pool is behind: this thread would only wait); a running one is
-        waited for (it ends within one chunk). No thread hand-off or idle wait per block."""
+        waited for (it ends within one chunk). No thread hand-off or idle wait per block.
+        A second call answers from the first."""
+        if self.outcome is not None:
+            return self.outcome
         hashes: list[bytes] = []
         for fut, chunk in self.txs:
             hashes.extend(verified_hashes(chunk) if fut.cancel() else fut.result())
         job, commits = self.votes
         votes = verified_commit_sigs(self.chain, commits) if job.cancel() else job.result()
-        return hashes, votes
+        self.outcome = (hashes, votes)
+        return self.outcome
 
     def cancel(self) -> None:
         """Drop the jobs not started yet (the block will not be replayed)."""

@@ -14,6 +14,47 @@ sender holding the most txs, if that sender holds more than the newcomer's sende
 one flooding sender cannot lock others out. After each block, ``update`` removes
 what was committed and anything the new state made invalid.
 
+The re-check after a block, bounded by what the block wrote (issue 14). A pending tx's
+verdict (pass, or the refusal's code) is a function of the tx, the state its check
+read, its sender's committed nonce, whether an earlier pending tx registers the
+sender, and -- for a type whose :attr:`~medchaind.app.TxSpec.verdict_reads_block` is
+True -- the BlockInfo the dry run sees. Only a sender's *next* tx (nonce = committed
+nonce) is dry-run; later ones wait and are judged once they are next. So each next tx
+keeps the read set of its last passed check (a :class:`_ReadRecorder` around the state:
+the keys of ``get``, the prefixes of ``iterate``, at most ``READ_SET_LIMIT`` each),
+indexed by key and by prefix. ``update`` gets the block's write-set and re-runs exactly
+what the full walk over the pool (every sender's nonce read, every next tx re-checked)
+would have found changed:
+
+* every pending tx of a sender whose nonce key the block wrote (or who has a tx in the
+  block) goes through the per-sender logic (used nonces dropped ``nonce_used``, the
+  next tx checked, gap expiry), as before for every sender. This is the only way a
+  tx becomes next or stale, and the only way ``registration_pending`` can change for a
+  next tx (a registering tx with a lower nonce stays pending only until that nonce
+  is used);
+* a next tx whose read set meets the write-set: an exact key, or a written key that
+  starts with an iterated prefix (each written key is looked up under each prefix
+  length the index holds for its module);
+* every next tx whose type may depend on the block, or whose check read more than the
+  limit: re-checked after every block, as before.
+
+Every other next tx read only keys whose values the block left alone, under a verdict
+that ignores the block, so its check would pass again: it is not run. The work per
+block is O(txs and writes of the block + txs re-checked), not O(pool).
+``nonce_gap_expired``: a tx that is not its sender's next and arrived more than
+``gap_ttl_s`` ago is dropped at the first ``update`` after that (as before). The sweep
+walks an arrival-order queue only over its expired front (the clock never goes back, so
+the first young tx ends it); an expired tx that is its sender's next leaves the queue
+for good (the committed nonce only grows: it can never wait behind a gap again), so a
+backlog of old next txs is walked once, not every block. Drops of one ``update`` may
+reach ``on_dropped`` and the dropped-record FIFO in another order than the full walk's
+(the set and the codes are the same). ``update(txs, None)`` (write-set unknown; after a
+snapshot restore) runs the per-sender logic for every sender, and a next tx whose
+sender's nonce moved without its write-set (a block not passed) is caught by the nonce
+read before its check. Tests: tests/mempool/test_mempool_recheck_model.py drives this
+and the full walk side by side; tests/mempool/test_mempool_block_independence.py
+proves each ``verdict_reads_block=False`` declaration.
+
 Lanes (:data:`medchaind.app.module.LANES`): a tx type declares its lane. Txs of the
 ``priority`` lane (a recall, a suspect-product notice, a consent revocation) are
 proposed before every ``default`` tx, so they go into the next block however much bulk
@@ -41,12 +82,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import trio
 
 from ..app import App, BlockInfo, StateReader
+from ..app.app import NONCE_NS, nonce_sender
+from ..app.state import StateKey
 from ..chain import SigCache
 from ..errors import SignatureError, TxRejected
 from ..types import Tx
@@ -89,6 +132,38 @@ class MempoolStats:
     rejected: int
     evicted: int
     dropped: int
+
+
+class _ReadRecorder:
+    """A StateReader that passes reads through and notes what was read: the keys of
+    ``get`` and the prefixes of ``iterate`` (noted when ``iterate`` is called, whether or
+    not the iterator is consumed: a superset of what the check looked at, never less).
+    Past ``limit`` entries it stops noting and says so (:attr:`overflow`): the tx is then
+    re-checked after every block, as if its verdict depended on the block."""
+
+    __slots__ = ("state", "keys", "prefixes", "limit", "overflow")
+
+    def __init__(self, state: StateReader, limit: int) -> None:
+        self.state = state
+        self.keys: list[StateKey] = []
+        self.prefixes: list[StateKey] = []
+        self.limit = limit
+        self.overflow = False
+
+    def get(self, module: str, key: bytes) -> bytes | None:
+        keys = self.keys
+        if len(keys) < self.limit:
+            keys.append((module, key))
+        else:
+            self.overflow = True
+        return self.state.get(module, key)
+
+    def iterate(self, module: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        if len(self.prefixes) < self.limit:
+            self.prefixes.append((module, prefix))
+        else:
+            self.overflow = True
+        return self.state.iterate(module, prefix)
 
 
 class _Bucket:
@@ -138,6 +213,22 @@ class Mempool:
         self._inserted = trio.Event()
         #: the last ``dropped_history`` txs that left the pool uncommitted: hash -> reason code
         self._gone: OrderedDict[bytes, str] = OrderedDict()
+        # The re-check's bookkeeping (see update). Each pending tx that is its sender's
+        # next and whose verdict ignores the block has its last check's read set here
+        # (keys of gets, (module, prefix) of iterates), indexed by key and by prefix; a
+        # key or prefix read by one tx maps to its hash, by several to a set of them.
+        self._reads: dict[bytes, tuple[tuple[StateKey, ...], tuple[StateKey, ...]]] = {}
+        self._key_readers: dict[StateKey, bytes | set[bytes]] = {}
+        self._prefix_readers: dict[StateKey, bytes | set[bytes]] = {}
+        #: module -> {length of an indexed prefix: how many indexed prefixes have it}
+        self._prefix_lens: dict[str, dict[int, int]] = {}
+        #: next txs re-checked after every block: their verdict may depend on the block
+        #: (TxSpec.verdict_reads_block) or their check read more than READ_SET_LIMIT keys
+        self._always: dict[bytes, None] = {}
+        #: pending txs that may still expire behind a nonce gap, in arrival order (a tx
+        #: found to be its sender's next once it is older than gap_ttl_s leaves it: the
+        #: committed nonce only grows, so it can never wait behind a gap again)
+        self._expiry: OrderedDict[bytes, None] = OrderedDict()
 
     # ------------------------------------------------------------------ queries
 
@@ -262,9 +353,14 @@ class Mempool:
             raise TxRejected("nonce_pending", f"another tx with nonce {tx.nonce} is already pending")
         if tx.nonce > committed_nonce + cfg.max_nonce_ahead:
             raise TxRejected("nonce_too_high", f"nonce {tx.nonce} is too far ahead (next is {committed_nonce})")
-        self.app.check_tx(state, tx, expected_nonce=committed_nonce, committed_nonce=committed_nonce,
-                          registration_pending=self._registration_pending(tx),
-                          block=self._block_info() if self._block_info else None)
+        block = self._block_info() if self._block_info else None
+        is_next = tx.nonce == committed_nonce
+        rec: _ReadRecorder | None = None
+        if is_next:  # the handler's dry run runs: note what it reads
+            rec = self._check_next(state, tx, committed_nonce, block)
+        else:
+            self.app.check_tx(state, tx, expected_nonce=committed_nonce, committed_nonce=committed_nonce,
+                              registration_pending=self._registration_pending(tx), block=block)
         victims = self._plan_evictions(tx.sender, len(tx.encoded), priority)
         if victims is None:
             self.app.bodies.discard((tx.hash,))  # check_tx kept its typed body for a pool it never joins
@@ -273,6 +369,8 @@ class Mempool:
             self._drop(h, "evicted")
             self._evicted += 1
         self._insert(tx)
+        if is_next:
+            self._note_reads(tx, rec)
         self._admitted += 1
         return True
 
@@ -300,6 +398,7 @@ class Mempool:
         if self._gone:
             self._gone.pop(tx.hash, None)
         self._arrived[tx.hash] = self._clock()
+        self._expiry[tx.hash] = None
         self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx.hash
         self._bytes += len(tx.encoded)
         if self.app.lane(tx) == "priority":
@@ -314,6 +413,8 @@ class Mempool:
         tx = self._txs.pop(tx_hash)
         self.app.bodies.discard((tx_hash,))  # committed or dropped: its typed body is not needed here again
         self._arrived.pop(tx_hash, None)
+        self._expiry.pop(tx_hash, None)
+        self._forget_reads(tx_hash)
         self._held.discard(tx_hash)
         self._bytes -= len(tx.encoded)
         if tx_hash in self._priority:
@@ -432,45 +533,221 @@ class Mempool:
 
     # ------------------------------------------------------------------ after a block
 
-    def update(self, committed: Iterable[Tx]) -> None:
-        """Drop committed txs, then re-check the rest against the new state.
+    def update(self, committed: Iterable[Tx], writes: Iterable[StateKey] | None = None) -> None:
+        """Drop committed txs, then re-check what the new state may have made invalid.
 
-        A tx whose nonce is already used is dropped. Each sender's next tx (nonce equal
-        to the committed nonce) gets the full admission check, handler dry run included;
-        later txs of the sender only had nonce-independent checks at admission, and the
-        state a block changes can only matter to them once they are next, so they wait.
-        This keeps the work per block O(pending) cheap steps plus O(senders) checks.
+        ``writes``: every ``(module, key)`` the block wrote or deleted (its
+        :attr:`~medchaind.app.Execution.writes`, begin- and end-block work included).
+        The caller must pass the write-set of every committed block, in order, or None,
+        which re-checks every pending sender (after a snapshot restore, or when the
+        write-set is unknown). The result is the same either way (module docstring,
+        "The re-check after a block"); only the work differs.
         """
+        by_sender = self._by_sender
+        moved: set[bytes] = set()  # senders of the block's txs: their nonce moved, unless bad_nonce
         for tx in committed:
             if tx.hash in self._txs:
                 self._remove(tx.hash)
+            moved.add(tx.sender)
+        senders = {s for s in moved if s in by_sender}
         state = self._state()
-        stale: list[tuple[bytes, str]] = []
-        reasons: dict[str, int] = {}
-        now = self._clock()
         block = self._block_info() if self._block_info else None
-        for sender, per in self._by_sender.items():
-            committed_nonce = self.app.nonce(state, sender)
-            for nonce, h in per.items():
-                if nonce < committed_nonce:
-                    stale.append((h, "nonce_used"))
-                    reasons["nonce_used"] = reasons.get("nonce_used", 0) + 1
+        now = self._clock()
+        stale: dict[bytes, str] = {}
+        if writes is None:
+            for sender in list(by_sender):
+                self._recheck_sender(state, sender, now, block, stale)
+        else:
+            hit = self._readers_of(writes, senders)
+            for sender in senders:
+                self._recheck_sender(state, sender, now, block, stale)
+            for h in [*self._always, *hit]:
+                nxt = self._txs.get(h)
+                if nxt is None or nxt.sender in senders or h in stale:
                     continue
-                if nonce != committed_nonce:
-                    if nonce > committed_nonce and now - self._arrived.get(h, now) > self.config.gap_ttl_s:
-                        stale.append((h, "nonce_gap_expired"))
-                        reasons["nonce_gap_expired"] = reasons.get("nonce_gap_expired", 0) + 1
-                    continue
-                tx = self._txs[h]
-                try:
-                    self.app.check_tx(state, tx, expected_nonce=committed_nonce,
-                                      committed_nonce=committed_nonce,
-                                      registration_pending=self._registration_pending(tx), block=block)
-                except TxRejected as exc:
-                    stale.append((h, exc.code))
-                    reasons[exc.code] = reasons.get(exc.code, 0) + 1
-        for h, code in stale:
-            self._drop(h, code)
+                committed_nonce = self.app.nonce(state, nxt.sender)
+                if nxt.nonce != committed_nonce:  # a block whose writes were not passed
+                    senders.add(nxt.sender)
+                    self._recheck_sender(state, nxt.sender, now, block, stale)
+                else:
+                    self._recheck_next(state, nxt, committed_nonce, block, stale)
+            self._sweep_gaps(state, now, stale)
         if stale:
+            reasons: dict[str, int] = {}
+            for h, code in stale.items():
+                self._drop(h, code)
+                reasons[code] = reasons.get(code, 0) + 1
             self._dropped += len(stale)
             log.info("mempool dropped txs invalidated by the last block count=%d reasons=%s", len(stale), reasons)
+
+    def _readers_of(self, writes: Iterable[StateKey], senders: set[bytes]) -> set[bytes]:
+        """The next txs whose noted read set meets ``writes`` (exact keys, and prefixes of
+        iterates: each written key is looked up under each indexed prefix length of its
+        module); adds to ``senders`` the pending senders whose nonce key was written."""
+        hit: set[bytes] = set()
+        key_readers, prefix_readers, prefix_lens = self._key_readers, self._prefix_readers, self._prefix_lens
+        by_sender = self._by_sender
+        for k in writes:
+            module, key = k
+            if module == NONCE_NS:
+                sender = nonce_sender(key)
+                if sender is not None and sender in by_sender:
+                    senders.add(sender)
+            r = key_readers.get(k)
+            if r is not None:
+                if isinstance(r, bytes):
+                    hit.add(r)
+                else:
+                    hit.update(r)
+            if not prefix_lens:
+                continue
+            lens = prefix_lens.get(module)
+            if lens:
+                for n in lens:
+                    if n <= len(key):
+                        r = prefix_readers.get((module, key[:n]))
+                        if r is not None:
+                            if isinstance(r, bytes):
+                                hit.add(r)
+                            else:
+                                hit.update(r)
+        return hit
+
+    def _recheck_sender(self, state: StateReader, sender: bytes, now: float, block: BlockInfo | None,
+                        stale: dict[bytes, str]) -> None:
+        """One sender's pending txs against the new state: a used nonce is dropped, a tx
+        waiting behind a gap longer than ``gap_ttl_s`` too, the next tx gets the full
+        admission check (handler dry run included). Later txs only had nonce-independent
+        checks at admission; the state can only matter to them once they are next."""
+        committed_nonce = self.app.nonce(state, sender)
+        ttl = self.config.gap_ttl_s
+        for nonce, h in self._by_sender[sender].items():
+            if nonce < committed_nonce:
+                stale[h] = "nonce_used"
+                continue
+            if nonce != committed_nonce:
+                if now - self._arrived.get(h, now) > ttl:
+                    stale[h] = "nonce_gap_expired"
+                continue
+            self._recheck_next(state, self._txs[h], committed_nonce, block, stale)
+
+    def _recheck_next(self, state: StateReader, tx: Tx, committed_nonce: int, block: BlockInfo | None,
+                      stale: dict[bytes, str]) -> None:
+        """Check a sender's next tx again: noted in ``stale`` with its code if refused,
+        else its new read set is indexed."""
+        try:
+            rec = self._check_next(state, tx, committed_nonce, block)
+        except TxRejected as exc:
+            stale[tx.hash] = exc.code
+            return
+        self._note_reads(tx, rec)
+
+    def _sweep_gaps(self, state: StateReader, now: float, stale: dict[bytes, str]) -> None:
+        """Drop ``nonce_gap_expired`` the txs older than ``gap_ttl_s`` that are not their
+        sender's next, walking only the expired front of :attr:`_expiry` (arrival order:
+        the clock never goes back). A next tx found there leaves the queue for good."""
+        ttl = self.config.gap_ttl_s
+        arrived = self._arrived
+        nonces: dict[bytes, int] = {}
+        settled: list[bytes] = []
+        for h in self._expiry:
+            if now - arrived[h] <= ttl:
+                break
+            if h in stale:
+                continue
+            tx = self._txs[h]
+            n = nonces.get(tx.sender)
+            if n is None:
+                n = nonces[tx.sender] = self.app.nonce(state, tx.sender)
+            if tx.nonce > n:
+                stale[h] = "nonce_gap_expired"
+            elif tx.nonce == n:
+                settled.append(h)
+            else:  # only after a block whose writes were not passed
+                stale[h] = "nonce_used"
+        for h in settled:
+            del self._expiry[h]
+
+    # ------------------------------------------------------------------ read sets
+
+    #: a check that reads more keys (or iterates more prefixes) than this is not indexed:
+    #: its tx is re-checked after every block instead (bounds the index's memory per tx)
+    READ_SET_LIMIT = 32
+
+    def _check_next(self, state: StateReader, tx: Tx, committed_nonce: int,
+                    block: BlockInfo | None) -> _ReadRecorder | None:
+        """The full admission check of ``tx``, its sender's next tx (raises TxRejected).
+        Returns what it read (None: not recorded, the tx's verdict may depend on the block)."""
+        rec = None if self.app.verdict_reads_block(tx) else _ReadRecorder(state, self.READ_SET_LIMIT)
+        self.app.check_tx(state if rec is None else rec, tx, expected_nonce=committed_nonce,
+                          committed_nonce=committed_nonce, registration_pending=self._registration_pending(tx),
+                          block=block)
+        return rec
+
+    def _note_reads(self, tx: Tx, rec: _ReadRecorder | None) -> None:
+        """Index the read set of ``tx``'s passed check (it is pending and its sender's next)."""
+        h = tx.hash
+        if h in self._reads or h in self._always:
+            self._forget_reads(h)
+        if rec is None or rec.overflow:
+            self._always[h] = None
+            return
+        keys = rec.keys
+        keys_t = tuple(keys) if len(keys) < 2 else tuple(dict.fromkeys(keys))  # each key once
+        prefixes = rec.prefixes
+        prefixes_t = tuple(prefixes) if len(prefixes) < 2 else tuple(dict.fromkeys(prefixes))
+        self._reads[h] = (keys_t, prefixes_t)
+        index = self._key_readers
+        for k in keys_t:
+            _index_add(index, k, h)
+        for p in prefixes_t:
+            _index_add(self._prefix_readers, p, h)
+            lens = self._prefix_lens.setdefault(p[0], {})
+            lens[len(p[1])] = lens.get(len(p[1]), 0) + 1
+
+    def _forget_reads(self, h: bytes) -> None:
+        entry = self._reads.pop(h, None)
+        if entry is None:
+            if h in self._always:
+                del self._always[h]
+            return
+        keys, prefixes = entry
+        index = self._key_readers
+        for k in keys:
+            if index.get(k) == h:  # the key's only reader (a set of readers never equals bytes)
+                del index[k]
+            else:
+                _index_discard(index, k, h)
+        for p in prefixes:
+            _index_discard(self._prefix_readers, p, h)
+            lens = self._prefix_lens[p[0]]
+            n = len(p[1])
+            lens[n] -= 1
+            if not lens[n]:
+                del lens[n]
+                if not lens:
+                    del self._prefix_lens[p[0]]
+
+
+def _index_add(index: dict[StateKey, bytes | set[bytes]], k: StateKey, h: bytes) -> None:
+    cur = index.get(k)
+    if cur is None:
+        index[k] = h
+    elif isinstance(cur, bytes):
+        if cur != h:
+            index[k] = {cur, h}
+    else:
+        cur.add(h)
+
+
+def _index_discard(index: dict[StateKey, bytes | set[bytes]], k: StateKey, h: bytes) -> None:
+    cur = index.get(k)
+    if cur is None:
+        return
+    if isinstance(cur, bytes):
+        if cur == h:
+            del index[k]
+        return
+    cur.discard(h)
+    if len(cur) == 1:
+        index[k] = next(iter(cur))

@@ -33,16 +33,15 @@ from typing import IO, Any
 import trio
 
 from .. import codec
-from ..app import Execution, StateReader
-from ..chain import SigCache, Tip
-from ..chain.executor import validate_block
+from ..app import StateReader
+from ..chain import Checked, SigCache, Tip, check_decided_block
 from ..consensus.verify import LOOKAHEAD_BLOCKS, Ahead, Lookahead
-from ..errors import ConfigError, InvalidBlock, MedchainError, ValidationError
+from ..errors import ConfigError, InvalidBlock, MedchainError
 from ..files import load_genesis
-from ..ledger import Ledger, PendingState
+from ..ledger import Ledger
 from ..modules import make_app
 from ..store import ChainStore, open_store
-from ..types import Block, Commit, Genesis, decode_block, verify_commit
+from ..types import Block, Commit, Genesis, decode_block
 from ..types.block import decode_commit
 
 log = logging.getLogger(__name__)
@@ -211,28 +210,22 @@ async def import_records(
             raise item.error
         return item
 
-    def check(item: _Queued, state: StateReader, tip: Tip) -> _Checked:
+    def check(item: _Queued, state: StateReader, tip: Tip) -> Checked:
         """Every check of one block against its parent ``tip`` and the state after it."""
         block, commit = item.block, item.commit
         assert block is not None and commit is not None
-        h = block.height
         try:
             votes = ahead.collect_nowait(item.ahead)
-            verify_commit(commit, chain_id, tip.powers, block.hash(), h, verified=votes)
-            if block.last_commit is not None:
-                verify_commit(block.last_commit, chain_id, prev_powers, block.header.prev_hash, h - 1,
-                              verified=votes)
             # decode_block (fill) ran the block's validate_basic
-            ex = validate_block(ledger.app, state, tip, block, sigs,
-                                max_txs=params.max_block_txs, max_bytes=params.max_block_bytes,
-                                basic_checked=True)
-        except (InvalidBlock, ValidationError, MedchainError) as exc:
-            raise ChainFileError(f"block {h} rejected: {exc}") from None
-        return _Checked(block, commit, ex, tip)
+            return check_decided_block(ledger.app, state, tip, prev_powers, block, commit, sigs,
+                                       max_txs=params.max_block_txs, max_bytes=params.max_block_bytes,
+                                       verified=votes, basic_checked=True)
+        except MedchainError as exc:
+            raise ChainFileError(f"block {block.height} rejected: {exc}") from None
 
-    ready: _Checked | None = None  # checked against the state the ledger is about to have
+    ready: Checked | None = None  # checked against the state the ledger is about to have
 
-    def check_next(cur: _Checked) -> None:
+    def check_next(cur: Checked) -> None:
         """While block ``cur``'s write and fsync are in flight: decode the next records,
         and check the block after it against the state ``cur`` leaves (PendingState)
         and the tip it makes. An error is raised once ``cur`` is committed."""
@@ -240,11 +233,7 @@ async def import_records(
         item = take()
         if item is None:
             return
-        state = PendingState(ledger.state, cur.ex)
-        header = cur.block.header
-        tip = Tip(cur.block.height, cur.block.hash(), header.app_hash, header.time_ms,
-                  ledger.app.authority_powers(state), block_powers=ledger.tip.powers)
-        ready = check(item, state, tip)
+        ready = check(item, *ledger.pending(cur.block, cur.ex))
 
     try:
         while True:
@@ -271,16 +260,6 @@ async def import_records(
                     progress(h)
     finally:
         ahead.close()
-
-
-@dataclass(frozen=True, slots=True)
-class _Checked:
-    """A block that passed every check against ``tip``, with its execution."""
-
-    block: Block
-    commit: Commit
-    ex: Execution
-    tip: Tip
 
 
 @dataclass(frozen=True, slots=True)

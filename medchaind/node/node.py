@@ -489,6 +489,7 @@ class Node:
         await trio.to_thread.run_sync(self.ledger.restore_snapshot, restored.block, restored.commit,
                                       restored.state, restored.records, restored.values)
         self.engine.rebase()
+        self.mempool.update((), None)  # the whole state was replaced: re-check every pending sender
         self._powers_seen = dict(self.ledger.tip.powers)
         log.info("snapshot sync done height=%d entries=%d chunks=%d seconds=%s", restored.block.height,
                  len(restored.state), restored.stats.get("chunks"), restored.stats.get("seconds"))

@@ -135,7 +135,10 @@ def free_port_range(n: int, start: int | None = None) -> int:
 
     Ranges are handed out in order, a fresh one per call within a process (a node of the
     previous test may still be closing its listener), from this process's band: each
-    pytest-xdist worker has its own, all below the ephemeral port range. ``start`` is
+    pytest-xdist worker has its own, all below the ephemeral port range. Each process
+    starts at its own place in its band (from its pid), so two suites run at once on one
+    machine do not walk the same ports in step: a node restarted by a test rebinds its
+    ports later, and the other suite must not have taken them meanwhile. ``start`` is
     accepted for old callers and ignored.
     """
     import socket
@@ -144,7 +147,7 @@ def free_port_range(n: int, start: int | None = None) -> int:
     k = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
     lo = PORT_BANDS_START + (k % 2) * PORT_BAND_SIZE
     hi = lo + PORT_BAND_SIZE
-    first = _cursor.get(lo, lo)
+    first = _cursor.get(lo, lo + (os.getpid() * 7919) % (PORT_BAND_SIZE // 2))
     candidates: list[int] = [*range(first, hi - n, 7), *range(lo, first, 7)]
     for base in candidates:
         socks = []

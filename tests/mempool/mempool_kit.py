@@ -44,6 +44,14 @@ def forge(tx: Tx) -> Tx:
     return tx_from_map(m)
 
 
+def genesis_chain(app: App) -> tuple[DictState, bytes]:
+    """The genesis state of ``app``'s chain and its app hash."""
+    writes, app_hash = app.genesis_state()
+    state = DictState()
+    state.apply(writes)
+    return state, app_hash
+
+
 class FakeClock:
     def __init__(self, now: float = 1000.0) -> None:
         self.now = now
@@ -64,9 +72,7 @@ class Harness:
             CHAIN_ID, GENESIS_TIME_MS, tuple(Authority(n, pub(n), p) for n, p in auths.items())
         )
         self.app = make_app(self.genesis)
-        writes, self.app_hash = self.app.genesis_state()
-        self.state = DictState()
-        self.state.apply(writes)
+        self.state, self.app_hash = genesis_chain(self.app)
         self.height = 0
         self.time_ms = GENESIS_TIME_MS
         self.committed: set[bytes] = set()
@@ -133,7 +139,7 @@ class Harness:
         self.state.apply(ex.writes)
         self.app_hash = ex.app_hash
         self.committed.update(t.hash for t in txs)
-        self.pool.update(txs)
+        self.pool.update(txs, ex.writes)
         return ex
 
     # -- observing the pool

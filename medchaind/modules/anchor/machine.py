@@ -63,5 +63,6 @@ class AnchorModule(Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.txs = {"commit": TxSpec(Commit, _commit)}
+        # stores the height, never judges by it (tests/mempool/test_mempool_block_independence.py)
+        self.txs = {"commit": TxSpec(Commit, _commit, verdict_reads_block=False)}
         self.queries = {"get": QuerySpec(_query_get, GetParams, not_found="that digest is not anchored")}

@@ -320,9 +320,11 @@ class ConsentModule(Module):
     def __init__(self) -> None:
         super().__init__()
         self.txs = {
-            "grant": TxSpec(Grant, _grant),
+            # both store the block's height and time, never judge by them (a grant's period
+            # is judged where it is used): tests/mempool/test_mempool_block_independence.py
+            "grant": TxSpec(Grant, _grant, verdict_reads_block=False),
             # a revocation is never delayed behind bulk traffic
-            "revoke": TxSpec(RevokeGrant, _revoke, lane="priority"),
+            "revoke": TxSpec(RevokeGrant, _revoke, lane="priority", verdict_reads_block=False),
         }
         self.queries = {
             "list": QuerySpec(_query_list, ListParams),

@@ -143,8 +143,10 @@ class GovernanceModule(Module):
     def __init__(self) -> None:
         super().__init__()
         self.txs = {
-            "accredit": TxSpec(Accredit, _accredit, requires_identity=False),
-            "revoke": TxSpec(Revoke, _revoke, requires_identity=False),
+            # votes on accreditation read the authority set, the tally and the subject, and
+            # store the height only (tests/mempool/test_mempool_block_independence.py)
+            "accredit": TxSpec(Accredit, _accredit, requires_identity=False, verdict_reads_block=False),
+            "revoke": TxSpec(Revoke, _revoke, requires_identity=False, verdict_reads_block=False),
             "add_authority": TxSpec(AddAuthority, _add_authority, requires_identity=False),
             "remove_authority": TxSpec(RemoveAuthority, _remove_authority, requires_identity=False),
             "rotate_authority": TxSpec(RotateAuthority, _rotate_authority, requires_identity=False),
