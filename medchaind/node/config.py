@@ -47,6 +47,10 @@ class NodeSection:
     #: when freed (glibc ``M_MMAP_THRESHOLD``; 0 keeps glibc's sliding threshold, which
     #: climbs to 32 MiB and leaves large buffers fragmenting the heap: memtrim.py)
     malloc_mmap_threshold: int = 131_072
+    #: the daemon's cyclic garbage collector: its generation-0 threshold (Python's is 700),
+    #: and the objects alive once the node is ready are frozen out of later passes; 0
+    #: leaves the collector as Python sets it (memtrim.py, "The cyclic collector")
+    gc_threshold: int = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +339,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "node.malloc_trim_ms": (0, 3_600_000),
     # glibc documents 32 MiB (DEFAULT_MMAP_THRESHOLD_MAX, 64-bit) as the maximum
     "node.malloc_mmap_threshold": (0, 32 << 20),
+    "node.gc_threshold": (0, 1_000_000),
     "consensus.empty_block_interval_ms": (10, 3_600_000),
     "consensus.timeout_propose_ms": (10, 600_000),
     "consensus.timeout_propose_delta_ms": (0, 600_000),
@@ -361,7 +366,8 @@ RANGES: dict[str, tuple[int, int]] = {
 #: what a range error adds about a special value
 _RANGE_NOTES = {"consensus.double_sign_check_height": " (0 turns the check off)",
                 "node.malloc_trim_ms": " (0 turns it off)",
-                "node.malloc_mmap_threshold": " (0 keeps glibc's sliding threshold)"}
+                "node.malloc_mmap_threshold": " (0 keeps glibc's sliding threshold)",
+                "node.gc_threshold": " (0 leaves Python's collector settings)"}
 
 
 class _SettingError(ConfigError):

@@ -60,7 +60,7 @@ from ..types import Genesis, Tx, to_jsonable
 from .blobs import BATCH as BLOB_BATCH
 from .blobs import BATCH_PROTOCOL, BLOB_PROTOCOL, BlobService
 from .config import Config, ipc_server_options
-from .memtrim import MemoryTrimmer, load_malloc_trim, set_mmap_threshold
+from .memtrim import MemoryTrimmer, freeze_long_lived, load_malloc_trim, set_mmap_threshold, tune_collector
 from .queries import ModuleQueries
 from .rpc import (
     ADMIT_SLICE,
@@ -791,9 +791,19 @@ async def run_until_signal(node: Node, load_config: Any = None) -> int | None:
     Kubernetes collect stderr).
     """
     stopped_by: int | None = None
+    # the daemon's process only (memtrim.py, "The cyclic collector")
+    tuned = tune_collector(node.config.node.gc_threshold)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as outer:
             node_scope = trio.CancelScope()
+
+            async def freeze_when_ready() -> None:
+                await node.started.wait()
+                log.info("collector tuned threshold=%d frozen=%d", node.config.node.gc_threshold,
+                         freeze_long_lived())
+
+            if tuned:
+                outer.start_soon(freeze_when_ready)
 
             async def run_node() -> None:
                 with node_scope:

@@ -64,6 +64,8 @@ def _load(tmp_path: Path, toml: str) -> None:
         ("[node]\nmalloc_mmap_threshold = -1",
          "node.malloc_mmap_threshold must be in 0..33554432 (0 keeps glibc's sliding threshold) (got -1)"),
         ("[node]\nmalloc_mmap_threshold = 33554433", "node.malloc_mmap_threshold must be in 0..33554432"),
+        ("[node]\ngc_threshold = -1",
+         "node.gc_threshold must be in 0..1000000 (0 leaves Python's collector settings) (got -1)"),
     ],
 )
 def test_bad_settings_name_the_setting_and_the_range(tmp_path: Path, toml: str, message: str) -> None:

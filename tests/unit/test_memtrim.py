@@ -139,3 +139,35 @@ def test_set_mmap_threshold_is_false_where_it_cannot_exist(monkeypatch: pytest.M
 
     monkeypatch.setattr(ctypes, "CDLL", no_libc)
     assert set_mmap_threshold(128 * 1024) is False
+
+
+def test_tune_collector_sets_generation_0_only_and_0_leaves_it() -> None:
+    import gc
+
+    from medchaind.node.memtrim import tune_collector
+
+    saved = gc.get_threshold()
+    try:
+        assert tune_collector(0) is False
+        assert gc.get_threshold() == saved
+        assert tune_collector(5_000) is True
+        assert gc.get_threshold() == (5_000, saved[1], saved[2])
+    finally:
+        gc.set_threshold(*saved)
+
+
+def test_freeze_long_lived_moves_the_survivors_out_of_later_passes() -> None:
+    import gc
+
+    from medchaind.node.memtrim import freeze_long_lived
+
+    assert gc.get_freeze_count() == 0
+    kept = [[i] for i in range(1000)]  # tracked containers alive at the freeze
+    try:
+        frozen = freeze_long_lived()
+        assert frozen == gc.get_freeze_count() >= len(kept)
+        assert all(gc.is_tracked(x) for x in kept)
+        assert gc.get_count()[2] == 0 and sum(map(len, (gc.get_objects(g) for g in range(3)))) < frozen
+    finally:
+        gc.unfreeze()
+    assert gc.get_freeze_count() == 0
