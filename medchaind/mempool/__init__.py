@@ -41,6 +41,15 @@ would have found changed:
 Every other next tx read only keys whose values the block left alone, under a verdict
 that ignores the block, so its check would pass again: it is not run. The work per
 block is O(txs and writes of the block + txs re-checked), not O(pool).
+
+The index has a price per admitted tx (a recording reader around its check, the index
+entries, their removal on commit: ~23,500 instructions per ``anchor.commit``, ~4% of a
+node's CPU per tx in a bench whose pool holds few senders), and it only pays when many
+senders wait. So it is kept only while more than ``recheck_index_above`` senders
+(default 256) have pending txs: below that, ``update`` walks every sender, as before,
+which is at most that many checks per block whatever the pool holds, and nothing is
+recorded. ``update`` switches: on, its walk records every next tx's reads (admissions
+record from then on); off, it forgets them all and walks.
 ``nonce_gap_expired``: a tx that is not its sender's next and arrived more than
 ``gap_ttl_s`` ago is dropped at the first ``update`` after that (as before). The sweep
 walks an arrival-order queue only over its expired front (the clock never goes back, so
@@ -122,6 +131,10 @@ class MempoolConfig:
     busy_retry_ms: int = 500
     #: hashes of dropped or evicted txs remembered with their reason (FIFO; ~150 bytes each)
     dropped_history: int = 100_000
+    #: the re-check after a block indexes what each sender's next tx read only while more
+    #: than this many senders have pending txs; with fewer, it re-checks every sender's
+    #: next tx (at most this many checks per block, and no bookkeeping per admitted tx)
+    recheck_index_above: int = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +242,9 @@ class Mempool:
         #: found to be its sender's next once it is older than gap_ttl_s leaves it: the
         #: committed nonce only grows, so it can never wait behind a gap again)
         self._expiry: OrderedDict[bytes, None] = OrderedDict()
+        #: whether next txs' read sets are recorded and indexed (update decides, from the
+        #: number of pending senders against ``recheck_index_above``)
+        self._indexing = self.config.recheck_index_above <= 0
 
     # ------------------------------------------------------------------ queries
 
@@ -369,7 +385,7 @@ class Mempool:
             self._drop(h, "evicted")
             self._evicted += 1
         self._insert(tx)
-        if is_next:
+        if is_next and self._indexing:
             self._note_reads(tx, rec)
         self._admitted += 1
         return True
@@ -554,7 +570,14 @@ class Mempool:
         block = self._block_info() if self._block_info else None
         now = self._clock()
         stale: dict[bytes, str] = {}
-        if writes is None:
+        indexing = len(by_sender) > self.config.recheck_index_above
+        full = writes is None or not indexing or not self._indexing
+        if indexing != self._indexing:
+            # on: the full walk below records every next tx's reads; off: forget them all
+            self._indexing = indexing
+            if not indexing:
+                self._forget_all_reads()
+        if full or writes is None:
             for sender in list(by_sender):
                 self._recheck_sender(state, sender, now, block, stale)
         else:
@@ -640,7 +663,8 @@ class Mempool:
         except TxRejected as exc:
             stale[tx.hash] = exc.code
             return
-        self._note_reads(tx, rec)
+        if self._indexing:
+            self._note_reads(tx, rec)
 
     def _sweep_gaps(self, state: StateReader, now: float, stale: dict[bytes, str]) -> None:
         """Drop ``nonce_gap_expired`` the txs older than ``gap_ttl_s`` that are not their
@@ -678,7 +702,10 @@ class Mempool:
                     block: BlockInfo | None) -> _ReadRecorder | None:
         """The full admission check of ``tx``, its sender's next tx (raises TxRejected).
         Returns what it read (None: not recorded, the tx's verdict may depend on the block)."""
-        rec = None if self.app.verdict_reads_block(tx) else _ReadRecorder(state, self.READ_SET_LIMIT)
+        if not self._indexing or self.app.verdict_reads_block(tx):
+            rec = None
+        else:
+            rec = _ReadRecorder(state, self.READ_SET_LIMIT)
         self.app.check_tx(state if rec is None else rec, tx, expected_nonce=committed_nonce,
                           committed_nonce=committed_nonce, registration_pending=self._registration_pending(tx),
                           block=block)
@@ -704,6 +731,13 @@ class Mempool:
             _index_add(self._prefix_readers, p, h)
             lens = self._prefix_lens.setdefault(p[0], {})
             lens[len(p[1])] = lens.get(len(p[1]), 0) + 1
+
+    def _forget_all_reads(self) -> None:
+        self._reads.clear()
+        self._key_readers.clear()
+        self._prefix_readers.clear()
+        self._prefix_lens.clear()
+        self._always.clear()
 
     def _forget_reads(self, h: bytes) -> None:
         entry = self._reads.pop(h, None)

@@ -203,9 +203,12 @@ def voter(kind: str, sender: str, pick: int) -> str:
 
 
 class RecheckEquivalence(RuleBasedStateMachine):
-    @initialize(max_per_sender=st.sampled_from([3, 6]))
-    def start(self, max_per_sender: int) -> None:
-        self.c = Chain(MempoolConfig(gap_ttl_s=GAP_TTL_S, max_per_sender=max_per_sender, max_nonce_ahead=4))
+    # 0: the read-set index is on from the first block; 2 and 4: it turns on and off
+    # as the number of pending senders crosses the bound (recheck_index_above)
+    @initialize(max_per_sender=st.sampled_from([3, 6]), index_above=st.sampled_from([0, 0, 2, 4]))
+    def start(self, max_per_sender: int, index_above: int) -> None:
+        self.c = Chain(MempoolConfig(gap_ttl_s=GAP_TTL_S, max_per_sender=max_per_sender, max_nonce_ahead=4,
+                                     recheck_index_above=index_above))
         self.foreign = 0
 
     @rule(args=tx_args, wait=st.sampled_from([0.0, 0.0, 1.0, 4.0]))
@@ -302,8 +305,12 @@ class RecheckEquivalence(RuleBasedStateMachine):
         c, pool = self.c, self.c.new
         nexts = {h for s, per in pool._by_sender.items()
                  for n, h in per.items() if n == App.nonce(c.state, s)}
-        assert set(pool._reads) | set(pool._always) == nexts
-        assert not set(pool._reads) & set(pool._always)
+        if pool._indexing:
+            assert set(pool._reads) | set(pool._always) == nexts
+            assert not set(pool._reads) & set(pool._always)
+        else:  # below recheck_index_above: nothing recorded, every next tx re-checked
+            assert not pool._reads and not pool._always and not pool._key_readers
+        event(f"indexing: {pool._indexing}")
         # the expiry queue: pending txs in arrival order; those it let go are next and expired
         assert set(pool._expiry) <= set(pool._txs)
         assert list(pool._expiry) == [h for h in pool._txs if h in pool._expiry]
@@ -319,7 +326,7 @@ def test_a_block_touching_one_sender_rechecks_only_what_it_wrote_and_the_block_d
     """200 pending registrations (their verdict ignores the block) and one block-dependent
     tx; a block that registers one other key re-checks two txs: the block-dependent one
     and nothing else (the old walk re-checked all 201)."""
-    c = Chain(MempoolConfig(gap_ttl_s=GAP_TTL_S))
+    c = Chain(MempoolConfig(gap_ttl_s=GAP_TTL_S, recheck_index_above=0))
     regs = [sign_tx(key(f"k{i}"), CHAIN_ID, "identity.register", 0,
                     {"role": "patient", "enc_key": enc(f"k{i}")}) for i in range(200)]
     for t in regs:
@@ -344,7 +351,7 @@ def test_a_block_touching_one_sender_rechecks_only_what_it_wrote_and_the_block_d
 def test_a_write_by_another_sender_drops_the_tx_it_invalidates() -> None:
     """P's pending anchor of a digest is dropped ``already_anchored`` once a block
     carries Q's anchor of it: only P's tx read that key."""
-    c = Chain(MempoolConfig(gap_ttl_s=GAP_TTL_S))
+    c = Chain(MempoolConfig(gap_ttl_s=GAP_TTL_S, recheck_index_above=0))
     mine, theirs = make_tx(c, "anchor", "P", c.nonce("P"), 0), make_tx(c, "anchor", "Q", c.nonce("Q"), 0)
     untouched = make_tx(c, "anchor", "R", c.nonce("R"), 1)
     assert c.new.add(mine) and c.new.add(untouched)
@@ -359,7 +366,7 @@ def test_the_gap_sweep_walks_only_the_expired_front() -> None:
     """Txs behind a nonce gap expire after gap_ttl_s; the sweep stops at the first young
     tx, and a next tx it passes (older than the TTL, waiting for room in a block) leaves
     the queue for good."""
-    c = Chain(MempoolConfig(gap_ttl_s=GAP_TTL_S))
+    c = Chain(MempoolConfig(gap_ttl_s=GAP_TTL_S, recheck_index_above=0))
     old_next = make_tx(c, "update", "P", c.nonce("P"), 0)
     gapped = make_tx(c, "update", "Q", c.nonce("Q") + 2, 0)
     assert c.new.add(old_next) and c.new.add(gapped)
