@@ -343,6 +343,8 @@ if hasattr(YamuxStream, "_auto_tune_and_send_window_update"):  # tests/net/test_
 #: a peer's signed peer record that verified is taken again without checks for this long
 #: (seconds); then it is consumed again, which also renews its addresses' 2-hour TTL
 PEER_RECORD_RECHECK_S = 60.0
+#: the listen addresses in the outgoing peer record are read again at most this often (seconds)
+OUTGOING_ADDRS_RECHECK_S = 5.0
 
 
 class _PeerRecords:
@@ -362,14 +364,20 @@ class _PeerRecords:
     is a pure function of those bytes and the peer id they came from, so a record that
     verified from that peer is accepted again without checks for ``PEER_RECORD_RECHECK_S``;
     different bytes, or a record that failed, go through py-libp2p's check every time.
-    The outgoing envelope is serialised once per local record and address set. Kept per
+    The outgoing envelope is serialised once per local record and address set, and the
+    address set is read at most every ``OUTGOING_ADDRS_RECHECK_S``: ``host.get_addrs()``
+    builds a Multiaddr per listener (a base58 peer id decoded each time), ~4% of the
+    event loop's busy time on a 4-authority network deciding empty blocks as fast as it
+    can (issue 14, session 6), and listen addresses change only when the node starts.
+    Kept per
     host (a WeakKeyDictionary keyed by the host: nothing outlives its node); peer records
     play no part in who may connect (the allowlist checks the Noise-authenticated peer id).
     """
 
     def __init__(self) -> None:
         self.accepted: dict[ID, tuple[bytes, float]] = {}
-        self.outgoing: tuple[object, frozenset[Any], bytes] | None = None
+        #: (local record, listen addresses, envelope, when the addresses were last read)
+        self.outgoing: tuple[object, frozenset[Any], bytes, float] | None = None
 
 
 _peer_records: weakref.WeakKeyDictionary[IHost, _PeerRecords] = weakref.WeakKeyDictionary()
@@ -404,12 +412,20 @@ def _consume_signed_record_once(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> b
 def _env_to_send_once(host: IHost) -> tuple[bytes, bool]:
     records = _records_of(host)
     local = host.get_peerstore().get_local_record()
-    addrs = frozenset(host.get_addrs())
     cached = records.outgoing
-    if local is not None and cached is not None and cached[0] is local and cached[1] == addrs:
-        return cached[2], False
+    now = time.monotonic()
+    if local is not None and cached is not None and cached[0] is local:
+        # the listen addresses are asked for at most every OUTGOING_ADDRS_RECHECK_S
+        if now - cached[3] < OUTGOING_ADDRS_RECHECK_S:
+            return cached[2], False
+        addrs = frozenset(host.get_addrs())
+        if cached[1] == addrs:
+            records.outgoing = (local, addrs, cached[2], now)
+            return cached[2], False
+    else:
+        addrs = frozenset(host.get_addrs())
     raw, created = _env_to_send(host)
-    records.outgoing = (host.get_peerstore().get_local_record(), addrs, raw)
+    records.outgoing = (host.get_peerstore().get_local_record(), addrs, raw, now)
     return raw, created
 
 

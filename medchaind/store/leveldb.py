@@ -23,6 +23,27 @@ until compaction rewrites them), and one written with them opens without the opt
 (the filter is then ignored). It changes no stored byte of medchaind's (keys and
 values are the same), only LevelDB's own table format. Block cache and open-files
 limit stay LevelDB's defaults (8 MiB, 1,000 tables).
+
+Compression (:data:`COMPRESSION`): off. LevelDB compresses each table block with
+Snappy by default, which pays where values are text; medchaind's bytes are mostly
+signatures, hashes, public keys, ciphertexts and client payloads (random to Snappy),
+and LevelDB rewrites every byte several times as it compacts level into level (a
+4-authority run of 150,000 1 KiB txs: 313 MiB flushed, 2.9 GiB rewritten by compaction
+per node). With Snappy on, its compression was ~31% of a node's CPU under sustained load
+(``perf``: ``snappy::internal::CompressFragment``, in LevelDB's compaction thread) for
+~19% less disk; off, the same run committed 794 instead of 725 tx/s with p99 3.6
+instead of 14.9 s (docs/benchmarks.md, issue 14 session 6). Like the filter, it is per
+block of each table: tables written either way stay readable with the other setting,
+and compaction rewrites them uncompressed.
+
+Write buffer (:data:`WRITE_BUFFER_BYTES`): 16 MiB instead of LevelDB's 4 MiB. Writes
+collect in a memtable of this size before they are flushed as a level-0 table, and four
+level-0 tables trigger a compaction that merges them with every overlapping level-1
+table. A block's batch touches the whole key space (blocks, receipts, state, trie
+records), so every level-0 table overlaps all of level 1, and small tables meant level 1
+was rewritten every few blocks: with 16 MiB the same run rewrote 3.4 instead of 6.5 GiB
+per node and committed 796 tx/s with p99 2.2 s (docs/benchmarks.md, issue 14 session 6).
+The price is memory: up to two memtables (one being flushed) of this size per node.
 """
 
 from __future__ import annotations
@@ -38,6 +59,10 @@ from .kv import KVStore, Puts, prefix_upper_bound, prepare_write
 
 #: bits per key of the bloom filter in each table LevelDB writes (LevelDB's recommended 10)
 BLOOM_FILTER_BITS = 10
+#: LevelDB's block compression: None (off) or "snappy" (see the module docstring)
+COMPRESSION: str | None = None
+#: LevelDB's memtable size in bytes (see the module docstring)
+WRITE_BUFFER_BYTES = 16 << 20
 
 
 def _plyvel_message(exc: BaseException) -> str:
@@ -81,7 +106,8 @@ class LevelDBKV(KVStore):
                 f"{path}: cannot create the database directory ({exc.strerror or exc})"
             ) from None
         try:
-            db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=BLOOM_FILTER_BITS)
+            db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=BLOOM_FILTER_BITS,
+                            compression=COMPRESSION, write_buffer_size=WRITE_BUFFER_BYTES)
         except plyvel.Error as exc:
             if _is_lock_error(exc):
                 raise DatadirLockedError(

@@ -121,15 +121,25 @@ def test_a_record_is_checked_again_after_the_recheck_interval(
     assert checks == [good, good]
 
 
-def test_the_outgoing_record_is_built_once_per_address_set() -> None:
+def test_the_outgoing_record_is_built_once_per_address_set(monkeypatch: pytest.MonkeyPatch) -> None:
     host = Host()
+    clock = [1000.0]
+    monkeypatch.setattr(libp2p_net.time, "monotonic", lambda: clock[0])
     first, created = libp2p_net._env_to_send_once(host)  # type: ignore[arg-type]
     assert created and first
     again, created = libp2p_net._env_to_send_once(host)  # type: ignore[arg-type]
     assert again == first and not created
     assert again == libp2p_net._env_to_send(host)[0]  # what py-libp2p would send: the same bytes
     host.addrs.append(multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/31193"))  # a new listen address
+    asked: list[int] = []
+    real_get_addrs = host.get_addrs
+    host.get_addrs = lambda: asked.append(1) or real_get_addrs()  # type: ignore[method-assign]
+    clock[0] += libp2p_net.OUTGOING_ADDRS_RECHECK_S / 2
+    assert libp2p_net._env_to_send_once(host) == (first, False)  # type: ignore[arg-type]
+    assert asked == []  # the addresses are not read again within the recheck interval
+    clock[0] += libp2p_net.OUTGOING_ADDRS_RECHECK_S
     changed, created = libp2p_net._env_to_send_once(host)  # type: ignore[arg-type]
+    assert asked  # read again after it
     assert created and changed != first
     # the new record names the new address set and verifies
     other = Host()
