@@ -28,8 +28,8 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print(__doc__)
+    if len(argv) != 1 or argv[0].startswith("-") or not Path(argv[0]).is_dir():
+        print(__doc__)  # -h/--help, or not an existing database directory (never create one)
         return 2
     store = ChainStore(LevelDBKV.open(Path(argv[0])))
     rows = []

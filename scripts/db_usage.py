@@ -23,8 +23,8 @@ from medchaind.store.schema import NAMESPACES  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print(__doc__)
+    if len(argv) != 1 or argv[0].startswith("-") or not Path(argv[0]).is_dir():
+        print(__doc__)  # -h/--help, or not an existing database directory (never create one)
         return 2
     prefixes = sorted(NAMESPACES, key=len, reverse=True)
     count: collections.Counter[str] = collections.Counter()

@@ -641,6 +641,34 @@ class _MedchainPubsub(Pubsub):
         async with lock:
             return await super().write_msg(stream, rpc_msg)
 
+    async def _handle_new_peer(self, peer_id: ID) -> None:
+        """Open our pubsub stream to a new peer; then, if our subscriptions changed while
+        it was being set up, announce them again to that peer.
+
+        py-libp2p 0.8.1 builds the hello (our subscriptions) after the stream is open,
+        writes it (a checkpoint), and only then registers the peer. A ``subscribe`` that
+        runs during that write is in neither: its announcement goes to the registered
+        peers only, and the hello was built before it. The peer then never learns that
+        we joined the topic, never grafts us, and our publications reach it only through
+        others (a 4-node contract test found two nodes each missing the other's
+        subscription, ~1 run in 5 on a loaded machine). SUBSCRIBE is idempotent, so
+        sending the current set once more when it changed costs one small message in
+        that case and nothing otherwise.
+        """
+        before = set(self.topic_ids)
+        await super()._handle_new_peer(peer_id)
+        queue = self.peer_queues.get(peer_id)
+        now = set(self.topic_ids)
+        if queue is None or peer_id not in self.peers or now == before:
+            return
+        packet = rpc_pb2.RPC()
+        packet.subscriptions.extend(
+            [rpc_pb2.RPC.SubOpts(subscribe=True, topicid=t) for t in sorted(now)]
+            + [rpc_pb2.RPC.SubOpts(subscribe=False, topicid=t) for t in sorted(before - now)])
+        packet.senderRecord = _env_to_send_once(self.host)[0]
+        if not queue.push(packet):
+            log.debug("subscriptions not re-announced (queue full) peer=%s", peer_id)
+
     async def stream_handler(self, stream: INetStream) -> None:
         try:
             await super().stream_handler(stream)

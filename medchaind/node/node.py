@@ -74,6 +74,7 @@ from .rpc import (
     tx_event,
 )
 from .sdnotify import SdNotifier
+from .taskdump import write_task_dump
 from .txgossip import TxGossip
 
 log = logging.getLogger(__name__)
@@ -789,11 +790,14 @@ async def run_until_signal(node: Node, load_config: Any = None) -> int | None:
     run time. A config that no longer loads is logged and the running settings are kept.
     Logs go to stderr, so there is no log file to reopen (journald, Docker and
     Kubernetes collect stderr).
+
+    SIGUSR1 writes what every task is waiting on to ``<datadir>/debug`` (:mod:`.taskdump`)
+    and the node keeps running.
     """
     stopped_by: int | None = None
     # the daemon's process only (memtrim.py, "The cyclic collector")
     tuned = tune_collector(node.config.node.gc_threshold)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as outer:
             node_scope = trio.CancelScope()
 
@@ -815,6 +819,8 @@ async def run_until_signal(node: Node, load_config: Any = None) -> int | None:
                 if signum == signal.SIGHUP:
                     if not node_scope.cancel_called:
                         _reload(node, load_config)
+                elif signum == signal.SIGUSR1:
+                    _dump_tasks(node)
                 elif not node_scope.cancel_called:
                     log.info("signal received, shutting down signal=%s", signal.Signals(signum).name)
                     stopped_by = signum
@@ -823,6 +829,15 @@ async def run_until_signal(node: Node, load_config: Any = None) -> int | None:
                     log.warning("second signal during shutdown, exiting now signal=%s", signal.Signals(signum).name)
                     os._exit(128 + signum)
     return stopped_by
+
+
+def _dump_tasks(node: Node) -> None:
+    try:
+        path, n = write_task_dump(node.config.datadir)
+    except OSError as exc:
+        log.error("task dump failed error=\"%s\"", exc)
+        return
+    log.warning("signal received, task dump written signal=SIGUSR1 tasks=%d path=%s", n, path)
 
 
 def _reload(node: Node, load_config: Any) -> None:

@@ -128,3 +128,25 @@ def test_exit_status_after_a_signal(short_tmp: Path, sig: int, status: int) -> N
     finally:
         if node.proc is not None and node.proc.poll() is None:
             node.stop(signal.SIGKILL)
+
+
+def test_sigusr1_writes_a_task_dump_and_the_node_keeps_running(short_tmp: Path) -> None:
+    """An operator's ``kill -USR1``: what every task waits on, in <datadir>/debug, logged."""
+    node = NodeProcess(short_tmp / "node", short_tmp / "node.log", command="dev")
+    node.start()
+    try:
+        mark = len(node.log())
+        node.proc.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
+        m = _wait_log(node, r"task dump written signal=SIGUSR1 tasks=(\d+) path=\"?([^\"\s]+)", mark)
+        path = Path(m.group(2))
+        assert path.parent == short_tmp / "node" / "debug"
+        text = path.read_text()
+        assert int(m.group(1)) == len(re.findall(r"^ *- ", text, re.M)) > 10
+        # the node's long-lived loops are there, each with where it waits
+        for task in ("BftEngine.run", "IPCServer", "SyncService.run"):
+            assert task in text, task
+        assert node.proc.poll() is None, "SIGUSR1 must not stop the node"  # type: ignore[union-attr]
+        assert node.stop(signal.SIGTERM) == 0
+    finally:
+        if node.proc is not None and node.proc.poll() is None:
+            node.stop(signal.SIGKILL)

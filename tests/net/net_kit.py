@@ -76,9 +76,36 @@ class Cluster:
 
     async def wait_topic(self, topic: str) -> None:
         """Wait until every node's publications on ``topic`` reach every other node."""
-        with trio.fail_after(TIMEOUT):
-            for node in self.nodes:
-                await node.wait_topic_peers(topic, len(self.nodes) - 1)
+        try:
+            with trio.fail_after(TIMEOUT):
+                for node in self.nodes:
+                    await node.wait_topic_peers(topic, len(self.nodes) - 1)
+        except trio.TooSlowError:
+            raise AssertionError(f"topic {topic!r}: meshes not complete: {self._meshes(topic)}") from None
+
+    def _meshes(self, topic: str) -> list[dict[str, object]]:
+        """Each libp2p node's view of ``topic`` (who is in its mesh, who it knows is
+        subscribed, whom it backs off from), for a failure message."""
+        out: list[dict[str, object]] = []
+        names = {str(getattr(other, "_peer_id", "")): j for j, other in enumerate(self.nodes)}
+
+        def short(peer: object) -> object:
+            return names.get(str(peer), str(peer)[-6:])
+
+        for i, node in enumerate(self.nodes):
+            state = getattr(node, "_state", None)
+            if state is None:
+                out.append({"node": i})
+                continue
+            tid = node._topic_id(topic)  # type: ignore[attr-defined]
+            out.append({
+                "node": i,
+                "mesh": sorted(map(str, (short(p) for p in state.router.mesh.get(tid, ())))),
+                "subscribed": sorted(map(str, (short(p) for p in state.pubsub.peer_topics.get(tid, ())))),
+                "backoff": sorted(map(str, (short(p) for p in state.router.back_off.get(tid, {})))),
+                "connected": len(state.host.get_connected_peers()),
+            })
+        return out
 
 
 @asynccontextmanager
