@@ -412,18 +412,17 @@ def _consume_signed_record_once(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> b
 def _env_to_send_once(host: IHost) -> tuple[bytes, bool]:
     records = _records_of(host)
     local = host.get_peerstore().get_local_record()
-    cached = records.outgoing
+    cached = records.outgoing if local is not None else None
+    if cached is not None and cached[0] is not local:
+        cached = None  # built for another local record
     now = time.monotonic()
-    if local is not None and cached is not None and cached[0] is local:
-        # the listen addresses are asked for at most every OUTGOING_ADDRS_RECHECK_S
-        if now - cached[3] < OUTGOING_ADDRS_RECHECK_S:
-            return cached[2], False
-        addrs = frozenset(host.get_addrs())
-        if cached[1] == addrs:
-            records.outgoing = (local, addrs, cached[2], now)
-            return cached[2], False
-    else:
-        addrs = frozenset(host.get_addrs())
+    # the listen addresses are asked for at most every OUTGOING_ADDRS_RECHECK_S
+    if cached is not None and now - cached[3] < OUTGOING_ADDRS_RECHECK_S:
+        return cached[2], False
+    addrs = frozenset(host.get_addrs())
+    if cached is not None and cached[1] == addrs:
+        records.outgoing = (local, addrs, cached[2], now)
+        return cached[2], False
     raw, created = _env_to_send(host)
     records.outgoing = (host.get_peerstore().get_local_record(), addrs, raw, now)
     return raw, created
@@ -661,11 +660,8 @@ class _MedchainPubsub(Pubsub):
         now = set(self.topic_ids)
         if queue is None or peer_id not in self.peers or now == before:
             return
-        packet = rpc_pb2.RPC()
-        packet.subscriptions.extend(
-            [rpc_pb2.RPC.SubOpts(subscribe=True, topicid=t) for t in sorted(now)]
-            + [rpc_pb2.RPC.SubOpts(subscribe=False, topicid=t) for t in sorted(before - now)])
-        packet.senderRecord = _env_to_send_once(self.host)[0]
+        packet = self.get_hello_packet()  # every current subscription, and our peer record
+        packet.subscriptions.extend(rpc_pb2.RPC.SubOpts(subscribe=False, topicid=t) for t in sorted(before - now))
         if not queue.push(packet):
             log.debug("subscriptions not re-announced (queue full) peer=%s", peer_id)
 

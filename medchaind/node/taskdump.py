@@ -63,11 +63,12 @@ def coroutine_chain(coro: CoroutineType[Any, Any, Any] | Any) -> list[str]:
 
 
 def _short(filename: str) -> str:
-    for marker in ("site-packages/", "medchaind/"):
-        i = filename.rfind(marker)
-        if i >= 0:
-            return filename[i + len(marker):] if marker == "site-packages/" else filename[i:]
-    return filename
+    """A library's path from its package, ours from ``medchaind/``, anything else whole."""
+    i = filename.rfind("site-packages/")
+    if i >= 0:
+        return filename[i + len("site-packages/"):]
+    i = filename.rfind("medchaind/")
+    return filename[i:] if i >= 0 else filename
 
 
 def walk_tasks(root: trio.lowlevel.Task) -> Iterator[tuple[int, trio.lowlevel.Task]]:

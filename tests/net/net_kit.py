@@ -87,7 +87,7 @@ class Cluster:
         """Each libp2p node's view of ``topic`` (who is in its mesh, who it knows is
         subscribed, whom it backs off from), for a failure message."""
         out: list[dict[str, object]] = []
-        names = {str(getattr(other, "_peer_id", "")): j for j, other in enumerate(self.nodes)}
+        names = {str(other.peer_id): j for j, other in enumerate(self.nodes)}
 
         def short(peer: object) -> object:
             return names.get(str(peer), str(peer)[-6:])

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import libp2p.pubsub.pubsub as libp2p_pubsub
 import pytest
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 
-from medchaind.net import libp2p_net
 from medchaind.net.libp2p_net import _MedchainPubsub
 
 
@@ -51,7 +51,7 @@ def pubsub(monkeypatch: pytest.MonkeyPatch, topics: list[str], joined_meanwhile:
         self.peer_queues[peer_id] = queue  # type: ignore[assignment]
 
     monkeypatch.setattr(Pubsub, "_handle_new_peer", set_up)
-    monkeypatch.setattr(libp2p_net, "_env_to_send_once", lambda host: (b"record", False))
+    monkeypatch.setattr(libp2p_pubsub, "env_to_send_in_RPC", lambda host: (b"record", False))
     return ps, peer, queue
 
 
