@@ -27,7 +27,7 @@ for i in $(seq 1 "$RUNS"); do
   bench=$!
   for _ in $(seq 1 100); do sleep 1; kill -0 "$bench" 2>/dev/null || break; done
   if ! kill -0 "$bench" 2>/dev/null; then
-    echo "run $i: finished"
+    echo "run $i: finished $("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["committed_tx_per_s"], "tx/s,", max(n["cpu_us_per_committed_tx"] for n in d["nodes"]), "us per tx (busiest node)")' "$OUT/run$i.json" 2>/dev/null || echo "(no summary)")"
     rm -rf "$D"  # ~150 MB a run: keep only a stalled run's datadir
     continue
   fi

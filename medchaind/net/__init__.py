@@ -3,8 +3,9 @@
 * :mod:`medchaind.net.api`: the contract (gossip topics, request/response, errors, stats);
 * :mod:`medchaind.net.memory`: :class:`MemoryNetwork`, deterministic, for simulations;
 * :mod:`medchaind.net.libp2p_net`: :class:`~medchaind.net.libp2p_net.Libp2pNetwork`
-  (TCP + Noise + Yamux + gossipsub). Import it explicitly: it is the only module that
-  imports libp2p, which is slow to import and unnecessary for simulations.
+  (TCP + Noise + Yamux + gossipsub), with :mod:`medchaind.net.libp2p_yamux` (its muxer).
+  Import it explicitly: these two are the only modules that import libp2p, which is slow
+  to import and unnecessary for simulations.
 """
 
 from .api import (

@@ -86,8 +86,9 @@ DESIGN.md §5) with py-libp2p's defaults overridden where they lose messages or 
   that lacks one asks with IWANT (py-libp2p's IHAVE/IWANT rate limits, 10 per second,
   are raised to ``max_ihave_iwant_per_s``). Our own publications are pushed as before;
 * yamux receive credit is given as go-yamux gives it, once half the window has been read
-  (:func:`_credit_after_half_window`), not after every read (py-libp2p 0.8.1 sent a
-  WINDOW_UPDATE frame per read, even per byte of a varint length prefix).
+  (:func:`~medchaind.net.libp2p_yamux.credit_after_half_window`), not after every read
+  (py-libp2p 0.8.1 sent a WINDOW_UPDATE frame per read, even per byte of a varint length
+  prefix).
 
 A dedicated task per topic drains the libp2p subscription into the consumer's bounded
 channel (:class:`~medchaind.net.shared.Subscription`), counting what overflows. When the
@@ -108,6 +109,13 @@ peer can make us read is therefore bounded by the request limits times the admit
 streams. (py-libp2p's yamux still buffers up to its receive window, 256 KiB, of a
 stream we do not read.) The requester therefore reads the response while it writes the
 request (:meth:`Libp2pNetwork._exchange`): a refusal ends the writing.
+
+**The muxer** is :class:`~medchaind.net.libp2p_yamux.MedchainYamux`: py-libp2p's yamux,
+except that its read loop never waits for a write. The stock read loop awaited the
+connection's write lock to ACK each inbound stream and answer each ping, so two peers whose
+send buffers were both full stopped reading for good: a node that fell behind in a burst
+stayed behind (issue 14). A connection whose writes make no progress for 30 s is closed,
+and the loop below redials it.
 
 **Connectivity.** Bootstrap peers are dialled at start and, while disconnected, redialled
 with exponential backoff (``reconnect_initial_s`` doubling to ``reconnect_max_s``). The
@@ -226,7 +234,6 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID  # 
 from libp2p.security.noise.transport import Transport as NoiseTransport  # noqa: E402
 from libp2p.security.pnet.protector import new_protected_conn  # noqa: E402
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID  # noqa: E402
-from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream  # noqa: E402
 from libp2p.tools.anyio_service import background_trio_service  # noqa: E402
 from libp2p.utils.varint import encode_uvarint  # noqa: E402
 
@@ -246,6 +253,7 @@ from .api import (  # noqa: E402
     Validator,
     check_name,
 )
+from .libp2p_yamux import MedchainYamux  # noqa: E402
 from .shared import (  # noqa: E402
     STATUS_OK,
     STATUS_TOO_LARGE,
@@ -311,33 +319,6 @@ def _listen_socket_flags(sock: Any) -> None:
 
 if hasattr(_libp2p_tcp, "_set_reuse_flags"):  # tests/net/test_net_listen.py fails if this stops applying
     _libp2p_tcp._set_reuse_flags = _listen_socket_flags
-
-
-async def _credit_after_half_window(self: YamuxStream, *, bytes_read: int = 0) -> None:
-    """Yamux receive credit as go-yamux gives it (``sendWindowUpdate``): only once the
-    reader has consumed at least half the receive window, and then all of it.
-
-    py-libp2p 0.8.1's ``_auto_tune_and_send_window_update`` sends a WINDOW_UPDATE frame
-    (a Noise-encrypted write) after nearly every read: each byte of a gossip RPC's
-    varint length prefix (read one byte at a time), then each chunk of its body. Measured
-    on 4 authorities under tx load, that was ~6% of a node's event loop, and as many
-    frames on the wire as data frames. Credit is still only given for bytes the reader
-    took, so a stream nobody reads still holds at most its window (see "Request/response"
-    in the module doc); the window still grows (py-libp2p's auto-tuning, up to 16 MiB)
-    while updates follow each other within 4 RTTs.
-    """
-    async with self.window_lock:
-        buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
-        delta = self.target_recv_window - (self.recv_window + buffered)
-        if delta <= 0 or delta < self.target_recv_window // 2:
-            return
-        self.recv_window += delta
-        delta += self._apply_autotune_epoch(buffered)
-    await self.send_window_update(delta, skip_lock=True)
-
-
-if hasattr(YamuxStream, "_auto_tune_and_send_window_update"):  # tests/net/test_net_gossip_wire.py checks it applies
-    YamuxStream._auto_tune_and_send_window_update = _credit_after_half_window  # type: ignore[method-assign]
 
 
 #: a peer's signed peer record that verified is taken again without checks for this long
@@ -1197,7 +1178,7 @@ class Libp2pNetwork(NetworkAPI):
         host = new_host(
             key_pair=self._key_pair,
             sec_opt={NOISE_PROTOCOL_ID: security},
-            muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+            muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): MedchainYamux},
             listen_addrs=self._listen,
             psk=self._psk.hex() if self._psk is not None else None,
             connection_config=ConnectionConfig(

@@ -19,9 +19,9 @@ from medchaind.net import PeerId
 from medchaind.net.libp2p_net import (
     Libp2pNetwork,
     _ContentMessageCache,
-    _credit_after_half_window,
     content_message_id,
 )
+from medchaind.net.libp2p_yamux import credit_after_half_window
 from medchaind.testing.wait import poll_until
 
 KiB = 1024
@@ -37,7 +37,7 @@ class _Conn:
 
 @dataclass
 class _Stream:
-    """What ``_credit_after_half_window`` uses of a YamuxStream."""
+    """What ``credit_after_half_window`` uses of a YamuxStream."""
 
     conn: _Conn
     stream_id: int = 1
@@ -54,7 +54,7 @@ class _Stream:
 
 
 def test_the_yamux_credit_rule_is_installed() -> None:
-    assert YamuxStream._auto_tune_and_send_window_update is _credit_after_half_window
+    assert YamuxStream._auto_tune_and_send_window_update is credit_after_half_window
 
 
 @pytest.mark.parametrize(
@@ -79,7 +79,7 @@ async def test_credit_is_given_once_half_the_window_is_read(
         conn.stream_buffers[1].extend(b"x" * arrived)
         stream.recv_window -= arrived  # what Yamux.handle_incoming does
         del conn.stream_buffers[1][:read]
-        await _credit_after_half_window(stream, bytes_read=read)  # type: ignore[arg-type]
+        await credit_after_half_window(stream, bytes_read=read)  # type: ignore[arg-type]
     assert stream.updates == updates
     # the credit never exceeds what was read: the sender's window stays within the target
     assert stream.recv_window + len(conn.stream_buffers[1]) <= stream.target_recv_window

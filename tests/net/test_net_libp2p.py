@@ -13,12 +13,14 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+from libp2p.peer.id import ID
 from net_kit import CHAIN, TIMEOUT, Cluster, node_seed
 
 from medchaind.crypto import SigningKey
 from medchaind.errors import ConfigError
 from medchaind.net import MessageTooLarge, NetLimits, NetworkError, PeerId, PeerUnreachable
 from medchaind.net.libp2p_net import Libp2pNetwork, peer_id_from_public_key
+from medchaind.net.libp2p_yamux import MedchainYamux
 from medchaind.testing.wait import poll_until
 
 LOCAL = ["/ip4/127.0.0.1/tcp/0"]
@@ -63,6 +65,11 @@ async def test_peer_id_derives_from_the_ed25519_node_key() -> None:
             await b.wait_peers(1)
         # The peer id the remote authenticated (Noise) is the one derived from the key.
         assert b.connected_peers() == [peer_of(1)]
+        # Both ends multiplex with the yamux whose read loop never waits for a write.
+        for node, other in ((a, b), (b, a)):
+            assert node._state is not None
+            conns = node._state.host.get_network().get_connections(ID.from_base58(other.peer_id))
+            assert conns and all(isinstance(conn.muxed_conn, MedchainYamux) for conn in conns)
         assert all(addr.endswith(f"/p2p/{a.peer_id}") for addr in a.listen_addrs())
     with pytest.raises(ValueError):
         peer_id_from_public_key(b"\x00" * 31)
