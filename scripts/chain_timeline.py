@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from medchaind.store import ChainStore, open_kv  # noqa: E402
+from medchaind.store import ChainStore, LevelDBKV  # noqa: E402
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0].startswith("-") or not Path(argv[0]).is_dir():
         print(__doc__)  # -h/--help, or not an existing database directory (never create one)
         return 2
-    store = ChainStore(open_kv(Path(argv[0])))
+    store = ChainStore(LevelDBKV.open(Path(argv[0])))
     rows = []
     for h in range(1, store.head_height() + 1):
         b = store.get_block(h)

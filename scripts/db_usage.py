@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from medchaind.store import open_kv  # noqa: E402
+from medchaind.store import LevelDBKV  # noqa: E402
 from medchaind.store.schema import NAMESPACES  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     count: collections.Counter[str] = collections.Counter()
     key_bytes: collections.Counter[str] = collections.Counter()
     value_bytes: collections.Counter[str] = collections.Counter()
-    with open_kv(Path(argv[0])) as kv:
+    with LevelDBKV.open(Path(argv[0])) as kv:
         for k, v in kv.iterate(b""):
             name = next((NAMESPACES[p] for p in prefixes if k.startswith(p)), "other")
             count[name] += 1

@@ -33,7 +33,7 @@ from medchaind.app.module import BlockInfo  # noqa: E402
 from medchaind.app.state import StateOverlay  # noqa: E402
 from medchaind.ledger import StoreState  # noqa: E402
 from medchaind.modules import load_modules  # noqa: E402
-from medchaind.store import ChainStore, open_kv  # noqa: E402
+from medchaind.store import ChainStore, LevelDBKV  # noqa: E402
 from medchaind.types import Genesis  # noqa: E402
 from medchaind.types.receipt import results_hash  # noqa: E402
 from medchaind.types.tx import decode_tx  # noqa: E402
@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
     genesis = Genesis.from_json((args.datadir / "genesis.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copytree(args.datadir / "chaindata", Path(tmp) / "chaindata")
-        store = ChainStore(open_kv(Path(tmp) / "chaindata"))
+        store = ChainStore(LevelDBKV.open(Path(tmp) / "chaindata"))
         app = App(genesis, load_modules())
         state = StoreState(store)
         head = store.get_block(store.head_height())

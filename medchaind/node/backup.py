@@ -1,12 +1,10 @@
 """Online backup of a running node (``admin_backup``, ``medchaind backup``).
 
 A copy of ``chaindata/`` taken file by file while the node writes is not a database.
-Instead the node itself copies every key of its database from one consistent scan into
-a fresh database of the same layout under ``<dest>/chaindata``, in a worker thread while
-it keeps running. The scan reads a LevelDB snapshot of each of its two stores, the main
-one first; a block's state is committed in one batch after its block and commit are
-written, so the copy holds whole blocks only (medchaind.store.routed). It then adds what
-a datadir needs to start:
+Instead the node itself copies every key of its LevelDB from one consistent scan (a
+LevelDB snapshot: a block is committed in one write batch, so the copy holds whole
+blocks only) into a fresh LevelDB under ``<dest>/chaindata``, in a worker thread while
+it keeps running. It then adds what a datadir needs to start:
 
 * ``genesis.json``, ``config.toml``, ``keys/node.json`` (the *encrypted* keystore; never
   the passphrase file: keep the passphrase in a secret manager),
@@ -49,7 +47,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import MedchainError
-from ..store import INCOMPLETE_KEY, open_kv
+from ..store import INCOMPLETE_KEY, LevelDBKV
 from ..store.chain_store import ChainStore
 from ..store.kv import KVStore
 from .config import Config
@@ -142,7 +140,7 @@ def _write_backup(kv: KVStore, config: Config, staging: Path, dest: Path) -> dic
     # included), and the mark goes with its last batch: whatever this function leaves
     # behind when it is cut off is refused by ChainStore.
     (staging / "chaindata").mkdir(mode=0o700)
-    out = open_kv(staging / "chaindata")
+    out = LevelDBKV.open(staging / "chaindata")
     keys = 0
     try:
         out.write([(INCOMPLETE_KEY, f"backup to {dest} in progress".encode())], sync=True)

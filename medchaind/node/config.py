@@ -8,8 +8,7 @@ values of the wrong type are errors that name the file and the setting.
 Datadir layout (compare CometBFT's ``$CMTHOME`` and geth's datadir)::
 
     config.toml  genesis.json  keys/node.json (0600)  keys/node.passphrase (0600)
-    chaindata/ (LevelDB, with chaindata/blocks/: blocks and commits, medchaind.store.routed)
-    consensus.wal  medchaind.ipc (0600 socket)
+    chaindata/ (LevelDB)  consensus.wal  medchaind.ipc (0600 socket)
 """
 
 from __future__ import annotations

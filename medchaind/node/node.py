@@ -51,7 +51,7 @@ from ..ipc import Dispatcher, IPCServer
 from ..ledger import Committed, Ledger, Retention
 from ..mempool import Mempool, MempoolConfig
 from ..modules import load_modules
-from ..store import RoutedKV, open_store
+from ..store import LevelDBKV, open_store
 from ..store.blobs import FileBlobStore
 from ..sync import SyncService
 from ..sync.snapshots import MAX_SNAPSHOT_REQUEST, SNAPSHOT_PROTOCOL, SnapshotFetcher, SnapshotServer
@@ -125,7 +125,7 @@ class Node:
         self.genesis = genesis
         self.keys = keys
         self.app = App(genesis, load_modules() if modules is None else modules)
-        self._kv: RoutedKV | None = None
+        self._kv: LevelDBKV | None = None
         self.wal: WAL | None = None
         self.banned: set[Any] = set()
         self._powers_seen: dict[bytes, int] = {}
@@ -251,7 +251,7 @@ class Node:
         return dispatcher
 
     @property
-    def kv(self) -> RoutedKV:
+    def kv(self) -> LevelDBKV:
         """The open key-value store (for backups)."""
         if self._kv is None:
             raise MedchainError("the node's database is not open")

@@ -126,9 +126,6 @@ class ChainStore:
                 "start from an empty chaindata to resync from peers"
             )
         raw = kv.get(schema.meta_key(HEAD_META))
-        self._drop_interrupted_commit(
-            0 if raw is None else self._decode(schema.meta_key(HEAD_META), raw, schema.decode_height)
-        )
         if raw is None:
             first = next(kv.iterate(schema.BLOCK_PREFIX), None)
             if first is not None:
@@ -148,29 +145,6 @@ class ChainStore:
                 )
             self._head_state = (height, block.header)
         log.debug("chain store opened head=%d", self._head_state[0])
-
-    def _drop_interrupted_commit(self, head: int) -> None:
-        """Remove the block (and commit) above the head that a cut-off write left.
-
-        A :class:`~medchaind.store.routed.RoutedKV` writes a block before the batch that
-        makes it the head (medchaind.store.routed, "Writes"). A crash in between leaves it
-        above the head: at ``head + 1`` after :meth:`commit_block`, at the snapshot's
-        height in a store still at height 0 after :meth:`restore_snapshot`. The node then
-        commits that height again (from its consensus WAL or its peers) or fetches the
-        snapshot again. Only one height is removed, and only in a store with a genesis
-        record: blocks in a store without one are an interrupted copy, refused below."""
-        if self._kv.get(schema.meta_key(GENESIS_HASH_META)) is None:
-            return
-        stray = [
-            key
-            for prefix in (schema.BLOCK_PREFIX, schema.COMMIT_PREFIX)
-            for key, _ in self._kv.iterate(prefix, start=prefix + schema.encode_height(head + 1))
-        ]
-        heights = {schema.decode_height(k[-schema.HEIGHT_SIZE:]) for k in stray}
-        if len(heights) != 1:
-            return  # none, or not what one cut-off write leaves: the checks below judge it
-        self._kv.write((), stray, sync=True)
-        log.warning("removed the block of height %d: its commit was cut off before it finished", heights.pop())
 
     @property
     def kv(self) -> KVStore:

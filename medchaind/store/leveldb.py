@@ -91,7 +91,7 @@ class LevelDBKV(KVStore):
         self._path = path
 
     @classmethod
-    def open(cls, path: Path, *, write_buffer_bytes: int = WRITE_BUFFER_BYTES) -> LevelDBKV:
+    def open(cls, path: Path) -> LevelDBKV:
         """Open (creating if needed) the LevelDB database in directory ``path``.
 
         Raises DatadirLockedError if another process, or another open handle in this
@@ -107,7 +107,7 @@ class LevelDBKV(KVStore):
             ) from None
         try:
             db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=BLOOM_FILTER_BITS,
-                            compression=COMPRESSION, write_buffer_size=write_buffer_bytes)
+                            compression=COMPRESSION, write_buffer_size=WRITE_BUFFER_BYTES)
         except plyvel.Error as exc:
             if _is_lock_error(exc):
                 raise DatadirLockedError(

@@ -22,7 +22,7 @@ from ..chain import build_block
 from ..crypto import SigningKey
 from ..ledger import Ledger, Retention
 from ..modules import make_app
-from ..store import ChainStore, MemoryKV, open_kv
+from ..store import ChainStore, LevelDBKV, MemoryKV
 from ..store.blobs import FileBlobStore
 from ..types import Commit, Genesis, Tx, sign_commit_vote
 
@@ -64,7 +64,7 @@ def write_datadirs(kv: MemoryKV, datadirs: Sequence[Path], *, blobs: Mapping[byt
     first = datadirs[0] / "chaindata"
     if first.exists():
         shutil.rmtree(first)
-    db = open_kv(first)
+    db = LevelDBKV.open(first)
     try:
         db.write(list(kv.iterate(b"")), sync=True)
     finally:

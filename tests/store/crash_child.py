@@ -1,10 +1,8 @@
-"""Crash-test writer: commits ``make_chain`` blocks into a chain database until killed.
+"""Crash-test writer: commits ``make_chain`` blocks into a LevelDB store until killed.
 
 Usage: ``python crash_child.py <db path> <txs per block> <fill writes per block>``.
-The database is the node's (``open_kv``: a LevelDB, and one for blocks in
-``<db path>/blocks``); a new one gets a genesis record first, as a node's does. Resumes
-from the store's head (so a test can kill and restart it repeatedly) and prints
-``committed <height>`` after each commit_block returns. Run by
+Resumes from the store's head (so a test can kill and restart it repeatedly) and
+prints ``committed <height>`` after each commit_block returns. Run by
 ``test_crash_atomicity.py``, which SIGKILLs it at a random moment.
 """
 
@@ -15,18 +13,15 @@ from pathlib import Path
 
 from store_factories import commit_fixture, make_block
 
-from medchaind import crypto
-from medchaind.store import GENESIS_HASH_META, ChainStore, open_kv
+from medchaind.store import ChainStore, LevelDBKV
 
 MAX_HEIGHT = 100_000  # a safety stop if the parent never kills us
 
 
 def main() -> None:
     path, n_txs, n_fill = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    kv = open_kv(path)
+    kv = LevelDBKV.open(path)
     store = ChainStore(kv)
-    if store.get_meta(GENESIS_HASH_META) is None:
-        store.init_genesis(crypto.sha256(b"crash-test/genesis"), crypto.sha256(b"crash-test/app"), {})
     height = store.head_height()
     prev = store.get_block(height) if height else None
     prev_commit = store.get_commit(height) if height else None

@@ -13,17 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medchaind import crypto, types
-from medchaind.store import (
-    BLOCKS_DIR,
-    ROUTED_PREFIXES,
-    ChainStore,
-    KVStore,
-    LevelDBKV,
-    MemoryKV,
-    RoutedKV,
-    StateWrites,
-    schema,
-)
+from medchaind.store import ChainStore, KVStore, LevelDBKV, MemoryKV, StateWrites, schema
 from medchaind.types import Block, Commit, Header, Receipt
 
 CHAIN = "test-chain"
@@ -31,24 +21,15 @@ PROPOSER = crypto.SigningKey(crypto.sha256(b"store-tests/proposer"))
 USER = crypto.SigningKey(crypto.sha256(b"store-tests/user"))
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FILL_VALUE = b"\xab" * 1024
-BACKENDS = ("memory", "leveldb", "routed-memory", "routed-leveldb")
-#: what the routed backends send to their side store: the node's namespaces (blocks,
-#: commits) plus two that the contract suite's keys fall under, so that its scans cross
-#: both stores
-TEST_ROUTES = (*ROUTED_PREFIXES, b"ab", b"\xff")
+BACKENDS = ("memory", "leveldb")
 
 
 def new_kv(backend: str, path: Path) -> KVStore:
-    """A fresh store of ``backend``: "memory", "leveldb" (in ``path``), or a RoutedKV
-    over two of either ("routed-memory", "routed-leveldb": ``path`` and ``path/blocks``)."""
+    """A fresh store of ``backend`` ("memory" or "leveldb"; LevelDB lives in ``path``)."""
     if backend == "memory":
         return MemoryKV()
     if backend == "leveldb":
         return LevelDBKV.open(path)
-    if backend == "routed-memory":
-        return RoutedKV(MemoryKV(), MemoryKV(), TEST_ROUTES)
-    if backend == "routed-leveldb":
-        return RoutedKV(LevelDBKV.open(path), LevelDBKV.open(path / BLOCKS_DIR), TEST_ROUTES)
     raise ValueError(f"unknown backend {backend!r}")
 
 

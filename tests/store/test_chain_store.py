@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import pytest
 from store_factories import (
-    TEST_ROUTES,
     BlockFixture,
     assert_chain_complete,
     commit_fixture,
@@ -25,7 +24,6 @@ from medchaind.store import (
     KVStore,
     LevelDBKV,
     MemoryKV,
-    RoutedKV,
     schema,
 )
 from medchaind.types import Commit, Receipt
@@ -37,8 +35,6 @@ def snapshot(kv: KVStore) -> list[tuple[bytes, bytes]]:
 
 def new_kv_like(kv: KVStore) -> KVStore:
     """Another empty store of the same backend as ``kv``."""
-    if isinstance(kv, RoutedKV):
-        return RoutedKV(new_kv_like(kv.main), new_kv_like(kv.side), TEST_ROUTES)
     if isinstance(kv, MemoryKV):
         return MemoryKV()
     assert isinstance(kv, LevelDBKV)

@@ -1,10 +1,7 @@
 """SIGKILL a process that is committing blocks; the reopened store holds whole blocks only.
 
 DESIGN.md §6: committing block h is one sync'd write batch, so after a crash the node
-sees block h entirely or not at all. The database is the node's (``open_kv``), whose
-blocks live in a store of their own and are written just before that batch:
-a crash between the two leaves a block above the head, which ChainStore removes when it
-opens the store (medchaind.store.routed, "Writes"). A child process (``crash_child.py``) commits
+sees block h entirely or not at all. A child process (``crash_child.py``) commits
 blocks in a loop, each a ~300 KB batch (block, commit, indexes, receipts, 300 state
 writes, head), so most of its time is spent inside ``commit_block``. The parent waits
 until the child reports a randomly chosen height, kills it with SIGKILL after a random
@@ -29,7 +26,7 @@ from pathlib import Path
 import pytest
 from store_factories import assert_chain_complete
 
-from medchaind.store import ChainStore, open_kv
+from medchaind.store import ChainStore, LevelDBKV
 
 CHILD = Path(__file__).with_name("crash_child.py")
 ROUNDS = 8
@@ -92,7 +89,7 @@ def test_sigkill_while_committing_leaves_whole_blocks(
         # One block takes ~2.5 ms here (~75% of it inside commit_block).
         delay = rng.uniform(0.0, 0.005)
         reported = run_until_killed(path, head, target, delay, child_env)
-        with open_kv(path) as kv:
+        with LevelDBKV.open(path) as kv:
             store = ChainStore(kv)
             new_head = store.head_height()
             # Everything reported is durable; at most the one block in flight may have

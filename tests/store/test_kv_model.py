@@ -95,7 +95,7 @@ class KVModelMachine(RuleBasedStateMachine):
 
     @rule()
     def reopen(self) -> None:
-        if self.backend in ("leveldb", "routed-leveldb"):
+        if self.backend == "leveldb":
             self.kv.close()
             self.kv = new_kv(self.backend, self.dir / "db")
 
@@ -120,19 +120,7 @@ class LevelDBKVModel(KVModelMachine):
     backend = "leveldb"
 
 
-class RoutedMemoryKVModel(KVModelMachine):
-    backend = "routed-memory"
-
-
-class RoutedLevelDBKVModel(KVModelMachine):
-    backend = "routed-leveldb"
-
-
 TestMemoryKVAgainstModel = MemoryKVModel.TestCase
 TestMemoryKVAgainstModel.settings = _SETTINGS
 TestLevelDBKVAgainstModel = LevelDBKVModel.TestCase
 TestLevelDBKVAgainstModel.settings = _SETTINGS
-TestRoutedMemoryKVAgainstModel = RoutedMemoryKVModel.TestCase
-TestRoutedMemoryKVAgainstModel.settings = _SETTINGS
-TestRoutedLevelDBKVAgainstModel = RoutedLevelDBKVModel.TestCase
-TestRoutedLevelDBKVAgainstModel.settings = _SETTINGS

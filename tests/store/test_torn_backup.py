@@ -29,7 +29,7 @@ import medchaind.node.backup as backup_mod
 from medchaind.ledger import Ledger
 from medchaind.node.backup import write_backup
 from medchaind.node.config import Config
-from medchaind.store import ChainStore, IncompleteStoreError, MemoryKV, RoutedKV, open_kv, schema
+from medchaind.store import ChainStore, IncompleteStoreError, LevelDBKV, MemoryKV, schema
 from medchaind.testing.appkit import make_app, make_genesis
 
 HEIGHT = 12
@@ -44,12 +44,12 @@ def kill() -> None:
     raise Killed
 
 
-def make_source(datadir: Path) -> tuple[RoutedKV, int]:
+def make_source(datadir: Path) -> tuple[LevelDBKV, int]:
     """A datadir whose chaindata has a genesis and HEIGHT blocks; (open kv, number of keys)."""
     genesis = make_genesis({"A": 1})
     datadir.mkdir(mode=0o700)
     (datadir / "genesis.json").write_text(genesis.to_json())
-    kv = open_kv(datadir / "chaindata")
+    kv = LevelDBKV.open(datadir / "chaindata")
     store = ChainStore(kv)
     Ledger(store, make_app(genesis), genesis, commit_in_thread=False)  # writes the genesis state
     prev = prev_commit = None
@@ -63,7 +63,7 @@ def make_source(datadir: Path) -> tuple[RoutedKV, int]:
 def open_as_node(chaindata: Path) -> int:
     """What ``medchaind run`` does first: open the store and the ledger; the height."""
     genesis = make_genesis({"A": 1})
-    kv = open_kv(chaindata)
+    kv = LevelDBKV.open(chaindata)
     try:
         return Ledger(ChainStore(kv), make_app(genesis), genesis, commit_in_thread=False).height
     finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import medchaind.node.backup as backup_mod
 from medchaind.node.config import Config
-from medchaind.store import KVStore, open_kv
+from medchaind.store import KVStore, LevelDBKV
 from medchaind.store.kv import Puts
 
 
@@ -53,7 +53,7 @@ class DyingKV(KVStore):
 def main() -> None:
     source, dest, after = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
     backup_mod.BATCH_BYTES = 2048  # many batches, so some are written before the end
-    kv = DyingKV(open_kv(source / "chaindata"), after, lambda: os._exit(137))
+    kv = DyingKV(LevelDBKV.open(source / "chaindata"), after, lambda: os._exit(137))
     backup_mod.write_backup(kv, Config(datadir=source), dest)
     print("backup finished: the test expected it to die", flush=True)
 
