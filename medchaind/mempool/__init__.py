@@ -251,6 +251,11 @@ class Mempool:
     def __len__(self) -> int:
         return len(self._txs)
 
+    @property
+    def pending_bytes(self) -> int:
+        """Encoded bytes of the pending txs."""
+        return self._bytes
+
     def __contains__(self, tx_hash: bytes) -> bool:
         return tx_hash in self._txs
 

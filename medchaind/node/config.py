@@ -94,6 +94,9 @@ class IPCSection:
 class ConsensusSection:
     create_empty_blocks: bool = False
     empty_block_interval_ms: int = 1000
+    #: the shortest time from a commit to this node's next proposal while fewer txs than
+    #: a full block are pending (CometBFT's timeout_commit); 0 = propose at once
+    min_block_interval_ms: int = 0
     timeout_propose_ms: int = 3000
     timeout_propose_delta_ms: int = 500
     timeout_prevote_ms: int = 1000
@@ -341,6 +344,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "node.malloc_mmap_threshold": (0, 32 << 20),
     "node.gc_threshold": (0, 1_000_000),
     "consensus.empty_block_interval_ms": (10, 3_600_000),
+    "consensus.min_block_interval_ms": (0, 2_000),
     "consensus.timeout_propose_ms": (10, 600_000),
     "consensus.timeout_propose_delta_ms": (0, 600_000),
     "consensus.timeout_prevote_ms": (0, 600_000),

@@ -193,6 +193,7 @@ class Node:
                                        c.timeout_precommit_delta_ms),
                 create_empty_blocks=c.create_empty_blocks,
                 empty_block_interval_ms=c.empty_block_interval_ms,
+                min_block_interval_ms=c.min_block_interval_ms,
                 double_sign_check_height=c.double_sign_check_height,
             ),
             on_evidence=self._submit_evidence,

@@ -44,7 +44,7 @@ from ..node.node import drain_subscription
 from ..node.txgossip import TxGossip
 from ..store import ChainStore, MemoryKV
 from ..sync import SyncService
-from ..types import Authority, Genesis, Tx
+from ..types import Authority, Genesis, Params, Tx
 
 FAST_TIMEOUTS = TimeoutConfig(propose_ms=1000, propose_delta_ms=500, prevote_ms=500, prevote_delta_ms=250,
                               precommit_ms=500, precommit_delta_ms=250)
@@ -142,14 +142,17 @@ class ClusterNode:
 class Cluster:
     def __init__(self, n_validators: int, *, seed: int = 0, observers: int = 0, wal_dir: Path,
                  latency_ms: tuple[int, int] = (5, 30), timeouts: TimeoutConfig = FAST_TIMEOUTS,
-                 create_empty_blocks: bool = False, durable_wal: bool = False) -> None:
+                 create_empty_blocks: bool = False, durable_wal: bool = False,
+                 min_block_interval_ms: int = 0, params: Params | None = None) -> None:
         self.hub = MemoryNetwork(seed, latency_ms=latency_ms)
         self.keys = [KeyPair.generate() for _ in range(n_validators + observers)]
         self.genesis = Genesis(
             "sim-chain", 1_700_000_000_000,
             tuple(Authority(f"v{i}", self.keys[i].public_key, 1) for i in range(n_validators)),
+            params or Params(),
         )
-        cfg = BftConfig(timeouts=timeouts, create_empty_blocks=create_empty_blocks)
+        cfg = BftConfig(timeouts=timeouts, create_empty_blocks=create_empty_blocks,
+                        min_block_interval_ms=min_block_interval_ms)
         self.nodes = [
             ClusterNode(f"n{i}", self.keys[i], self.genesis, self.hub, wal_dir / f"n{i}.wal", cfg,
                         durable_wal=durable_wal)

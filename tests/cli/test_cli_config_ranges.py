@@ -47,6 +47,8 @@ def _load(tmp_path: Path, toml: str) -> None:
          "consensus.timeout_precommit_delta_ms must be in 0..600000"),
         ("[consensus]\nempty_block_interval_ms = 5",
          "consensus.empty_block_interval_ms must be in 10..3600000 (got 5)"),
+        ("[consensus]\nmin_block_interval_ms = 2001",
+         "consensus.min_block_interval_ms must be in 0..2000 (got 2001)"),
         ("[consensus]\ndouble_sign_check_height = -1", "consensus.double_sign_check_height must be in 0..100000"),
         ('[node]\nmoniker = ""', "node.moniker must be 1..64 letters"),
         ('[node]\nmoniker = "a b"', "(got 'a b')"),
@@ -156,3 +158,20 @@ def test_run_refuses_a_bad_setting_from_the_environment(short_tmp: Path) -> None
     )
     testnet = _medchaind("testnet", "-n", "4", "-o", str(short_tmp / "net"), "--base-port", "65534")
     assert testnet.returncode == 1 and "--base-port must be in 1..65532" in testnet.stderr
+
+
+def test_min_block_interval_reaches_the_engine(tmp_path: Path) -> None:
+    """consensus.min_block_interval_ms, from the environment, is the engine's hold
+    (its effect: tests/sim/test_block_interval.py)."""
+    from medchaind.node.init import init_datadir
+    from medchaind.node.node import Node
+
+    _, genesis, keys = init_datadir(tmp_path / "node")
+    cfg = load_config(tmp_path / "node", env={"MEDCHAIND_CONSENSUS_MIN_BLOCK_INTERVAL_MS": "250"})
+    assert cfg.consensus.min_block_interval_ms == 250
+    node = Node(cfg, genesis, keys)
+    node.open()
+    try:
+        assert node.engine.config.min_block_interval_ms == 250
+    finally:
+        node.close()
