@@ -117,12 +117,13 @@ class SyncService:
 
     def status(self) -> dict[str, Any]:
         """``node_syncing``. ``peers``: the head each connected peer last reported (its
-        claim, unverified), so a caller can tell "caught up" from "not asked yet" (right
-        after a restart the target is still our own height until the peers answer);
+        claim, unverified, once it has answered a status request: PeerBook.reported), so a
+        caller can tell "caught up" from "not asked yet" (right after a restart the target
+        is still our own height until the peers answer);
         ``claims_needed``: how many agreeing claims make a target (see the docstring)."""
         reported = [
             {"peer_id": str(p), "height": c.height}
-            for p in self.net.connected_peers() if (c := self.book.claim(p)) is not None
+            for p in self.net.connected_peers() if (c := self.book.reported(p)) is not None
         ]
         return {
             "syncing": self.syncing,

@@ -56,6 +56,8 @@ class Claim:
 class PeerBook:
     def __init__(self) -> None:
         self._claims: dict[str, Claim] = {}
+        #: peers whose claim includes an answer to our status request (see :meth:`reported`)
+        self._answered: set[str] = set()
         self._verified: dict[str, int] = {}  # heights whose commit a peer proved
         self._scores: dict[str, int] = {}
         self._faults: dict[str, int] = {}
@@ -68,6 +70,7 @@ class PeerBook:
     def note_claim(self, peer: str, height: int, block_hash: bytes, base: int = 1) -> None:
         """A status answer (replaces the claim) or an announcement (raises it)."""
         self._claims[peer] = Claim(height, block_hash, base)
+        self._answered.add(peer)
         if self._verified.get(peer, 0) > height:
             self._verified[peer] = height
 
@@ -95,6 +98,7 @@ class PeerBook:
         ban = min(MAX_BAN_S, BAN_S * (1 << min(n - 1, 16)))
         self._banned_until[peer] = now + ban
         self._claims.pop(peer, None)
+        self._answered.discard(peer)
         self._verified.pop(peer, None)
         return ban
 
@@ -103,6 +107,7 @@ class PeerBook:
         keep = set(keep)
         for peer in [p for p in self._claims if p not in keep]:
             del self._claims[peer]
+            self._answered.discard(peer)
             self._verified.pop(peer, None)
 
     # ------------------------------------------------------------ queries
@@ -112,6 +117,16 @@ class PeerBook:
 
     def claim(self, peer: str) -> Claim | None:
         return self._claims.get(peer)
+
+    def reported(self, peer: str) -> Claim | None:
+        """The peer's claim once it has answered a status request, else None.
+
+        An announcement alone is not a report of the peer's head: gossip delivers
+        announcements late and out of order (a node that just connected is sent the
+        recent ones again), so right after a restart the first claim of a peer at height
+        5 can be its announcement of height 2. ``node_syncing`` lists reports only, and
+        ``medchaind status --wait-sync`` judges "caught up" by them."""
+        return self._claims.get(peer) if peer in self._answered else None
 
     def score(self, peer: str) -> int:
         return self._scores.get(peer, 0)

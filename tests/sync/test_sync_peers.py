@@ -29,6 +29,26 @@ def test_an_announcement_raises_a_claim_a_status_replaces_it() -> None:
     assert book.claim("a").height == 9  # type: ignore[union-attr]
 
 
+def test_only_a_peer_that_answered_a_status_has_reported_its_head() -> None:
+    """A late announcement (gossip sends a new peer the recent ones again) is a claim
+    but not a report: status --wait-sync once judged a restarted node caught up at
+    height 2 from announcements of 2 and 3 while its peers were at 5."""
+    book = PeerBook()
+    book.note_announce("a", 2, H)
+    assert book.claim("a").height == 2 and book.reported("a") is None  # type: ignore[union-attr]
+    book.note_claim("a", 5, H)
+    assert book.reported("a").height == 5  # type: ignore[union-attr]
+    book.note_announce("a", 6, H)
+    assert book.reported("a").height == 6  # type: ignore[union-attr]  # raised after the answer
+    book.forget([])  # disconnected: asked again when it is back
+    book.note_announce("a", 7, H)
+    assert book.reported("a") is None
+    book.note_claim("a", 7, H)
+    book.fault("a", now=1.0)
+    book.note_announce("a", 8, H)
+    assert book.reported("a") is None
+
+
 def test_a_fault_bans_for_longer_each_time_and_forgets_the_claim() -> None:
     book = PeerBook()
     book.note_claim("liar", LIE, H)
