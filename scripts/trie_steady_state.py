@@ -52,10 +52,8 @@ class _Chain:
         self.store = store
         self.records: dict[bytes, bytes] = {}
         self.values: dict[tuple[str, bytes], bytes | None] = {}
-        self.reads = 0
 
     def trie_node(self, node_hash: bytes) -> bytes | None:
-        self.reads += 1
         record = self.records.get(node_hash)
         return record if record is not None else self.store.trie_node(node_hash)
 

@@ -51,13 +51,13 @@ class Claim:
     block_hash: bytes
     #: the lowest block the peer holds (above 1 for a node restored from a snapshot)
     base: int = 1
+    #: the claim includes an answer to our status request (see :meth:`PeerBook.reported`)
+    answered: bool = False
 
 
 class PeerBook:
     def __init__(self) -> None:
         self._claims: dict[str, Claim] = {}
-        #: peers whose claim includes an answer to our status request (see :meth:`reported`)
-        self._answered: set[str] = set()
         self._verified: dict[str, int] = {}  # heights whose commit a peer proved
         self._scores: dict[str, int] = {}
         self._faults: dict[str, int] = {}
@@ -69,15 +69,15 @@ class PeerBook:
 
     def note_claim(self, peer: str, height: int, block_hash: bytes, base: int = 1) -> None:
         """A status answer (replaces the claim) or an announcement (raises it)."""
-        self._claims[peer] = Claim(height, block_hash, base)
-        self._answered.add(peer)
+        self._claims[peer] = Claim(height, block_hash, base, answered=True)
         if self._verified.get(peer, 0) > height:
             self._verified[peer] = height
 
     def note_announce(self, peer: str, height: int, block_hash: bytes) -> None:
         current = self._claims.get(peer)
         if current is None or height > current.height:
-            self._claims[peer] = Claim(height, block_hash, 1 if current is None else current.base)
+            self._claims[peer] = (Claim(height, block_hash) if current is None
+                                  else Claim(height, block_hash, current.base, current.answered))
 
     def verified(self, peer: str, height: int) -> None:
         """``peer`` served block ``height`` with a commit that verified."""
@@ -98,7 +98,6 @@ class PeerBook:
         ban = min(MAX_BAN_S, BAN_S * (1 << min(n - 1, 16)))
         self._banned_until[peer] = now + ban
         self._claims.pop(peer, None)
-        self._answered.discard(peer)
         self._verified.pop(peer, None)
         return ban
 
@@ -107,7 +106,6 @@ class PeerBook:
         keep = set(keep)
         for peer in [p for p in self._claims if p not in keep]:
             del self._claims[peer]
-            self._answered.discard(peer)
             self._verified.pop(peer, None)
 
     # ------------------------------------------------------------ queries
@@ -126,7 +124,8 @@ class PeerBook:
         recent ones again), so right after a restart the first claim of a peer at height
         5 can be its announcement of height 2. ``node_syncing`` lists reports only, and
         ``medchaind status --wait-sync`` judges "caught up" by them."""
-        return self._claims.get(peer) if peer in self._answered else None
+        c = self._claims.get(peer)
+        return c if c is not None and c.answered else None
 
     def score(self, peer: str) -> int:
         return self._scores.get(peer, 0)
