@@ -443,7 +443,7 @@ class Ledger:
         self._listeners.append(fn)
 
     def is_committed(self, tx_hash: bytes) -> bool:
-        return self.store.get_tx_location(tx_hash) is not None
+        return self.store.has_tx(tx_hash)
 
     async def wait_height(self, height: int) -> None:
         while self.tip.height < height:

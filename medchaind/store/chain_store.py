@@ -11,12 +11,12 @@ changes is written in **one** atomic ``KVStore.write(..., sync=True)`` (DESIGN.m
   commit is stored next to the block because block h+1, which will carry it as
   ``last_commit``, does not exist yet;
 * the block-hash index (``v1/bhash/<hash> -> h``);
-* per transaction its location (``v1/tx/<hash> -> [h, index]``) and its receipt
-  (``v1/rcpt/<hash>``);
+* per transaction one entry, its location and its receipt
+  (``v1/tx/<hash> -> [h, index, receipt]``);
 * the state changes of executing the block (value None = delete);
-* the state trie's new node records and the deletion of the ones they replace
-  (``v1/trie/<hash>``), so the stored trie is always the one whose root is the head's
-  ``app_hash``;
+* the state trie's new node records, each tagged with the height it entered the trie,
+  and the deletion of the ones they replace (``v1/trie/<hash>``), so the stored trie is
+  always the one whose root is the head's ``app_hash``;
 * the new head (``v1/meta/head -> h``).
 
 Hence, after a crash at any moment, for the head height H read back from
@@ -57,6 +57,15 @@ Invariants this class keeps (it must be the only writer of these namespaces):
 Every decode of stored bytes goes through :meth:`ChainStore._decode`:
 a damaged entry raises :class:`~medchaind.errors.StoreError` naming its namespace and
 key, never a raw cbor2 or validation error.
+
+*Fewer entries per transaction.* LevelDB's compaction and a block's write cost about
+the same per entry whatever its size, and a tx used to cost ~11 entries (issue 14,
+session 8: the compaction thread and the commit took ~90 of a node's ~420 us per tx).
+Two kinds of entry are folded into others: a receipt into its tx's location entry, and
+a trie record's birth height (``v1/born/``) into the record's own value
+(:func:`trie_entry`). Stores written before keep both older forms, and every reader
+here takes either (:func:`split_trie_entry`, :meth:`ChainStore.get_receipt`), so an
+existing datadir needs no migration and its old entries leave with their records.
 """
 
 from __future__ import annotations
@@ -233,10 +242,25 @@ class ChainStore:
         raw = self._kv.get(key)
         if raw is None:
             return None
-        return self._decode(key, raw, _decode_location)
+        height, index, _ = self._decode(key, raw, _decode_tx_entry)
+        return height, index
+
+    def has_tx(self, tx_hash: bytes) -> bool:
+        """Whether the tx is committed (its entry is not decoded)."""
+        return self._kv.get(schema.tx_key(tx_hash)) is not None
 
     def get_receipt(self, tx_hash: bytes) -> Receipt | None:
-        """Receipt of the tx's first inclusion, or None."""
+        """Receipt of the tx's first inclusion, or None.
+
+        It is the third item of the tx's entry; a store written before receipts moved
+        there keeps it under ``v1/rcpt/<hash>`` instead."""
+        key = schema.tx_key(tx_hash)
+        raw = self._kv.get(key)
+        if raw is None:
+            return None
+        _, _, receipt = self._decode(key, raw, _decode_tx_entry)
+        if receipt is not None:
+            return self._decode(key, receipt, decode_receipt)
         key = schema.receipt_key(tx_hash)
         raw = self._kv.get(key)
         if raw is None:
@@ -265,7 +289,10 @@ class ChainStore:
 
     def trie_node(self, node_hash: bytes) -> bytes | None:
         """The state trie's node record with this hash (None if the store has none)."""
-        return self._kv.get(schema.trie_key(node_hash))
+        raw = self._kv.get(schema.trie_key(node_hash))
+        if not raw or raw[0] != TRIE_ENTRY_TAG:
+            return raw  # absent, or a record stored before births were folded in
+        return raw[_TRIE_ENTRY_HEAD:]
 
     def trie_value(self, leaf_hash: bytes) -> bytes | None:
         """The value of the trie leaf with this hash (None if the store has none)."""
@@ -301,11 +328,15 @@ class ChainStore:
         stale entries were processed.
 
         A stale entry ``(s, X)`` says record X left the trie at height ``s`` (it is in
-        version ``s - 1``, not in ``s``). If X came back at a height above ``s`` (its
-        ``v1/born/`` is newer: the same subtree can return, e.g. a key added and deleted
-        again) the entry is dropped and the record kept; its next departure has an entry
-        of its own. Otherwise no version from ``s`` on holds X, and with ``s <= horizon``
-        no retained version does. Idempotent, so it needs no sync'd write.
+        version ``s - 1``, not in ``s``). If X came back at a height above ``s`` (the
+        birth height in its entry, or in ``v1/born/`` for a record stored before births
+        were folded in, is newer: the same subtree can return, e.g. a key added and
+        deleted again) the entry is dropped and the record kept; its next departure has
+        an entry of its own. Otherwise no version from ``s`` on holds X, and with
+        ``s <= horizon`` no retained version does. Idempotent, so it needs no sync'd
+        write. (A record stored before births were folded in that comes back after the
+        upgrade leaves its ``v1/born/`` entry behind when it is finally pruned: 41
+        bytes, never read again.)
         """
         deletes: list[bytes] = []
         done = 0
@@ -317,12 +348,16 @@ class ChainStore:
             node = key[len(prefix) + schema.HEIGHT_SIZE:]
             done += 1
             deletes.append(key)
-            raw = self._kv.get(schema.trie_born_key(node))
-            born = 0 if raw is None else schema.decode_height(raw)
+            born = split_trie_entry(self._kv.get(schema.trie_key(node)))[1]
+            legacy = None
+            if born is None:  # stored before births were folded in (or already gone)
+                legacy = self._kv.get(schema.trie_born_key(node))
+                born = 0 if legacy is None else schema.decode_height(legacy)
             if born > s:
                 continue
             deletes.append(schema.trie_key(node))
-            deletes.append(schema.trie_born_key(node))
+            if legacy is not None:
+                deletes.append(schema.trie_born_key(node))
             if flag == b"\x00":
                 deletes.append(schema.trie_value_key(node))
         if deletes:
@@ -398,16 +433,14 @@ class ChainStore:
                 )
                 continue
             indexed.add(tx.hash)
-            puts.append((loc_key, codec.encode([height, index])))
-            puts.append((schema.receipt_key(tx.hash), receipt.encode()))
+            puts.append((loc_key, codec.encode([height, index, receipt.encode()])))
         deletes = _add_state_writes(puts, state_writes)
         if retain:
-            _add_trie_writes(puts, deletes, trie_puts, (), trie_values)
-            puts.extend((schema.trie_born_key(h), height_bytes) for h in (trie_puts or ()))
+            _add_trie_writes(puts, deletes, trie_puts, (), trie_values, height_bytes)
             puts.extend((schema.trie_stale_key(height, h), b"\x00" if h in trie_deleted_leaves else b"\x01")
                         for h in trie_deletes)
         else:
-            _add_trie_writes(puts, deletes, trie_puts, trie_deletes, trie_values)
+            _add_trie_writes(puts, deletes, trie_puts, trie_deletes, trie_values, height_bytes)
             deletes.extend(schema.trie_value_key(h) for h in trie_deleted_leaves)
         puts.append((schema.meta_key(HEAD_META), height_bytes))
 
@@ -441,7 +474,7 @@ class ChainStore:
                 raise StoreError(f"init_genesis: the {name} must be {crypto.HASH_SIZE} bytes")
         puts: list[tuple[bytes, bytes]] = []
         deletes = _add_state_writes(puts, state_writes)
-        _add_trie_writes(puts, deletes, trie_puts, (), trie_values)
+        _add_trie_writes(puts, deletes, trie_puts, (), trie_values, schema.encode_height(0))
         puts.append((schema.meta_key(GENESIS_HASH_META), genesis_hash))
         puts.append((schema.meta_key(GENESIS_APP_HASH_META), app_hash))
         if trie_values is not None:
@@ -473,8 +506,7 @@ class ChainStore:
             (schema.block_hash_key(block.hash()), hb),
         ]
         puts.extend((schema.state_key(m, k), v) for m, k, v in state)
-        _add_trie_writes(puts, [], trie_puts, (), trie_values)
-        puts.extend((schema.trie_born_key(h), hb) for h in trie_puts)
+        _add_trie_writes(puts, [], trie_puts, (), trie_values, hb)
         put_keys = {k for k, _ in puts}
         deletes = [k for k in deletes if k not in put_keys]
         puts.append((schema.meta_key(TRIE_VALUES_META), b"\x01"))
@@ -532,24 +564,53 @@ def _add_state_writes(puts: list[tuple[bytes, bytes]], state_writes: StateWrites
     return deletes
 
 
+#: first byte of a ``v1/trie/`` value that carries its record's birth height (a record
+#: itself starts with 0x00, a leaf, or 0x01, an inner node: medchaind.app.trie)
+TRIE_ENTRY_TAG = 0x02
+_TRIE_ENTRY_HEAD = 1 + schema.HEIGHT_SIZE
+
+
+def trie_entry(record: bytes, height_bytes: bytes) -> bytes:
+    """The ``v1/trie/`` value of ``record``, which entered the trie at that height:
+    ``0x02 || height:8 BE || record``."""
+    return b"\x02" + height_bytes + record
+
+
+def split_trie_entry(raw: bytes | None) -> tuple[bytes | None, int | None]:
+    """``(record, birth height)`` of a ``v1/trie/`` value; the height is None for a
+    value stored before births were folded in (the bare record: ``v1/born/`` has it)."""
+    if not raw or raw[0] != TRIE_ENTRY_TAG:
+        return raw, None
+    return raw[_TRIE_ENTRY_HEAD:], schema.decode_height(raw[1:_TRIE_ENTRY_HEAD])
+
+
 def _add_trie_writes(
     puts: list[tuple[bytes, bytes]], deletes: list[bytes], trie_puts: TriePuts | None,
-    trie_deletes: Iterable[bytes], trie_values: TriePuts | None = None,
+    trie_deletes: Iterable[bytes], trie_values: TriePuts | None, height_bytes: bytes,
 ) -> None:
-    """Append the state trie's record puts and deletes (keys built by the schema)."""
+    """Append the state trie's record puts (each with its birth height) and deletes
+    (keys built by the schema)."""
     if trie_puts:
-        puts.extend((schema.trie_key(h), record) for h, record in trie_puts.items())
+        head = b"\x02" + height_bytes  # trie_entry, inlined: a block writes thousands
+        puts.extend((schema.trie_key(h), head + record) for h, record in trie_puts.items())
     if trie_values:
         puts.extend((schema.trie_value_key(h), v) for h, v in trie_values.items())
     deletes.extend(schema.trie_key(h) for h in trie_deletes)
 
 
-def _decode_location(raw: bytes) -> tuple[int, int]:
-    obj: Any = codec.decode(raw, max_size=64)
+#: a tx entry's bound: its location and a receipt (decode_receipt's own bound)
+_TX_ENTRY_MAX = 64 + 1024 * 1024
+
+
+def _decode_tx_entry(raw: bytes) -> tuple[int, int, bytes | None]:
+    """``(height, index, encoded receipt)`` of a ``v1/tx/`` value; the receipt is None
+    in an entry stored before receipts moved in (``[height, index]``)."""
+    obj: Any = codec.decode(raw, max_size=_TX_ENTRY_MAX)
     if (
-        not isinstance(obj, list) or len(obj) != 2
+        not isinstance(obj, list) or len(obj) not in (2, 3)
         or type(obj[0]) is not int or type(obj[1]) is not int
         or obj[0] < 1 or obj[1] < 0
+        or (len(obj) == 3 and type(obj[2]) is not bytes)
     ):
-        raise ValueError("a tx location is [height >= 1, index >= 0]")
-    return obj[0], obj[1]
+        raise ValueError("a tx entry is [height >= 1, index >= 0, encoded receipt]")
+    return obj[0], obj[1], obj[2] if len(obj) == 3 else None

@@ -6,13 +6,15 @@ next to this one and migrated in place. One namespace per kind of record::
     v1/blk/<height:8 BE>             -> Block.encode()
     v1/cmt/<height:8 BE>             -> Commit.encode()   (the commit finalising that height)
     v1/bhash/<block hash:32>         -> <height:8 BE>
-    v1/tx/<tx hash:32>               -> codec.encode([height, index in block])
-    v1/rcpt/<tx hash:32>             -> Receipt.encode()
+    v1/tx/<tx hash:32>               -> codec.encode([height, index in block, Receipt.encode()])
+    v1/rcpt/<tx hash:32>             -> Receipt.encode()     (stores written before session 8 only)
     v1/state/<module>/<key>          -> module-defined bytes
-    v1/trie/<node hash:32>           -> state-trie node record (medchaind.app.trie)
+    v1/trie/<node hash:32>           -> 0x02 <height:8 BE> <state-trie node record> (medchaind.app.trie):
+                                        the record, and the height it last (re)entered the trie
+                                        (stores written before: the bare record)
     v1/tval/<leaf hash:32>           -> the value of that trie leaf (state of older versions)
     v1/stale/<height:8 BE><hash:32>  -> 0x00 leaf / 0x01 inner: the record left the trie at that height
-    v1/born/<node hash:32>           -> <height:8 BE>: the record last (re)entered the trie then
+    v1/born/<node hash:32>           -> <height:8 BE>: the birth of a bare record (stores written before)
     v1/blob/<content hash:32>        -> blob bytes (ciphertext; erasable)
     v1/meta/<name>                   -> small values (``head`` = <height:8 BE>)
 
@@ -26,8 +28,11 @@ Invariants:
   records are content addressed and written in the batch that commits the state they
   belong to. Without retention a replaced record is deleted in that batch; with it the
   batch writes a ``v1/stale/`` entry instead, and pruning deletes the record once no
-  retained version holds it (``v1/born/`` tells a record that came back from one that
-  did not: ``ChainStore.prune_trie``). ``v1/tval/`` follows its leaf's lifetime.
+  retained version holds it (the birth height tells a record that came back from one
+  that did not: ``ChainStore.prune_trie``). ``v1/tval/`` follows its leaf's lifetime.
+  Receipts and births were entries of their own (``v1/rcpt/``, ``v1/born/``) until
+  issue 14's session 8 folded them into the tx's and the record's entries (fewer
+  entries for LevelDB to compact); readers take both forms, see chain_store.py.
 * Module names match ``[a-z][a-z_]{0,31}`` (the module part of a tx type) and in
   particular contain no ``/``: ``state_prefix(m)`` therefore covers the keys of module
   ``m`` and of no other module.

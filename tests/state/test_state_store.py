@@ -25,7 +25,7 @@ from medchaind.ledger import Ledger
 from medchaind.modules import make_app
 from medchaind.node.queries import ModuleQueries, query_methods
 from medchaind.store import PROTOCOL_META, ChainStore, LevelDBKV, MemoryKV, schema
-from medchaind.store.chain_store import GENESIS_APP_HASH_META
+from medchaind.store.chain_store import GENESIS_APP_HASH_META, split_trie_entry
 from medchaind.testing.appkit import enc_key, key, make_genesis, pub
 from medchaind.types import Commit, sign_commit_vote, sign_tx
 
@@ -33,7 +33,13 @@ GENESIS = make_genesis({"A": 1, "B": 1, "C": 1})
 
 
 def stored_trie(store: ChainStore) -> dict[bytes, bytes]:
-    return {k[len(schema.TRIE_PREFIX):]: v for k, v in store.kv.iterate(schema.TRIE_PREFIX)}
+    """The trie records in the store by hash (each entry's record, without its birth height)."""
+    out: dict[bytes, bytes] = {}
+    for k, v in store.kv.iterate(schema.TRIE_PREFIX):
+        record, _ = split_trie_entry(v)
+        assert record is not None
+        out[k[len(schema.TRIE_PREFIX):]] = record
+    return out
 
 
 def stored_state(store: ChainStore) -> dict[bytes, bytes]:

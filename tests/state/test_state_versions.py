@@ -1,9 +1,9 @@
 """Older versions of the state: kept, pruned, read and proven (docs/protocol.md §23.8).
 
 A ledger with retention keeps the state trie of every height from its horizon to its
-head (trie records and leaf values); pruning drops exactly what no kept version holds,
-also when a subtree comes back (a value set, changed and set back, a key added and
-deleted again, which make records leave and re-enter the trie). Queries with
+head (trie records and leaf values); pruning drops exactly what no kept version holds
+(a record that leaves and re-enters the trie, as a key added and deleted again restores
+its parent's record, is covered at the store: tests/store/test_chain_store.py). Queries with
 ``"height"`` answer on the older state with a proof that verifies against that header;
 ``tx_nonce`` proves a sender's nonce (membership and absence).
 """
@@ -16,6 +16,7 @@ import pytest
 from state_kit import hexs
 from test_state_store import GENESIS, commit, register, stored_state, stored_trie
 
+from medchaind import codec
 from medchaind.app import trie
 from medchaind.app.proofs import Witness, verify_key
 from medchaind.errors import ProofError
@@ -25,6 +26,7 @@ from medchaind.ledger import Ledger, Retention
 from medchaind.modules import make_app
 from medchaind.node.queries import ModuleQueries, query_methods
 from medchaind.store import ChainStore, MemoryKV, schema
+from medchaind.store.chain_store import split_trie_entry
 from medchaind.testing.appkit import enc_key, key, pub
 from medchaind.types import sign_tx
 
@@ -33,22 +35,85 @@ def update(name: str, nonce: int, enc: str) -> Any:
     return sign_tx(key(name), GENESIS.chain_id, "identity.update", nonce, {"enc_key": enc_key(enc)})
 
 
-async def grow(ledger: Ledger, states: dict[int, dict[bytes, bytes]]) -> None:
+def plan() -> list[list[Any]]:
     """Blocks whose state goes back and forth (records leave and come back)."""
-    states[0] = stored_state(ledger.store)
-    plan: list[list[Any]] = [
+    return [
         [register("P"), register("Q")],
         [update("P", 1, "x")],
-        [update("P", 2, "P")],           # P's identity is as in block 1 again: its leaf returns
+        [update("P", 2, "P")],           # P's key as in block 1 again (not its leaf: changed_at moved)
         [],
         [register("R")],
         [update("R", 1, "y"), update("Q", 1, "z")],
         [update("R", 2, "R"), update("Q", 2, "Q")],
         [update("P", 3, "x")],
     ]
-    for txs in plan:
+
+
+async def grow(ledger: Ledger, states: dict[int, dict[bytes, bytes]], blocks: list[list[Any]] | None = None) -> None:
+    """Commit ``blocks`` (default: the whole :func:`plan`), noting each height's state."""
+    states.setdefault(0, stored_state(ledger.store))
+    for txs in plan() if blocks is None else blocks:
         await commit(ledger, txs)
         states[ledger.height] = stored_state(ledger.store)
+
+
+def to_older_layout(kv: MemoryKV) -> None:
+    """Rewrite a store into the layout written before issue 14's session 8: bare trie
+    records with their births under ``v1/born/``, tx entries ``[height, index]`` with
+    their receipts under ``v1/rcpt/``."""
+    puts: list[tuple[bytes, bytes]] = []
+    for k, v in list(kv.iterate(schema.TRIE_PREFIX)):
+        record, born = split_trie_entry(v)
+        assert record is not None and born is not None  # every record written now carries its birth
+        puts += [(k, record), (schema.trie_born_key(k[len(schema.TRIE_PREFIX):]), schema.encode_height(born))]
+    for k, v in list(kv.iterate(schema.TX_PREFIX)):
+        height, index, receipt = codec.decode(v)
+        puts += [(k, codec.encode([height, index])), (schema.receipt_key(k[len(schema.TX_PREFIX):]), receipt)]
+    kv.write(puts)
+
+
+@pytest.mark.parametrize("recent", [1, 2, 20])
+@pytest.mark.parametrize("converted_at", [2, 3])
+async def test_a_store_in_the_older_layout_reads_and_prunes_as_before(recent: int, converted_at: int) -> None:
+    """A datadir written before receipts and births were folded into other entries needs
+    no migration: converted to the older layout after block 2 or 3 and then run on, it
+    answers every tx and receipt as a store that never changed layout, and pruning keeps
+    exactly the retained versions, dropping the older births with their records. (A
+    record that leaves and comes back: tests/store/test_chain_store.py.)"""
+    kv = MemoryKV()
+    ledger = Ledger(ChainStore(kv), make_app(GENESIS), GENESIS, commit_in_thread=False,
+                    retention=Retention(recent=recent))
+    states: dict[int, dict[bytes, bytes]] = {}
+    await grow(ledger, states, plan()[:converted_at])
+    to_older_layout(kv)
+    assert all(split_trie_entry(v)[1] is None for _, v in kv.iterate(schema.TRIE_PREFIX))
+    ledger = Ledger(ChainStore(kv), make_app(GENESIS), GENESIS, commit_in_thread=False,
+                    retention=Retention(recent=recent))
+    await grow(ledger, states, plan()[converted_at:])
+    same = Ledger(ChainStore(MemoryKV()), make_app(GENESIS), GENESIS, commit_in_thread=False,
+                  retention=Retention(recent=recent))
+    await grow(same, {})
+    head = ledger.height
+    assert head == same.height and ledger.tip.app_hash == same.tip.app_hash
+    for h in range(1, head + 1):
+        block = ledger.store.get_block(h)
+        assert block is not None
+        for i, tx in enumerate(block.txs):
+            assert ledger.store.get_tx_location(tx.hash) == same.store.get_tx_location(tx.hash) == (h, i)
+            assert ledger.store.has_tx(tx.hash)
+            got = ledger.store.get_receipt(tx.hash)
+            assert got is not None and got == same.store.get_receipt(tx.hash)
+    kept: dict[bytes, bytes] = {}
+    for h in range(ledger.oldest_version(), head + 1):
+        built = trie.build(states[h])
+        assert ledger.root_at(h) == built.root
+        kept.update(built.puts)
+    assert stored_trie(ledger.store) == kept == stored_trie(same.store)
+    assert ledger.store.trie_node(ledger.tip.app_hash) == kept[ledger.tip.app_hash]
+    # the births of pruned bare records went with them (no record of this plan is pruned
+    # after coming back on the new layout, which would leave its older birth behind)
+    born = {k[len(schema.TRIE_BORN_PREFIX):] for k, _ in kv.iterate(schema.TRIE_BORN_PREFIX)}
+    assert born <= kept.keys()
 
 
 @pytest.mark.parametrize("recent", [0, 1, 2, 3, 20])

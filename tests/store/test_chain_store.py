@@ -26,6 +26,7 @@ from medchaind.store import (
     MemoryKV,
     schema,
 )
+from medchaind.store.chain_store import split_trie_entry
 from medchaind.types import Commit, Receipt
 
 
@@ -292,7 +293,7 @@ def test_corrupt_entries(store: ChainStore, committed: BlockFixture, garbage: by
         (schema.block_key(2), "blocks", lambda: store.get_block(2)),
         (schema.commit_key(2), "commits", lambda: store.get_commit(2)),
         (schema.tx_key(tx.hash), "tx index", lambda: store.get_tx_location(tx.hash)),
-        (schema.receipt_key(tx.hash), "receipts", lambda: store.get_receipt(tx.hash)),
+        (schema.tx_key(tx.hash), "tx index", lambda: store.get_receipt(tx.hash)),
         (schema.block_hash_key(committed.block.hash()), "block-hash index",
          lambda: store.get_block_by_hash(committed.block.hash())),
         (schema.meta_key("head"), "metadata", lambda: ChainStore(kv)),
@@ -327,12 +328,81 @@ def test_head_pointing_at_missing_block(store: ChainStore, committed: BlockFixtu
 
 def test_corrupt_location_shape(store: ChainStore, committed: BlockFixture) -> None:
     tx = committed.block.txs[0]
-    for bad in ([0, 1], [1], [1, -1], ["1", 0]):
+    for bad in ([0, 1], [1], [1, -1], ["1", 0], [1, 0, "receipt"], [1, 0, b"r", b"r"]):
         store.kv.put(schema.tx_key(tx.hash), codec.encode(bad))
         with pytest.raises(StoreError, match="tx index"):
             store.get_tx_location(tx.hash)
+        with pytest.raises(StoreError, match="tx index"):
+            store.get_receipt(tx.hash)
+    # a receipt that is not one, inside a well-formed entry
+    store.kv.put(schema.tx_key(tx.hash), codec.encode([2, 0, b"\xff\x00garbage"]))
+    assert store.get_tx_location(tx.hash) == (2, 0)
+    with pytest.raises(StoreError, match="corrupt entry in the tx index"):
+        store.get_receipt(tx.hash)
+
+
+def test_receipts_of_a_store_written_before_they_moved_into_the_tx_entry(
+        store: ChainStore, committed: BlockFixture) -> None:
+    """An entry ``[height, index]`` with its receipt under ``v1/rcpt/`` (stores written
+    before issue 14's session 8) reads as before, and a damaged one says so."""
+    kv = store.kv
+    for i, (tx, receipt) in enumerate(zip(committed.block.txs, committed.receipts, strict=True)):
+        kv.write([(schema.tx_key(tx.hash), codec.encode([2, i])), (schema.receipt_key(tx.hash), receipt.encode())])
+        assert store.get_tx_location(tx.hash) == (2, i)
+        assert store.has_tx(tx.hash)
+        assert store.get_receipt(tx.hash) == receipt
+    tx = committed.block.txs[0]
+    kv.put(schema.receipt_key(tx.hash), b"\xff\x00garbage")
+    with pytest.raises(StoreError, match="corrupt entry in the receipts"):
+        store.get_receipt(tx.hash)
+    kv.write([], [schema.receipt_key(tx.hash)])
+    assert store.get_receipt(tx.hash) is None
 
 
 def test_commit_for_unknown_height_is_none(store: ChainStore, committed: BlockFixture) -> None:
     assert store.get_commit(3) is None
     assert isinstance(store.get_commit(2), Commit)
+
+
+def _to_older_layout(kv: KVStore) -> None:
+    """Trie entries as written before births were folded in: the bare record, and its
+    birth under ``v1/born/``."""
+    puts: list[tuple[bytes, bytes]] = []
+    for k, v in list(kv.iterate(schema.TRIE_PREFIX)):
+        record, born = split_trie_entry(v)
+        if born is not None:
+            assert record is not None
+            puts += [(k, record), (schema.trie_born_key(k[len(schema.TRIE_PREFIX):]), h8(born))]
+    kv.write(puts)
+
+
+@pytest.mark.parametrize("layout", ["new", "mixed", "older"])
+def test_pruning_keeps_a_trie_record_that_came_back(store: ChainStore, chain5: list[BlockFixture],
+                                                    layout: str) -> None:
+    """X enters at 1, leaves at 2 and comes back at 3; Y enters at 1 and leaves at 4.
+    Pruning up to height 3 keeps X (its birth, 3, is after it left) and Y (still held by
+    version 3); up to 4 it drops Y. In the older layout the births are ``v1/born/``
+    entries, which go with their records; "mixed" is a store written in the older
+    layout up to height 2 and upgraded then, so X comes back in the new one."""
+    x, y = b"\x01record X", b"\x01record Y"
+    hx, hy = crypto.sha256(x), crypto.sha256(y)
+    trie: list[tuple[dict[bytes, bytes], frozenset[bytes]]] = [
+        ({hx: x, hy: y}, frozenset()), ({}, frozenset({hx})), ({hx: x}, frozenset()), ({}, frozenset({hy})),
+    ]
+    for fx, (puts, deletes) in zip(chain5, trie, strict=False):
+        store.commit_block(fx.block, fx.commit, fx.state_writes, fx.receipts, trie_puts=puts,
+                           trie_deletes=deletes, retain=True)
+        if layout == "older" or (layout == "mixed" and fx.block.height <= 2):
+            _to_older_layout(store.kv)
+    births = {k for k, _ in store.kv.iterate(schema.TRIE_BORN_PREFIX)}
+    assert births == (set() if layout == "new" else {schema.trie_born_key(hx), schema.trie_born_key(hy)})
+    assert store.prune_trie(3) == 1  # (2, X): it came back
+    assert store.trie_node(hx) == x and store.trie_node(hy) == y
+    assert store.prune_trie(3) == 0
+    assert store.prune_trie(4) == 1  # (4, Y)
+    assert store.trie_node(hx) == x and store.trie_node(hy) is None
+    assert not store.has_stale_trie()
+    left = {k for k, _ in store.kv.iterate(schema.TRIE_BORN_PREFIX)}
+    # X's birth stays with X in the older layout; in the mixed one its older birth is
+    # left behind (the entry X came back with carries the newer one)
+    assert left == (set() if layout == "new" else {schema.trie_born_key(hx)})
