@@ -58,13 +58,14 @@ Every decode of stored bytes goes through :meth:`ChainStore._decode`:
 a damaged entry raises :class:`~medchaind.errors.StoreError` naming its namespace and
 key, never a raw cbor2 or validation error.
 
-*Fewer entries per transaction.* LevelDB's compaction and a block's write cost about
-the same per entry whatever its size, and a tx used to cost ~11 entries (issue 14,
-session 8: the compaction thread and the commit took ~90 of a node's ~420 us per tx).
-Two kinds of entry are folded into others: a receipt into its tx's location entry, and
-a trie record's birth height (``v1/born/``) into the record's own value
-(:func:`trie_entry`). Stores written before keep both older forms, and every reader
-here takes either (:func:`split_trie_entry`, :meth:`ChainStore.get_receipt`), so an
+*Fewer entries per transaction.* A tx used to leave ~11 live entries in LevelDB, whose
+compaction thread and the commit's write took ~90 of a node's ~420 us per tx under
+sustained load (docs/benchmarks.md, issue 14 session 8). Two kinds of entry are folded
+into others: a receipt into its tx's location entry, and a trie record's birth height
+(``v1/born/``) into the record's own value (``0x02 || height || record``). That is a
+third fewer entries and an 8.5% smaller database; the CPU per tx did not move beyond the
+spread of runs. Stores written before keep both older forms, and every reader here takes
+either (:func:`split_trie_entry`, :meth:`ChainStore.get_receipt`), so an
 existing datadir needs no migration and its old entries leave with their records.
 """
 
@@ -570,12 +571,6 @@ TRIE_ENTRY_TAG = 0x02
 _TRIE_ENTRY_HEAD = 1 + schema.HEIGHT_SIZE
 
 
-def trie_entry(record: bytes, height_bytes: bytes) -> bytes:
-    """The ``v1/trie/`` value of ``record``, which entered the trie at that height:
-    ``0x02 || height:8 BE || record``."""
-    return b"\x02" + height_bytes + record
-
-
 def split_trie_entry(raw: bytes | None) -> tuple[bytes | None, int | None]:
     """``(record, birth height)`` of a ``v1/trie/`` value; the height is None for a
     value stored before births were folded in (the bare record: ``v1/born/`` has it)."""
@@ -591,7 +586,7 @@ def _add_trie_writes(
     """Append the state trie's record puts (each with its birth height) and deletes
     (keys built by the schema)."""
     if trie_puts:
-        head = b"\x02" + height_bytes  # trie_entry, inlined: a block writes thousands
+        head = bytes((TRIE_ENTRY_TAG,)) + height_bytes  # each value: 0x02 || height:8 BE || record
         puts.extend((schema.trie_key(h), head + record) for h, record in trie_puts.items())
     if trie_values:
         puts.extend((schema.trie_value_key(h), v) for h, v in trie_values.items())
