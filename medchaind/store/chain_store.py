@@ -59,7 +59,7 @@ a damaged entry raises :class:`~medchaind.errors.StoreError` naming its namespac
 key, never a raw cbor2 or validation error.
 
 *Fewer entries per transaction.* A tx used to leave ~11 live entries in LevelDB, whose
-compaction thread and the commit's write took ~90 of a node's ~420 us per tx under
+compaction thread and the commit's write took ~90 of a node's ~470 us per tx under
 sustained load (docs/benchmarks.md, issue 14 session 8). Two kinds of entry are folded
 into others: a receipt into its tx's location entry, and a trie record's birth height
 (``v1/born/``) into the record's own value (``0x02 || height || record``). That is a
@@ -336,7 +336,7 @@ class ChainStore:
         an entry of its own. Otherwise no version from ``s`` on holds X, and with
         ``s <= horizon`` no retained version does. Idempotent, so it needs no sync'd
         write. (A record stored before births were folded in that comes back after the
-        upgrade leaves its ``v1/born/`` entry behind when it is finally pruned: 41
+        upgrade leaves its ``v1/born/`` entry behind when it is finally pruned: 48
         bytes, never read again.)
         """
         deletes: list[bytes] = []

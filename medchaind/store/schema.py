@@ -7,14 +7,14 @@ next to this one and migrated in place. One namespace per kind of record::
     v1/cmt/<height:8 BE>             -> Commit.encode()   (the commit finalising that height)
     v1/bhash/<block hash:32>         -> <height:8 BE>
     v1/tx/<tx hash:32>               -> codec.encode([height, index in block, Receipt.encode()])
-    v1/rcpt/<tx hash:32>             -> Receipt.encode()     (stores written before session 8 only)
+    v1/rcpt/<tx hash:32>             -> Receipt.encode()     (older stores only; now inside v1/tx/)
     v1/state/<module>/<key>          -> module-defined bytes
     v1/trie/<node hash:32>           -> 0x02 <height:8 BE> <state-trie node record> (medchaind.app.trie):
                                         the record, and the height it last (re)entered the trie
-                                        (stores written before: the bare record)
+                                        (older stores: the bare record)
     v1/tval/<leaf hash:32>           -> the value of that trie leaf (state of older versions)
     v1/stale/<height:8 BE><hash:32>  -> 0x00 leaf / 0x01 inner: the record left the trie at that height
-    v1/born/<node hash:32>           -> <height:8 BE>: the birth of a bare record (stores written before)
+    v1/born/<node hash:32>           -> <height:8 BE>: the birth of a bare record (older stores only)
     v1/blob/<content hash:32>        -> blob bytes (ciphertext; erasable)
     v1/meta/<name>                   -> small values (``head`` = <height:8 BE>)
 
