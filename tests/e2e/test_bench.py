@@ -28,6 +28,10 @@ def test_bench_commits_everything_it_submits(validators: int, tx_type: str, subm
     assert out["rejected"] == 0 and not out["stalled"]
     assert out["submit"] == submit
     assert len(out["nodes"]) == validators
+    for node in out["nodes"]:  # the resident set in its two parts; the anonymous one's peak
+        assert node["rss_anon_mib"] > 0 and node["rss_file_mib"] > 0
+        assert abs(node["rss_anon_mib"] + node["rss_file_mib"] - node["rss_mib"]) <= 1.0
+        assert node["rss_anon_mib"] <= node["peak_rss_anon_mib"] <= node["peak_rss_mib"]
     assert out["ed25519_verify_per_s_one_core"] > 0
     if tx_type == "records":  # every node ended up holding every ciphertext
         assert out["blobs_on_every_node_after_last_commit_s"] is not None
