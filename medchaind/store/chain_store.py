@@ -291,9 +291,7 @@ class ChainStore:
     def trie_node(self, node_hash: bytes) -> bytes | None:
         """The state trie's node record with this hash (None if the store has none)."""
         raw = self._kv.get(schema.trie_key(node_hash))
-        if not raw or raw[0] != TRIE_ENTRY_TAG:
-            return raw  # absent, or a record stored before births were folded in
-        return raw[_TRIE_ENTRY_HEAD:]
+        return raw[_TRIE_ENTRY_HEAD:] if raw is not None and _tagged(raw) else raw
 
     def trie_value(self, leaf_hash: bytes) -> bytes | None:
         """The value of the trie leaf with this hash (None if the store has none)."""
@@ -571,10 +569,16 @@ TRIE_ENTRY_TAG = 0x02
 _TRIE_ENTRY_HEAD = 1 + schema.HEIGHT_SIZE
 
 
+def _tagged(raw: bytes) -> bool:
+    """Whether a ``v1/trie/`` value carries its birth height (else it is the bare record
+    of a store written before births were folded in)."""
+    return bool(raw) and raw[0] == TRIE_ENTRY_TAG
+
+
 def split_trie_entry(raw: bytes | None) -> tuple[bytes | None, int | None]:
     """``(record, birth height)`` of a ``v1/trie/`` value; the height is None for a
     value stored before births were folded in (the bare record: ``v1/born/`` has it)."""
-    if not raw or raw[0] != TRIE_ENTRY_TAG:
+    if raw is None or not _tagged(raw):
         return raw, None
     return raw[_TRIE_ENTRY_HEAD:], schema.decode_height(raw[1:_TRIE_ENTRY_HEAD])
 
