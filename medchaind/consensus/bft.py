@@ -882,8 +882,11 @@ class BftEngine:
             return
         if isinstance(eff, WALAppend):
             if self.wal is not None:
-                await self._wal_block(eff.entry)
-                await self._wal_io(self.wal.append, eff.entry.height, eff.entry)
+                named = self._wal_block(eff.entry)
+                await self._wal_io(functools.partial(self.wal.append, eff.entry.height, eff.entry,
+                                                     block=None if named is None else named[1]))
+                if named is not None:
+                    self._wal_blocks.add(named[0])
         elif isinstance(eff, SignVote):
             assert self.signer is not None and self.state.me is not None  # a core without a key never asks
             self._own.append(VoteReceived(self.signer.sign_vote(eff.vote)))
@@ -980,9 +983,12 @@ class BftEngine:
         """Run a WAL write (it fsyncs) in a worker thread when the ledger does real I/O.
 
         The engine task still waits for it (a message is durable before it is signed),
-        but the event loop does not: an fsync takes milliseconds (~4 ms on the bench
-        machine, 5-8 per height), and blocking the loop for it starved tx admission and
-        gossip, so single-authority blocks shrank to a few dozen txs. Nothing else
+        but the event loop does not: an fsync can take milliseconds (~4 ms on an earlier
+        bench machine), and blocking the loop for it starved tx admission and gossip, so
+        single-authority blocks shrank to a few dozen txs. Per height a node makes one
+        such call per message it signs (two, three for the proposer: a named block goes
+        with its message) and none for the prune, which is a mark written inline
+        (:meth:`WAL.prune`), except when the file is due for compaction. Nothing else
         touches the WAL (only this task does). Simulations under a mock clock write inline.
         """
         if self.ledger.commit_in_thread:
@@ -990,17 +996,16 @@ class BftEngine:
         else:
             fn(*args)
 
-    async def _wal_block(self, entry: Any) -> None:
-        """Before a signed message that names a block: that block, once, in the WAL."""
-        assert self.wal is not None
+    def _wal_block(self, entry: Any) -> tuple[bytes, bytes] | None:
+        """The hash and encoding of the block a WAL entry names, if the WAL does not hold it
+        yet: it goes into the WAL with the entry, in one write and one fsync (:meth:`WAL.append`)."""
         named = getattr(entry, "block_hash", None)
         if named is None or bytes(named) in self._wal_blocks:
-            return
+            return None
         cached = self._blocks.get(bytes(named))
         if cached is None:  # pragma: no cover - the core only names blocks it was given
-            return
-        await self._wal_io(self.wal.append_block, int(entry.height), cached[0].encode())
-        self._wal_blocks.add(bytes(named))
+            return None
+        return bytes(named), cached[0].encode()
 
     def _build(self, height: int, round_: int) -> bytes:
         assert self.key is not None and height == self.next_height
@@ -1050,9 +1055,12 @@ class BftEngine:
         self.last_commit = commit
         self.mempool.update(block.txs, ex.writes)  # the write-set bounds the re-check (mempool docstring)
         if self.wal is not None:
+            # a prune is a mark (no fsync); the file is rewritten only once the dropped
+            # records add up (WAL.compaction_due), not once per height
             look_back = self.sign_guard.look_back
-            await self._wal_io(functools.partial(
-                self.wal.prune, block.height + 1, keep_precommits_from=block.height - look_back if look_back else None))
+            self.wal.prune(block.height + 1, keep_precommits_from=block.height - look_back if look_back else None)
+            if self.wal.compaction_due:
+                await self._wal_io(self.wal.compact)
         self.started_height = 0
         self._blocks = {k: v for k, v in self._blocks.items() if v[0].height > block.height}
         self._fetched_txs = {}

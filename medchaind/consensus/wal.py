@@ -10,14 +10,27 @@ File format (``<datadir>/consensus.wal``): a sequence of records
 ``u32 big-endian length || canonical CBOR {"h": height, "m": message}`` where message
 is ``{"t": "vote", ...Vote.to_map()}``, ``{"t": "proposal", ...}`` or ``{"t": "polka", ...}``,
 or ``{"h": height, "b": block}``: the encoded block a message of that height names,
-written (once per block) before the first message that names it; a block record has
+written once per block, in the same write and fsync as the first message that names it
+and just before it; a block record has
 the top bit of its length word set (``0x80000000 | length``), so each kind keeps its
 own size limit and a damaged length is still recognised as damage. Without the block a
 restarted authority that proposed, or is locked on, a value could not propose it again
 (Tendermint re-proposes its valid value), and a single authority would halt. A torn last
 record (crash mid-write) is cut off on open; anything else malformed is an error that
 names the file and offset, because silently losing a signed message could let the node
-equivocate. Entries below the committed height are pruned by an atomic rewrite.
+equivocate.
+
+Entries below the committed height are pruned with a **mark**, a message-length record
+``{"h": below, "k": keep_precommits_from or null}`` appended without an fsync:
+reading the file applies each mark to the records before it, so the log a restarted node
+reads is the one this process saw. The records a mark drops stay in the file until they
+add up to ``compact_after_bytes`` (4 MiB); then :meth:`WAL.compact` rewrites the live
+records atomically (temporary file, fsync, rename, fsync of the directory). A rewrite per
+committed height (as before issue 14) cost two fsyncs and a re-encoding of what was kept,
+on the engine's path from one height to the next. A mark lost in a crash
+(it is not fsync'd) loses only the prune: the entries of committed heights it dropped come
+back, as they did when a node crashed between its commit and its prune, and the next
+prune drops them again. Everything read back is this key's own history either way.
 
 Pruning may keep this key's non-nil precommits of the last few committed heights
 (``keep_precommits_from``): they are what the double-sign check after a start
@@ -44,6 +57,8 @@ MAX_RECORD = 1024 * 1024
 #: a block record: the largest block genesis parameters allow (max_block_bytes), plus room
 MAX_BLOCK_RECORD = 64 * 1024 * 1024
 _BLOCK_FLAG = 0x8000_0000
+#: bytes of dropped records (and marks) after which :attr:`WAL.compaction_due` is True
+COMPACT_AFTER_BYTES = 4 * 1024 * 1024
 
 WALEntry = Message | PolkaRecord
 
@@ -90,17 +105,22 @@ def message_from_map(d: Any) -> Message:
 
 
 class WAL:
-    def __init__(self, path: Path, *, durable: bool = True) -> None:
+    def __init__(self, path: Path, *, durable: bool = True, compact_after_bytes: int = COMPACT_AFTER_BYTES) -> None:
         self.path = path
-        #: fsync every append and prune (a node always does). ``durable=False`` is for
+        #: fsync every append and compaction (a node always does). ``durable=False`` is for
         #: in-process simulations only (medchaind.testing.cluster): there one process plays
         #: n machines, so the n fsyncs of a step, which would run in parallel on n disks,
         #: are serialised and dominate the wall time; a simulated crash cancels tasks and
         #: loses nothing the page cache holds.
         self.durable = durable
-        self._entries: list[tuple[int, WALEntry]] = []
-        self._blocks: list[tuple[int, bytes]] = []
+        self.compact_after_bytes = compact_after_bytes
+        # (height, entry, size of its record in the file), in file order
+        self._entries: list[tuple[int, WALEntry, int]] = []
+        self._blocks: list[tuple[int, bytes, int]] = []
         self._file: Any = None
+        #: bytes in the file, and of the records the log still holds (the rest is dropped)
+        self._size = 0
+        self._live = 0
         #: no file existed when opened: this log has never recorded any signature
         self.created = not path.exists()
         self._load()
@@ -127,9 +147,11 @@ class WAL:
                 if not isinstance(rec, dict) or type(rec.get("h")) is not int:
                     raise DecodeError("bad record")
                 if is_block and set(rec) == {"h", "b"} and isinstance(rec["b"], bytes):
-                    self._blocks.append((rec["h"], rec["b"]))
+                    self._blocks.append((rec["h"], rec["b"], 4 + n))
                 elif not is_block and set(rec) == {"h", "m"}:
-                    self._entries.append((rec["h"], entry_from_map(rec["m"])))
+                    self._entries.append((rec["h"], entry_from_map(rec["m"]), 4 + n))
+                elif not is_block and set(rec) == {"h", "k"} and (rec["k"] is None or type(rec["k"]) is int):
+                    self._drop(rec["h"], rec["k"])  # a prune mark
                 else:
                     raise DecodeError("bad record")
             except (DecodeError, ValidationError) as exc:
@@ -141,57 +163,76 @@ class WAL:
                 f.truncate(good)
                 f.flush()
                 os.fsync(f.fileno())
+        self._size = good
+        self._live = sum(e[2] for e in self._entries) + sum(b[2] for b in self._blocks)
+
+    def _write(self, data: bytes, *, sync: bool) -> None:
+        self._file.write(data)
+        self._file.flush()
+        if sync and self.durable:
+            os.fsync(self._file.fileno())
+        self._size += len(data)
+
+    @staticmethod
+    def _block_record(height: int, block: bytes) -> bytes:
+        rec = codec.encode({"h": height, "b": block})
+        if len(rec) > MAX_BLOCK_RECORD:
+            raise StoreError(f"a block of {len(block)} bytes is over the consensus WAL's limit")
+        return _LEN.pack(_BLOCK_FLAG | len(rec)) + rec
+
+    @staticmethod
+    def _entry_record(height: int, message: WALEntry) -> bytes:
+        rec = codec.encode({"h": height, "m": message_to_map(message)})
+        return _LEN.pack(len(rec)) + rec
 
     def append_block(self, height: int, block: bytes) -> None:
         """Make ``block`` (encoded) durable for ``height`` before a message names it."""
-        rec = codec.encode({"h": height, "b": block})
-        if len(rec) > MAX_BLOCK_RECORD:
-            raise StoreError(f"{self.path}: a block of {len(block)} bytes is over the WAL's limit")
-        self._file.write(_LEN.pack(_BLOCK_FLAG | len(rec)) + rec)
-        self._file.flush()
-        if self.durable:
-            os.fsync(self._file.fileno())
-        self._blocks.append((height, block))
+        data = self._block_record(height, block)
+        self._write(data, sync=True)
+        self._blocks.append((height, block, len(data)))
+        self._live += len(data)
 
     def blocks(self, height: int) -> tuple[bytes, ...]:
         """The encoded blocks written for ``height``, in order."""
-        return tuple(b for h, b in self._blocks if h == height)
+        return tuple(b for h, b, _ in self._blocks if h == height)
 
     def max_height(self) -> int | None:
         """The highest height with an entry, or None for an empty log."""
-        return max((h for h, _ in self._entries), default=None)
+        return max((h for h, _, _ in self._entries), default=None)
 
     def entries(self, height: int) -> tuple[WALEntry, ...]:
-        return tuple(m for h, m in self._entries if h == height)
+        return tuple(m for h, m, _ in self._entries if h == height)
 
-    def append(self, height: int, message: WALEntry) -> None:
-        rec = codec.encode({"h": height, "m": message_to_map(message)})
-        self._file.write(_LEN.pack(len(rec)) + rec)
-        self._file.flush()
-        if self.durable:
-            os.fsync(self._file.fileno())
-        self._entries.append((height, message))
+    def append(self, height: int, message: WALEntry, *, block: bytes | None = None) -> None:
+        """Make ``message`` durable for ``height``: one write and one fsync.
+
+        ``block``: the encoded block the message names, when the log does not hold it yet;
+        its record goes first, in the same write and under the same fsync (the two records
+        are exactly those of :meth:`append_block` then :meth:`append`).
+        """
+        head = b"" if block is None else self._block_record(height, block)
+        rec = self._entry_record(height, message)
+        self._write(head + rec, sync=True)
+        if block is not None:
+            self._blocks.append((height, block, len(head)))
+        self._entries.append((height, message, len(rec)))
+        self._live += len(head) + len(rec)
 
     def knows_precommit(self, height: int, round_: int, block_hash: bytes) -> bool:
         """Whether this log holds this key's precommit for ``block_hash`` at (height, round)."""
         return any(
             h == height and isinstance(m, Vote) and m.kind == VoteKind.PRECOMMIT
             and m.round == round_ and m.block_hash == block_hash
-            for h, m in self._entries
+            for h, m, _ in self._entries
         )
 
     def precommit_heights(self) -> list[int]:
         """The heights at which this log holds a non-nil precommit of this key, ascending."""
-        return sorted({h for h, m in self._entries
+        return sorted({h for h, m, _ in self._entries
                        if isinstance(m, Vote) and m.kind == VoteKind.PRECOMMIT and m.block_hash is not None})
 
-    def prune(self, below: int, *, keep_precommits_from: int | None = None) -> None:
-        """Drop entries of heights < ``below`` (they are committed), atomically.
-
-        With ``keep_precommits_from``, non-nil precommits of heights >= that bound are
-        kept too (blocks, proposals and proofs of lock below ``below`` still go): the
-        double-sign check needs them, and nothing else reads heights below ``below``.
-        """
+    def _drop(self, below: int, keep_precommits_from: int | None) -> bool:
+        """Drop what a prune to ``below`` drops from the log's view; whether anything went."""
 
         def kept(h: int, m: WALEntry) -> bool:
             if h >= below:
@@ -199,18 +240,47 @@ class WAL:
             return (keep_precommits_from is not None and h >= keep_precommits_from and isinstance(m, Vote)
                     and m.kind == VoteKind.PRECOMMIT and m.block_hash is not None)
 
-        keep = [(h, m) for h, m in self._entries if kept(h, m)]
-        keep_blocks = [(h, b) for h, b in self._blocks if h >= below]
+        keep = [e for e in self._entries if kept(e[0], e[1])]
+        keep_blocks = [b for b in self._blocks if b[0] >= below]
         if len(keep) == len(self._entries) and len(keep_blocks) == len(self._blocks):
+            return False
+        self._entries, self._blocks = keep, keep_blocks
+        return True
+
+    def prune(self, below: int, *, keep_precommits_from: int | None = None) -> None:
+        """Drop entries of heights < ``below`` (they are committed).
+
+        With ``keep_precommits_from``, non-nil precommits of heights >= that bound are
+        kept too (blocks, proposals and proofs of lock below ``below`` still go): the
+        double-sign check needs them, and nothing else reads heights below ``below``.
+
+        Cheap: the log's view changes at once, and the file gets a prune mark (one small
+        write, no fsync; see the module docstring). The dropped records leave the file
+        when :meth:`compact` runs, which the caller does once :attr:`compaction_due`.
+        """
+        if not self._drop(below, keep_precommits_from):
+            return
+        mark = codec.encode({"h": below, "k": keep_precommits_from})
+        self._write(_LEN.pack(len(mark)) + mark, sync=False)
+        self._live = sum(e[2] for e in self._entries) + sum(b[2] for b in self._blocks)
+
+    @property
+    def compaction_due(self) -> bool:
+        """Whether the file holds ``compact_after_bytes`` or more of dropped records and marks."""
+        dropped = self._size - self._live
+        return dropped > 0 and dropped >= self.compact_after_bytes
+
+    def compact(self) -> None:
+        """Rewrite the file with only the records the log holds, atomically (it fsyncs)."""
+        if self._size == self._live:
             return
         tmp = self.path.with_suffix(".tmp")
+        # blocks first: a message never precedes its block
+        blocks = [(h, b, self._block_record(h, b)) for h, b, _ in self._blocks]
+        entries = [(h, m, self._entry_record(h, m)) for h, m, _ in self._entries]
+        data = b"".join(r for _, _, r in blocks) + b"".join(r for _, _, r in entries)
         with open(tmp, "wb") as f:
-            for h, b in keep_blocks:  # blocks first: a message never precedes its block
-                rec = codec.encode({"h": h, "b": b})
-                f.write(_LEN.pack(_BLOCK_FLAG | len(rec)) + rec)
-            for h, m in keep:
-                rec = codec.encode({"h": h, "m": message_to_map(m)})
-                f.write(_LEN.pack(len(rec)) + rec)
+            f.write(data)
             f.flush()
             if self.durable:
                 os.fsync(f.fileno())
@@ -223,8 +293,9 @@ class WAL:
             finally:
                 os.close(dfd)
         self._file = open(self.path, "ab")  # noqa: SIM115
-        self._entries = keep
-        self._blocks = keep_blocks
+        self._blocks = [(h, b, len(r)) for h, b, r in blocks]
+        self._entries = [(h, m, len(r)) for h, m, r in entries]
+        self._size = self._live = len(data)
 
     def close(self) -> None:
         if self._file is not None:

@@ -8,7 +8,9 @@ appended, in order), recovery from a crash mid-append (a torn last record is cut
 and the log stays usable), and refusing to guess (a damaged record anywhere else is an
 error naming the file and offset, never a silent loss).
 
-Record format: ``u32 big-endian length || canonical CBOR {"h": height, "m": message}``.
+Record format: ``u32 big-endian length || canonical CBOR {"h": height, "m": message}``;
+a block record sets the length word's top bit; a prune is a mark ``{"h": below, "k":
+keep_precommits_from or null}``, and the dropped records leave the file when it is compacted.
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ def record(height: int, message: core.Message) -> bytes:
     return struct.pack(">I", len(body)) + body
 
 
+def block_record(height: int, block: bytes) -> bytes:
+    body = codec.encode({"h": height, "b": block})
+    return struct.pack(">I", 0x8000_0000 | len(body)) + body
+
+
+def mark_record(below: int, keep: int | None = None) -> bytes:
+    body = codec.encode({"h": below, "k": keep})
+    return struct.pack(">I", len(body)) + body
+
+
 def offsets(path: Path) -> list[int]:
     """Start offset of every complete record in the file."""
     data = path.read_bytes()
@@ -57,6 +69,18 @@ def reread(path: Path, height: int) -> tuple[object, ...]:
         return w.entries(height)
     finally:
         w.close()
+
+
+def file_records(path: Path) -> list[bytes]:
+    """Every complete record of the file, length word included."""
+    data = path.read_bytes()
+    out, off = [], 0
+    while off + 4 <= len(data):
+        end = off + 4 + (struct.unpack_from(">I", data, off)[0] & 0x7FFF_FFFF)
+        assert end <= len(data), "a torn record"
+        out.append(data[off:end])
+        off = end
+    return out
 
 
 def ends_on_a_record_boundary(path: Path) -> bool:
@@ -162,15 +186,21 @@ class _OsWithFsync:
         return getattr(os, name)
 
 
-def test_an_append_is_on_disk_and_fsynced_before_append_returns(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    synced: list[int] = []
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The file descriptors of every fsync the WAL module makes from now on (each still done)."""
+    fds: list[int] = []
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
-        synced.append(fd)
+        fds.append(fd)
         real_fsync(fd)
 
     monkeypatch.setattr(wal_mod, "os", _OsWithFsync(fsync))
+    return fds
+
+
+def test_an_append_is_on_disk_and_fsynced_before_append_returns(path: Path, synced: list[int]) -> None:
     w = WAL(path)
     w.append(5, H5[0])
     assert len(synced) == 1
@@ -180,6 +210,20 @@ def test_an_append_is_on_disk_and_fsynced_before_append_returns(path: Path, monk
     assert len(synced) == 2
     assert reread(path, 5) == H5[:2]
     w.close()
+
+
+def test_a_message_and_the_block_it_names_are_one_write_and_one_fsync(path: Path, synced: list[int]) -> None:
+    w = WAL(path)
+    w.append(5, H5[0], block=b"block five")
+    assert len(synced) == 1
+    # the very records append_block + append write, block first
+    assert path.read_bytes() == block_record(5, b"block five") + record(5, H5[0])
+    w.append(5, H5[1])  # names the same block: no block this time
+    assert len(synced) == 2
+    w.close()
+    again = WAL(path)
+    assert again.blocks(5) == (b"block five",) and again.entries(5) == H5[:2]
+    again.close()
 
 
 def polka(tag: str, *, height: int = 5, round_: int = 1) -> core.PolkaRecord:
@@ -312,6 +356,8 @@ def test_a_damaged_record_in_the_middle_is_an_error_naming_file_and_offset(path:
 
 WRONG_SHAPE = [
     pytest.param({"h": 5}, id="no message"),
+    pytest.param({"h": 5, "k": "4"}, id="prune mark with a text bound"),
+    pytest.param({"h": 5, "k": 4, "m": {"t": "vote", **H5[1].to_map()}}, id="prune mark with a message"),
     pytest.param({"h": "5", "m": {"t": "vote", **H5[1].to_map()}}, id="height as text"),
     pytest.param({"h": 5, "m": {"t": "vote", **H5[1].to_map()}, "x": 1}, id="extra field"),
     pytest.param({"h": 5, "m": {"t": "commit"}}, id="unknown message type"),
@@ -412,13 +458,66 @@ def test_the_log_stays_appendable_after_a_prune(path: Path) -> None:
     again.close()
 
 
-def test_pruning_everything_leaves_an_empty_file(path: Path) -> None:
+def test_pruning_everything_then_compacting_leaves_an_empty_file(path: Path) -> None:
     w = WAL(path)
     fill(w)
     w.prune(100)
+    assert reread(path, 5) == () and reread(path, 6) == ()  # the mark alone already prunes
+    w.compact()
     assert path.read_bytes() == b""
     w.close()
     assert reread(path, 5) == ()
+
+
+def test_a_prune_is_a_mark_without_fsync_or_rewrite(path: Path, synced: list[int]) -> None:
+    w = WAL(path)
+    fill(w)
+    before, inode, appended = path.read_bytes(), path.stat().st_ino, len(synced)
+    w.prune(6, keep_precommits_from=5)
+    assert len(synced) == appended  # no fsync
+    assert path.stat().st_ino == inode and path.read_bytes() == before + mark_record(6, 5)
+    # the kept precommit of height 5 (non-nil, within the bound) and all of height 6
+    assert w.entries(5) == (H5[2],) and w.entries(6) == H6
+    w.close()
+    again = WAL(path)
+    assert again.entries(5) == (H5[2],) and again.entries(6) == H6
+    again.close()
+
+
+def test_a_lost_mark_gives_back_only_committed_heights_and_the_next_prune_drops_them(path: Path) -> None:
+    w = WAL(path)
+    fill(w)
+    before = path.read_bytes()
+    w.prune(6)
+    w.close()
+    path.write_bytes(before)  # a crash before the unsynced mark reached the disk
+    again = WAL(path)
+    assert again.entries(5) == H5 and again.entries(6) == H6  # as if the prune never ran
+    again.prune(6)
+    assert again.entries(5) == () and again.entries(6) == H6
+    again.close()
+
+
+def test_compaction_is_due_once_the_dropped_records_add_up_and_keeps_only_what_the_log_holds(path: Path) -> None:
+    w = WAL(path, compact_after_bytes=len(record(5, H5[0])) * 3)
+    w.append_block(5, b"block five")
+    fill(w)
+    assert not w.compaction_due
+    w.prune(5)  # nothing to drop: no mark either
+    assert not w.compaction_due and path.read_bytes().endswith(record(6, H6[1]))
+    w.prune(6)
+    assert w.compaction_due  # H5's five records and its block went
+    inode = path.stat().st_ino
+    w.compact()
+    assert path.stat().st_ino != inode and not w.compaction_due
+    assert path.read_bytes() == b"".join(record(6, m) for m in H6)
+    assert not list(path.parent.glob("*.tmp"))
+    w.append(7, vote("A", "b7", height=7), block=b"block seven")
+    w.close()
+    again = WAL(path)
+    assert again.entries(6) == H6 and again.entries(7) == (vote("A", "b7", height=7),)
+    assert again.blocks(7) == (b"block seven",) and again.blocks(5) == ()
+    again.close()
 
 
 def test_a_prune_with_nothing_to_drop_does_not_rewrite_the_file(path: Path) -> None:
@@ -445,35 +544,56 @@ msg_st = st.one_of(
     ),
 )
 op_st = st.one_of(
-    st.tuples(st.just("append"), st.integers(1, 6), msg_st),
-    st.tuples(st.just("prune"), st.integers(1, 7), st.none()),
-    st.tuples(st.just("reopen"), st.none(), st.none()),
+    st.tuples(st.just("append"), st.integers(1, 6), msg_st, st.booleans()),
+    st.tuples(st.just("prune"), st.integers(1, 7), st.one_of(st.none(), st.integers(0, 7)), st.none()),
+    st.tuples(st.just("reopen"), st.none(), st.none(), st.none()),
+    st.tuples(st.just("compact"), st.none(), st.none(), st.none()),
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(op_st, max_size=12))
+def model_kept(h: int, m: object, below: int, keep: int | None) -> bool:
+    return h >= below or (keep is not None and h >= keep and isinstance(m, core.Vote)
+                          and m.kind is PRECOMMIT and m.block_hash is not None)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(op_st, max_size=14), st.sampled_from([0, 200, 1 << 30]))
 def test_the_log_behaves_like_a_list_of_height_message_pairs(
-    ops: list[tuple[str, int | None, core.Message | None]],
+    ops: list[tuple[str, int | None, object, object]], compact_after: int,
 ) -> None:
+    """Appends (some with a block), prunes (some keeping precommits), reopens and
+    compactions in any order: the log, reopened or not, is always the model's list, and a
+    compacted file holds exactly the records of what the log holds."""
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "consensus.wal"
-        w = WAL(p)
+        w = WAL(p, compact_after_bytes=compact_after)
         model: list[tuple[int, object]] = []
-        for op, h, m in ops:
+        blocks: list[tuple[int, bytes]] = []
+        for op, h, arg, with_block in ops:
             if op == "append":
-                assert h is not None and m is not None
-                w.append(h, m)
-                model.append((h, m))
+                assert h is not None and isinstance(arg, core.Vote | core.Proposal | core.PolkaRecord)
+                block = b"block %d.%d" % (h, len(blocks)) if with_block else None
+                w.append(h, arg, block=block)
+                model.append((h, arg))
+                if block is not None:
+                    blocks.append((h, block))
             elif op == "prune":
-                assert h is not None
-                w.prune(h)
-                model = [(x, y) for x, y in model if x >= h]
-            else:
+                assert h is not None and (arg is None or isinstance(arg, int))
+                w.prune(h, keep_precommits_from=arg)
+                model = [(x, y) for x, y in model if model_kept(x, y, h, arg)]
+                blocks = [(x, b) for x, b in blocks if x >= h]
+            elif op == "reopen":
                 w.close()
-                w = WAL(p)
+                w = WAL(p, compact_after_bytes=compact_after)
+            if op == "compact" or w.compaction_due:
+                w.compact()
+                assert sorted(file_records(p)) == sorted([block_record(x, b) for x, b in blocks]
+                                                         + [record(x, y) for x, y in model])  # type: ignore[arg-type]
             for height in range(1, 8):
                 assert w.entries(height) == tuple(y for x, y in model if x == height)
+                assert w.blocks(height) == tuple(b for x, b in blocks if x == height)
+            assert w.precommit_heights() == sorted({x for x, y in model if isinstance(y, core.Vote)
+                                                    and y.kind is PRECOMMIT and y.block_hash is not None})
         w.close()
 
 
