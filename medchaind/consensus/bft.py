@@ -179,8 +179,10 @@ class BftConfig:
     #: under load, for the latency it adds. A peer's message of that height still starts
     #: it at once, and the hold is capped at half the base propose timeout, so a peer that
     #: does not hold still gets our proposal in time. Only without ``create_empty_blocks``.
-    #: 0: at once
-    min_block_interval_ms: int = 0
+    #: 0: at once. The default, 250 ms, took a quarter off the CPU per tx of four
+    #: authorities at 800 tx/s for ~0.2 s of median latency (docs/benchmarks.md, issue 14
+    #: session 9): a height costs ~20-30 ms of CPU per node whatever it carries.
+    min_block_interval_ms: int = 250
     #: a proposal whose block time is further ahead of our clock is invalid
     max_clock_drift_ms: int = 10_000
     #: while a height is undecided, re-broadcast our own messages this often, so peers
@@ -854,7 +856,8 @@ class BftEngine:
             return
         deadline = committed_at + hold_ms / 1000
         params = self.ledger.genesis.params
-        full_txs = params.max_block_txs
+        # "full" as _build will cut it: the execution budget may take fewer than max_block_txs
+        full_txs = self.exec_budget.limit(params.max_block_txs)
         full_bytes = min(params.max_block_bytes, self.config.max_proposal_bytes)
         while trio.current_time() < deadline:
             if len(self.mempool) >= full_txs or self.mempool.pending_bytes >= full_bytes:

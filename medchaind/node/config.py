@@ -96,7 +96,8 @@ class ConsensusSection:
     empty_block_interval_ms: int = 1000
     #: the shortest time from a commit to this node's next proposal while fewer txs than
     #: a full block are pending (CometBFT's timeout_commit); 0 = propose at once
-    min_block_interval_ms: int = 0
+    #: (BftConfig.min_block_interval_ms says why 250)
+    min_block_interval_ms: int = 250
     timeout_propose_ms: int = 3000
     timeout_propose_delta_ms: int = 500
     timeout_prevote_ms: int = 1000

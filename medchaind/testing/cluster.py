@@ -151,6 +151,8 @@ class Cluster:
             tuple(Authority(f"v{i}", self.keys[i].public_key, 1) for i in range(n_validators)),
             params or Params(),
         )
+        # min_block_interval_ms 0 by default here (a node's default is 250): simulations
+        # decide heights as soon as they can; tests/sim/test_block_interval.py sets it
         cfg = BftConfig(timeouts=timeouts, create_empty_blocks=create_empty_blocks,
                         min_block_interval_ms=min_block_interval_ms)
         self.nodes = [
