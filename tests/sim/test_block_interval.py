@@ -1,5 +1,5 @@
 """``consensus.min_block_interval_ms``: fewer, fuller blocks under a steady trickle of
-txs, never a held-back full block (BftEngine._hold_for_a_fuller_block). Full nodes over
+txs, never a held-back block that is half full or more (BftEngine._hold_for_a_fuller_block). Full nodes over
 the MemoryNetwork under autojump_clock: commit times are virtual, so the spacing is
 exact and nothing depends on the machine's speed."""
 
@@ -84,5 +84,27 @@ async def test_a_full_block_is_not_held(autojump_clock: trio.abc.Clock, tmp_path
                 await node0.ledger.wait_height(node0.height + 1)
         # four blocks of 10: held, they would take at least 3 x 450 ms
         assert trio.current_time() - t0 < 1.2
+        c.check_agreement()
+        nursery.cancel_scope.cancel()
+
+
+async def test_half_a_block_is_not_held(autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    c = Cluster(4, wal_dir=tmp_path, seed=23, min_block_interval_ms=450, params=Params(max_block_txs=10))
+    async with trio.open_nursery() as nursery:
+        await c.start(nursery)
+        node0 = c.nodes[0]
+        await trickle(c, 1, 0)  # a first commit, so that the next height follows one
+        # each batch arrives right after the commit before it: 5 txs (half a block of 10)
+        # start the height at once, 4 wait for the hold
+        for n, held in ((5, False), (4, True)):
+            submitted = trio.current_time()
+            txs = [register_tx(c.genesis.chain_id) for _ in range(n)]
+            for tx in txs:
+                node0.submit(tx)
+            with trio.fail_after(60):
+                while not all(node0.ledger.is_committed(t.hash) for t in txs):
+                    await node0.ledger.wait_height(node0.height + 1)
+            took = trio.current_time() - submitted
+            assert (took >= 0.4) is held, (n, took)
         c.check_agreement()
         nursery.cancel_scope.cancel()
