@@ -174,7 +174,7 @@ class BftConfig:
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     create_empty_blocks: bool = False
     empty_block_interval_ms: int = 1000
-    #: while fewer txs than a full block are pending, start the next height no sooner than
+    #: while less than half a block is pending, start the next height no sooner than
     #: this after the last commit (CometBFT's ``timeout_commit``): fewer, larger blocks
     #: under load, for the latency it adds. Half a block pending (of what the proposer
     #: would take), or a peer's message of that height, still starts it at once, and the

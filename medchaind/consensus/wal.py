@@ -173,11 +173,10 @@ class WAL:
             os.fsync(self._file.fileno())
         self._size += len(data)
 
-    @staticmethod
-    def _block_record(height: int, block: bytes) -> bytes:
+    def _block_record(self, height: int, block: bytes) -> bytes:
         rec = codec.encode({"h": height, "b": block})
         if len(rec) > MAX_BLOCK_RECORD:
-            raise StoreError(f"a block of {len(block)} bytes is over the consensus WAL's limit")
+            raise StoreError(f"{self.path}: a block of {len(block)} bytes is over the WAL's limit")
         return _LEN.pack(_BLOCK_FLAG | len(rec)) + rec
 
     @staticmethod

@@ -94,8 +94,8 @@ class IPCSection:
 class ConsensusSection:
     create_empty_blocks: bool = False
     empty_block_interval_ms: int = 1000
-    #: the shortest time from a commit to this node's next proposal while fewer txs than
-    #: a full block are pending (CometBFT's timeout_commit); 0 = propose at once
+    #: the shortest time from a commit to this node's next proposal while less than half
+    #: a block is pending (CometBFT's timeout_commit); 0 = propose at once
     #: (BftConfig.min_block_interval_ms says why 250)
     min_block_interval_ms: int = 250
     timeout_propose_ms: int = 3000
