@@ -860,14 +860,20 @@ class BftEngine:
         # "full" as _build will cut it: the execution budget may take fewer than max_block_txs
         full_txs = self.exec_budget.limit(params.max_block_txs)
         full_bytes = min(params.max_block_bytes, self.config.max_proposal_bytes)
-        while trio.current_time() < deadline:
+        while True:
+            now = trio.current_time()  # read once: the clock moves between two reads
+            if now >= deadline:
+                return
             # Half a block is worth proposing at once: the height's fixed cost is spread
             # over enough txs, and under a backlog a hold would idle the pipeline once per
             # height (issue 14 session 9: at 2,000 tx/s offered, holding until a full block
             # committed ~10% less)
             if 2 * len(self.mempool) >= full_txs or 2 * self.mempool.pending_bytes >= full_bytes:
                 return
-            await trio.sleep(min(self.HOLD_POLL_S, deadline - trio.current_time()))
+            # an absolute wake-up: a relative one computed from a second clock read was
+            # negative when the deadline passed in between, and trio.sleep raised (a node
+            # died of it in an end-to-end test once the hold was on by default)
+            await trio.sleep_until(min(deadline, now + self.HOLD_POLL_S))
 
     # ------------------------------------------------------------ the core
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 from medchaind import crypto
@@ -108,3 +109,21 @@ async def test_half_a_block_is_not_held(autojump_clock: trio.abc.Clock, tmp_path
             assert (took >= 0.4) is held, (n, took)
         c.check_agreement()
         nursery.cancel_scope.cancel()
+
+
+async def test_the_hold_ends_quietly_when_the_clock_passes_its_deadline_between_two_reads(
+        autojump_clock: trio.abc.Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock that moves 0.3 s per read, so the deadline passes between any two reads of
+    one poll: the hold returns. (It used to compute its sleep from a second read, got a
+    negative duration, and trio.sleep raised: the node died.)"""
+    c = Cluster(1, wal_dir=tmp_path, seed=24, min_block_interval_ms=450)
+    engine = c.nodes[0].engine
+    start = trio.current_time()
+    reads = iter(range(1, 100))
+
+    def jumpy() -> float:
+        return start + 0.3 * next(reads)
+
+    monkeypatch.setattr(trio, "current_time", jumpy)
+    with trio.fail_after(5):
+        await engine._hold_for_a_fuller_block(start)
