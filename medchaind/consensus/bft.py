@@ -1000,8 +1000,8 @@ class BftEngine:
         but the event loop does not: an fsync can take milliseconds (~4 ms on an earlier
         bench machine), and blocking the loop for it starved tx admission and gossip, so
         single-authority blocks shrank to a few dozen txs. Per height a node makes one
-        such call per message it signs (two, three for the proposer: a named block goes
-        with its message) and none for the prune, which is a mark written inline
+        such call per record (prevote, proof of lock, precommit, and the proposer's
+        proposal: a named block goes with its message) and none for the prune, a mark written inline
         (:meth:`WAL.prune`), except when the file is due for compaction. Nothing else
         touches the WAL (only this task does). Simulations under a mock clock write inline.
         """

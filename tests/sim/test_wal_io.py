@@ -1,11 +1,11 @@
 """What the consensus WAL costs a height, in a 4-authority cluster with fsyncs on.
 
-Each message an authority signs is made durable first (docs/protocol.md §17). Per height
-that is one write and one fsync per signed message: the block a message names rides in
-the same write (``WAL.append(..., block=...)``), and the prune after a commit is a mark
-without an fsync; the file is rewritten only once the dropped records add up
-(``WAL.compaction_due``), not once per height (issue 14: each of those was a worker-thread
-hand-off and fsyncs on the path from one height to the next).
+Each message an authority signs, and each proof of lock it acts on, is made durable first
+(docs/protocol.md §17). Per height that is one write and one fsync per record: the block a
+message names rides in the same write (``WAL.append(..., block=...)``), and the prune after
+a commit is a mark without an fsync; the file is rewritten only once the dropped records
+add up (``WAL.compaction_due``), not once per height (issue 14: each of those was a
+worker-thread hand-off and fsyncs on the path from one height to the next).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class _CountingOs:
         return getattr(os, name)
 
 
-async def test_one_fsync_per_signed_message_and_no_rewrite_per_height(
+async def test_one_fsync_per_record_and_no_rewrite_per_height(
         autojump_clock: trio.abc.Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     counting = _CountingOs()
     monkeypatch.setattr(wal_mod, "os", counting)
@@ -71,7 +71,7 @@ async def test_one_fsync_per_signed_message_and_no_rewrite_per_height(
 
     heights = c.nodes[0].height
     assert heights >= 6
-    assert counting.fsyncs == len(appends)  # one per signed message, the named block included
+    assert counting.fsyncs == len(appends)  # one per record appended, a named block included
     assert counting.replaces == 0  # no rewrite: the dropped records are far below the threshold
     # every authority logged each block it voted for, with the first message that named it
     for h in range(1, heights + 1):
