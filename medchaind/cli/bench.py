@@ -394,54 +394,57 @@ def run_bench(
         block_txs: dict[int, list[str]] = {}
         watcher = threading.Thread(target=_watch_heads, args=(ipcs[0], seen, stop, block_txs), daemon=True)
         watcher.start()
-        anon_peaks = [0.0] * len(procs)
-        sampler = threading.Thread(target=_sample_anon, args=([p.pid for p in procs], anon_peaks, stop), daemon=True)
-        sampler.start()
-        sent_at: dict[bytes, float] = {}
-        errors: list[str] = []
-        busy = [0]
-        threads = [threading.Thread(target=_submit_batches,
-                                    args=(ipcs[i % validators], per_conn[i], sent_at, errors, rate / connections,
-                                          blobs or None, busy, submit))
-                   for i in range(connections)]
-        load_before = os.getloadavg()[0]
-        client_cpu0 = time.process_time()
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        submit_s = time.perf_counter() - t0
-        stalled = False
-        with Client(ipcs[0], timeout=600) as c:
-            # wait for every sender's last tx (a sender's txs commit in nonce order, so
-            # the rest of its txs are in by then; a connection may carry several senders);
-            # give up if no block comes for STALL_S
-            last_of: dict[bytes, Tx] = {}
-            for lst in per_conn:
-                for tx in lst:
-                    if tx.sender not in last_of or tx.nonce > last_of[tx.sender].nonce:
-                        last_of[tx.sender] = tx
-            stalled = _wait_settled(c, (t.hash for t in last_of.values()), start_height, block_txs)
-            elapsed = time.perf_counter() - t0
-            end_height = c.node_info()["height"]
-            committed = 0
-            latencies = []
-            sizes = []
-            for hh in range(start_height + 1, end_height + 1):
-                hashes = block_txs[hh] if hh in block_txs else c.block(height=hh)["txs"]
-                sizes.append(len(hashes))
-                seen_at = seen.get(hh)
-                for th in hashes:
-                    hb = bytes.fromhex(th[2:])
-                    if hb in sent_at:
-                        committed += 1
-                        if seen_at is not None:
-                            latencies.append(seen_at - sent_at[hb])
-            if committed and seen:
-                last = max(t for hh, t in seen.items() if hh <= end_height)
-                elapsed = min(elapsed, last - t0) if last > t0 else elapsed
-        stop.set()
+        try:  # the watcher and the sampler stop however this ends
+            anon_peaks = [0.0] * len(procs)
+            sampler = threading.Thread(target=_sample_anon, args=([p.pid for p in procs], anon_peaks, stop),
+                                       daemon=True)
+            sampler.start()
+            sent_at: dict[bytes, float] = {}
+            errors: list[str] = []
+            busy = [0]
+            threads = [threading.Thread(target=_submit_batches,
+                                        args=(ipcs[i % validators], per_conn[i], sent_at, errors, rate / connections,
+                                              blobs or None, busy, submit))
+                       for i in range(connections)]
+            load_before = os.getloadavg()[0]
+            client_cpu0 = time.process_time()
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            submit_s = time.perf_counter() - t0
+            stalled = False
+            with Client(ipcs[0], timeout=600) as c:
+                # wait for every sender's last tx (a sender's txs commit in nonce order, so
+                # the rest of its txs are in by then; a connection may carry several senders);
+                # give up if no block comes for STALL_S
+                last_of: dict[bytes, Tx] = {}
+                for lst in per_conn:
+                    for tx in lst:
+                        if tx.sender not in last_of or tx.nonce > last_of[tx.sender].nonce:
+                            last_of[tx.sender] = tx
+                stalled = _wait_settled(c, (t.hash for t in last_of.values()), start_height, block_txs)
+                elapsed = time.perf_counter() - t0
+                end_height = c.node_info()["height"]
+                committed = 0
+                latencies = []
+                sizes = []
+                for hh in range(start_height + 1, end_height + 1):
+                    hashes = block_txs[hh] if hh in block_txs else c.block(height=hh)["txs"]
+                    sizes.append(len(hashes))
+                    seen_at = seen.get(hh)
+                    for th in hashes:
+                        hb = bytes.fromhex(th[2:])
+                        if hb in sent_at:
+                            committed += 1
+                            if seen_at is not None:
+                                latencies.append(seen_at - sent_at[hb])
+                if committed and seen:
+                    last = max(t for hh, t in seen.items() if hh <= end_height)
+                    elapsed = min(elapsed, last - t0) if last > t0 else elapsed
+        finally:
+            stop.set()
         sampler.join()
         client_cpu = time.process_time() - client_cpu0
         load_after = os.getloadavg()[0]
