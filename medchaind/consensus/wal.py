@@ -118,9 +118,8 @@ class WAL:
         self._entries: list[tuple[int, WALEntry, int]] = []
         self._blocks: list[tuple[int, bytes, int]] = []
         self._file: Any = None
-        #: bytes in the file, and of the records the log still holds (the rest is dropped)
+        #: bytes in the file (records the log still holds, dropped ones and prune marks)
         self._size = 0
-        self._live = 0
         #: no file existed when opened: this log has never recorded any signature
         self.created = not path.exists()
         self._load()
@@ -164,7 +163,6 @@ class WAL:
                 f.flush()
                 os.fsync(f.fileno())
         self._size = good
-        self._live = sum(e[2] for e in self._entries) + sum(b[2] for b in self._blocks)
 
     def _write(self, data: bytes, *, sync: bool) -> None:
         self._file.write(data)
@@ -189,7 +187,6 @@ class WAL:
         data = self._block_record(height, block)
         self._write(data, sync=True)
         self._blocks.append((height, block, len(data)))
-        self._live += len(data)
 
     def blocks(self, height: int) -> tuple[bytes, ...]:
         """The encoded blocks written for ``height``, in order."""
@@ -215,7 +212,6 @@ class WAL:
         if block is not None:
             self._blocks.append((height, block, len(head)))
         self._entries.append((height, message, len(rec)))
-        self._live += len(head) + len(rec)
 
     def knows_precommit(self, height: int, round_: int, block_hash: bytes) -> bool:
         """Whether this log holds this key's precommit for ``block_hash`` at (height, round)."""
@@ -261,17 +257,20 @@ class WAL:
             return
         mark = codec.encode({"h": below, "k": keep_precommits_from})
         self._write(_LEN.pack(len(mark)) + mark, sync=False)
-        self._live = sum(e[2] for e in self._entries) + sum(b[2] for b in self._blocks)
+
+    def _live(self) -> int:
+        """Bytes of the records the log still holds (a few heights' worth: summed on demand)."""
+        return sum(e[2] for e in self._entries) + sum(b[2] for b in self._blocks)
 
     @property
     def compaction_due(self) -> bool:
         """Whether the file holds ``compact_after_bytes`` or more of dropped records and marks."""
-        dropped = self._size - self._live
+        dropped = self._size - self._live()
         return dropped > 0 and dropped >= self.compact_after_bytes
 
     def compact(self) -> None:
         """Rewrite the file with only the records the log holds, atomically (it fsyncs)."""
-        if self._size == self._live:
+        if self._size == self._live():
             return
         tmp = self.path.with_suffix(".tmp")
         # blocks first: a message never precedes its block
@@ -294,7 +293,7 @@ class WAL:
         self._file = open(self.path, "ab")  # noqa: SIM115
         self._blocks = [(h, b, len(r)) for h, b, r in blocks]
         self._entries = [(h, m, len(r)) for h, m, r in entries]
-        self._size = self._live = len(data)
+        self._size = len(data)
 
     def close(self) -> None:
         if self._file is not None:
