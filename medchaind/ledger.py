@@ -207,8 +207,11 @@ class Retention:
 
     ``recent``: the last so many heights (proofs at an older height); ``snapshot_interval``
     / ``snapshot_keep``: every ``interval``-th height is a state snapshot, the last
-    ``keep`` of them are kept (and served). All versions from the oldest kept one to the
-    head are kept: replaced records are pruned when they are older than all of them.
+    ``keep`` of them are kept (and served). The kept versions are every height from the
+    horizon (``head - recent``) to the head, and the kept snapshots' heights; a replaced
+    record is pruned once none of them holds it (ChainStore.prune_trie). Until issue 14's
+    session 10 every version from the oldest kept snapshot to the head was kept: up to
+    ``interval * keep`` heights of replaced records.
     """
 
     recent: int = 0
@@ -218,6 +221,7 @@ class Retention:
     @property
     def enabled(self) -> bool:
         return self.recent > 0 or (self.snapshot_interval > 0 and self.snapshot_keep > 0)
+
 
     def snapshot_heights(self, head: int, base: int = 1) -> list[int]:
         """The kept snapshot heights at ``head``, newest first (``head`` itself included
@@ -229,12 +233,20 @@ class Retention:
         return [h for h in range(top, max(base, 1) - 1, -n)][:keep]
 
     def horizon(self, head: int, base: int = 1) -> int:
-        """The oldest retained version at ``head`` (every version from it to the head)."""
-        low = head - self.recent
-        snaps = self.snapshot_heights(head, base)
-        if snaps:
-            low = min(low, snaps[-1])
-        return max(low, base if base > 1 else 0)
+        """The oldest version of the recent window: every version from it to ``head`` is kept."""
+        return max(head - self.recent, base if base > 1 else 0)
+
+    def snapshot_releases(self, head: int, base: int = 1) -> dict[int, int]:
+        """The kept snapshots at ``head``, each with the horizon at which it is dropped:
+        the one at height ``k`` is kept while the head is below ``k + interval * keep``."""
+        span = self.snapshot_interval * self.snapshot_keep
+        return {k: self.horizon(k + span, base) for k in self.snapshot_heights(head, base)}
+
+    def keeps(self, height: int, head: int, base: int = 1) -> bool:
+        """Whether the state after block ``height`` is kept at ``head``."""
+        if not 0 <= height <= head:
+            return False
+        return self.horizon(head, base) <= height or height in self.snapshot_heights(head, base)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,8 +279,7 @@ class Ledger:
         if not self.retention.enabled and self.store.has_stale_trie():
             # retention was switched off: drop what it kept before any record can come back
             # without a birth entry (prune_trie relies on them while entries are pending)
-            while self.store.prune_trie(self.store.head_height()):
-                pass
+            self.store.drop_retained_trie()
         self.base = self.store.base_height()
         self.tip = self._load_tip()
 
@@ -367,14 +378,23 @@ class Ledger:
             trie_deleted_leaves=frozenset() if trie is None else trie.deleted_leaves, retain=retain,
         )
         if retain:
-            self.store.prune_trie(self.retention.horizon(block.height, self.base))
+            r = self.retention
+            h = block.height
+            self.store.prune_trie(r.horizon(h, self.base), snapshots=r.snapshot_releases(h, self.base))
 
     # ------------------------------------------------------------ older versions
 
     def oldest_version(self) -> int:
-        """The lowest height whose state this node can read and prove (its head without retention)."""
+        """The lowest height of the recent window: this node reads and proves the state
+        of every height from it to the head (only the head without retention), and of
+        its kept snapshots (:meth:`kept_snapshots`)."""
         head = self.tip.height
         return self.retention.horizon(head, self.base) if self.retention.enabled else head
+
+    def kept_snapshots(self) -> list[int]:
+        """The heights below the recent window whose state this node keeps, newest first."""
+        oldest = self.oldest_version()
+        return [h for h in self.retention.snapshot_heights(self.tip.height, self.base) if h < oldest]
 
     def root_at(self, height: int) -> bytes | None:
         """The ``app_hash`` of the state after block ``height`` if this node keeps that
@@ -382,7 +402,7 @@ class Ledger:
         tip = self.tip
         if height == tip.height:
             return tip.app_hash
-        if not self.oldest_version() <= height < tip.height:
+        if not (self.retention.enabled and self.retention.keeps(height, tip.height, self.base)):
             return None
         if height == 0:
             return self.store.get_meta(GENESIS_APP_HASH_META)

@@ -104,6 +104,8 @@ class Versions(Protocol):
 
     def oldest_version(self) -> int: ...
 
+    def kept_snapshots(self) -> list[int]: ...
+
 
 class ModuleQueries:
     """Serves module queries against the committed state (a narrow collaborator set)."""
@@ -132,8 +134,13 @@ class ModuleQueries:
         at = None if self.versions is None else self.versions.tip_at(height)
         if at is None:
             oldest = tip.height if self.versions is None else self.versions.oldest_version()
+            snaps = [] if self.versions is None else self.versions.kept_snapshots()
+            also = ""
+            if snaps:
+                also = f" and the snapshot height{'s' if len(snaps) > 1 else ''} {', '.join(map(str, snaps))}"
             raise RPCError(INVALID_PARAMS, f"this node does not keep the state of height {height} (it answers "
-                                           f"heights {oldest}..{tip.height}; see [sync] proof_history)")
+                                           f"heights {oldest}..{tip.height}{also}; see [sync] proof_history "
+                                           "and snapshot_interval)")
         return at, True
 
     def proving(self, tip: Tip, old: bool) -> ProvingState:

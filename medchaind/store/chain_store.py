@@ -321,50 +321,112 @@ class ChainStore:
         self._kv.write(puts, [], sync=True)
         return len(puts) - 1
 
-    def prune_trie(self, horizon: int, *, limit: int = 50_000) -> int:
-        """Delete the trie records (and leaf values) that no version at or above
-        ``horizon`` holds; at most ``limit`` stale entries per call. Returns how many
-        stale entries were processed.
+    def prune_trie(self, horizon: int, *, snapshots: Mapping[int, int] | None = None,
+                   limit: int = 50_000) -> int:
+        """Delete the trie records (and leaf values) that no kept version holds; at most
+        ``limit`` stale entries per call. Returns how many stale entries were processed.
 
-        A stale entry ``(s, X)`` says record X left the trie at height ``s`` (it is in
-        version ``s - 1``, not in ``s``). If X came back at a height above ``s`` (the
-        birth height in its entry, or in ``v1/born/`` for a record stored before births
-        were folded in, is newer: the same subtree can return, e.g. a key added and
-        deleted again) the entry is dropped and the record kept; its next departure has
-        an entry of its own. Otherwise no version from ``s`` on holds X, and with
-        ``s <= horizon`` no retained version does. Idempotent, so it needs no sync'd
-        write. (A record stored before births were folded in that comes back after the
-        upgrade leaves its ``v1/born/`` entry behind when it is finally pruned: 48
-        bytes, never read again.)
+        The kept versions are every height from ``horizon`` to the head, and the kept
+        snapshots: ``snapshots`` maps each one's height to the horizon at which it is
+        dropped. A stale entry ``(s, X)`` says record X left the trie at height ``s`` (it is in
+        version ``s - 1``, not in ``s``); it comes due when ``s <= horizon``. Then, with
+        ``b`` the height X last (re)entered the trie (the birth in its entry, or in
+        ``v1/born/`` for a record stored before births were folded in):
+
+        * ``b > s``: X came back (the same subtree can return, e.g. a key added and
+          deleted again), so the entry is dropped and X kept; its next departure has an
+          entry of its own. The life that ended at ``s`` may hold a kept snapshot below
+          ``s``, so X is *pinned* to the newest one (``v1/pin/``): not deleted, at the end
+          of any later life, while that snapshot is kept.
+        * otherwise X was in versions ``b .. s - 1`` only. If a kept snapshot is among them,
+          or X is pinned to a kept one, the entry is re-filed (with ``s`` in its value) to
+          come due at the horizon where the newest such snapshot is dropped, and X is
+          pinned to it.
+          Else no kept version holds X, and it is deleted with its value and pin.
+
+        Entries come due in height order, and the ones this call re-files come due only
+        after it (a kept snapshot is dropped at a horizon above this one).
+
+        So a chain keeps its recent window and its snapshots' versions, not every version
+        between the oldest snapshot and the head (issue 14, session 10). Idempotent, so it
+        needs no sync'd write. (A record stored before births were folded in that comes
+        back after the upgrade leaves its ``v1/born/`` entry behind when it is finally
+        pruned: 48 bytes, never read again.)
         """
+        releases = snapshots or {}
+        kept = sorted(releases, reverse=True)
+        puts: list[tuple[bytes, bytes]] = []
         deletes: list[bytes] = []
+        pins: dict[bytes, int | None] = {}  # read or set in this call (None: no pin)
+
+        def pin_of(node: bytes) -> int | None:
+            if node not in pins:
+                raw = self._kv.get(schema.trie_pin_key(node))
+                pins[node] = None if raw is None else schema.decode_height(raw)
+            return pins[node]
+
+        def pin(node: bytes, k: int) -> None:
+            now = pin_of(node)
+            if now is None or now < k:
+                pins[node] = k
+                puts.append((schema.trie_pin_key(node), schema.encode_height(k)))
+
         done = 0
         prefix = schema.TRIE_STALE_PREFIX
-        for key, flag in self._kv.iterate(prefix):
-            s = schema.decode_height(key[len(prefix):len(prefix) + schema.HEIGHT_SIZE])
-            if s > horizon or done >= limit:
+        for key, value in self._kv.iterate(prefix):
+            due = schema.decode_height(key[len(prefix):len(prefix) + schema.HEIGHT_SIZE])
+            if due > horizon or done >= limit:
                 break
             node = key[len(prefix) + schema.HEIGHT_SIZE:]
             done += 1
             deletes.append(key)
-            born = split_trie_entry(self._kv.get(schema.trie_key(node)))[1]
+            flag = value[:1]
+            left = due if len(value) == 1 else schema.decode_height(value[1:1 + schema.HEIGHT_SIZE])
+            entry = self._kv.get(schema.trie_key(node))
+            born = split_trie_entry(entry)[1]
             legacy = None
             if born is None:  # stored before births were folded in (or already gone)
                 legacy = self._kv.get(schema.trie_born_key(node))
                 born = 0 if legacy is None else schema.decode_height(legacy)
-            if born > s:
+            if entry is not None and born > left:
+                older = next((k for k in kept if k < left), None)
+                if older is not None:
+                    pin(node, older)
+                continue
+            held = next((k for k in kept if born <= k < left), None) if entry is not None else None
+            pinned = pin_of(node)
+            if pinned is not None and pinned in kept and entry is not None:
+                held = pinned if held is None else max(held, pinned)
+            if held is not None:
+                pin(node, held)
+                puts.append((schema.trie_stale_key(max(releases[held], horizon + 1), node),
+                             flag + schema.encode_height(left)))
                 continue
             deletes.append(schema.trie_key(node))
             if legacy is not None:
                 deletes.append(schema.trie_born_key(node))
+            if pinned is not None:
+                deletes.append(schema.trie_pin_key(node))
+                pins[node] = None
             if flag == b"\x00":
                 deletes.append(schema.trie_value_key(node))
-        if deletes:
-            self._kv.write([], deletes, sync=False)
+        if deletes or puts:
+            put_keys = {k for k, _ in puts}
+            self._kv.write(puts, [k for k in deletes if k not in put_keys], sync=False)
         return done
 
     def has_stale_trie(self) -> bool:
         return next(self._kv.iterate(schema.TRIE_STALE_PREFIX), None) is not None
+
+    def drop_retained_trie(self) -> None:
+        """Keep the head's version of the trie only (retention switched off): prune every
+        stale entry, whenever it comes due (a re-filed one can be due above the head),
+        then the pins left on live records."""
+        while self.prune_trie(schema.MAX_HEIGHT):
+            pass
+        keys = [k for k, _ in self._kv.iterate(schema.TRIE_PIN_PREFIX)]
+        if keys:
+            self._kv.write([], keys, sync=False)
 
     # -- commit ---------------------------------------------------------------------------
 
@@ -495,7 +557,8 @@ class ChainStore:
         if commit.height != block.height or commit.block_hash != block.hash():
             raise StoreError("restore_snapshot: the commit is not for that block")
         deletes = [k for prefix in (schema.STATE_PREFIX, schema.TRIE_PREFIX, schema.TRIE_VALUE_PREFIX,
-                                    schema.TRIE_STALE_PREFIX, schema.TRIE_BORN_PREFIX)
+                                    schema.TRIE_STALE_PREFIX, schema.TRIE_BORN_PREFIX,
+                                    schema.TRIE_PIN_PREFIX)
                    for k, _ in self._kv.iterate(prefix)]
         height = block.height
         hb = schema.encode_height(height)

@@ -13,7 +13,10 @@ next to this one and migrated in place. One namespace per kind of record::
                                         the record, and the height it last (re)entered the trie
                                         (older stores: the bare record)
     v1/tval/<leaf hash:32>           -> the value of that trie leaf (state of older versions)
-    v1/stale/<height:8 BE><hash:32>  -> 0x00 leaf / 0x01 inner: the record left the trie at that height
+    v1/stale/<height:8 BE><hash:32>  -> 0x00 leaf / 0x01 inner: the record left the trie at that height;
+                                        or that flag || <departure height:8 BE>: it left then, and a
+                                        kept snapshot holds it until this height (ChainStore.prune_trie)
+    v1/pin/<node hash:32>            -> <height:8 BE>: a kept snapshot an older life of the record is in
     v1/born/<node hash:32>           -> <height:8 BE>: the birth of a bare record (older stores only)
     v1/blob/<content hash:32>        -> blob bytes (ciphertext; erasable)
     v1/meta/<name>                   -> small values (``head`` = <height:8 BE>)
@@ -30,6 +33,9 @@ Invariants:
   batch writes a ``v1/stale/`` entry instead, and pruning deletes the record once no
   retained version holds it (the birth height tells a record that came back from one
   that did not: ``ChainStore.prune_trie``). ``v1/tval/`` follows its leaf's lifetime.
+  A record a kept snapshot still holds when its stale entry comes due is re-filed at the
+  height that snapshot is dropped, with a ``v1/pin/`` entry naming the snapshot, so that
+  the record is not deleted at the end of a later life either (it can come back).
   Receipts and births were entries of their own (``v1/rcpt/``, ``v1/born/``) until
   issue 14's session 8 folded them into the tx's and the record's entries (fewer
   entries for LevelDB to compact); readers take both forms, see chain_store.py.
@@ -60,6 +66,7 @@ TRIE_PREFIX = VERSION_PREFIX + b"trie/"
 TRIE_VALUE_PREFIX = VERSION_PREFIX + b"tval/"
 TRIE_STALE_PREFIX = VERSION_PREFIX + b"stale/"
 TRIE_BORN_PREFIX = VERSION_PREFIX + b"born/"
+TRIE_PIN_PREFIX = VERSION_PREFIX + b"pin/"
 BLOB_PREFIX = VERSION_PREFIX + b"blob/"
 META_PREFIX = VERSION_PREFIX + b"meta/"
 
@@ -75,6 +82,7 @@ NAMESPACES: dict[bytes, str] = {
     TRIE_VALUE_PREFIX: "state trie values",
     TRIE_STALE_PREFIX: "state trie stale index",
     TRIE_BORN_PREFIX: "state trie birth index",
+    TRIE_PIN_PREFIX: "state trie snapshot pins",
     BLOB_PREFIX: "blobs",
     META_PREFIX: "metadata",
 }
@@ -169,6 +177,11 @@ def trie_stale_key(height: int, node_hash: bytes) -> bytes:
 
 def trie_born_key(node_hash: bytes) -> bytes:
     return TRIE_BORN_PREFIX + _hash(node_hash, "trie node hash")
+
+
+def trie_pin_key(node_hash: bytes) -> bytes:
+    """Key of "a kept snapshot holds an older life of record ``node_hash``"."""
+    return TRIE_PIN_PREFIX + _hash(node_hash, "trie node hash")
 
 
 def blob_key(content_hash: bytes) -> bytes:

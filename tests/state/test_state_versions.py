@@ -1,9 +1,10 @@
 """Older versions of the state: kept, pruned, read and proven (docs/protocol.md §23.8).
 
 A ledger with retention keeps the state trie of every height from its horizon to its
-head (trie records and leaf values); pruning drops exactly what no kept version holds
-(a record that leaves and re-enters the trie, as a key added and deleted again restores
-its parent's record, is covered at the store: tests/store/test_chain_store.py). Queries with
+head and of its kept snapshots (trie records and leaf values); pruning drops exactly
+what no kept version holds (a record that leaves and re-enters the trie, as a key added
+and deleted again restores its parent's record, is covered at the store:
+tests/store/test_chain_store.py and tests/store/test_trie_retention.py). Queries with
 ``"height"`` answer on the older state with a proof that verifies against that header;
 ``tx_nonce`` proves a sender's nonce (membership and absence).
 """
@@ -144,16 +145,41 @@ async def test_the_store_keeps_exactly_the_versions_from_the_horizon(recent: int
         assert ledger.root_at(oldest - 1) is None
 
 
-async def test_snapshot_heights_are_kept_between_recent_windows() -> None:
+async def test_the_recent_window_and_the_snapshots_are_kept_not_the_heights_between() -> None:
     r = Retention(recent=2, snapshot_interval=3, snapshot_keep=2)
     assert r.snapshot_heights(8) == [6, 3]
-    assert r.horizon(8) == 3
+    assert r.horizon(8) == 6
+    assert [h for h in range(10) if r.keeps(h, 8)] == [3, 6, 7, 8]
+    assert r.snapshot_releases(8) == {6: 10, 3: 7}  # dropped when the head reaches 12 and 9
     assert r.snapshot_heights(2) == []
     assert r.horizon(2) == 0
     ledger = Ledger(ChainStore(MemoryKV()), make_app(GENESIS), GENESIS, commit_in_thread=False, retention=r)
-    await grow(ledger, {})
+    states: dict[int, dict[bytes, bytes]] = {}
+    await grow(ledger, states)
+    assert ledger.height == 8
     assert ledger.snapshot_heights() == [6, 3]
-    assert ledger.oldest_version() == 3
+    assert ledger.oldest_version() == 6 and ledger.kept_snapshots() == [3]
+    kept: dict[bytes, bytes] = {}
+    for h in range(9):
+        root = ledger.root_at(h)
+        if not r.keeps(h, 8):
+            assert root is None
+            continue
+        built = trie.build(states[h])
+        assert root == built.root
+        kept.update(built.puts)
+        reader = ledger.version_reader(root)
+        assert {m.encode() + b"/" + k: v for m in ("auth", "identity", "governance")
+                for k, v in reader.iterate(m)} == states[h]
+    # the records of heights 4 and 5 that neither 3 nor 6..8 holds are gone (pinned
+    # extras aside: records that came back, see tests/store/test_trie_retention.py)
+    pinned = {k[len(schema.TRIE_PIN_PREFIX):] for k, _ in ledger.store.kv.iterate(schema.TRIE_PIN_PREFIX)}
+    have = set(stored_trie(ledger.store))
+    assert set(kept) <= have <= set(kept) | pinned
+    between = {h for v in (4, 5) for h in trie.build(states[v]).puts} - set(kept) - pinned
+    assert between and not between & have
+    with pytest.raises(RPCError, match=r"heights 6\.\.8 and the snapshot height 3"):
+        _queries(ledger).version(4)
 
 
 async def test_switching_retention_off_drops_what_it_kept() -> None:
