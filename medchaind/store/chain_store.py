@@ -127,6 +127,9 @@ class ChainStore:
         self._kv = kv
         #: (height, header) of the head, replaced as one value. (0, None) when empty.
         self._head_state: tuple[int, Header | None] = (0, None)
+        #: every stale entry due below this height is processed (prune_trie starts here
+        #: instead of stepping over the deletions of earlier calls; 0 after a restart)
+        self._stale_floor = 0
         mark = kv.get(INCOMPLETE_KEY)
         if mark is not None:
             raise IncompleteStoreError(
@@ -345,7 +348,10 @@ class ChainStore:
           Else no kept version holds X, and it is deleted with its value and pin.
 
         Entries come due in height order, and the ones this call re-files come due only
-        after it (a kept snapshot is dropped at a horizon above this one).
+        after it (a kept snapshot is dropped at a horizon above this one). A call starts
+        where the last complete one ended, not at the first stale key: the deletions of
+        earlier calls stay in LevelDB as tombstones until compaction, and stepping over
+        them was a third of the pruning's time (issue 14, session 10).
 
         So a chain keeps its recent window and its snapshots' versions, not every version
         between the oldest snapshot and the head (issue 14, session 10). Idempotent, so it
@@ -373,9 +379,14 @@ class ChainStore:
 
         done = 0
         prefix = schema.TRIE_STALE_PREFIX
-        for key, value in self._kv.iterate(prefix):
+        complete = True
+        start = prefix + schema.encode_height(self._stale_floor)
+        for key, value in self._kv.iterate(prefix, start=start):
             due = schema.decode_height(key[len(prefix):len(prefix) + schema.HEIGHT_SIZE])
-            if due > horizon or done >= limit:
+            if due > horizon:
+                break
+            if done >= limit:
+                complete = False
                 break
             node = key[len(prefix) + schema.HEIGHT_SIZE:]
             done += 1
@@ -413,6 +424,11 @@ class ChainStore:
         if deletes or puts:
             put_keys = {k for k, _ in puts}
             self._kv.write(puts, [k for k in deletes if k not in put_keys], sync=False)
+        if complete:
+            # entries written from now on come due above the head (a block's) or above
+            # this horizon (re-filed), so the ones below stay processed: the next call
+            # need not step over their deletions, which LevelDB keeps until compaction
+            self._stale_floor = max(self._stale_floor, min(horizon, self.head_height()) + 1)
         return done
 
     def has_stale_trie(self) -> bool:
@@ -576,6 +592,7 @@ class ChainStore:
         puts.append((schema.meta_key(HEAD_META), hb))
         self._kv.write(puts, deletes, sync=True)
         self._head_state = (height, block.header)
+        self._stale_floor = 0
         log.info("state snapshot restored height=%d entries=%d records=%d", height, len(trie_values), len(trie_puts))
 
     def is_empty(self) -> bool:
