@@ -39,15 +39,20 @@ def pins(store: ChainStore) -> dict[bytes, int]:
     return {k[len(prefix):]: schema.decode_height(v) for k, v in store.kv.iterate(prefix)}
 
 
-def run(versions: list[frozenset[int]], retention: Retention) -> tuple[ChainStore, int]:
+def run(versions: list[frozenset[int]], retention: Retention, *, reopen: int = 0,
+        limit: int = 50_000) -> tuple[ChainStore, int]:
     """Commit ``versions[1:]`` on an empty store (version 0 is empty), pruning after each
     block as the ledger does, and check the store after every block. Returns the store
-    and the largest number of records it held beyond the kept versions."""
+    and the largest number of records it held beyond the kept versions. ``reopen``: a
+    new ChainStore over the same database after that height (a restart); ``limit``:
+    prune at most so many entries per call, and call until none is left."""
     store = ChainStore(MemoryKV())
     extra_peak = 0
     for fx, (before, after) in zip(make_chain(len(versions) - 1, n_txs=1),
                                    zip(versions, versions[1:], strict=False), strict=True):
         h = fx.block.height
+        if h == reopen + 1 and reopen:
+            store = ChainStore(store.kv)
         gone = before - after
         store.commit_block(
             fx.block, fx.commit, fx.state_writes, fx.receipts,
@@ -57,7 +62,8 @@ def run(versions: list[frozenset[int]], retention: Retention) -> tuple[ChainStor
             trie_deleted_leaves=frozenset(HASHES[i] for i in gone if i % 2 == 0),
             retain=True,
         )
-        store.prune_trie(retention.horizon(h), snapshots=retention.snapshot_releases(h))
+        while store.prune_trie(retention.horizon(h), snapshots=retention.snapshot_releases(h), limit=limit) == limit:
+            pass
         kept_heights = [v for v in range(h + 1) if retention.keeps(v, h)]
         needed = {HASHES[i] for v in kept_heights for i in versions[v]}
         have = stored(store)
@@ -79,13 +85,16 @@ versions_st = st.lists(st.frozensets(st.integers(0, len(RECORDS) - 1)), min_size
 
 
 @settings(max_examples=300, deadline=None)
-@given(versions=versions_st, recent=st.integers(0, 4), interval=st.integers(0, 5), keep=st.integers(0, 3))
+@given(versions=versions_st, recent=st.integers(0, 4), interval=st.integers(0, 5), keep=st.integers(0, 3),
+       reopen=st.integers(0, 40), limit=st.sampled_from([1, 2, 50_000]))
 def test_the_store_keeps_every_kept_version_and_only_pinned_extras(
-        versions: list[frozenset[int]], recent: int, interval: int, keep: int) -> None:
+        versions: list[frozenset[int]], recent: int, interval: int, keep: int, reopen: int, limit: int) -> None:
+    """Also across a restart (the pruning's floor is in memory) and with the work split
+    over calls of at most ``limit`` entries."""
     retention = Retention(recent=recent, snapshot_interval=interval, snapshot_keep=keep)
     if not retention.enabled:
         retention = Retention(recent=1)
-    store, _ = run(versions, retention)
+    store, _ = run(versions, retention, reopen=reopen, limit=limit)
     # switching retention off (the ledger's path) leaves the head's records only
     store.drop_retained_trie()
     assert stored(store) == {HASHES[i] for i in versions[-1]}
