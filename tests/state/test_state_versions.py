@@ -17,7 +17,6 @@ import pytest
 from state_kit import hexs
 from test_state_store import GENESIS, commit, register, stored_state, stored_trie
 
-from medchaind import codec
 from medchaind.app import trie
 from medchaind.app.proofs import Witness, verify_key
 from medchaind.errors import ProofError
@@ -29,6 +28,7 @@ from medchaind.node.queries import ModuleQueries, query_methods
 from medchaind.store import ChainStore, MemoryKV, schema
 from medchaind.store.chain_store import split_trie_entry
 from medchaind.testing.appkit import enc_key, key, pub
+from medchaind.testing.layouts import to_older_layout
 from medchaind.types import sign_tx
 
 
@@ -58,21 +58,6 @@ async def grow(ledger: Ledger, states: dict[int, dict[bytes, bytes]], blocks: li
         states[ledger.height] = stored_state(ledger.store)
 
 
-def to_older_layout(kv: MemoryKV) -> None:
-    """Rewrite a store into the layout written before issue 14's session 8: bare trie
-    records with their births under ``v1/born/``, tx entries ``[height, index]`` with
-    their receipts under ``v1/rcpt/``."""
-    puts: list[tuple[bytes, bytes]] = []
-    for k, v in list(kv.iterate(schema.TRIE_PREFIX)):
-        record, born = split_trie_entry(v)
-        assert record is not None and born is not None  # every record written now carries its birth
-        puts += [(k, record), (schema.trie_born_key(k[len(schema.TRIE_PREFIX):]), schema.encode_height(born))]
-    for k, v in list(kv.iterate(schema.TX_PREFIX)):
-        height, index, receipt = codec.decode(v)
-        puts += [(k, codec.encode([height, index])), (schema.receipt_key(k[len(schema.TX_PREFIX):]), receipt)]
-    kv.write(puts)
-
-
 @pytest.mark.parametrize("recent", [1, 2, 20])
 @pytest.mark.parametrize("converted_at", [2, 3])
 async def test_a_store_in_the_older_layout_reads_and_prunes_as_before(recent: int, converted_at: int) -> None:
@@ -86,6 +71,7 @@ async def test_a_store_in_the_older_layout_reads_and_prunes_as_before(recent: in
                     retention=Retention(recent=recent))
     states: dict[int, dict[bytes, bytes]] = {}
     await grow(ledger, states, plan()[:converted_at])
+    assert all(split_trie_entry(v)[1] is not None for _, v in kv.iterate(schema.TRIE_PREFIX))
     to_older_layout(kv)
     assert all(split_trie_entry(v)[1] is None for _, v in kv.iterate(schema.TRIE_PREFIX))
     ledger = Ledger(ChainStore(kv), make_app(GENESIS), GENESIS, commit_in_thread=False,

@@ -26,7 +26,7 @@ from medchaind.store import (
     MemoryKV,
     schema,
 )
-from medchaind.store.chain_store import split_trie_entry
+from medchaind.testing.layouts import to_older_layout
 from medchaind.types import Commit, Receipt
 
 
@@ -364,18 +364,6 @@ def test_commit_for_unknown_height_is_none(store: ChainStore, committed: BlockFi
     assert isinstance(store.get_commit(2), Commit)
 
 
-def _to_older_layout(kv: KVStore) -> None:
-    """Trie entries as written before births were folded in: the bare record, and its
-    birth under ``v1/born/``."""
-    puts: list[tuple[bytes, bytes]] = []
-    for k, v in list(kv.iterate(schema.TRIE_PREFIX)):
-        record, born = split_trie_entry(v)
-        if born is not None:
-            assert record is not None
-            puts += [(k, record), (schema.trie_born_key(k[len(schema.TRIE_PREFIX):]), h8(born))]
-    kv.write(puts)
-
-
 @pytest.mark.parametrize("layout", ["new", "mixed", "older"])
 def test_pruning_keeps_a_trie_record_that_came_back(store: ChainStore, chain5: list[BlockFixture],
                                                     layout: str) -> None:
@@ -393,7 +381,7 @@ def test_pruning_keeps_a_trie_record_that_came_back(store: ChainStore, chain5: l
         store.commit_block(fx.block, fx.commit, fx.state_writes, fx.receipts, trie_puts=puts,
                            trie_deletes=deletes, retain=True)
         if layout == "older" or (layout == "mixed" and fx.block.height <= 2):
-            _to_older_layout(store.kv)
+            to_older_layout(store.kv, txs=False)
     births = {k for k, _ in store.kv.iterate(schema.TRIE_BORN_PREFIX)}
     assert births == (set() if layout == "new" else {schema.trie_born_key(hx), schema.trie_born_key(hy)})
     assert store.prune_trie(3) == 1  # (2, X): it came back
