@@ -222,7 +222,6 @@ class Retention:
     def enabled(self) -> bool:
         return self.recent > 0 or (self.snapshot_interval > 0 and self.snapshot_keep > 0)
 
-
     def snapshot_heights(self, head: int, base: int = 1) -> list[int]:
         """The kept snapshot heights at ``head``, newest first (``head`` itself included
         when it is one: it is served once the next block exists)."""

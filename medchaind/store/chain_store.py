@@ -331,9 +331,9 @@ class ChainStore:
 
         The kept versions are every height from ``horizon`` to the head, and the kept
         snapshots: ``snapshots`` maps each one's height to the horizon at which it is
-        dropped. A stale entry ``(s, X)`` says record X left the trie at height ``s`` (it is in
-        version ``s - 1``, not in ``s``); it comes due when ``s <= horizon``. Then, with
-        ``b`` the height X last (re)entered the trie (the birth in its entry, or in
+        dropped. A stale entry ``(s, X)`` says record X left the trie at height ``s`` (it
+        is in version ``s - 1``, not in ``s``); it comes due when ``s <= horizon``. Then,
+        with ``b`` the height X last (re)entered the trie (the birth in its entry, or in
         ``v1/born/`` for a record stored before births were folded in):
 
         * ``b > s``: X came back (the same subtree can return, e.g. a key added and
@@ -341,11 +341,11 @@ class ChainStore:
           entry of its own. The life that ended at ``s`` may hold a kept snapshot below
           ``s``, so X is *pinned* to the newest one (``v1/pin/``): not deleted, at the end
           of any later life, while that snapshot is kept.
-        * otherwise X was in versions ``b .. s - 1`` only. If a kept snapshot is among them,
-          or X is pinned to a kept one, the entry is re-filed (with ``s`` in its value) to
-          come due at the horizon where the newest such snapshot is dropped, and X is
-          pinned to it.
-          Else no kept version holds X, and it is deleted with its value and pin.
+        * otherwise X was in versions ``b .. s - 1`` only. If a kept snapshot is among
+          them, or X is pinned to a kept one, the entry is re-filed (with ``s`` in its
+          value) to come due at the horizon where the newest such snapshot is dropped,
+          and X is pinned to it. Else no kept version holds X, and it is deleted with
+          its value and pin.
 
         Entries come due in height order, and the ones this call re-files come due only
         after it (a kept snapshot is dropped at a horizon above this one). A call starts

@@ -15,7 +15,7 @@ next to this one and migrated in place. One namespace per kind of record::
     v1/tval/<leaf hash:32>           -> the value of that trie leaf (state of older versions)
     v1/stale/<height:8 BE><hash:32>  -> 0x00 leaf / 0x01 inner: the record left the trie at that height;
                                         or that flag || <departure height:8 BE>: it left then, and a
-                                        kept snapshot holds it until this height (ChainStore.prune_trie)
+                                        kept snapshot holds it until the horizon reaches this height
     v1/pin/<node hash:32>            -> <height:8 BE>: a kept snapshot an older life of the record is in
     v1/born/<node hash:32>           -> <height:8 BE>: the birth of a bare record (older stores only)
     v1/blob/<content hash:32>        -> blob bytes (ciphertext; erasable)
@@ -33,8 +33,8 @@ Invariants:
   batch writes a ``v1/stale/`` entry instead, and pruning deletes the record once no
   retained version holds it (the birth height tells a record that came back from one
   that did not: ``ChainStore.prune_trie``). ``v1/tval/`` follows its leaf's lifetime.
-  A record a kept snapshot still holds when its stale entry comes due is re-filed at the
-  height that snapshot is dropped, with a ``v1/pin/`` entry naming the snapshot, so that
+  A record a kept snapshot still holds when its stale entry comes due is re-filed to come
+  due when that snapshot is dropped, with a ``v1/pin/`` entry naming the snapshot, so that
   the record is not deleted at the end of a later life either (it can come back).
   Receipts and births were entries of their own (``v1/rcpt/``, ``v1/born/``) until
   issue 14's session 8 folded them into the tx's and the record's entries (fewer
