@@ -32,7 +32,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +230,35 @@ def _watch_heads(path: Path, seen: dict[int, float], stop: threading.Event,
                 return
 
 
+#: how many of the txs a run did not count as committed :func:`missing_report` asks about
+MISSING_SAMPLE = 64
+
+
+def missing_report(ipcs: Sequence[Path], missing: Sequence[bytes]) -> dict[str, Any]:
+    """What each node says of the first :data:`MISSING_SAMPLE` of ``missing`` (txs
+    submitted but not in any block the run counted): per node, how many are
+    ``pending`` / ``committed`` / ``dropped:<reason>`` / ``unknown``. A tx one node
+    dropped can still be pending on another and commit later; this tells a local drop
+    from a network-wide one, and a slow commit from a lost tx (issue 14, session 10)."""
+    sample = list(missing[:MISSING_SAMPLE])
+    nodes: list[dict[str, int]] = []
+    for path in ipcs:
+        counts: dict[str, int] = {}
+        try:
+            with Client(path, timeout=30) as c:
+                for h in sample:
+                    try:
+                        st = c.tx(h)
+                        key = st["status"] + (f":{st['reason']}" if st.get("reason") else "")
+                    except RPCError:
+                        key = "unknown"
+                    counts[key] = counts.get(key, 0) + 1
+        except (MedchainError, OSError) as exc:
+            counts = {f"unreachable: {exc}": len(sample)}
+        nodes.append(counts)
+    return {"count": len(missing), "asked": len(sample), "nodes": nodes}
+
+
 def wait_connected(ipcs: list[Path], timeout: float = 60.0) -> None:
     """Wait (at most ``timeout``) until every node has every other node as a peer."""
     deadline = time.monotonic() + timeout
@@ -415,6 +444,7 @@ def run_bench(
                 t.join()
             submit_s = time.perf_counter() - t0
             stalled = False
+            missing: dict[str, Any] | None = None
             with Client(ipcs[0], timeout=600) as c:
                 # wait for every sender's last tx (a sender's txs commit in nonce order, so
                 # the rest of its txs are in by then; a connection may carry several senders);
@@ -432,6 +462,7 @@ def run_bench(
                 sizes = []
                 for hh in range(start_height + 1, end_height + 1):
                     hashes = block_txs[hh] if hh in block_txs else c.block(height=hh)["txs"]
+                    block_txs[hh] = hashes
                     sizes.append(len(hashes))
                     seen_at = seen.get(hh)
                     for th in hashes:
@@ -443,6 +474,10 @@ def run_bench(
                 if committed and seen:
                     last = max(t for hh, t in seen.items() if hh <= end_height)
                     elapsed = min(elapsed, last - t0) if last > t0 else elapsed
+                if committed < len(sent_at):
+                    counted = {bytes.fromhex(th[2:]) for hh in range(start_height + 1, end_height + 1)
+                               for th in block_txs.get(hh, ())}
+                    missing = missing_report(ipcs, [h for h in sent_at if h not in counted])
         finally:
             stop.set()
         sampler.join()
@@ -466,6 +501,7 @@ def run_bench(
             "rejected": len(errors),
             "busy_retries": busy[0],
             "first_rejections": errors[:3],
+            "missing": missing,
             "connections": connections,
             "offered_rate_tx_per_s": rate or "unlimited",
             "submit": submit,
