@@ -458,25 +458,24 @@ def run_bench(
                 elapsed = time.perf_counter() - t0
                 end_height = c.node_info()["height"]
                 committed = 0
+                counted: set[bytes] = set()
                 latencies = []
                 sizes = []
                 for hh in range(start_height + 1, end_height + 1):
                     hashes = block_txs[hh] if hh in block_txs else c.block(height=hh)["txs"]
-                    block_txs[hh] = hashes
                     sizes.append(len(hashes))
                     seen_at = seen.get(hh)
                     for th in hashes:
                         hb = bytes.fromhex(th[2:])
                         if hb in sent_at:
                             committed += 1
+                            counted.add(hb)
                             if seen_at is not None:
                                 latencies.append(seen_at - sent_at[hb])
                 if committed and seen:
                     last = max(t for hh, t in seen.items() if hh <= end_height)
                     elapsed = min(elapsed, last - t0) if last > t0 else elapsed
                 if committed < len(sent_at):
-                    counted = {bytes.fromhex(th[2:]) for hh in range(start_height + 1, end_height + 1)
-                               for th in block_txs.get(hh, ())}
                     missing = missing_report(ipcs, [h for h in sent_at if h not in counted])
         finally:
             stop.set()

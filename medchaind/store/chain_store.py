@@ -399,15 +399,17 @@ class ChainStore:
             if born is None:  # stored before births were folded in (or already gone)
                 legacy = self._kv.get(schema.trie_born_key(node))
                 born = 0 if legacy is None else schema.decode_height(legacy)
+            below = next((k for k in kept if k < left), None)  # the newest kept snapshot X could be in
             if entry is not None and born > left:
-                older = next((k for k in kept if k < left), None)
-                if older is not None:
-                    pin(node, older)
+                if below is not None:
+                    pin(node, below)
                 continue
-            held = next((k for k in kept if born <= k < left), None) if entry is not None else None
             pinned = pin_of(node)
-            if pinned is not None and pinned in kept and entry is not None:
-                held = pinned if held is None else max(held, pinned)
+            held = None
+            if entry is not None:
+                held = below if below is not None and below >= born else None
+                if pinned is not None and pinned in kept:
+                    held = pinned if held is None else max(held, pinned)
             if held is not None:
                 pin(node, held)
                 puts.append((schema.trie_stale_key(max(releases[held], horizon + 1), node),
