@@ -462,7 +462,21 @@ class Ledger:
         self._listeners.append(fn)
 
     def is_committed(self, tx_hash: bytes) -> bool:
+        """In the store, including a block whose write is in flight (admission: such a tx
+        must not be admitted again); readers use :meth:`tx_location`."""
         return self.store.has_tx(tx_hash)
+
+    def tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """``(height, index)`` of a tx committed as of the tip, else None.
+
+        With ``commit_in_thread`` a block's batch is in the store before :meth:`commit`
+        moves the tip, applies the write-set to the state cache and tells the listeners
+        (``tx_wait``, the ``tx`` topic, the mempool). A tx of that block is not committed
+        for a reader until then, so a client that sees ``committed`` also sees the block
+        at the node's height and the state after it (issue 14, session 11: a bench
+        counted a tx ``committed`` at a height ``node_info`` did not report yet)."""
+        loc = self.store.get_tx_location(tx_hash)
+        return loc if loc is not None and loc[0] <= self.tip.height else None
 
     async def wait_height(self, height: int) -> None:
         while self.tip.height < height:

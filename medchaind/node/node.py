@@ -622,7 +622,7 @@ class Node:
 
     async def wait_tx(self, tx_hash: bytes) -> None:
         """Return once the tx is committed, or dropped by the mempool (its status says which)."""
-        while not self.ledger.is_committed(tx_hash) and self.mempool.dropped_reason(tx_hash) is None:
+        while self.ledger.tx_location(tx_hash) is None and self.mempool.dropped_reason(tx_hash) is None:
             ev = self._tx_waiters.get(tx_hash)
             if ev is None:
                 ev = self._tx_waiters[tx_hash] = trio.Event()

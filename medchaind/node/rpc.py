@@ -323,6 +323,10 @@ class ChainAPI:
     @takes()
     async def chain_head(self, p: dict[str, Any], conn: Connection) -> Any:
         head = self.ledger.store.head()
+        tip = self.ledger.height
+        if head is not None and head.height > tip:  # the next block's write is in flight
+            block = self._recent.get(tip) or self.ledger.store.get_block(tip)
+            head = None if block is None else block.header
         return None if head is None else head.to_json()
 
     def _block_from(self, p: dict[str, Any]) -> Block:
@@ -334,7 +338,7 @@ class ChainAPI:
             block = store.get_block_by_hash(hex_bytes(p, "hash", 32))
         else:
             raise InvalidParams("give height or hash")
-        if block is None:
+        if block is None or block.height > self.ledger.height:  # above the tip: its write is in flight
             raise NotFound("no such block")
         return block
 
@@ -352,14 +356,14 @@ class ChainAPI:
     @takes("height")
     async def chain_get_commit(self, p: dict[str, Any], conn: Connection) -> Any:
         h = opt_int(p, "height", 0, 1, 2**62)
-        commit = self.ledger.store.get_commit(h)
+        commit = self.ledger.store.get_commit(h) if h <= self.ledger.height else None
         if commit is None:
             raise NotFound("no commit at that height")
         return commit.to_json()
 
     def tx_status(self, tx_hash: bytes) -> dict[str, Any]:
         store = self.ledger.store
-        loc = store.get_tx_location(tx_hash)
+        loc = self.ledger.tx_location(tx_hash)  # as of the tip, like every other answer
         if loc is None:
             if tx_hash in self.mempool:
                 return {"hash": "0x" + tx_hash.hex(), "status": "pending"}
