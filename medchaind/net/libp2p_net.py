@@ -809,18 +809,77 @@ class _NoAutoConnector(AutoConnector):
         await trio.lowlevel.checkpoint()
 
 
+#: bytes one receive on a connection may take from the socket (:class:`_BufferedRawConn`);
+#: CPython allocates this much for each ``recv`` before it trims the result, and 256 KiB
+#: (above glibc's mmap threshold) tripled the node's mmap/munmap calls
+RAW_READ_CHUNK = 64 * 1024
+
+
+class _BufferedRawConn(IRawConnection):
+    """A raw (TCP) connection whose reads take what the socket holds, up to
+    :data:`RAW_READ_CHUNK`, and serve the reads after them from memory.
+
+    Noise reads each frame as two exact reads from the raw connection: its 2-byte length,
+    then its body. Unbuffered, that is two receives per frame, each a ``recv`` syscall
+    behind py-libp2p's per-read lock, and more when a frame arrives in pieces. Under load
+    several frames wait in the socket at once. With this buffer, one receive takes them
+    all and the next reads cost no syscall. Bytes come out in the order they came in, and
+    each read still returns at most ``n`` bytes, so nothing above can tell the
+    difference. One task reads a connection at a time: the Noise session's reader, on
+    behalf of yamux's read loop. Everything but reading is the wrapped connection's."""
+
+    def __init__(self, inner: IRawConnection) -> None:
+        self._inner = inner  # is_initiator too is the wrapped connection's (pnet's has none)
+        self._buf = b""
+        self._pos = 0
+
+    async def read(self, n: int | None = None) -> bytes:
+        if n == 0:
+            return b""
+        if self._pos >= len(self._buf):
+            data = await self._inner.read(max(n or 0, RAW_READ_CHUNK))
+            if n is None or len(data) <= n:
+                return data  # EOF (b"") included
+            self._buf, self._pos = data, 0
+        end = len(self._buf) if n is None else self._pos + n
+        out = self._buf[self._pos:end]
+        self._pos += len(out)
+        if self._pos >= len(self._buf):
+            self._buf, self._pos = b"", 0
+        return out
+
+    async def write(self, data: bytes) -> None:
+        await self._inner.write(data)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    def get_remote_address(self) -> tuple[str, int] | None:
+        return self._inner.get_remote_address()
+
+    def get_transport_addresses(self) -> list[multiaddr.Multiaddr]:
+        return self._inner.get_transport_addresses()
+
+    def get_connection_type(self) -> Any:
+        return self._inner.get_connection_type()
+
+    def __getattr__(self, name: str) -> Any:  # anything else py-libp2p asks of the connection
+        return getattr(self._inner, name)
+
+
 class _AllowlistSecurity(ISecureTransport):
-    """Noise, plus a refusal of authenticated peers that are not on the allowlist."""
+    """Noise over a :class:`_BufferedRawConn`, plus a refusal of authenticated peers
+    that are not on the allowlist."""
 
     def __init__(self, inner: ISecureTransport, net: Libp2pNetwork) -> None:
         self._inner = inner
         self._net = net
 
     async def secure_inbound(self, conn: IRawConnection) -> ISecureConn:
-        return await self._check(await self._inner.secure_inbound(conn), "inbound")
+        return await self._check(await self._inner.secure_inbound(_BufferedRawConn(conn)), "inbound")
 
     async def secure_outbound(self, conn: IRawConnection, peer_id: ID) -> ISecureConn:
-        return await self._check(await self._inner.secure_outbound(conn, peer_id), "outbound")
+        return await self._check(await self._inner.secure_outbound(_BufferedRawConn(conn), peer_id), "outbound")
 
     async def _check(self, secured: ISecureConn, direction: str) -> ISecureConn:
         remote = secured.get_remote_peer()

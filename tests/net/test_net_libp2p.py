@@ -19,7 +19,7 @@ from net_kit import CHAIN, TIMEOUT, Cluster, node_seed
 from medchaind.crypto import SigningKey
 from medchaind.errors import ConfigError
 from medchaind.net import MessageTooLarge, NetLimits, NetworkError, PeerId, PeerUnreachable
-from medchaind.net.libp2p_net import Libp2pNetwork, peer_id_from_public_key
+from medchaind.net.libp2p_net import Libp2pNetwork, _BufferedRawConn, peer_id_from_public_key
 from medchaind.net.libp2p_yamux import MedchainYamux
 from medchaind.testing.wait import poll_until
 
@@ -70,6 +70,9 @@ async def test_peer_id_derives_from_the_ed25519_node_key() -> None:
             assert node._state is not None
             conns = node._state.host.get_network().get_connections(ID.from_base58(other.peer_id))
             assert conns and all(isinstance(conn.muxed_conn, MedchainYamux) for conn in conns)
+            # Noise reads through the buffered raw connection (one receive for many frames)
+            assert all(isinstance(conn.muxed_conn.secured_conn.conn.read_writer.read_write_closer,
+                                  _BufferedRawConn) for conn in conns)
         assert all(addr.endswith(f"/p2p/{a.peer_id}") for addr in a.listen_addrs())
     with pytest.raises(ValueError):
         peer_id_from_public_key(b"\x00" * 31)
