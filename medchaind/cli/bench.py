@@ -319,8 +319,10 @@ def _wait_settled(c: Client, last_txs: Iterable[bytes], from_height: int,
     measured run. A tx still missing when no block came for a second is asked for by
     status: committed settles it; dropped settles it only if no node of ``others`` holds
     it pending (a drop is local to a pool: the tx may still commit from another node's,
-    and stopping then would leave it and its sender's earlier txs uncounted; issue 14,
-    session 10's run of 478,220 of 480,000).
+    and stopping then would leave it and its sender's earlier txs uncounted). A node
+    answers ``committed`` only for blocks at or below the height it reports
+    (``Ledger.tx_location``), so the count that follows, up to ``node_info``'s height,
+    includes every tx settled here.
     """
     pending = set(last_txs)
     height = from_height
