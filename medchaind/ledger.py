@@ -24,7 +24,7 @@ from typing import Any
 import trio
 
 from .app import App, Execution
-from .app.app import PROTOCOL_VERSION
+from .app.app import NONCE_UNUSED_CODES, PROTOCOL_VERSION
 from .app.proofs import ProvingState
 from .app.state import merge_writes
 from .chain import Tip
@@ -375,6 +375,8 @@ class Ledger:
             trie_puts=None if trie is None else trie.puts, trie_deletes=() if trie is None else trie.deletes,
             trie_values=None if trie is None else trie.values,
             trie_deleted_leaves=frozenset() if trie is None else trie.deleted_leaves, retain=retain,
+            nonce_unused={tx.hash for tx, r in zip(block.txs, ex.receipts, strict=True)
+                          if r.code in NONCE_UNUSED_CODES},
         )
         if retain:
             r = self.retention

@@ -64,6 +64,12 @@ NONCE_NS = "auth"
 PROTOCOL_VERSION = 4
 
 
+#: receipt codes of a tx that did not use its nonce (docs/protocol.md §7.1, rules 1-3:
+#: :meth:`App.deliver_tx` returns them before it writes the nonce); every other receipt
+#: means the sender's nonce moved past the tx's, and nonces only grow
+NONCE_UNUSED_CODES = frozenset({"wrong_chain", "unknown_type", "bad_nonce"})
+
+
 def nonce_key(sender: bytes) -> bytes:
     return b"n/" + sender
 

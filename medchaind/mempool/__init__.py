@@ -198,8 +198,13 @@ class Mempool:
         clock: Callable[[], float] = time.monotonic,
         block_info: Callable[[], BlockInfo] | None = None,
         on_dropped: Callable[[Tx, str], None] | None = None,
+        used_its_nonce: Callable[[bytes], bool] | None = None,
     ) -> None:
         self._block_info = block_info
+        #: ``ChainStore.used_its_nonce``: True if a committed tx with this hash used its
+        #: nonce, so a committed nonce at or below the tx's rules it out without reading
+        #: the tx index (None: read it for every tx)
+        self._used_its_nonce = used_its_nonce
         #: told of every tx that leaves the pool uncommitted, with its reason code
         self._on_dropped = on_dropped
         self.app = app
@@ -352,7 +357,13 @@ class Mempool:
     def _add(self, tx: Tx) -> bool:
         if tx.hash in self._txs:
             return False
-        if self._committed(tx.hash):
+        state = self._state()
+        committed_nonce = self.app.nonce(state, tx.sender)
+        # A committed tx used its nonce (nonces only grow), unless its first inclusion was
+        # one of the few that did not: so the tx index is read only when the nonce cannot
+        # tell (a LevelDB read per admitted tx, 8.8% of a lone authority's main thread).
+        used = self._used_its_nonce
+        if (used is None or tx.nonce < committed_nonce or not used(tx.hash)) and self._committed(tx.hash):
             raise TxRejected("already_committed", "this exact tx is already in a block")
         cfg = self.config
         pending = self._by_sender.get(tx.sender, {})
@@ -368,8 +379,6 @@ class Mempool:
         except SignatureError:
             raise TxRejected("bad_signature", "signature does not verify for this sender and chain id") from None
         self._take_token(tx.sender)
-        state = self._state()
-        committed_nonce = self.app.nonce(state, tx.sender)
         if tx.nonce in pending:
             raise TxRejected("nonce_pending", f"another tx with nonce {tx.nonce} is already pending")
         if tx.nonce > committed_nonce + cfg.max_nonce_ahead:

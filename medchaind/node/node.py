@@ -179,6 +179,7 @@ class Node:
                           busy_txs=mc.busy_txs, busy_bytes=mc.busy_bytes, dropped_history=mc.dropped_history),
             block_info=self._admission_block,  # the next block, as if proposed now
             on_dropped=self._on_dropped,
+            used_its_nonce=self.ledger.store.used_its_nonce,
         )
         self.wal = WAL(cfg.datadir / "consensus.wal")
         self.blob_store = FileBlobStore(cfg.datadir / "blobs")

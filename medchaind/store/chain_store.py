@@ -72,7 +72,7 @@ existing datadir needs no migration and its old entries leave with their records
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .. import codec, crypto
@@ -99,11 +99,17 @@ BASE_META = "base"
 #: Meta mark: every leaf of the stored trie has its value under ``v1/tval/`` (stores
 #: written before values were kept are filled in once, by ``ensure_trie_values``).
 TRIE_VALUES_META = "trie_values"
+#: Meta mark: ``v1/nnu/`` holds every committed tx whose first inclusion did not use its
+#: nonce, up to the height in the mark (written by ``init_genesis``, moved by each
+#: ``commit_block`` in its batch). A datadir made before the index has no mark, and one
+#: that an older medchaind has since extended has a mark below its head; for both
+#: :meth:`ChainStore.used_its_nonce` answers False for every tx.
+NONCE_UNUSED_META = "nonce_unused_index"
 #: The key of that mark: a copier puts it before its first batch and deletes it in its last.
 INCOMPLETE_KEY = schema.meta_key(INCOMPLETE_META)
 #: Maintained by ChainStore itself (or by a copier); ``put_meta`` refuses them.
 RESERVED_META = frozenset({HEAD_META, GENESIS_HASH_META, GENESIS_APP_HASH_META, INCOMPLETE_META, BASE_META,
-                           TRIE_VALUES_META})
+                           TRIE_VALUES_META, NONCE_UNUSED_META})
 
 StateWrites = Mapping[tuple[str, bytes], bytes | None]
 #: state-trie node records to add (hash -> record) and hashes of records to delete
@@ -130,6 +136,10 @@ class ChainStore:
         #: every stale entry due below this height is processed (prune_trie starts here
         #: instead of stepping over the deletions of earlier calls; 0 after a restart)
         self._stale_floor = 0
+        #: hashes of the committed txs whose first inclusion did not use their nonce
+        #: (``v1/nnu/``, a handful: only a faulty proposer includes such a tx); None for a
+        #: datadir made before that index, which cannot tell
+        self._nonce_unused: set[bytes] | None = None
         mark = kv.get(INCOMPLETE_KEY)
         if mark is not None:
             raise IncompleteStoreError(
@@ -157,6 +167,10 @@ class ChainStore:
                     "the database is damaged: restore the datadir from a backup or resync it"
                 )
             self._head_state = (height, block.header)
+        mark = kv.get(schema.meta_key(NONCE_UNUSED_META))
+        if mark is not None and mark == schema.encode_height(self._head_state[0]):
+            plen = len(schema.NONCE_UNUSED_PREFIX)
+            self._nonce_unused = {k[plen:] for k, _ in kv.iterate(schema.NONCE_UNUSED_PREFIX)}
         log.debug("chain store opened head=%d", self._head_state[0])
 
     @property
@@ -460,8 +474,13 @@ class ChainStore:
         trie_values: TriePuts | None = None,
         trie_deleted_leaves: frozenset[bytes] = frozenset(),
         retain: bool = False,
+        nonce_unused: Collection[bytes] = (),
     ) -> None:
         """Append ``block`` (finalised by ``commit``) and its execution results atomically.
+
+        ``nonce_unused``: hashes of the block's txs whose execution did not use their
+        nonce (``App.NONCE_UNUSED_CODES``); those that are first inclusions are indexed
+        under ``v1/nnu/`` (:meth:`used_its_nonce`).
 
         ``trie_values`` are the new leaves' values (leaf hash -> value);
         ``trie_deleted_leaves`` the leaves among ``trie_deletes``. With ``retain`` the
@@ -503,6 +522,7 @@ class ChainStore:
             (schema.block_hash_key(block_hash), height_bytes),
         ]
         indexed: set[bytes] = set()
+        unused: list[bytes] = []
         for index, (tx, receipt) in enumerate(zip(block.txs, receipts, strict=True)):
             loc_key = schema.tx_key(tx.hash)
             if tx.hash in indexed or self._kv.get(loc_key) is not None:
@@ -513,6 +533,9 @@ class ChainStore:
                 continue
             indexed.add(tx.hash)
             puts.append((loc_key, codec.encode([height, index, receipt.encode()])))
+            if tx.hash in nonce_unused:
+                puts.append((schema.nonce_unused_key(tx.hash), b""))
+                unused.append(tx.hash)
         deletes = _add_state_writes(puts, state_writes)
         if retain:
             _add_trie_writes(puts, deletes, trie_puts, (), trie_values, height_bytes)
@@ -522,8 +545,12 @@ class ChainStore:
             _add_trie_writes(puts, deletes, trie_puts, trie_deletes, trie_values, height_bytes)
             deletes.extend(schema.trie_value_key(h) for h in trie_deleted_leaves)
         puts.append((schema.meta_key(HEAD_META), height_bytes))
+        if self._nonce_unused is not None:
+            puts.append((schema.meta_key(NONCE_UNUSED_META), height_bytes))
 
         self._kv.write(puts, deletes, sync=True)
+        if unused and self._nonce_unused is not None:
+            self._nonce_unused.update(unused)
         self._head_state = (height, block.header)
         log.debug(
             "committed block height=%d txs=%d state_writes=%d",
@@ -558,8 +585,21 @@ class ChainStore:
         puts.append((schema.meta_key(GENESIS_APP_HASH_META), app_hash))
         if trie_values is not None:
             puts.append((schema.meta_key(TRIE_VALUES_META), b"\x01"))
+        puts.append((schema.meta_key(NONCE_UNUSED_META), schema.encode_height(0)))  # no tx yet: complete
         self._kv.write(puts, deletes, sync=True)
+        self._nonce_unused = set()
         log.info("genesis state written state_writes=%d", len(state_writes))
+
+    def used_its_nonce(self, tx_hash: bytes) -> bool:
+        """True if ``tx_hash``, were it committed here, used its sender's nonce, so that a
+        sender's committed nonce at or below the tx's says it is not committed (nonces
+        only grow). False if it may be one of the few whose first inclusion did not use
+        it (``wrong_chain``, ``unknown_type``, ``bad_nonce``: a faulty proposer's), and
+        for every tx of a datadir made before that index (mempool admission then reads
+        the tx index, as it always did). A store restored from a snapshot holds no txs
+        below its base, so it answers as for txs it never saw."""
+        unused = self._nonce_unused
+        return unused is not None and tx_hash not in unused
 
     def restore_snapshot(
         self, block: Block, commit: Commit, state: Iterable[tuple[str, bytes, bytes]],
@@ -592,6 +632,8 @@ class ChainStore:
         puts.append((schema.meta_key(TRIE_VALUES_META), b"\x01"))
         puts.append((schema.meta_key(BASE_META), hb))
         puts.append((schema.meta_key(HEAD_META), hb))
+        if self._nonce_unused is not None:  # no tx below the base: still complete
+            puts.append((schema.meta_key(NONCE_UNUSED_META), hb))
         self._kv.write(puts, deletes, sync=True)
         self._head_state = (height, block.header)
         self._stale_floor = 0

@@ -67,6 +67,7 @@ TRIE_VALUE_PREFIX = VERSION_PREFIX + b"tval/"
 TRIE_STALE_PREFIX = VERSION_PREFIX + b"stale/"
 TRIE_BORN_PREFIX = VERSION_PREFIX + b"born/"
 TRIE_PIN_PREFIX = VERSION_PREFIX + b"pin/"
+NONCE_UNUSED_PREFIX = VERSION_PREFIX + b"nnu/"
 BLOB_PREFIX = VERSION_PREFIX + b"blob/"
 META_PREFIX = VERSION_PREFIX + b"meta/"
 
@@ -83,6 +84,7 @@ NAMESPACES: dict[bytes, str] = {
     TRIE_STALE_PREFIX: "state trie stale index",
     TRIE_BORN_PREFIX: "state trie birth index",
     TRIE_PIN_PREFIX: "state trie snapshot pins",
+    NONCE_UNUSED_PREFIX: "tx index: first inclusions that did not use their nonce",
     BLOB_PREFIX: "blobs",
     META_PREFIX: "metadata",
 }
@@ -133,6 +135,10 @@ def block_hash_key(block_hash: bytes) -> bytes:
 
 def tx_key(tx_hash: bytes) -> bytes:
     return TX_PREFIX + _hash(tx_hash, "tx hash")
+
+
+def nonce_unused_key(tx_hash: bytes) -> bytes:
+    return NONCE_UNUSED_PREFIX + _hash(tx_hash, "tx hash")
 
 
 def receipt_key(tx_hash: bytes) -> bytes:
