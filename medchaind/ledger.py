@@ -464,8 +464,9 @@ class Ledger:
         self._listeners.append(fn)
 
     def is_committed(self, tx_hash: bytes) -> bool:
-        """In the store, including a block whose write is in flight (admission: such a tx
-        must not be admitted again); readers use :meth:`tx_location`."""
+        """In the store, including a block whose write is in flight: what mempool
+        admission asks when the tx's nonce cannot tell (``ChainStore.used_its_nonce``).
+        Readers use :meth:`tx_location`."""
         return self.store.has_tx(tx_hash)
 
     def tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
