@@ -333,7 +333,7 @@ class ChainAPI:
         store = self.ledger.store
         if "height" in p:
             h = opt_int(p, "height", 0, 1, 2**62)
-            block = self._recent.get(h) or store.get_block(h)
+            block = None if h > self.ledger.height else self._recent.get(h) or store.get_block(h)
         elif "hash" in p:
             block = store.get_block_by_hash(hex_bytes(p, "hash", 32))
         else:

@@ -167,8 +167,7 @@ class ChainStore:
                     "the database is damaged: restore the datadir from a backup or resync it"
                 )
             self._head_state = (height, block.header)
-        mark = kv.get(schema.meta_key(NONCE_UNUSED_META))
-        if mark is not None and mark == schema.encode_height(self._head_state[0]):
+        if kv.get(schema.meta_key(NONCE_UNUSED_META)) == schema.encode_height(self._head_state[0]):
             plen = len(schema.NONCE_UNUSED_PREFIX)
             self._nonce_unused = {k[plen:] for k, _ in kv.iterate(schema.NONCE_UNUSED_PREFIX)}
         log.debug("chain store opened head=%d", self._head_state[0])
